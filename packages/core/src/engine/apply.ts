@@ -1,0 +1,768 @@
+/**
+ * The ledger rules (DESIGN §1) as one function over one account's state:
+ * `applyOperation(state, op, ctx) → Effects`. No I/O, no clock of its own.
+ *
+ * The caller owns `state` and gets it back as the new state: the engine checks everything an
+ * operation needs before it changes anything, so a refused operation leaves the state as the
+ * lazy housekeeping (expiry, cycles) left it, and a store may persist the state either way.
+ */
+import {
+  CodeUnavailableError,
+  HoldExpiredError,
+  HoldResolvedError,
+  IdempotencyConflictError,
+  InsufficientCreditsError,
+  InvalidInputError,
+  NotFoundError,
+  OverageError,
+  RateLimitedError,
+  type TollgateError,
+} from '../errors.js'
+import type { Allocation, Balance, BalanceBucket, Category, Metadata } from '../types.js'
+import { ensureBurnOrder, insertBucket } from './burn-order.js'
+import { periodStart } from './periods.js'
+import type {
+  AccountRecord,
+  AccountState,
+  AlertLevel,
+  BucketState,
+  CycleState,
+  Effects,
+  EngineContext,
+  EntryDraft,
+  HoldState,
+  Operation,
+} from './state.js'
+
+const DAY_MS = 86_400_000
+const NO_METADATA: Metadata = Object.freeze({}) as Metadata
+
+/** A fresh account as first use creates it. */
+export function newAccountState(account: string, now: number): AccountState {
+  return {
+    record: {
+      account,
+      debt: 0,
+      lowBalanceThreshold: null,
+      overdraftLimit: null,
+      alertLevel: null,
+      cycle: null,
+      redeemFailures: 0,
+      redeemWindowStart: 0,
+      createdAt: now,
+    },
+    buckets: [],
+    holds: [],
+  }
+}
+
+/** Running totals and the effects being built, for one operation. */
+class Run {
+  readonly fx: Effects
+  net: number
+  held: number
+  /** Something durable changed (the store must persist). */
+  changed = false
+
+  constructor(
+    readonly state: AccountState,
+    readonly ctx: EngineContext,
+  ) {
+    let total = 0
+    let held = 0
+    for (const b of state.buckets) {
+      total += b.remaining
+      held += b.held
+    }
+    this.net = total - state.record.debt
+    this.held = held
+    this.fx = {
+      result: null,
+      error: null,
+      replayed: false,
+      balance: undefined as unknown as Balance,
+      entries: [],
+      touchedBuckets: [],
+      touchedHolds: [],
+      recordChanged: false,
+      saveIdempotency: null,
+      redemption: null,
+      events: [],
+      changed: false,
+    }
+  }
+
+  get account(): string {
+    return this.state.record.account
+  }
+
+  entry(
+    type: EntryDraft['type'],
+    delta: number,
+    heldDelta: number,
+    debtDelta: number,
+    at: number,
+    extra: Partial<EntryDraft>,
+  ): void {
+    this.net += delta
+    this.held += heldDelta
+    const e: EntryDraft = {
+      type,
+      delta,
+      heldDelta,
+      debtDelta,
+      balanceAfter: this.net,
+      metadata: NO_METADATA,
+      at,
+    }
+    Object.assign(e, extra)
+    this.fx.entries.push(e)
+    this.changed = true
+  }
+
+  touchBucket(b: BucketState): void {
+    if (!this.fx.touchedBuckets.includes(b)) this.fx.touchedBuckets.push(b)
+    this.changed = true
+  }
+
+  touchHold(h: HoldState): void {
+    if (!this.fx.touchedHolds.includes(h)) this.fx.touchedHolds.push(h)
+    this.changed = true
+  }
+
+  touchRecord(): void {
+    this.fx.recordChanged = true
+    this.changed = true
+  }
+
+  available(): number {
+    return this.net + this.state.record.debt - this.held
+  }
+}
+
+// ---------------------------------------------------------------- credits in and out
+
+/**
+ * Adds credits: repays debt first, puts the rest into a new bucket, writes one entry.
+ * Returns the bucket id (also the grant id) and how much went to debt.
+ */
+function credit(
+  run: Run,
+  amount: number,
+  bucket: {
+    expiresAt: number | null
+    priority: number
+    category: Category
+    cycleId: string | null
+  },
+  entryType: EntryDraft['type'],
+  at: number,
+  extra: Partial<EntryDraft>,
+  id: string = run.ctx.newId('grt'),
+): { id: string; repaid: number } {
+  const rec = run.state.record
+  const repaid = Math.min(rec.debt, amount)
+  if (repaid > 0) {
+    rec.debt -= repaid
+    run.touchRecord()
+  }
+  const put = amount - repaid
+  if (put > 0) {
+    const b: BucketState = {
+      id,
+      amount: put,
+      remaining: put,
+      held: 0,
+      expiresAt: bucket.expiresAt,
+      priority: bucket.priority,
+      category: bucket.category,
+      createdAt: at,
+      expired: false,
+      cycleId: bucket.cycleId,
+    }
+    insertBucket(run.state.buckets, b)
+    run.touchBucket(b)
+  }
+  run.entry(entryType, amount, 0, -repaid, at, { grantId: id, ...extra })
+  run.fx.events.push({
+    type: 'granted',
+    account: run.account,
+    grantId: id,
+    amount,
+    source: entryType,
+    at,
+  })
+  return { id, repaid }
+}
+
+/** Takes `amount` of free credits in burn order. Caller has checked `amount ≤ available`. */
+function take(run: Run, amount: number, hold: boolean): Allocation[] {
+  const allocations: Allocation[] = []
+  let need = amount
+  for (const b of run.state.buckets) {
+    if (need === 0) break
+    const free = b.remaining - b.held
+    if (free <= 0) continue
+    const n = free < need ? free : need
+    if (hold) b.held += n
+    else b.remaining -= n
+    need -= n
+    allocations.push({ bucketId: b.id, amount: n })
+    run.touchBucket(b)
+  }
+  return allocations
+}
+
+function findBucket(state: AccountState, id: string): BucketState | undefined {
+  for (const b of state.buckets) if (b.id === id) return b
+  return undefined
+}
+
+/**
+ * Resolves a hold's allocations: spends the first `spend` credits in burn order, frees the
+ * rest. Freed parts of buckets that already expired leave the balance at `at`.
+ */
+function settleAllocations(run: Run, hold: HoldState, spend: number, at: number): void {
+  let left = spend
+  for (const a of hold.allocations) {
+    const b = findBucket(run.state, a.bucketId)
+    if (!b) continue // cannot happen while the hold is pending: held credits stay in their bucket
+    const s = a.amount < left ? a.amount : left
+    left -= s
+    b.held -= a.amount
+    b.remaining -= s
+    run.touchBucket(b)
+  }
+  for (const a of hold.allocations) {
+    const b = findBucket(run.state, a.bucketId)
+    if (b?.expired) expireFree(run, b, at, 'bucket_expiry')
+  }
+}
+
+/** Removes a bucket's free (unheld) remainder with an `expire` entry. */
+function expireFree(run: Run, b: BucketState, at: number, reason: string): void {
+  const amount = b.remaining - b.held
+  if (amount <= 0) return
+  b.remaining -= amount
+  run.touchBucket(b)
+  run.entry('expire', -amount, 0, 0, at, { grantId: b.id, reason })
+  run.fx.events.push({ type: 'expired', account: run.account, kind: 'bucket', id: b.id, amount, at })
+}
+
+// ---------------------------------------------------------------- lazy housekeeping
+
+/**
+ * Brings the account up to `now`, in time order: cycle periods that started, pending holds
+ * past their TTL (released), buckets past their expiry (free remainder leaves).
+ */
+function housekeep(run: Run): void {
+  const { state, ctx } = run
+  const now = ctx.now
+  const cycle = state.record.cycle
+  for (;;) {
+    let t = Number.POSITIVE_INFINITY
+    let kind = 0 // 1 cycle, 2 hold, 3 bucket (this order at equal times)
+    let hold: HoldState | undefined
+    let bucket: BucketState | undefined
+    if (cycle?.active) {
+      const next = periodStart(cycle.anchor, cycle.every, cycle.period + 1)
+      if (next <= now) {
+        t = next
+        kind = 1
+      }
+    }
+    for (const h of state.holds) {
+      if (h.status === 'pending' && h.expiresAt <= now && h.expiresAt < t) {
+        t = h.expiresAt
+        kind = 2
+        hold = h
+      }
+    }
+    for (const b of state.buckets) {
+      if (!b.expired && b.expiresAt !== null && b.expiresAt <= now && b.expiresAt < t) {
+        t = b.expiresAt
+        kind = 3
+        bucket = b
+      }
+    }
+    if (kind === 0) break
+    if (kind === 1) advanceCycle(run, cycle!, t)
+    else if (kind === 2) {
+      const h = hold!
+      h.status = 'expired'
+      h.resolvedAt = t
+      run.touchHold(h)
+      run.entry('release', 0, -h.amount, 0, t, { holdId: h.id, reason: 'hold_ttl' })
+      run.fx.events.push({
+        type: 'expired',
+        account: run.account,
+        kind: 'hold',
+        id: h.id,
+        amount: h.amount,
+        at: t,
+      })
+      settleAllocations(run, h, 0, t)
+    } else {
+      const b = bucket!
+      b.expired = true
+      run.touchBucket(b)
+      expireFree(run, b, t, 'bucket_expiry')
+    }
+  }
+}
+
+/** Materialises the period starting at `start`: ends the last one (with rollover), refills. */
+function advanceCycle(run: Run, cycle: CycleState, start: number): void {
+  const prev = cycle.bucketId === null ? undefined : findBucket(run.state, cycle.bucketId)
+  let leftover = 0
+  if (prev && !prev.expired) {
+    leftover = prev.remaining - prev.held
+    prev.expired = true
+    run.touchBucket(prev)
+    expireFree(run, prev, start, 'cycle_end')
+  }
+  const carry = cycle.rolloverMax === null ? 0 : Math.min(leftover, cycle.rolloverMax)
+  cycle.period += 1
+  const end = periodStart(cycle.anchor, cycle.every, cycle.period + 1)
+  const granted = credit(
+    run,
+    cycle.amount + carry,
+    { expiresAt: end, priority: cycle.priority, category: cycle.category, cycleId: cycle.id },
+    'cycle_grant',
+    start,
+    { cycleId: cycle.id, metadata: carry > 0 ? { rollover: carry } : NO_METADATA },
+  )
+  cycle.bucketId = granted.id
+  run.touchRecord()
+}
+
+function cycleData(account: string, c: CycleState): Record<string, unknown> {
+  return {
+    id: c.id,
+    account,
+    amount: c.amount,
+    every: c.every,
+    rollover: c.rolloverMax === null ? null : { max: c.rolloverMax },
+    anchor: c.anchor,
+    periodStart: periodStart(c.anchor, c.every, c.period),
+    periodEnd: periodStart(c.anchor, c.every, c.period + 1),
+    active: c.active,
+  }
+}
+
+// ---------------------------------------------------------------- balance and alerts
+
+function threshold(rec: AccountRecord, ctx: EngineContext): number | null {
+  return rec.lowBalanceThreshold ?? ctx.config.lowBalanceThreshold
+}
+
+/** Builds the balance and fires low / depleted / recovered once per crossing. */
+function finish(run: Run): void {
+  const { state, ctx } = run
+  const rec = state.record
+  // Spent buckets leave the live list; they were reported in touchedBuckets already.
+  let total = 0
+  let held = 0
+  let write = 0
+  const buckets: BalanceBucket[] = []
+  for (const b of state.buckets) {
+    if (b.remaining === 0) continue
+    state.buckets[write++] = b
+    total += b.remaining
+    held += b.held
+    buckets.push({
+      id: b.id,
+      remaining: b.remaining,
+      held: b.held,
+      expiresAt: b.expiresAt,
+      priority: b.priority,
+      category: b.category,
+    })
+  }
+  state.buckets.length = write
+  const available = total - held
+  const limit = threshold(rec, ctx)
+  const low = limit !== null && available <= limit
+  const level: AlertLevel = available === 0 ? 2 : low ? 1 : 0
+  const prev = rec.alertLevel
+  if (prev !== level) {
+    rec.alertLevel = level
+    if (prev === null) {
+      // First evaluation: no crossing. Persisted with the record if anything else changed.
+      run.fx.recordChanged = true
+    } else {
+      run.touchRecord()
+      const at = ctx.now
+      const account = rec.account
+      if (level > prev) {
+        if (prev === 0 && limit !== null) run.fx.events.push({ type: 'low', account, available, at })
+        if (level === 2) run.fx.events.push({ type: 'depleted', account, available, at })
+      } else if (level === 0) {
+        run.fx.events.push({ type: 'recovered', account, available, at })
+      }
+    }
+  }
+  run.fx.balance = {
+    account: rec.account,
+    total,
+    held,
+    available,
+    debt: rec.debt,
+    low,
+    buckets,
+    asOf: ctx.now,
+  }
+}
+
+// ---------------------------------------------------------------- operations
+
+function findHold(run: Run, id: string): HoldState | TollgateError {
+  let hold: HoldState | undefined
+  for (const h of run.state.holds) {
+    if (h.id === id) {
+      hold = h
+      break
+    }
+  }
+  if (!hold) return new NotFoundError('hold', id)
+  if (hold.status === 'pending') return hold
+  if (hold.status === 'expired') return new HoldExpiredError(id, hold.expiresAt)
+  return new HoldResolvedError(id, hold.status)
+}
+
+function holdData(h: HoldState): Record<string, unknown> {
+  return {
+    id: h.id,
+    account: h.account,
+    amount: h.amount,
+    expiresAt: h.expiresAt,
+    createdAt: h.createdAt,
+    allocations: h.allocations,
+    metadata: h.metadata,
+  }
+}
+
+function withKey(op: Operation): Partial<EntryDraft> {
+  return op.idempotencyKey === undefined ? {} : { idempotencyKey: op.idempotencyKey }
+}
+
+function meta(m: Metadata): Partial<EntryDraft> {
+  return m === NO_METADATA || Object.keys(m).length === 0 ? {} : { metadata: m }
+}
+
+/** Runs the operation proper. Returns its result, or an error after changing nothing. */
+function run(r: Run, op: Operation): Record<string, unknown> | TollgateError {
+  const { state, ctx } = r
+  const now = ctx.now
+  const rec = state.record
+  switch (op.type) {
+    case 'grant': {
+      const g = credit(
+        r,
+        op.amount,
+        { expiresAt: op.expiresAt, priority: op.priority, category: op.category, cycleId: null },
+        'grant',
+        now,
+        { ...withKey(op), ...meta(op.metadata) },
+      )
+      return {
+        id: g.id,
+        account: rec.account,
+        amount: op.amount,
+        repaidDebt: g.repaid,
+        expiresAt: op.expiresAt,
+        priority: op.priority,
+        category: op.category,
+        metadata: op.metadata,
+        createdAt: now,
+      }
+    }
+    case 'debit': {
+      const available = r.available()
+      if (op.amount > available) return new InsufficientCreditsError(rec.account, op.amount, available)
+      const allocations = take(r, op.amount, false)
+      r.entry('debit', -op.amount, 0, 0, now, { ...withKey(op), ...meta(op.metadata) })
+      return { account: rec.account, amount: op.amount, allocations }
+    }
+    case 'adjust': {
+      if (op.delta >= 0) {
+        const g = credit(
+          r,
+          op.delta,
+          { expiresAt: null, priority: 50, category: 'paid', cycleId: null },
+          'adjust',
+          now,
+          { ...withKey(op), reason: op.reason, ...meta(op.metadata) },
+        )
+        return { account: rec.account, amount: op.delta, allocations: [], grantId: g.id }
+      }
+      const amount = -op.delta
+      const available = r.available()
+      if (amount > available) return new InsufficientCreditsError(rec.account, amount, available)
+      const allocations = take(r, amount, false)
+      r.entry('adjust', op.delta, 0, 0, now, {
+        ...withKey(op),
+        reason: op.reason,
+        ...meta(op.metadata),
+      })
+      return { account: rec.account, amount: op.delta, allocations }
+    }
+    case 'reserve': {
+      const available = r.available()
+      if (op.amount > available) return new InsufficientCreditsError(rec.account, op.amount, available)
+      const allocations = take(r, op.amount, true)
+      const hold: HoldState = {
+        id: ctx.newId('hld'),
+        account: rec.account,
+        amount: op.amount,
+        expiresAt: now + op.ttlMs,
+        createdAt: now,
+        status: 'pending',
+        allocations,
+        metadata: op.metadata,
+        resolvedAt: null,
+      }
+      state.holds.push(hold)
+      r.touchHold(hold)
+      r.entry('hold', 0, op.amount, 0, now, {
+        holdId: hold.id,
+        ...withKey(op),
+        ...meta(op.metadata),
+      })
+      return holdData(hold)
+    }
+    case 'commit': {
+      const hold = findHold(r, op.holdId)
+      if (!(hold && 'allocations' in hold)) return hold
+      const actual = op.actual ?? hold.amount
+      let spendFromHold = actual
+      let extra = 0
+      if (actual > hold.amount) {
+        const policy = op.overage ?? ctx.config.overage
+        if (policy === 'reject') return new OverageError(hold.id, hold.amount, actual)
+        spendFromHold = hold.amount
+        extra = actual - hold.amount
+      }
+      settleAllocations(r, hold, spendFromHold, now)
+      let extraTaken = 0
+      let debtAdded = 0
+      if (extra > 0) {
+        extraTaken = Math.min(extra, r.available())
+        // Spent directly from the balance: it is part of the commit entry, not a debit.
+        if (extraTaken > 0) take(r, extraTaken, false)
+        const rest = extra - extraTaken
+        if (rest > 0 && (op.overage ?? ctx.config.overage) === 'overdraft') {
+          const limit = rec.overdraftLimit ?? ctx.config.overdraftLimit
+          const room = limit === null ? rest : Math.max(0, limit - rec.debt)
+          debtAdded = Math.min(rest, room)
+          if (debtAdded > 0) {
+            rec.debt += debtAdded
+            r.touchRecord()
+          }
+        }
+      }
+      const charged = spendFromHold + extraTaken + debtAdded
+      const shortfall = actual - charged
+      const freed = hold.amount - spendFromHold
+      hold.status = 'committed'
+      hold.resolvedAt = now
+      r.touchHold(hold)
+      // The entry is written after the allocations: expiry of freed parts comes first.
+      r.entry('commit', -charged, -hold.amount, debtAdded, now, {
+        holdId: hold.id,
+        ...withKey(op),
+        ...meta(op.metadata),
+        ...(shortfall > 0 ? { reason: 'shortfall' } : {}),
+      })
+      r.fx.events.push({
+        type: 'committed',
+        account: rec.account,
+        holdId: hold.id,
+        charged,
+        shortfall,
+        at: now,
+      })
+      return { holdId: hold.id, account: rec.account, charged, shortfall, debt: debtAdded, freed }
+    }
+    case 'release': {
+      const hold = findHold(r, op.holdId)
+      if (!(hold && 'allocations' in hold)) return hold
+      hold.status = 'released'
+      hold.resolvedAt = now
+      r.touchHold(hold)
+      r.entry('release', 0, -hold.amount, 0, now, {
+        holdId: hold.id,
+        ...withKey(op),
+        ...meta(op.metadata),
+      })
+      settleAllocations(r, hold, 0, now)
+      r.fx.events.push({
+        type: 'released',
+        account: rec.account,
+        holdId: hold.id,
+        freed: hold.amount,
+        at: now,
+      })
+      return { holdId: hold.id, account: rec.account, freed: hold.amount }
+    }
+    case 'extend': {
+      const hold = findHold(r, op.holdId)
+      if (!(hold && 'allocations' in hold)) return hold
+      hold.expiresAt = now + op.ttlMs
+      r.touchHold(hold)
+      return holdData(hold)
+    }
+    case 'balance':
+      return {}
+    case 'configure': {
+      if (op.lowBalanceThreshold !== undefined) rec.lowBalanceThreshold = op.lowBalanceThreshold
+      if (op.overdraftLimit !== undefined) rec.overdraftLimit = op.overdraftLimit
+      r.touchRecord()
+      return { lowBalanceThreshold: rec.lowBalanceThreshold, overdraftLimit: rec.overdraftLimit }
+    }
+    case 'startCycle': {
+      const replaced = rec.cycle?.active ? rec.cycle.id : null
+      const cycle: CycleState = {
+        id: ctx.newId('cyc'),
+        amount: op.amount,
+        every: op.every,
+        rolloverMax: op.rolloverMax,
+        priority: op.priority,
+        category: op.category,
+        anchor: now,
+        period: 0,
+        active: true,
+        bucketId: null,
+      }
+      rec.cycle = cycle
+      r.touchRecord()
+      const g = credit(
+        r,
+        op.amount,
+        {
+          expiresAt: periodStart(now, op.every, 1),
+          priority: op.priority,
+          category: op.category,
+          cycleId: cycle.id,
+        },
+        'cycle_grant',
+        now,
+        { cycleId: cycle.id, ...withKey(op) },
+      )
+      cycle.bucketId = g.id
+      return { cycle: cycleData(rec.account, cycle), replaced }
+    }
+    case 'stopCycle': {
+      const cycle = rec.cycle
+      if (!cycle?.active) return new NotFoundError('cycle', rec.account)
+      cycle.active = false
+      r.touchRecord()
+      return { cycle: cycleData(rec.account, cycle), replaced: null }
+    }
+    case 'redeem':
+      return redeem(r, op.codeHash)
+  }
+}
+
+function redeem(r: Run, codeHash: string): Record<string, unknown> | TollgateError {
+  const { ctx } = r
+  const rec = r.state.record
+  const now = ctx.now
+  const { redeemMaxFailures: max, redeemWindowMs: windowMs } = ctx.config
+  const inWindow = now - rec.redeemWindowStart < windowMs
+  if (inWindow && rec.redeemFailures >= max) {
+    return new RateLimitedError(rec.redeemWindowStart + windowMs - now)
+  }
+  const lookup = ctx.code
+  const code = lookup?.code ?? null
+  let failure: TollgateError | null = null
+  if (!code) failure = new InvalidInputError('code', 'unknown code')
+  else if (code.codeExpiresAt !== null && code.codeExpiresAt <= now)
+    failure = new CodeUnavailableError('expired')
+  else if (lookup?.redeemedByAccount) failure = new CodeUnavailableError('already_redeemed')
+  else if (code.redemptions >= code.maxRedemptions) failure = new CodeUnavailableError('exhausted')
+  if (failure || !code) {
+    if (inWindow) rec.redeemFailures += 1
+    else {
+      rec.redeemWindowStart = now
+      rec.redeemFailures = 1
+    }
+    r.touchRecord()
+    return failure ?? new InvalidInputError('code', 'unknown code')
+  }
+  code.redemptions += 1
+  const redemptionId = ctx.newId('rdm')
+  const expiresAt = code.validityDays === null ? null : now + code.validityDays * DAY_MS
+  const g = credit(
+    r,
+    code.credits,
+    { expiresAt, priority: code.priority, category: code.category, cycleId: null },
+    'redeem',
+    now,
+    { redemptionId },
+  )
+  r.fx.redemption = { codeHash, redemptionId }
+  r.changed = true
+  return {
+    redemptionId,
+    account: rec.account,
+    creditsGranted: code.credits,
+    expiresAt,
+    grantId: g.id,
+  }
+}
+
+/**
+ * Applies one operation to one account's state at `ctx.now`.
+ *
+ * Order: idempotency (a replay or conflict changes nothing) → lazy housekeeping → the
+ * operation (all or nothing) → balance and alert crossings → the idempotency record.
+ */
+export function applyOperation(state: AccountState, op: Operation, ctx: EngineContext): Effects {
+  const r = new Run(state, ctx)
+  const fx = r.fx
+  const key = op.idempotencyKey
+  let fingerprint = ''
+  if (key !== undefined) {
+    fingerprint = fingerprintOf(op)
+    const saved = ctx.idempotency
+    if (saved) {
+      if (saved.account === state.record.account && saved.fingerprint === fingerprint) {
+        const result = saved.result as Record<string, unknown> & { balance: Balance }
+        fx.replayed = true
+        fx.result = result
+        fx.balance = result.balance
+        return fx
+      }
+      fx.error = new IdempotencyConflictError(key)
+      finish(r)
+      return fx
+    }
+  }
+  ensureBurnOrder(state.buckets)
+  housekeep(r)
+  const out = run(r, op)
+  if (out instanceof Error) fx.error = out
+  else fx.result = out
+  finish(r)
+  if (key !== undefined && fx.error === null && fx.result !== null) {
+    const stored = { ...fx.result, balance: fx.balance }
+    fx.result = stored
+    fx.saveIdempotency = {
+      key,
+      account: state.record.account,
+      fingerprint,
+      result: stored,
+      createdAt: ctx.now,
+    }
+    r.changed = true
+  }
+  fx.changed = r.changed
+  return fx
+}
+
+/** A stable digest of an operation's input (its JSON: operations are built with fixed key order). */
+export function fingerprintOf(op: Operation): string {
+  const { idempotencyKey: _key, ...input } = op
+  return JSON.stringify(input)
+}

@@ -1,0 +1,285 @@
+/**
+ * The engine's view of one account. Stores load it, hand it to {@link applyOperation}
+ * and persist what the returned {@link Effects} say changed. Plain data only, so a store
+ * can serialize every field as it is.
+ */
+import type { TollgateError } from '../errors.js'
+import type { Balance, Category, CycleEvery, Metadata, OveragePolicy } from '../types.js'
+
+/** A grant's bucket. Kept in burn order in {@link AccountState.buckets}. */
+export interface BucketState {
+  id: string
+  /** What was put into the bucket (after any debt repayment). */
+  amount: number
+  /** Unspent, held part included. */
+  remaining: number
+  held: number
+  expiresAt: number | null
+  priority: number
+  category: Category
+  createdAt: number
+  /** True once the bucket passed `expiresAt` and its free remainder left the balance. */
+  expired: boolean
+  /** The cycle that funded it, if any (rollover looks the bucket up by this). */
+  cycleId: string | null
+}
+
+export type HoldStatus = 'pending' | 'committed' | 'released' | 'expired'
+
+export interface HoldState {
+  id: string
+  account: string
+  amount: number
+  expiresAt: number
+  createdAt: number
+  status: HoldStatus
+  allocations: { bucketId: string; amount: number }[]
+  metadata: Metadata
+  /** When it left `pending`. */
+  resolvedAt: number | null
+}
+
+export interface CycleState {
+  id: string
+  amount: number
+  every: CycleEvery
+  rolloverMax: number | null
+  priority: number
+  category: Category
+  anchor: number
+  /** Index of the newest materialised period (0 = the one starting at `anchor`). */
+  period: number
+  active: boolean
+  /** The bucket funded for the current period (rollover reads what is left of it). */
+  bucketId: string | null
+}
+
+/** 0 = above the low threshold, 1 = low, 2 = depleted; null = not yet evaluated. */
+export type AlertLevel = 0 | 1 | 2 | null
+
+/** The account row: scalars that change with most operations. */
+export interface AccountRecord {
+  account: string
+  debt: number
+  lowBalanceThreshold: number | null
+  overdraftLimit: number | null
+  alertLevel: AlertLevel
+  cycle: CycleState | null
+  /** Failed redeem attempts in the current window. */
+  redeemFailures: number
+  redeemWindowStart: number
+  createdAt: number
+}
+
+/**
+ * One account's state as the engine sees it. `holds` need not be every hold of the account:
+ * a store loads the holds the operation names plus every pending hold with
+ * `expiresAt ≤ now` (so lazy TTL expiry sees them).
+ */
+export interface AccountState {
+  record: AccountRecord
+  /** Live buckets (remaining > 0), in burn order. */
+  buckets: BucketState[]
+  holds: HoldState[]
+}
+
+/** A stored redeem code: only the hash of its canonical form. */
+export interface CodeRecord {
+  hash: string
+  batchId: string
+  credits: number
+  validityDays: number | null
+  codeExpiresAt: number | null
+  maxRedemptions: number
+  redemptions: number
+  priority: number
+  category: Category
+  createdAt: number
+}
+
+/** What the store found for a redeem operation's code. */
+export interface CodeLookup {
+  code: CodeRecord | null
+  /** Whether this account redeemed this code before. */
+  redeemedByAccount: boolean
+}
+
+/** A stored idempotency record, unique per (tenant, key). */
+export interface IdempotencyRecord {
+  key: string
+  /** The account (or `''` for tenant-level operations) the key was first used on. */
+  account: string
+  /** A digest of the operation's input: same key + other fingerprint = conflict. */
+  fingerprint: string
+  /** The original result, JSON-safe. */
+  result: unknown
+  createdAt: number
+}
+
+// ---- operations: plain data, so a store can batch them or send them over HTTP ----
+
+interface OpBase {
+  idempotencyKey?: string | undefined
+}
+
+export interface GrantOp extends OpBase {
+  type: 'grant'
+  amount: number
+  expiresAt: number | null
+  priority: number
+  category: Category
+  metadata: Metadata
+}
+export interface DebitOp extends OpBase {
+  type: 'debit'
+  amount: number
+  metadata: Metadata
+}
+/** A signed correction: positive adds a bucket, negative removes available credits. */
+export interface AdjustOp extends OpBase {
+  type: 'adjust'
+  delta: number
+  reason: string
+  metadata: Metadata
+}
+export interface ReserveOp extends OpBase {
+  type: 'reserve'
+  amount: number
+  ttlMs: number
+  metadata: Metadata
+}
+export interface CommitOp extends OpBase {
+  type: 'commit'
+  holdId: string
+  /** undefined: the held amount. */
+  actual: number | undefined
+  overage: OveragePolicy | undefined
+  metadata: Metadata
+}
+export interface ReleaseOp extends OpBase {
+  type: 'release'
+  holdId: string
+  metadata: Metadata
+}
+export interface ExtendOp extends OpBase {
+  type: 'extend'
+  holdId: string
+  ttlMs: number
+}
+export interface BalanceOp extends OpBase {
+  type: 'balance'
+}
+export interface ConfigureOp extends OpBase {
+  type: 'configure'
+  lowBalanceThreshold?: number | null
+  overdraftLimit?: number | null
+}
+export interface StartCycleOp extends OpBase {
+  type: 'startCycle'
+  amount: number
+  every: CycleEvery
+  rolloverMax: number | null
+  priority: number
+  category: Category
+}
+export interface StopCycleOp extends OpBase {
+  type: 'stopCycle'
+}
+export interface RedeemOp extends OpBase {
+  type: 'redeem'
+  /** SHA-256 hex of the canonical code. */
+  codeHash: string
+}
+
+export type Operation =
+  | GrantOp
+  | DebitOp
+  | AdjustOp
+  | ReserveOp
+  | CommitOp
+  | ReleaseOp
+  | ExtendOp
+  | BalanceOp
+  | ConfigureOp
+  | StartCycleOp
+  | StopCycleOp
+  | RedeemOp
+
+/** Operations addressed by hold id; the store finds the account from the hold. */
+export type HoldOperation = CommitOp | ReleaseOp | ExtendOp
+
+/** Meter-wide settings the engine needs. */
+export interface EngineConfig {
+  lowBalanceThreshold: number | null
+  overdraftLimit: number | null
+  overage: OveragePolicy
+  redeemMaxFailures: number
+  redeemWindowMs: number
+}
+
+/** Everything besides the state that an operation depends on. */
+export interface EngineContext {
+  now: number
+  config: EngineConfig
+  /** The record for `op.idempotencyKey`, if the store has one. */
+  idempotency: IdempotencyRecord | null
+  /** For `redeem`: what the store found for the code. */
+  code?: CodeLookup | undefined
+  /** Makes a new id with the given prefix (`grt`, `hld`, `rdm`, `cyc`). */
+  newId: (prefix: string) => string
+}
+
+/** A ledger entry before the store gives it an id. */
+export interface EntryDraft {
+  type: import('../types.js').LedgerEntryType
+  delta: number
+  heldDelta: number
+  debtDelta: number
+  balanceAfter: number
+  holdId?: string
+  grantId?: string
+  redemptionId?: string
+  cycleId?: string
+  idempotencyKey?: string
+  reason?: string
+  metadata: Metadata
+  at: number
+}
+
+export type EngineEvent =
+  | { type: 'low' | 'depleted' | 'recovered'; account: string; available: number; at: number }
+  | { type: 'granted'; account: string; grantId: string; amount: number; source: string; at: number }
+  | { type: 'committed'; account: string; holdId: string; charged: number; shortfall: number; at: number }
+  | { type: 'released'; account: string; holdId: string; freed: number; at: number }
+  | {
+      type: 'expired'
+      account: string
+      kind: 'bucket' | 'hold'
+      id: string
+      amount: number
+      at: number
+    }
+
+/** What an operation did. Stores persist it; the meter reads `result`/`error`. */
+export interface Effects {
+  /** Op-specific JSON-safe result (without `balance`/`replayed`), absent on error or replay. */
+  result: Record<string, unknown> | null
+  /** A domain error. State changes listed here (lazy expiry, failed-attempt counts) still persist. */
+  error: TollgateError | null
+  /** True when the result was replayed from an idempotency record; nothing changed. */
+  replayed: boolean
+  balance: Balance
+  entries: EntryDraft[]
+  /** Buckets whose fields changed or that were created (by object identity in `state.buckets`, or dropped when spent). */
+  touchedBuckets: BucketState[]
+  touchedHolds: HoldState[]
+  /** The account row changed. */
+  recordChanged: boolean
+  /** The idempotency record to save, if the operation carried a key and succeeded. */
+  saveIdempotency: IdempotencyRecord | null
+  /** A redemption to record (and the code's counter to bump). */
+  redemption: { codeHash: string; redemptionId: string } | null
+  events: EngineEvent[]
+  /** Anything durable changed; false for replays, conflicts and reads that found nothing due. */
+  changed: boolean
+}

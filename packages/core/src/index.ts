@@ -1,0 +1,69 @@
+export { BalanceCache, type BalanceCacheOptions } from './balance-cache.js'
+export { canonicalCode, checkCharacter, generateCode, hashCode, isValidPrefix } from './codes.js'
+export { applyOperation, fingerprintOf, newAccountState } from './engine/apply.js'
+export { compareBuckets, ensureBurnOrder, insertBucket } from './engine/burn-order.js'
+export { periodStart } from './engine/periods.js'
+export type {
+  AccountRecord,
+  AccountState,
+  AlertLevel,
+  BucketState,
+  CodeLookup,
+  CodeRecord,
+  CycleState,
+  Effects,
+  EngineConfig,
+  EngineContext,
+  EngineEvent,
+  EntryDraft,
+  HoldOperation,
+  HoldState,
+  HoldStatus,
+  IdempotencyRecord,
+  Operation,
+} from './engine/state.js'
+export {
+  AuthError,
+  CodeUnavailableError,
+  type CodeUnavailableReason,
+  type ErrorCode,
+  HoldExpiredError,
+  HoldResolvedError,
+  IdempotencyConflictError,
+  InsufficientCreditsError,
+  InvalidInputError,
+  isTollgateError,
+  NotFoundError,
+  OverageError,
+  RateLimitedError,
+  StoreUnavailableError,
+  TollgateError,
+} from './errors.js'
+export { newId } from './ids.js'
+export { type MemoryStoreOptions, memoryStore } from './memory-store.js'
+export {
+  type CommitOptions,
+  type CreateCodesOptions,
+  createMeter,
+  type ExtendResult,
+  type GrantOptions,
+  Hold,
+  Meter,
+  type MeterEventName,
+  type MeterEvents,
+  type MeterOptions,
+  type MutationOptions,
+  type ReserveOptions,
+  type StartCycleOptions,
+} from './meter.js'
+export {
+  type CodeBatch,
+  type CodeBatchOutcome,
+  decodeCursor,
+  type ExecuteRequest,
+  encodeCursor,
+  type LedgerRequest,
+  type Outcome,
+  type Store,
+} from './store.js'
+export * from './types.js'

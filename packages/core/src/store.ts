@@ -1,0 +1,106 @@
+/**
+ * The Store contract. A store keeps accounts' state, ledgers, idempotency records and redeem
+ * codes for many tenants; it never decides a ledger rule. For each operation it loads one
+ * account's state, calls {@link applyOperation} and persists the returned effects atomically.
+ * See docs/store.md.
+ */
+import type { Effects, EngineConfig, CodeRecord, Operation } from './engine/state.js'
+import type { TollgateError } from './errors.js'
+import type { Balance, LedgerEntryType, LedgerPage } from './types.js'
+
+/** One operation for one account (or, for hold operations, for the hold's account). */
+export interface ExecuteRequest {
+  tenant: string
+  /**
+   * The account, for account operations. Undefined for `commit`, `release` and `extend`: the
+   * store finds the account from `op.holdId` within the tenant (a hold of another tenant is
+   * not found).
+   */
+  account: string | undefined
+  op: Operation
+  /** The meter's clock reading for this operation. */
+  now: number
+  config: EngineConfig
+  /** Id factory for grants, holds, cycles and redemptions. */
+  newId: (prefix: string) => string
+}
+
+/**
+ * What an operation produced, as the meter needs it. Plain data: an HTTP store receives it
+ * over the wire. `balance` is null only when no account could be addressed (unknown hold).
+ */
+export interface Outcome {
+  result: Record<string, unknown> | null
+  error: TollgateError | null
+  replayed: boolean
+  balance: Balance | null
+  events: Effects['events']
+}
+
+/** A ledger read, validated and with the cursor decoded. */
+export interface LedgerRequest {
+  limit: number
+  /** Entries strictly older than this store sequence number (from the cursor). */
+  before: number | null
+  types: LedgerEntryType[] | null
+  from: number | null
+  to: number | null
+}
+
+/** A batch of redeem codes to store (hashes only). */
+export interface CodeBatch {
+  batchId: string
+  codes: CodeRecord[]
+  /** Saved with the batch when the call carried an idempotency key. */
+  idempotency: { key: string; fingerprint: string; result: unknown } | null
+  now: number
+}
+
+/** The answer to {@link Store.createCodes}: `replay` is the earlier result for a repeated key. */
+export type CodeBatchOutcome =
+  | { status: 'created' }
+  | { status: 'replayed'; result: unknown }
+  | { status: 'conflict' }
+
+/**
+ * Storage behind a {@link Meter}. Implementations: `memoryStore()` here, `postgresStore()` and
+ * `pgliteStore()` in `@tollgate/postgres`, `httpStore()` against a Tollgate server.
+ *
+ * Rules every implementation keeps (the conformance suite checks them):
+ * - `execute` is atomic per account: operations on one account are applied one at a time, each
+ *   fully or not at all; when `Effects.changed` is false nothing needs writing.
+ * - an account is created on first use: unknown accounts load as {@link newAccountState};
+ * - the state loaded for an operation holds every live bucket, the hold the operation names
+ *   (any status) and every pending hold whose `expiresAt ≤ now`;
+ * - ledger entries get increasing ids per tenant; idempotency records are unique per
+ *   (tenant, key) and kept at least 48 h;
+ * - nothing crosses tenants.
+ */
+export interface Store {
+  /** A short name for logs and benchmarks (`memory`, `postgres`, `pglite`, `http`). */
+  readonly kind: string
+  execute(request: ExecuteRequest): Promise<Outcome>
+  ledger(tenant: string, account: string, request: LedgerRequest): Promise<LedgerPage>
+  createCodes(tenant: string, batch: CodeBatch): Promise<CodeBatchOutcome>
+  /**
+   * Accounts with work due at `now`: pending holds past their TTL, buckets past expiry, cycle
+   * periods to materialise. At most `limit`; `meter.sweep()` touches each one.
+   */
+  dueAccounts(tenant: string, now: number, limit: number): Promise<string[]>
+  /** Drops idempotency records and resolved holds older than `before`. Returns how many. */
+  prune(tenant: string, before: number): Promise<number>
+  close(): Promise<void>
+}
+
+/** Encodes a store sequence number as an opaque ledger cursor. */
+export function encodeCursor(seq: number): string {
+  return Buffer.from(`v1:${seq}`).toString('base64url')
+}
+
+/** Decodes {@link encodeCursor}; null when the cursor is not one. */
+export function decodeCursor(cursor: string): number | null {
+  const text = Buffer.from(cursor, 'base64url').toString()
+  if (!text.startsWith('v1:')) return null
+  const seq = Number(text.slice(3))
+  return Number.isSafeInteger(seq) && seq > 0 ? seq : null
+}

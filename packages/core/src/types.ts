@@ -1,0 +1,239 @@
+/** Public data shapes. Every amount is a non-negative safe integer in the app's smallest unit. */
+
+/** How a bucket was funded; promotional credits burn before paid ones at equal priority and expiry. */
+export type Category = 'paid' | 'promotional'
+
+/** What a commit does when `actual` exceeds the hold. */
+export type OveragePolicy = 'reject' | 'clamp' | 'overdraft'
+
+/** Free-form JSON metadata attached to grants, holds and ledger entries (at most 4 KiB as JSON). */
+export type Metadata = Record<string, unknown>
+
+/** One bucket of a balance, in burn order. */
+export interface BalanceBucket {
+  id: string
+  /** Unspent credits, its held part included. */
+  remaining: number
+  /** The part earmarked by pending holds. */
+  held: number
+  /** ms since epoch, or null for no expiry. */
+  expiresAt: number | null
+  priority: number
+  category: Category
+}
+
+/** An account's balance. */
+export interface Balance {
+  account: string
+  /** Unspent credits in all buckets, held credits included. */
+  total: number
+  /** Credits earmarked by pending holds. */
+  held: number
+  /** `total − held`: what a debit or reserve can take now. */
+  available: number
+  /** Credits owed after an overdraft; the next grants repay it first. */
+  debt: number
+  /** `available ≤ lowBalanceThreshold` (false when no threshold applies). */
+  low: boolean
+  buckets: BalanceBucket[]
+  /** The clock reading this balance was computed at (ms since epoch). */
+  asOf: number
+}
+
+/** Which bucket a hold or debit took credits from. */
+export interface Allocation {
+  bucketId: string
+  amount: number
+}
+
+/** Fields every mutation result carries. */
+export interface MutationResult {
+  /** True when this result was replayed for a repeated idempotency key. */
+  replayed: boolean
+  /** The account's balance right after the operation (for replays: as it was then). */
+  balance: Balance
+}
+
+/** The result of {@link Meter.grant}. */
+export interface Grant extends MutationResult {
+  id: string
+  account: string
+  amount: number
+  /** Part of `amount` that went to repay debt instead of into the bucket. */
+  repaidDebt: number
+  expiresAt: number | null
+  priority: number
+  category: Category
+  metadata: Metadata
+  createdAt: number
+}
+
+/** The result of {@link Meter.debit} and {@link Meter.adjust} with a negative amount. */
+export interface DebitResult extends MutationResult {
+  account: string
+  amount: number
+  allocations: Allocation[]
+}
+
+/** The data of a hold (reservation). */
+export interface HoldData {
+  id: string
+  account: string
+  amount: number
+  expiresAt: number
+  createdAt: number
+  allocations: Allocation[]
+  metadata: Metadata
+}
+
+/** The result of a commit. */
+export interface CommitResult extends MutationResult {
+  holdId: string
+  account: string
+  /** Credits actually spent. */
+  charged: number
+  /** Part of `actual` that could not be charged (clamp, or beyond the overdraft limit). */
+  shortfall: number
+  /** Part of `actual` that became debt (overdraft policy). */
+  debt: number
+  /** Held credits returned to the balance (`amount − actual` when under the hold). */
+  freed: number
+}
+
+/** The result of a release. */
+export interface ReleaseResult extends MutationResult {
+  holdId: string
+  account: string
+  /** Held credits returned to the balance. */
+  freed: number
+}
+
+/** The result of {@link Meter.redeem}. */
+export interface RedeemResult extends MutationResult {
+  redemptionId: string
+  account: string
+  creditsGranted: number
+  /** Available credits after the redemption. */
+  newBalance: number
+  /** When the funded bucket expires, or null. */
+  expiresAt: number | null
+  grantId: string
+}
+
+/** How often a cycle refills. */
+export type CycleEvery = 'day' | 'week' | 'month' | { days: number }
+
+/** A recurring grant. */
+export interface CycleData {
+  id: string
+  account: string
+  amount: number
+  every: CycleEvery
+  /** Unspent credits carried into the next period, capped at `max`; null: none. */
+  rollover: { max: number } | null
+  /** Start of the first period (ms since epoch). */
+  anchor: number
+  /** Start of the current period. */
+  periodStart: number
+  /** End of the current period (= start of the next). */
+  periodEnd: number
+  active: boolean
+}
+
+/** The result of {@link Meter.startCycle} / {@link Meter.stopCycle}. */
+export interface CycleResult extends MutationResult {
+  cycle: CycleData
+  /** The id of the cycle this one replaced, if one was active. */
+  replaced: string | null
+}
+
+/** The result of {@link Meter.configure}. */
+export interface AccountSettings {
+  /** null: inherit the meter default. */
+  lowBalanceThreshold: number | null
+  /** null: inherit the meter default. */
+  overdraftLimit: number | null
+}
+
+/** The result of {@link Meter.createCodes}. */
+export interface CreateCodesResult {
+  batchId: string
+  /** Plaintext codes. Shown once: a replayed request returns an empty list. */
+  codes: string[]
+  count: number
+  credits: number
+  codeExpiresAt: number | null
+  replayed: boolean
+}
+
+export type LedgerEntryType =
+  | 'grant'
+  | 'debit'
+  | 'hold'
+  | 'commit'
+  | 'release'
+  | 'expire'
+  | 'redeem'
+  | 'cycle_grant'
+  | 'adjust'
+
+export const LEDGER_ENTRY_TYPES: readonly LedgerEntryType[] = [
+  'grant',
+  'debit',
+  'hold',
+  'commit',
+  'release',
+  'expire',
+  'redeem',
+  'cycle_grant',
+  'adjust',
+]
+
+/**
+ * One append-only ledger entry. Replaying an account's entries oldest first reproduces its
+ * balance: `Σ delta = total − debt`, `Σ heldDelta = held`, `Σ debtDelta = debt`.
+ */
+export interface LedgerEntry {
+  /** Store-assigned, increasing within a tenant. */
+  id: string
+  account: string
+  type: LedgerEntryType
+  /** Change of the net balance `total − debt`. */
+  delta: number
+  /** Change of `held`. */
+  heldDelta: number
+  /** Change of `debt`. */
+  debtDelta: number
+  /** Net balance `total − debt` after this entry. */
+  balanceAfter: number
+  holdId?: string
+  grantId?: string
+  redemptionId?: string
+  cycleId?: string
+  idempotencyKey?: string
+  /** Why the system wrote it, for entries no caller asked for (`'hold_ttl'`, `'bucket_expiry'`, ...). */
+  reason?: string
+  metadata: Metadata
+  /** When it took effect (ms since epoch); lazily applied expiries carry their due time. */
+  at: number
+}
+
+/** Options of {@link Meter.ledger}. */
+export interface LedgerQuery {
+  /** 1–1000. @default 100 */
+  limit?: number
+  /** Opaque cursor from a previous page's `nextCursor`. */
+  cursor?: string
+  types?: LedgerEntryType[]
+  /** Only entries with `at ≥ from`. */
+  from?: number
+  /** Only entries with `at < to`. */
+  to?: number
+}
+
+/** One page of ledger entries, newest first. */
+export interface LedgerPage {
+  entries: LedgerEntry[]
+  /** Pass to the next call to continue; null on the last page. */
+  nextCursor: string | null
+}
