@@ -37,7 +37,11 @@ export class TollgateError extends Error {
 
   /** The fields an HTTP layer puts into an RFC 9457 problem+json body. */
   toJSON(): Record<string, unknown> {
-    const out: Record<string, unknown> = { code: this.code, status: this.status, message: this.message }
+    const out: Record<string, unknown> = {
+      code: this.code,
+      status: this.status,
+      message: this.message,
+    }
     for (const [key, value] of Object.entries(this)) {
       if (key !== 'code' && key !== 'status' && value !== undefined) out[key] = value
     }
@@ -116,11 +120,7 @@ export class NotFoundError extends TollgateError {
 export class IdempotencyConflictError extends TollgateError {
   readonly idempotencyKey: string
   constructor(idempotencyKey: string) {
-    super(
-      'idempotency_conflict',
-      409,
-      'idempotency key was already used with different input',
-    )
+    super('idempotency_conflict', 409, 'idempotency key was already used with different input')
     this.idempotencyKey = idempotencyKey
   }
 }

@@ -3,22 +3,27 @@ import { randomBytes } from 'node:crypto'
 /** Crockford base32: no I, L, O, U. */
 export const CROCKFORD = '0123456789ABCDEFGHJKMNPQRSTVWXYZ'
 
-let pool = randomBytes(4096)
-let poolAt = 0
+const POOL_CHARS = 4096
+let pool = ''
+let poolAt = POOL_CHARS
 
-/** `n` random Crockford characters, from a pooled buffer so ids stay cheap on the hot path. */
+/** `n` (≤ 64) random Crockford characters, cut from a pooled random string: ids stay cheap. */
 export function randomChars(n: number): string {
   if (poolAt + n > pool.length) {
-    pool = randomBytes(4096)
+    const bytes = randomBytes(POOL_CHARS)
+    let chars = ''
+    // 256 is a multiple of 32, so `byte & 31` is uniform.
+    for (let i = 0; i < POOL_CHARS; i++) chars += CROCKFORD[bytes[i]! & 31]
+    pool = chars
     poolAt = 0
   }
-  let out = ''
-  // 256 is a multiple of 32, so `byte & 31` is uniform.
-  for (let i = 0; i < n; i++) out += CROCKFORD[pool[poolAt++]! & 31]
+  const out = pool.slice(poolAt, poolAt + n)
+  poolAt += n
   return out
 }
 
 let lastMs = 0
+let lastTime = '0000000000'
 let counter = 0
 
 /**
@@ -27,19 +32,22 @@ let counter = 0
  */
 export function newId(prefix: string): string {
   const now = Date.now()
-  if (now > lastMs) lastMs = now
+  if (now > lastMs) {
+    lastMs = now
+    let t = now
+    let time = ''
+    for (let i = 0; i < 10; i++) {
+      time = CROCKFORD[t % 32]! + time
+      t = Math.floor(t / 32)
+    }
+    lastTime = time
+  }
   counter = (counter + 1) & 0xfffff
-  let t = lastMs
-  let time = ''
-  for (let i = 0; i < 10; i++) {
-    time = CROCKFORD[t % 32]! + time
-    t = Math.floor(t / 32)
-  }
-  let c = counter
-  let seq = ''
-  for (let i = 0; i < 4; i++) {
-    seq = CROCKFORD[c & 31]! + seq
-    c >>>= 5
-  }
-  return `${prefix}_${time}${seq}${randomChars(8)}`
+  const c = counter
+  const seq =
+    CROCKFORD[(c >>> 15) & 31]! +
+    CROCKFORD[(c >>> 10) & 31]! +
+    CROCKFORD[(c >>> 5) & 31]! +
+    CROCKFORD[c & 31]!
+  return `${prefix}_${lastTime}${seq}${randomChars(8)}`
 }

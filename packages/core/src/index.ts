@@ -1,6 +1,12 @@
 export { BalanceCache, type BalanceCacheOptions } from './balance-cache.js'
 export { canonicalCode, checkCharacter, generateCode, hashCode, isValidPrefix } from './codes.js'
-export { applyOperation, fingerprintOf, newAccountState } from './engine/apply.js'
+export {
+  applyOperation,
+  fingerprintOf,
+  NO_METADATA,
+  newAccountState,
+  toLedgerEntry,
+} from './engine/apply.js'
 export { compareBuckets, ensureBurnOrder, insertBucket } from './engine/burn-order.js'
 export { periodStart } from './engine/periods.js'
 export type {

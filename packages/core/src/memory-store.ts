@@ -3,9 +3,15 @@
  * between two awaits, so operations on one account are serialised without locks. Nothing
  * survives the process: use it for tests, demos and single-process apps that re-grant on start.
  */
-import { applyOperation, newAccountState } from './engine/apply.js'
+import { applyOperation, newAccountState, toLedgerEntry } from './engine/apply.js'
 import { periodStart } from './engine/periods.js'
-import type { AccountState, CodeRecord, HoldState, IdempotencyRecord } from './engine/state.js'
+import type {
+  AccountState,
+  CodeRecord,
+  EntryDraft,
+  HoldState,
+  IdempotencyRecord,
+} from './engine/state.js'
 import { NotFoundError } from './errors.js'
 import type {
   CodeBatch,
@@ -27,14 +33,14 @@ interface MemAccount {
   pending: Map<string, HoldState>
   /** No pending hold expires before this (a lower bound; exact after each scan). */
   nextHoldExpiry: number
-  entries: LedgerEntry[]
-  /** Store sequence number of each entry, parallel to `entries`. */
-  seqs: number[]
+  /** Oldest first; `id` is the tenant sequence number as a string. */
+  entries: EntryDraft[]
 }
 
 interface MemTenant {
   accounts: Map<string, MemAccount>
-  holds: Map<string, { account: MemAccount; hold: HoldState }>
+  /** Every hold by id until pruned; resolved ones answer "already resolved". */
+  holds: Map<string, HoldState>
   idempotency: Map<string, IdempotencyRecord>
   codes: Map<string, CodeRecord>
   /** `${codeHash}\n${account}` of every redemption. */
@@ -66,12 +72,8 @@ class MemoryStore implements Store {
     return t
   }
 
-  async execute(req: ExecuteRequest): Promise<Outcome> {
-    return this.executeSync(req)
-  }
-
   /** The whole operation, synchronously: this is what makes it atomic. */
-  executeSync(req: ExecuteRequest): Outcome {
+  execute(req: ExecuteRequest): Outcome {
     const t = this.#tenant(req.tenant)
     const { op, now } = req
     let acct: MemAccount | undefined
@@ -80,7 +82,8 @@ class MemoryStore implements Store {
     if (req.account === undefined) {
       const holdId = (op as { holdId: string }).holdId
       const found = t.holds.get(holdId)
-      if (!found) {
+      acct = found && t.accounts.get(found.account)
+      if (!found || !acct) {
         return {
           result: null,
           error: new NotFoundError('hold', holdId),
@@ -89,8 +92,7 @@ class MemoryStore implements Store {
           events: [],
         }
       }
-      acct = found.account
-      holds.push(found.hold)
+      holds.push(found)
     } else {
       acct = t.accounts.get(req.account)
       if (!acct) {
@@ -100,7 +102,6 @@ class MemoryStore implements Store {
           pending: new Map(),
           nextHoldExpiry: Number.POSITIVE_INFINITY,
           entries: [],
-          seqs: [],
         }
       }
     }
@@ -138,32 +139,22 @@ class MemoryStore implements Store {
         if (h.status === 'pending') {
           if (!acct.pending.has(h.id)) {
             acct.pending.set(h.id, h)
-            t.holds.set(h.id, { account: acct, hold: h })
+            t.holds.set(h.id, h)
           }
           if (h.expiresAt < acct.nextHoldExpiry) acct.nextHoldExpiry = h.expiresAt
         } else {
           acct.pending.delete(h.id)
         }
       }
-      for (const draft of fx.entries) {
-        const seq = ++t.seq
-        const entry = draft as LedgerEntry
-        entry.id = String(seq)
-        entry.account = account
+      for (const entry of fx.entries) {
+        entry.id = String(++t.seq)
         acct.entries.push(entry)
-        acct.seqs.push(seq)
       }
       if (fx.saveIdempotency) t.idempotency.set(fx.saveIdempotency.key, fx.saveIdempotency)
       if (fx.redemption) t.redemptions.add(`${fx.redemption.codeHash}\n${account}`)
     }
     state.holds = []
-    return {
-      result: fx.result,
-      error: fx.error,
-      replayed: fx.replayed,
-      balance: fx.balance,
-      events: fx.events,
-    }
+    return fx
   }
 
   async ledger(tenant: string, account: string, req: LedgerRequest): Promise<LedgerPage> {
@@ -172,7 +163,7 @@ class MemoryStore implements Store {
     const out: LedgerEntry[] = []
     let i = acct.entries.length - 1
     if (req.before !== null) {
-      while (i >= 0 && acct.seqs[i]! >= req.before) i--
+      while (i >= 0 && Number(acct.entries[i]!.id) >= req.before) i--
     }
     let lastSeq = 0
     for (; i >= 0 && out.length < req.limit; i--) {
@@ -180,11 +171,14 @@ class MemoryStore implements Store {
       if (req.types && !req.types.includes(e.type)) continue
       if (req.from !== null && e.at < req.from) continue
       if (req.to !== null && e.at >= req.to) continue
-      out.push({ ...e })
-      lastSeq = acct.seqs[i]!
+      out.push(toLedgerEntry(e))
+      lastSeq = Number(e.id)
     }
     // A further page exists if any older entry is left to look at.
-    return { entries: out, nextCursor: out.length === req.limit && i >= 0 ? encodeCursor(lastSeq) : null }
+    return {
+      entries: out,
+      nextCursor: out.length === req.limit && i >= 0 ? encodeCursor(lastSeq) : null,
+    }
   }
 
   async createCodes(tenant: string, batch: CodeBatch): Promise<CodeBatchOutcome> {
@@ -229,7 +223,7 @@ class MemoryStore implements Store {
         n++
       }
     }
-    for (const [id, { hold }] of t.holds) {
+    for (const [id, hold] of t.holds) {
       if (hold.status !== 'pending' && hold.resolvedAt !== null && hold.resolvedAt < before) {
         t.holds.delete(id)
         n++

@@ -9,8 +9,8 @@ import type { CodeRecord, EngineConfig, EngineEvent, Operation } from './engine/
 import {
   IdempotencyConflictError,
   InvalidInputError,
-  StoreUnavailableError,
   isTollgateError,
+  StoreUnavailableError,
 } from './errors.js'
 import { newId } from './ids.js'
 import type { Outcome, Store } from './store.js'
@@ -321,11 +321,15 @@ export class Meter {
     return this.#o.clock()
   }
 
-  async #execute(account: string | undefined, op: Operation): Promise<Outcome> {
+  /**
+   * Hands one operation to the store. Returns the outcome directly when the store answered at
+   * once, so a synchronous store costs no extra promise; throws the outcome's domain error.
+   */
+  #execute(account: string | undefined, op: Operation): Outcome | Promise<Outcome> {
     if (this.#closed) throw new StoreUnavailableError('meter is closed')
-    let out: Outcome
+    let pending: Outcome | Promise<Outcome>
     try {
-      out = await this.#store.execute({
+      pending = this.#store.execute({
         tenant: this.tenant,
         account,
         op,
@@ -334,9 +338,20 @@ export class Meter {
         newId,
       })
     } catch (err) {
-      if (isTollgateError(err)) throw err
-      throw new StoreUnavailableError('store failed', { cause: err })
+      throw storeFailure(err)
     }
+    if (pending instanceof Promise) {
+      return pending.then(
+        (out) => this.#settle(out),
+        (err: unknown) => {
+          throw storeFailure(err)
+        },
+      )
+    }
+    return this.#settle(pending)
+  }
+
+  #settle(out: Outcome): Outcome {
     if (out.balance && this.#cache) this.#cache.set(out.balance)
     if (out.events.length > 0 && this.#listeners.size > 0) this.#emit(out.events)
     if (out.error) throw out.error
@@ -352,7 +367,10 @@ export class Meter {
         try {
           fn(payload)
         } catch (err) {
-          process.emitWarning(`Tollgate ${event.type} listener threw: ${String(err)}`, 'TollgateWarning')
+          process.emitWarning(
+            `Tollgate ${event.type} listener threw: ${String(err)}`,
+            'TollgateWarning',
+          )
         }
       }
     }
@@ -529,8 +547,7 @@ export class Meter {
         to: q.to ?? null,
       })
     } catch (err) {
-      if (isTollgateError(err)) throw err
-      throw new StoreUnavailableError('store failed', { cause: err })
+      throw storeFailure(err)
     }
   }
 
@@ -568,7 +585,10 @@ export class Meter {
   async stopCycle(account: string, options?: { idempotencyKey?: string }): Promise<CycleResult> {
     checkAccount(account)
     const o = parse(stopCycleSchema, options)
-    const out = await this.#execute(account, { type: 'stopCycle', idempotencyKey: o.idempotencyKey })
+    const out = await this.#execute(account, {
+      type: 'stopCycle',
+      idempotencyKey: o.idempotencyKey,
+    })
     return result<CycleResult>(out)
   }
 
@@ -616,12 +636,15 @@ export class Meter {
         idempotency:
           idempotencyKey === undefined
             ? null
-            : { key: idempotencyKey, fingerprint: JSON.stringify(['createCodes', input]), result: summary },
+            : {
+                key: idempotencyKey,
+                fingerprint: JSON.stringify(['createCodes', input]),
+                result: summary,
+              },
         now,
       })
     } catch (err) {
-      if (isTollgateError(err)) throw err
-      throw new StoreUnavailableError('store failed', { cause: err })
+      throw storeFailure(err)
     }
     if (outcome.status === 'conflict') throw new IdempotencyConflictError(idempotencyKey!)
     if (outcome.status === 'replayed') {
@@ -697,8 +720,16 @@ export class Meter {
   }
 }
 
+/** The operation's result with `balance` and `replayed`; completed in place, it is ours. */
 function result<T>(out: Outcome): T {
-  return { ...out.result, balance: out.balance, replayed: out.replayed } as T
+  const r = out.result as Record<string, unknown>
+  r.balance = out.balance
+  r.replayed = out.replayed
+  return r as T
+}
+
+function storeFailure(err: unknown): unknown {
+  return isTollgateError(err) ? err : new StoreUnavailableError('store failed', { cause: err })
 }
 
 /**
@@ -713,4 +744,3 @@ function result<T>(out: Outcome): T {
 export function createMeter(options: MeterOptions): Meter {
   return new Meter(options)
 }
-

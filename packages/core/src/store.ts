@@ -4,7 +4,7 @@
  * account's state, calls {@link applyOperation} and persists the returned effects atomically.
  * See docs/store.md.
  */
-import type { Effects, EngineConfig, CodeRecord, Operation } from './engine/state.js'
+import type { CodeRecord, Effects, EngineConfig, Operation } from './engine/state.js'
 import type { TollgateError } from './errors.js'
 import type { Balance, LedgerEntryType, LedgerPage } from './types.js'
 
@@ -79,7 +79,11 @@ export type CodeBatchOutcome =
 export interface Store {
   /** A short name for logs and benchmarks (`memory`, `postgres`, `pglite`, `http`). */
   readonly kind: string
-  execute(request: ExecuteRequest): Promise<Outcome>
+  /**
+   * Runs one operation. A store that has the outcome at once (the memory store) may return it
+   * directly instead of a promise, which saves the meter a promise per operation.
+   */
+  execute(request: ExecuteRequest): Outcome | Promise<Outcome>
   ledger(tenant: string, account: string, request: LedgerRequest): Promise<LedgerPage>
   createCodes(tenant: string, batch: CodeBatch): Promise<CodeBatchOutcome>
   /**

@@ -4,13 +4,14 @@
  * {@link InvalidInputError} naming the field, raised before anything reaches the store.
  */
 import { z } from 'zod'
+import { NO_METADATA } from './engine/apply.js'
 import { InvalidInputError } from './errors.js'
 import { LEDGER_ENTRY_TYPES, type Metadata } from './types.js'
 
 const MAX_ACCOUNT_CHARS = 200
 const MAX_METADATA_BYTES = 4096
-// Lone surrogates are not UTF-8; NUL cannot be stored by PostgreSQL text.
-const NOT_TEXT = /[\p{Cs}\u0000]/u
+// Lone surrogates are not UTF-8.
+const LONE_SURROGATE = /\p{Cs}/u
 
 /** Checks an account id: 1–200 characters of well-formed text. */
 export function checkAccount(account: unknown, field = 'account'): string {
@@ -20,7 +21,8 @@ export function checkAccount(account: unknown, field = 'account'): string {
   if (account.length > MAX_ACCOUNT_CHARS && [...account].length > MAX_ACCOUNT_CHARS) {
     throw new InvalidInputError(field, `must be at most ${MAX_ACCOUNT_CHARS} characters`)
   }
-  if (NOT_TEXT.test(account)) {
+  // NUL is refused too: PostgreSQL text cannot store it.
+  if (LONE_SURROGATE.test(account) || account.includes('\0')) {
     throw new InvalidInputError(field, 'must be well-formed text without NUL characters')
   }
   return account
@@ -47,18 +49,18 @@ export function checkHoldId(id: unknown): string {
 
 const safeInt = (min = 0) => z.int().min(min)
 const idempotencyKey = z.string().min(1).max(255)
-const metadata = z
-  .record(z.string(), z.unknown())
-  .refine((m) => {
-    try {
-      return Buffer.byteLength(JSON.stringify(m)) <= MAX_METADATA_BYTES
-    } catch {
-      return false
-    }
-  }, `must be a JSON object of at most ${MAX_METADATA_BYTES} bytes`)
+const metadata = z.record(z.string(), z.unknown()).refine((m) => {
+  try {
+    return Buffer.byteLength(JSON.stringify(m)) <= MAX_METADATA_BYTES
+  } catch {
+    return false
+  }
+}, `must be a JSON object of at most ${MAX_METADATA_BYTES} bytes`)
 const category = z.enum(['paid', 'promotional'])
 const priority = z.int().min(0).max(1_000_000)
-const timestamp = z.union([z.int().min(0), z.date()]).transform((v) => (typeof v === 'number' ? v : v.getTime()))
+const timestamp = z
+  .union([z.int().min(0), z.date()])
+  .transform((v) => (typeof v === 'number' ? v : v.getTime()))
 const validityDays = z.int().min(1).max(36_500)
 const ttlMs = z.int().min(1_000).max(86_400_000)
 const overage = z.enum(['reject', 'clamp', 'overdraft'])
@@ -116,7 +118,10 @@ export const balanceOptionsSchema = z.strictObject({ fresh: z.boolean().optional
 export const ledgerQuerySchema = z.strictObject({
   limit: z.int().min(1).max(1000).optional(),
   cursor: z.string().min(1).max(200).optional(),
-  types: z.array(z.enum(LEDGER_ENTRY_TYPES as [string, ...string[]])).min(1).optional(),
+  types: z
+    .array(z.enum(LEDGER_ENTRY_TYPES as [string, ...string[]]))
+    .min(1)
+    .optional(),
   from: timestamp.optional(),
   to: timestamp.optional(),
 })
@@ -164,7 +169,11 @@ export const redeemOptionsSchema = z.strictObject({ idempotencyKey: idempotencyK
  * Throws {@link InvalidInputError} naming the first offending field (`options.<key>` paths
  * are reported by their key, e.g. `ttlMs`).
  */
-export function parse<S extends z.ZodType>(schema: S, value: unknown, field = 'options'): z.output<S> {
+export function parse<S extends z.ZodType>(
+  schema: S,
+  value: unknown,
+  field = 'options',
+): z.output<S> {
   const result = schema.safeParse(value === undefined ? {} : value)
   if (result.success) return result.data
   const issue = result.error.issues[0]!
@@ -175,7 +184,7 @@ export function parse<S extends z.ZodType>(schema: S, value: unknown, field = 'o
   throw new InvalidInputError(name, message)
 }
 
-/** Metadata as stored: an empty object when none was given. */
+/** Metadata as stored: the shared empty object when none was given. */
 export function metadataOf(m: Metadata | undefined): Metadata {
-  return m ?? {}
+  return m ?? NO_METADATA
 }

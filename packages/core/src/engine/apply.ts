@@ -16,9 +16,16 @@ import {
   NotFoundError,
   OverageError,
   RateLimitedError,
-  type TollgateError,
+  TollgateError,
 } from '../errors.js'
-import type { Allocation, Balance, BalanceBucket, Category, Metadata } from '../types.js'
+import type {
+  Allocation,
+  Balance,
+  BalanceBucket,
+  Category,
+  LedgerEntry,
+  Metadata,
+} from '../types.js'
 import { ensureBurnOrder, insertBucket } from './burn-order.js'
 import { periodStart } from './periods.js'
 import type {
@@ -29,13 +36,15 @@ import type {
   CycleState,
   Effects,
   EngineContext,
+  EngineEvent,
   EntryDraft,
   HoldState,
   Operation,
 } from './state.js'
 
 const DAY_MS = 86_400_000
-const NO_METADATA: Metadata = Object.freeze({}) as Metadata
+/** The metadata of entries and ops that carry none; shared, never mutated. */
+export const NO_METADATA: Metadata = Object.freeze({}) as Metadata
 
 /** A fresh account as first use creates it. */
 export function newAccountState(account: string, now: number): AccountState {
@@ -56,13 +65,25 @@ export function newAccountState(account: string, now: number): AccountState {
   }
 }
 
-/** Running totals and the effects being built, for one operation. */
-class Run {
-  readonly fx: Effects
-  net: number
-  held: number
+const NONE: never[] = []
+
+/** The effects being built for one operation, with running totals. It is the returned Effects. */
+class Run implements Effects {
+  result: Record<string, unknown> | null = null
+  error: TollgateError | null = null
+  replayed = false
+  balance: Balance = undefined as unknown as Balance
+  entries: EntryDraft[] = []
+  touchedBuckets: BucketState[] = NONE
+  touchedHolds: HoldState[] = NONE
+  recordChanged = false
+  saveIdempotency: Effects['saveIdempotency'] = null
+  redemption: Effects['redemption'] = null
+  events: EngineEvent[] = NONE
   /** Something durable changed (the store must persist). */
   changed = false
+  net: number
+  held: number
 
   constructor(
     readonly state: AccountState,
@@ -76,68 +97,85 @@ class Run {
     }
     this.net = total - state.record.debt
     this.held = held
-    this.fx = {
-      result: null,
-      error: null,
-      replayed: false,
-      balance: undefined as unknown as Balance,
-      entries: [],
-      touchedBuckets: [],
-      touchedHolds: [],
-      recordChanged: false,
-      saveIdempotency: null,
-      redemption: null,
-      events: [],
-      changed: false,
-    }
   }
 
   get account(): string {
     return this.state.record.account
   }
 
+  /** Appends an entry and returns it so the caller can add its optional fields. */
   entry(
     type: EntryDraft['type'],
     delta: number,
     heldDelta: number,
     debtDelta: number,
     at: number,
-    extra: Partial<EntryDraft>,
-  ): void {
+  ): EntryDraft {
     this.net += delta
     this.held += heldDelta
     const e: EntryDraft = {
+      id: '',
+      account: this.state.record.account,
       type,
       delta,
       heldDelta,
       debtDelta,
       balanceAfter: this.net,
+      holdId: undefined,
+      grantId: undefined,
+      redemptionId: undefined,
+      cycleId: undefined,
+      idempotencyKey: undefined,
+      reason: undefined,
       metadata: NO_METADATA,
       at,
     }
-    Object.assign(e, extra)
-    this.fx.entries.push(e)
+    this.entries.push(e)
     this.changed = true
+    return e
+  }
+
+  event(e: EngineEvent): void {
+    if (this.events === NONE) this.events = []
+    this.events.push(e)
   }
 
   touchBucket(b: BucketState): void {
-    if (!this.fx.touchedBuckets.includes(b)) this.fx.touchedBuckets.push(b)
+    if (this.touchedBuckets === NONE) this.touchedBuckets = [b]
+    else if (!this.touchedBuckets.includes(b)) this.touchedBuckets.push(b)
     this.changed = true
   }
 
   touchHold(h: HoldState): void {
-    if (!this.fx.touchedHolds.includes(h)) this.fx.touchedHolds.push(h)
+    if (this.touchedHolds === NONE) this.touchedHolds = [h]
+    else if (!this.touchedHolds.includes(h)) this.touchedHolds.push(h)
     this.changed = true
   }
 
   touchRecord(): void {
-    this.fx.recordChanged = true
+    this.recordChanged = true
     this.changed = true
   }
 
   available(): number {
     return this.net + this.state.record.debt - this.held
   }
+}
+
+/** Copies the caller's idempotency key and metadata onto an entry. */
+function fromOp(
+  e: EntryDraft,
+  op: { idempotencyKey?: string | undefined; metadata?: Metadata },
+): EntryDraft {
+  if (op.idempotencyKey !== undefined) e.idempotencyKey = op.idempotencyKey
+  const m = op.metadata
+  if (m !== undefined && m !== NO_METADATA) {
+    for (const _ in m) {
+      e.metadata = m
+      break
+    }
+  }
+  return e
 }
 
 // ---------------------------------------------------------------- credits in and out
@@ -183,8 +221,10 @@ function credit(
     insertBucket(run.state.buckets, b)
     run.touchBucket(b)
   }
-  run.entry(entryType, amount, 0, -repaid, at, { grantId: id, ...extra })
-  run.fx.events.push({
+  const e = run.entry(entryType, amount, 0, -repaid, at)
+  e.grantId = id
+  Object.assign(e, extra)
+  run.event({
     type: 'granted',
     account: run.account,
     grantId: id,
@@ -197,17 +237,19 @@ function credit(
 
 /** Takes `amount` of free credits in burn order. Caller has checked `amount ≤ available`. */
 function take(run: Run, amount: number, hold: boolean): Allocation[] {
-  const allocations: Allocation[] = []
+  // Built as a literal on the first hit: an array grown from [] reserves 17 slots.
+  let allocations: Allocation[] = NONE
   let need = amount
   for (const b of run.state.buckets) {
     if (need === 0) break
     const free = b.remaining - b.held
     if (free <= 0) continue
-    const n = free < need ? free : need
+    const n = Math.min(free, need)
     if (hold) b.held += n
     else b.remaining -= n
     need -= n
-    allocations.push({ bucketId: b.id, amount: n })
+    if (allocations === NONE) allocations = [{ bucketId: b.id, amount: n }]
+    else allocations.push({ bucketId: b.id, amount: n })
     run.touchBucket(b)
   }
   return allocations
@@ -227,7 +269,7 @@ function settleAllocations(run: Run, hold: HoldState, spend: number, at: number)
   for (const a of hold.allocations) {
     const b = findBucket(run.state, a.bucketId)
     if (!b) continue // cannot happen while the hold is pending: held credits stay in their bucket
-    const s = a.amount < left ? a.amount : left
+    const s = Math.min(a.amount, left)
     left -= s
     b.held -= a.amount
     b.remaining -= s
@@ -237,6 +279,8 @@ function settleAllocations(run: Run, hold: HoldState, spend: number, at: number)
     const b = findBucket(run.state, a.bucketId)
     if (b?.expired) expireFree(run, b, at, 'bucket_expiry')
   }
+  // A resolved hold needs no allocations; stores that keep resolved holds keep less.
+  hold.allocations = NONE
 }
 
 /** Removes a bucket's free (unheld) remainder with an `expire` entry. */
@@ -245,8 +289,10 @@ function expireFree(run: Run, b: BucketState, at: number, reason: string): void 
   if (amount <= 0) return
   b.remaining -= amount
   run.touchBucket(b)
-  run.entry('expire', -amount, 0, 0, at, { grantId: b.id, reason })
-  run.fx.events.push({ type: 'expired', account: run.account, kind: 'bucket', id: b.id, amount, at })
+  const e = run.entry('expire', -amount, 0, 0, at)
+  e.grantId = b.id
+  e.reason = reason
+  run.event({ type: 'expired', account: run.account, kind: 'bucket', id: b.id, amount, at })
 }
 
 // ---------------------------------------------------------------- lazy housekeeping
@@ -292,8 +338,10 @@ function housekeep(run: Run): void {
       h.status = 'expired'
       h.resolvedAt = t
       run.touchHold(h)
-      run.entry('release', 0, -h.amount, 0, t, { holdId: h.id, reason: 'hold_ttl' })
-      run.fx.events.push({
+      const e = run.entry('release', 0, -h.amount, 0, t)
+      e.holdId = h.id
+      e.reason = 'hold_ttl'
+      run.event({
         type: 'expired',
         account: run.account,
         kind: 'hold',
@@ -379,7 +427,8 @@ function finish(run: Run): void {
       category: b.category,
     })
   }
-  state.buckets.length = write
+  // Setting length is a slow runtime call; only shrink when a bucket was spent.
+  if (write !== state.buckets.length) state.buckets.length = write
   const available = total - held
   const limit = threshold(rec, ctx)
   const low = limit !== null && available <= limit
@@ -389,20 +438,20 @@ function finish(run: Run): void {
     rec.alertLevel = level
     if (prev === null) {
       // First evaluation: no crossing. Persisted with the record if anything else changed.
-      run.fx.recordChanged = true
+      run.recordChanged = true
     } else {
       run.touchRecord()
       const at = ctx.now
       const account = rec.account
       if (level > prev) {
-        if (prev === 0 && limit !== null) run.fx.events.push({ type: 'low', account, available, at })
-        if (level === 2) run.fx.events.push({ type: 'depleted', account, available, at })
+        if (prev === 0 && limit !== null) run.event({ type: 'low', account, available, at })
+        if (level === 2) run.event({ type: 'depleted', account, available, at })
       } else if (level === 0) {
-        run.fx.events.push({ type: 'recovered', account, available, at })
+        run.event({ type: 'recovered', account, available, at })
       }
     }
   }
-  run.fx.balance = {
+  run.balance = {
     account: rec.account,
     total,
     held,
@@ -442,12 +491,36 @@ function holdData(h: HoldState): Record<string, unknown> {
   }
 }
 
-function withKey(op: Operation): Partial<EntryDraft> {
-  return op.idempotencyKey === undefined ? {} : { idempotencyKey: op.idempotencyKey }
+function opFields(op: {
+  idempotencyKey?: string | undefined
+  metadata?: Metadata
+}): Partial<EntryDraft> {
+  const out: Partial<EntryDraft> = {}
+  if (op.idempotencyKey !== undefined) out.idempotencyKey = op.idempotencyKey
+  if (op.metadata !== undefined && Object.keys(op.metadata).length > 0) out.metadata = op.metadata
+  return out
 }
 
-function meta(m: Metadata): Partial<EntryDraft> {
-  return m === NO_METADATA || Object.keys(m).length === 0 ? {} : { metadata: m }
+/** A stored entry as callers see it: the fields an entry does not use are left out. */
+export function toLedgerEntry(e: EntryDraft): LedgerEntry {
+  const out: LedgerEntry = {
+    id: e.id,
+    account: e.account,
+    type: e.type,
+    delta: e.delta,
+    heldDelta: e.heldDelta,
+    debtDelta: e.debtDelta,
+    balanceAfter: e.balanceAfter,
+    metadata: e.metadata,
+    at: e.at,
+  }
+  if (e.holdId !== undefined) out.holdId = e.holdId
+  if (e.grantId !== undefined) out.grantId = e.grantId
+  if (e.redemptionId !== undefined) out.redemptionId = e.redemptionId
+  if (e.cycleId !== undefined) out.cycleId = e.cycleId
+  if (e.idempotencyKey !== undefined) out.idempotencyKey = e.idempotencyKey
+  if (e.reason !== undefined) out.reason = e.reason
+  return out
 }
 
 /** Runs the operation proper. Returns its result, or an error after changing nothing. */
@@ -463,7 +536,7 @@ function run(r: Run, op: Operation): Record<string, unknown> | TollgateError {
         { expiresAt: op.expiresAt, priority: op.priority, category: op.category, cycleId: null },
         'grant',
         now,
-        { ...withKey(op), ...meta(op.metadata) },
+        opFields(op),
       )
       return {
         id: g.id,
@@ -479,9 +552,10 @@ function run(r: Run, op: Operation): Record<string, unknown> | TollgateError {
     }
     case 'debit': {
       const available = r.available()
-      if (op.amount > available) return new InsufficientCreditsError(rec.account, op.amount, available)
+      if (op.amount > available)
+        return new InsufficientCreditsError(rec.account, op.amount, available)
       const allocations = take(r, op.amount, false)
-      r.entry('debit', -op.amount, 0, 0, now, { ...withKey(op), ...meta(op.metadata) })
+      fromOp(r.entry('debit', -op.amount, 0, 0, now), op)
       return { account: rec.account, amount: op.amount, allocations }
     }
     case 'adjust': {
@@ -492,7 +566,7 @@ function run(r: Run, op: Operation): Record<string, unknown> | TollgateError {
           { expiresAt: null, priority: 50, category: 'paid', cycleId: null },
           'adjust',
           now,
-          { ...withKey(op), reason: op.reason, ...meta(op.metadata) },
+          { ...opFields(op), reason: op.reason },
         )
         return { account: rec.account, amount: op.delta, allocations: [], grantId: g.id }
       }
@@ -500,16 +574,13 @@ function run(r: Run, op: Operation): Record<string, unknown> | TollgateError {
       const available = r.available()
       if (amount > available) return new InsufficientCreditsError(rec.account, amount, available)
       const allocations = take(r, amount, false)
-      r.entry('adjust', op.delta, 0, 0, now, {
-        ...withKey(op),
-        reason: op.reason,
-        ...meta(op.metadata),
-      })
+      fromOp(r.entry('adjust', op.delta, 0, 0, now), op).reason = op.reason
       return { account: rec.account, amount: op.delta, allocations }
     }
     case 'reserve': {
       const available = r.available()
-      if (op.amount > available) return new InsufficientCreditsError(rec.account, op.amount, available)
+      if (op.amount > available)
+        return new InsufficientCreditsError(rec.account, op.amount, available)
       const allocations = take(r, op.amount, true)
       const hold: HoldState = {
         id: ctx.newId('hld'),
@@ -524,16 +595,12 @@ function run(r: Run, op: Operation): Record<string, unknown> | TollgateError {
       }
       state.holds.push(hold)
       r.touchHold(hold)
-      r.entry('hold', 0, op.amount, 0, now, {
-        holdId: hold.id,
-        ...withKey(op),
-        ...meta(op.metadata),
-      })
+      fromOp(r.entry('hold', 0, op.amount, 0, now), op).holdId = hold.id
       return holdData(hold)
     }
     case 'commit': {
       const hold = findHold(r, op.holdId)
-      if (!(hold && 'allocations' in hold)) return hold
+      if (hold instanceof TollgateError) return hold
       const actual = op.actual ?? hold.amount
       let spendFromHold = actual
       let extra = 0
@@ -568,13 +635,10 @@ function run(r: Run, op: Operation): Record<string, unknown> | TollgateError {
       hold.resolvedAt = now
       r.touchHold(hold)
       // The entry is written after the allocations: expiry of freed parts comes first.
-      r.entry('commit', -charged, -hold.amount, debtAdded, now, {
-        holdId: hold.id,
-        ...withKey(op),
-        ...meta(op.metadata),
-        ...(shortfall > 0 ? { reason: 'shortfall' } : {}),
-      })
-      r.fx.events.push({
+      const e = fromOp(r.entry('commit', -charged, -hold.amount, debtAdded, now), op)
+      e.holdId = hold.id
+      if (shortfall > 0) e.reason = 'shortfall'
+      r.event({
         type: 'committed',
         account: rec.account,
         holdId: hold.id,
@@ -586,17 +650,13 @@ function run(r: Run, op: Operation): Record<string, unknown> | TollgateError {
     }
     case 'release': {
       const hold = findHold(r, op.holdId)
-      if (!(hold && 'allocations' in hold)) return hold
+      if (hold instanceof TollgateError) return hold
       hold.status = 'released'
       hold.resolvedAt = now
       r.touchHold(hold)
-      r.entry('release', 0, -hold.amount, 0, now, {
-        holdId: hold.id,
-        ...withKey(op),
-        ...meta(op.metadata),
-      })
+      fromOp(r.entry('release', 0, -hold.amount, 0, now), op).holdId = hold.id
       settleAllocations(r, hold, 0, now)
-      r.fx.events.push({
+      r.event({
         type: 'released',
         account: rec.account,
         holdId: hold.id,
@@ -607,7 +667,7 @@ function run(r: Run, op: Operation): Record<string, unknown> | TollgateError {
     }
     case 'extend': {
       const hold = findHold(r, op.holdId)
-      if (!(hold && 'allocations' in hold)) return hold
+      if (hold instanceof TollgateError) return hold
       hold.expiresAt = now + op.ttlMs
       r.touchHold(hold)
       return holdData(hold)
@@ -647,7 +707,7 @@ function run(r: Run, op: Operation): Record<string, unknown> | TollgateError {
         },
         'cycle_grant',
         now,
-        { cycleId: cycle.id, ...withKey(op) },
+        { cycleId: cycle.id, ...opFields(op) },
       )
       cycle.bucketId = g.id
       return { cycle: cycleData(rec.account, cycle), replaced }
@@ -701,7 +761,7 @@ function redeem(r: Run, codeHash: string): Record<string, unknown> | TollgateErr
     now,
     { redemptionId },
   )
-  r.fx.redemption = { codeHash, redemptionId }
+  r.redemption = { codeHash, redemptionId }
   r.changed = true
   return {
     redemptionId,
@@ -720,7 +780,7 @@ function redeem(r: Run, codeHash: string): Record<string, unknown> | TollgateErr
  */
 export function applyOperation(state: AccountState, op: Operation, ctx: EngineContext): Effects {
   const r = new Run(state, ctx)
-  const fx = r.fx
+  const fx = r
   const key = op.idempotencyKey
   let fingerprint = ''
   if (key !== undefined) {
@@ -728,7 +788,10 @@ export function applyOperation(state: AccountState, op: Operation, ctx: EngineCo
     const saved = ctx.idempotency
     if (saved) {
       if (saved.account === state.record.account && saved.fingerprint === fingerprint) {
-        const result = saved.result as Record<string, unknown> & { balance: Balance }
+        // A copy: the caller may mutate what it gets, the record must stay as it was.
+        const result = structuredClone(saved.result) as Record<string, unknown> & {
+          balance: Balance
+        }
         fx.replayed = true
         fx.result = result
         fx.balance = result.balance
@@ -746,18 +809,15 @@ export function applyOperation(state: AccountState, op: Operation, ctx: EngineCo
   else fx.result = out
   finish(r)
   if (key !== undefined && fx.error === null && fx.result !== null) {
-    const stored = { ...fx.result, balance: fx.balance }
-    fx.result = stored
     fx.saveIdempotency = {
       key,
       account: state.record.account,
       fingerprint,
-      result: stored,
+      result: structuredClone({ ...fx.result, balance: fx.balance }),
       createdAt: ctx.now,
     }
     r.changed = true
   }
-  fx.changed = r.changed
   return fx
 }
 

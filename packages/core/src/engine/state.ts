@@ -4,7 +4,14 @@
  * can serialize every field as it is.
  */
 import type { TollgateError } from '../errors.js'
-import type { Balance, Category, CycleEvery, Metadata, OveragePolicy } from '../types.js'
+import type {
+  Balance,
+  Category,
+  CycleEvery,
+  LedgerEntryType,
+  Metadata,
+  OveragePolicy,
+} from '../types.js'
 
 /** A grant's bucket. Kept in burn order in {@link AccountState.buckets}. */
 export interface BucketState {
@@ -229,27 +236,47 @@ export interface EngineContext {
   newId: (prefix: string) => string
 }
 
-/** A ledger entry before the store gives it an id. */
+/**
+ * A ledger entry as the engine writes it: `id` is `''` until the store assigns one, and every
+ * optional field is present (undefined when unused) so all entries share one object shape.
+ * Stores return entries through {@link toLedgerEntry}, which drops the unused fields.
+ */
 export interface EntryDraft {
-  type: import('../types.js').LedgerEntryType
+  id: string
+  account: string
+  type: LedgerEntryType
   delta: number
   heldDelta: number
   debtDelta: number
   balanceAfter: number
-  holdId?: string
-  grantId?: string
-  redemptionId?: string
-  cycleId?: string
-  idempotencyKey?: string
-  reason?: string
+  holdId: string | undefined
+  grantId: string | undefined
+  redemptionId: string | undefined
+  cycleId: string | undefined
+  idempotencyKey: string | undefined
+  reason: string | undefined
   metadata: Metadata
   at: number
 }
 
 export type EngineEvent =
   | { type: 'low' | 'depleted' | 'recovered'; account: string; available: number; at: number }
-  | { type: 'granted'; account: string; grantId: string; amount: number; source: string; at: number }
-  | { type: 'committed'; account: string; holdId: string; charged: number; shortfall: number; at: number }
+  | {
+      type: 'granted'
+      account: string
+      grantId: string
+      amount: number
+      source: string
+      at: number
+    }
+  | {
+      type: 'committed'
+      account: string
+      holdId: string
+      charged: number
+      shortfall: number
+      at: number
+    }
   | { type: 'released'; account: string; holdId: string; freed: number; at: number }
   | {
       type: 'expired'
