@@ -25,24 +25,30 @@ export class BalanceCache {
     this.#lru = new LRUCache<string, Balance>({
       max: options.max,
       ttl: options.ttlMs,
-      // The meter's clock, so an injected test clock ages entries too.
+      // The meter's clock, read on every check (no 1 ms memo), so an injected clock ages entries.
       perf: { now: clock },
+      ttlResolution: 0,
     })
   }
 
+  /** A copy of the cached balance: results belong to the caller, who may change them. */
   get(account: string): Balance | undefined {
-    return this.#lru.get(account)
+    const cached = this.#lru.get(account)
+    return cached && copyBalance(cached)
   }
 
-  /** Caches `balance`, but never past the first expiry of one of its buckets. */
+  /**
+   * Caches a copy of `balance` until the first expiry of one of its buckets at the latest (an
+   * entry is stale once its age exceeds its ttl; a bucket is expired at `expiresAt` itself).
+   */
   set(balance: Balance): void {
     let ttl = this.#ttl
     const now = this.#clock()
     for (const b of balance.buckets) {
-      if (b.expiresAt !== null && b.expiresAt - now < ttl) ttl = b.expiresAt - now
+      if (b.expiresAt !== null && b.expiresAt - now - 1 < ttl) ttl = b.expiresAt - now - 1
     }
-    if (ttl <= 0) this.#lru.delete(balance.account)
-    else this.#lru.set(balance.account, balance, { ttl })
+    if (ttl < 1) this.#lru.delete(balance.account)
+    else this.#lru.set(balance.account, copyBalance(balance), { ttl })
   }
 
   delete(account: string): void {
@@ -51,5 +57,25 @@ export class BalanceCache {
 
   clear(): void {
     this.#lru.clear()
+  }
+}
+
+function copyBalance(b: Balance): Balance {
+  return {
+    account: b.account,
+    total: b.total,
+    held: b.held,
+    available: b.available,
+    debt: b.debt,
+    low: b.low,
+    buckets: b.buckets.map((x) => ({
+      id: x.id,
+      remaining: x.remaining,
+      held: x.held,
+      expiresAt: x.expiresAt,
+      priority: x.priority,
+      category: x.category,
+    })),
+    asOf: b.asOf,
   }
 }

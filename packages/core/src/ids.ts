@@ -34,15 +34,14 @@ export function newId(prefix: string): string {
   const now = Date.now()
   if (now > lastMs) {
     lastMs = now
-    let t = now
-    let time = ''
-    for (let i = 0; i < 10; i++) {
-      time = CROCKFORD[t % 32]! + time
-      t = Math.floor(t / 32)
-    }
-    lastTime = time
+    counter = 0
+    lastTime = timeChars(now)
+  } else if (++counter > 0xfffff) {
+    // A million ids in one millisecond: borrow the next one, so order still holds.
+    lastMs += 1
+    counter = 0
+    lastTime = timeChars(lastMs)
   }
-  counter = (counter + 1) & 0xfffff
   const c = counter
   const seq =
     CROCKFORD[(c >>> 15) & 31]! +
@@ -50,4 +49,14 @@ export function newId(prefix: string): string {
     CROCKFORD[(c >>> 5) & 31]! +
     CROCKFORD[c & 31]!
   return `${prefix}_${lastTime}${seq}${randomChars(8)}`
+}
+
+function timeChars(ms: number): string {
+  let t = ms
+  let time = ''
+  for (let i = 0; i < 10; i++) {
+    time = CROCKFORD[t % 32]! + time
+    t = Math.floor(t / 32)
+  }
+  return time
 }

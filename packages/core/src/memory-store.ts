@@ -13,6 +13,7 @@ import type {
   IdempotencyRecord,
 } from './engine/state.js'
 import { NotFoundError } from './errors.js'
+import { randomChars } from './ids.js'
 import type {
   CodeBatch,
   CodeBatchOutcome,
@@ -27,10 +28,22 @@ import type { LedgerEntry, LedgerPage } from './types.js'
 /** Options of {@link memoryStore}. None yet; the object is accepted for symmetry with other stores. */
 export type MemoryStoreOptions = Record<string, never>
 
+/** Hold status codes kept per hold sequence number (one byte each). */
+const STATUS = { pending: 1, committed: 2, released: 3, expired: 4 } as const
+const STATUS_NAME = [undefined, 'pending', 'committed', 'released', 'expired'] as const
+
 interface MemAccount {
+  /** Index in {@link MemTenant.byNo}; part of this account's hold ids. */
+  no: number
   state: AccountState
-  /** Pending holds by id. */
-  pending: Map<string, HoldState>
+  /** Pending holds by sequence number. */
+  pending: Map<number, HoldState>
+  /** Holds created so far; the next hold's sequence number. */
+  holdSeq: number
+  /** Status of every hold by sequence number: resolved holds cost one byte, not an object. */
+  status: Uint8Array
+  /** When TTL-expired holds expired, by sequence number (for HoldExpiredError). */
+  expiredAt: Map<number, number>
   /** No pending hold expires before this (a lower bound; exact after each scan). */
   nextHoldExpiry: number
   /** Oldest first; `id` is the tenant sequence number as a string. */
@@ -39,8 +52,7 @@ interface MemAccount {
 
 interface MemTenant {
   accounts: Map<string, MemAccount>
-  /** Every hold by id until pruned; resolved ones answer "already resolved". */
-  holds: Map<string, HoldState>
+  byNo: MemAccount[]
   idempotency: Map<string, IdempotencyRecord>
   codes: Map<string, CodeRecord>
   /** `${codeHash}\n${account}` of every redemption. */
@@ -51,7 +63,7 @@ interface MemTenant {
 function newTenant(): MemTenant {
   return {
     accounts: new Map(),
-    holds: new Map(),
+    byNo: [],
     idempotency: new Map(),
     codes: new Map(),
     redemptions: new Set(),
@@ -62,6 +74,12 @@ function newTenant(): MemTenant {
 class MemoryStore implements Store {
   readonly kind = 'memory'
   readonly #tenants = new Map<string, MemTenant>()
+  /**
+   * Hold ids are `hld_<store tag>_<account no>_<sequence>` (base 36): the id itself locates the
+   * hold, so the store keeps no global index of holds, and an id from another memory store
+   * is not found here.
+   */
+  readonly #tag = randomChars(6)
 
   #tenant(name: string): MemTenant {
     let t = this.#tenants.get(name)
@@ -72,6 +90,41 @@ class MemoryStore implements Store {
     return t
   }
 
+  /** The account and hold a hold id names in this tenant, or undefined. */
+  #findHold(
+    t: MemTenant,
+    id: string,
+  ): { acct: MemAccount; hold: HoldState; seq: number } | undefined {
+    const a = id.indexOf('_')
+    const b = id.indexOf('_', a + 1)
+    const c = id.lastIndexOf('_')
+    if (a !== 3 || b < 0 || c <= b || id.slice(a + 1, b) !== this.#tag) return undefined
+    const acct = t.byNo[Number.parseInt(id.slice(b + 1, c), 36)]
+    const seq = Number.parseInt(id.slice(c + 1), 36)
+    if (!acct || !(seq >= 0 && seq < acct.holdSeq)) return undefined
+    const pending = acct.pending.get(seq)
+    if (pending) return { acct, hold: pending, seq }
+    const status = STATUS_NAME[acct.status[seq]!]
+    if (status === undefined || status === 'pending') return undefined
+    // A resolved hold: only its status matters to the engine (it answers "resolved"/"expired").
+    const expiresAt = acct.expiredAt.get(seq) ?? 0
+    return {
+      acct,
+      seq,
+      hold: {
+        id,
+        account: acct.state.record.account,
+        amount: 0,
+        expiresAt,
+        createdAt: 0,
+        status,
+        allocations: [],
+        metadata: {},
+        resolvedAt: expiresAt,
+      },
+    }
+  }
+
   /** The whole operation, synchronously: this is what makes it atomic. */
   execute(req: ExecuteRequest): Outcome {
     const t = this.#tenant(req.tenant)
@@ -79,11 +132,12 @@ class MemoryStore implements Store {
     let acct: MemAccount | undefined
     let isNew = false
     const holds: HoldState[] = []
+    // Sequence numbers of `holds`, by index; a hold the engine adds is the newest one.
+    const seqs: number[] = []
     if (req.account === undefined) {
       const holdId = (op as { holdId: string }).holdId
-      const found = t.holds.get(holdId)
-      acct = found && t.accounts.get(found.account)
-      if (!found || !acct) {
+      const found = this.#findHold(t, holdId)
+      if (!found) {
         return {
           result: null,
           error: new NotFoundError('hold', holdId),
@@ -92,14 +146,20 @@ class MemoryStore implements Store {
           events: [],
         }
       }
-      holds.push(found)
+      acct = found.acct
+      holds.push(found.hold)
+      seqs.push(found.seq)
     } else {
       acct = t.accounts.get(req.account)
       if (!acct) {
         isNew = true
         acct = {
+          no: t.byNo.length,
           state: newAccountState(req.account, now),
           pending: new Map(),
+          holdSeq: 0,
+          status: new Uint8Array(16),
+          expiredAt: new Map(),
           nextHoldExpiry: Number.POSITIVE_INFINITY,
           entries: [],
         }
@@ -107,9 +167,12 @@ class MemoryStore implements Store {
     }
     if (now >= acct.nextHoldExpiry) {
       let next = Number.POSITIVE_INFINITY
-      for (const h of acct.pending.values()) {
+      for (const [seq, h] of acct.pending) {
         if (h.expiresAt <= now) {
-          if (!holds.includes(h)) holds.push(h)
+          if (!holds.includes(h)) {
+            holds.push(h)
+            seqs.push(seq)
+          }
         } else if (h.expiresAt < next) next = h.expiresAt
       }
       acct.nextHoldExpiry = next
@@ -125,25 +188,36 @@ class MemoryStore implements Store {
         redeemedByAccount: t.redemptions.has(`${op.codeHash}\n${state.record.account}`),
       }
     }
+    const a = acct
+    const tag = this.#tag
     const fx = applyOperation(state, op, {
       now,
       config: req.config,
       idempotency: key === undefined ? null : (t.idempotency.get(key) ?? null),
       code,
-      newId: req.newId,
+      newId: (prefix) =>
+        prefix === 'hld' ? `hld_${tag}_${a.no.toString(36)}_${(a.holdSeq++).toString(36)}` : req.newId(prefix),
     })
     if (fx.changed) {
-      const account = state.record.account
-      if (isNew) t.accounts.set(account, acct)
+      if (isNew) {
+        t.accounts.set(state.record.account, acct)
+        t.byNo.push(acct)
+      }
+      if (acct.holdSeq > acct.status.length) {
+        const grown = new Uint8Array(Math.max(acct.holdSeq, acct.status.length * 2))
+        grown.set(acct.status)
+        acct.status = grown
+      }
       for (const h of fx.touchedHolds) {
+        const i = holds.indexOf(h)
+        const seq = i >= 0 && i < seqs.length ? seqs[i]! : acct.holdSeq - 1
+        acct.status[seq] = STATUS[h.status]
         if (h.status === 'pending') {
-          if (!acct.pending.has(h.id)) {
-            acct.pending.set(h.id, h)
-            t.holds.set(h.id, h)
-          }
+          acct.pending.set(seq, h)
           if (h.expiresAt < acct.nextHoldExpiry) acct.nextHoldExpiry = h.expiresAt
         } else {
-          acct.pending.delete(h.id)
+          acct.pending.delete(seq)
+          if (h.status === 'expired') acct.expiredAt.set(seq, h.expiresAt)
         }
       }
       for (const entry of fx.entries) {
@@ -151,7 +225,10 @@ class MemoryStore implements Store {
         acct.entries.push(entry)
       }
       if (fx.saveIdempotency) t.idempotency.set(fx.saveIdempotency.key, fx.saveIdempotency)
-      if (fx.redemption) t.redemptions.add(`${fx.redemption.codeHash}\n${account}`)
+      if (fx.redemption) t.redemptions.add(`${fx.redemption.codeHash}\n${state.record.account}`)
+    } else if (isNew) {
+      // Nothing was written, so the account was not created: give back the hold number.
+      acct.holdSeq = 0
     }
     state.holds = []
     return fx
@@ -213,6 +290,10 @@ class MemoryStore implements Store {
     return due
   }
 
+  /**
+   * Drops idempotency records older than `before`. Resolved holds are kept as one status byte
+   * each for the life of the store, so a late commit still gets "already resolved".
+   */
   async prune(tenant: string, before: number): Promise<number> {
     const t = this.#tenants.get(tenant)
     if (!t) return 0
@@ -220,12 +301,6 @@ class MemoryStore implements Store {
     for (const [key, rec] of t.idempotency) {
       if (rec.createdAt < before) {
         t.idempotency.delete(key)
-        n++
-      }
-    }
-    for (const [id, hold] of t.holds) {
-      if (hold.status !== 'pending' && hold.resolvedAt !== null && hold.resolvedAt < before) {
-        t.holds.delete(id)
         n++
       }
     }

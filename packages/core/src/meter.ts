@@ -53,6 +53,7 @@ import {
   reserveOptionsSchema,
   startCycleSchema,
   stopCycleSchema,
+  sweepOptionsSchema,
   ttlSchema,
 } from './validation.js'
 
@@ -325,8 +326,12 @@ export class Meter {
    * Hands one operation to the store. Returns the outcome directly when the store answered at
    * once, so a synchronous store costs no extra promise; throws the outcome's domain error.
    */
-  #execute(account: string | undefined, op: Operation): Outcome | Promise<Outcome> {
+  #checkOpen(): void {
     if (this.#closed) throw new StoreUnavailableError('meter is closed')
+  }
+
+  #execute(account: string | undefined, op: Operation): Outcome | Promise<Outcome> {
+    this.#checkOpen()
     let pending: Outcome | Promise<Outcome>
     try {
       pending = this.#store.execute({
@@ -352,7 +357,8 @@ export class Meter {
   }
 
   #settle(out: Outcome): Outcome {
-    if (out.balance && this.#cache) this.#cache.set(out.balance)
+    // A replay carries the balance as it was then: not news for the cache.
+    if (out.balance && this.#cache && !out.replayed) this.#cache.set(out.balance)
     if (out.events.length > 0 && this.#listeners.size > 0) this.#emit(out.events)
     if (out.error) throw out.error
     return out
@@ -533,6 +539,7 @@ export class Meter {
   async ledger(account: string, query?: LedgerQuery): Promise<LedgerPage> {
     checkAccount(account)
     const q = parse(ledgerQuerySchema, query, 'query')
+    this.#checkOpen()
     let before: number | null = null
     if (q.cursor !== undefined) {
       before = decodeCursor(q.cursor)
@@ -598,6 +605,7 @@ export class Meter {
    */
   async createCodes(options: CreateCodesOptions): Promise<CreateCodesResult> {
     const o = parse(createCodesSchema, options)
+    this.#checkOpen()
     const now = this.#o.clock()
     const codeExpiresAt = o.codeExpiresAt ?? null
     if (codeExpiresAt !== null && codeExpiresAt <= now) {
@@ -681,11 +689,18 @@ export class Meter {
    * accounts, and prunes idempotency keys and resolved holds past retention.
    */
   async sweep(options?: { limit?: number }): Promise<{ accounts: number; pruned: number }> {
-    const limit = checkAmount(options?.limit ?? 1_000, 'limit', 1)
+    const limit = parse(sweepOptionsSchema, options).limit ?? 1_000
+    this.#checkOpen()
     const now = this.#o.clock()
-    const due = await this.#store.dueAccounts(this.tenant, now, limit)
-    for (const account of due) await this.#execute(account, { type: 'balance' })
-    const pruned = await this.#store.prune(this.tenant, now - this.#o.retentionMs)
+    let due: string[]
+    let pruned: number
+    try {
+      due = await this.#store.dueAccounts(this.tenant, now, limit)
+      for (const account of due) await this.#execute(account, { type: 'balance' })
+      pruned = await this.#store.prune(this.tenant, now - this.#o.retentionMs)
+    } catch (err) {
+      throw storeFailure(err)
+    }
     return { accounts: due.length, pruned }
   }
 

@@ -162,6 +162,8 @@ export const createCodesSchema = z.strictObject({
   idempotencyKey: idempotencyKey.optional(),
 })
 
+export const sweepOptionsSchema = z.strictObject({ limit: z.int().min(1).max(100_000).optional() })
+
 export const redeemOptionsSchema = z.strictObject({ idempotencyKey: idempotencyKey.optional() })
 
 /**

@@ -524,12 +524,21 @@ export function toLedgerEntry(e: EntryDraft): LedgerEntry {
 }
 
 /** Runs the operation proper. Returns its result, or an error after changing nothing. */
+/** Credits coming in may not take the balance past 2^53 − 1, where sums stop being exact. */
+function tooLarge(r: Run, amount: number, field: string): TollgateError | null {
+  return r.net + r.state.record.debt + amount > Number.MAX_SAFE_INTEGER
+    ? new InvalidInputError(field, 'would take the balance past 2^53 − 1')
+    : null
+}
+
 function run(r: Run, op: Operation): Record<string, unknown> | TollgateError {
   const { state, ctx } = r
   const now = ctx.now
   const rec = state.record
   switch (op.type) {
     case 'grant': {
+      const tooMuch = tooLarge(r, op.amount, 'amount')
+      if (tooMuch) return tooMuch
       const g = credit(
         r,
         op.amount,
@@ -560,6 +569,8 @@ function run(r: Run, op: Operation): Record<string, unknown> | TollgateError {
     }
     case 'adjust': {
       if (op.delta >= 0) {
+        const tooMuch = tooLarge(r, op.delta, 'delta')
+        if (tooMuch) return tooMuch
         const g = credit(
           r,
           op.delta,
@@ -620,7 +631,8 @@ function run(r: Run, op: Operation): Record<string, unknown> | TollgateError {
         const rest = extra - extraTaken
         if (rest > 0 && (op.overage ?? ctx.config.overage) === 'overdraft') {
           const limit = rec.overdraftLimit ?? ctx.config.overdraftLimit
-          const room = limit === null ? rest : Math.max(0, limit - rec.debt)
+          const ceiling = Math.min(limit ?? Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER)
+          const room = Math.max(0, ceiling - rec.debt)
           debtAdded = Math.min(rest, room)
           if (debtAdded > 0) {
             rec.debt += debtAdded
@@ -681,6 +693,8 @@ function run(r: Run, op: Operation): Record<string, unknown> | TollgateError {
       return { lowBalanceThreshold: rec.lowBalanceThreshold, overdraftLimit: rec.overdraftLimit }
     }
     case 'startCycle': {
+      const tooMuch = tooLarge(r, op.amount, 'amount')
+      if (tooMuch) return tooMuch
       const replaced = rec.cycle?.active ? rec.cycle.id : null
       const cycle: CycleState = {
         id: ctx.newId('cyc'),
@@ -741,6 +755,7 @@ function redeem(r: Run, codeHash: string): Record<string, unknown> | TollgateErr
     failure = new CodeUnavailableError('expired')
   else if (lookup?.redeemedByAccount) failure = new CodeUnavailableError('already_redeemed')
   else if (code.redemptions >= code.maxRedemptions) failure = new CodeUnavailableError('exhausted')
+  if (!failure && code) failure = tooLarge(r, code.credits, 'code')
   if (failure || !code) {
     if (inWindow) rec.redeemFailures += 1
     else {
