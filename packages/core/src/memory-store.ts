@@ -196,7 +196,9 @@ class MemoryStore implements Store {
       idempotency: key === undefined ? null : (t.idempotency.get(key) ?? null),
       code,
       newId: (prefix) =>
-        prefix === 'hld' ? `hld_${tag}_${a.no.toString(36)}_${(a.holdSeq++).toString(36)}` : req.newId(prefix),
+        prefix === 'hld'
+          ? `hld_${tag}_${a.no.toString(36)}_${(a.holdSeq++).toString(36)}`
+          : req.newId(prefix),
     })
     if (fx.changed) {
       if (isNew) {
