@@ -4,7 +4,12 @@ import type { Balance, BalanceBucket } from './types.js'
 
 const T0 = Date.UTC(2030, 0, 1)
 
-function balance(account: string, total: number, expiries: (number | null)[] = [null]): Balance {
+function balance(
+  account: string,
+  total: number,
+  expiries: (number | null)[] = [null],
+  asOf = T0,
+): Balance {
   const buckets: BalanceBucket[] = expiries.map((expiresAt, i) => ({
     id: `grt_${account}_${i}`,
     remaining: i === 0 ? total : 0,
@@ -13,7 +18,7 @@ function balance(account: string, total: number, expiries: (number | null)[] = [
     priority: 50,
     category: 'paid',
   }))
-  return { account, total, held: 0, available: total, debt: 0, low: false, buckets, asOf: T0 }
+  return { account, total, held: 0, available: total, debt: 0, low: false, buckets, asOf }
 }
 
 function setup(options: { max?: number; ttlMs?: number } = {}) {
@@ -83,7 +88,7 @@ describe('BalanceCache TTL by the injected clock', () => {
     cache.set(balance('a', 10))
     expect(cache.get('a')?.total).toBe(10)
     clock.now = T0 + 10_000
-    cache.set(balance('b', 3)) // fresh entry, set at T0 + 10 s
+    cache.set(balance('b', 3, [null], clock.now)) // fresh entry, computed at T0 + 10 s
     expect(cache.get('a')).toBeUndefined()
     expect(cache.get('b')?.total).toBe(3)
   })

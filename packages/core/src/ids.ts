@@ -29,9 +29,9 @@ let counter = 0
 /**
  * A new id: `prefix_` + 10 chars of time + 4 of a per-process counter + 8 random. Ids made by
  * one process sort in creation order, which breaks burn-order ties ("created first, then id").
+ * `now` (ms) saves a clock read when the caller has one; time never runs backwards here.
  */
-export function newId(prefix: string): string {
-  const now = Date.now()
+export function newId(prefix: string, now: number = Date.now()): string {
   if (now > lastMs) {
     lastMs = now
     counter = 0

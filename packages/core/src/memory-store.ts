@@ -195,10 +195,10 @@ class MemoryStore implements Store {
       config: req.config,
       idempotency: key === undefined ? null : (t.idempotency.get(key) ?? null),
       code,
-      newId: (prefix) =>
+      newId: (prefix, at) =>
         prefix === 'hld'
           ? `hld_${tag}_${a.no.toString(36)}_${(a.holdSeq++).toString(36)}`
-          : req.newId(prefix),
+          : req.newId(prefix, at),
     })
     if (fx.changed) {
       if (isNew) {

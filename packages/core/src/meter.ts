@@ -612,7 +612,7 @@ export class Meter {
       throw new InvalidInputError('codeExpiresAt', 'must be in the future')
     }
     const prefix = o.prefix ?? 'TG'
-    const batchId = newId('cdb')
+    const batchId = newId('cdb', now)
     const codes: string[] = []
     const records: CodeRecord[] = []
     const seen = new Set<string>()

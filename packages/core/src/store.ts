@@ -21,8 +21,8 @@ export interface ExecuteRequest {
   /** The meter's clock reading for this operation. */
   now: number
   config: EngineConfig
-  /** Id factory for grants, holds, cycles and redemptions. */
-  newId: (prefix: string) => string
+  /** Id factory for grants, holds, cycles and redemptions; `now` is the operation's time. */
+  newId: (prefix: string, now: number) => string
 }
 
 /**

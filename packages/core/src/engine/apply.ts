@@ -196,7 +196,7 @@ function credit(
   entryType: EntryDraft['type'],
   at: number,
   extra: Partial<EntryDraft>,
-  id: string = run.ctx.newId('grt'),
+  id: string = run.ctx.newId('grt', run.ctx.now),
 ): { id: string; repaid: number } {
   const rec = run.state.record
   const repaid = Math.min(rec.debt, amount)
@@ -594,7 +594,7 @@ function run(r: Run, op: Operation): Record<string, unknown> | TollgateError {
         return new InsufficientCreditsError(rec.account, op.amount, available)
       const allocations = take(r, op.amount, true)
       const hold: HoldState = {
-        id: ctx.newId('hld'),
+        id: ctx.newId('hld', now),
         account: rec.account,
         amount: op.amount,
         expiresAt: now + op.ttlMs,
@@ -697,7 +697,7 @@ function run(r: Run, op: Operation): Record<string, unknown> | TollgateError {
       if (tooMuch) return tooMuch
       const replaced = rec.cycle?.active ? rec.cycle.id : null
       const cycle: CycleState = {
-        id: ctx.newId('cyc'),
+        id: ctx.newId('cyc', now),
         amount: op.amount,
         every: op.every,
         rolloverMax: op.rolloverMax,
@@ -766,7 +766,7 @@ function redeem(r: Run, codeHash: string): Record<string, unknown> | TollgateErr
     return failure ?? new InvalidInputError('code', 'unknown code')
   }
   code.redemptions += 1
-  const redemptionId = ctx.newId('rdm')
+  const redemptionId = ctx.newId('rdm', now)
   const expiresAt = code.validityDays === null ? null : now + code.validityDays * DAY_MS
   const g = credit(
     r,

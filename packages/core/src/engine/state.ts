@@ -232,8 +232,8 @@ export interface EngineContext {
   idempotency: IdempotencyRecord | null
   /** For `redeem`: what the store found for the code. */
   code?: CodeLookup | undefined
-  /** Makes a new id with the given prefix (`grt`, `hld`, `rdm`, `cyc`). */
-  newId: (prefix: string) => string
+  /** Makes a new id with the given prefix (`grt`, `hld`, `rdm`, `cyc`) at time `now`. */
+  newId: (prefix: string, now: number) => string
 }
 
 /**
