@@ -65,7 +65,13 @@ export function newAccountState(account: string, now: number): AccountState {
   }
 }
 
-const NONE: never[] = []
+/** The shared empty list: frozen, so a stray push fails loudly instead of leaking. */
+const NONE: never[] = Object.freeze([]) as never[]
+
+/** A list the caller may keep and change. */
+function own<T>(list: T[]): T[] {
+  return list === NONE ? [] : list
+}
 
 /** The effects being built for one operation, with running totals. It is the returned Effects. */
 class Run implements Effects {
@@ -486,7 +492,7 @@ function holdData(h: HoldState): Record<string, unknown> {
     amount: h.amount,
     expiresAt: h.expiresAt,
     createdAt: h.createdAt,
-    allocations: h.allocations,
+    allocations: own(h.allocations),
     metadata: h.metadata,
   }
 }
@@ -565,7 +571,7 @@ function run(r: Run, op: Operation): Record<string, unknown> | TollgateError {
         return new InsufficientCreditsError(rec.account, op.amount, available)
       const allocations = take(r, op.amount, false)
       fromOp(r.entry('debit', -op.amount, 0, 0, now), op)
-      return { account: rec.account, amount: op.amount, allocations }
+      return { account: rec.account, amount: op.amount, allocations: own(allocations) }
     }
     case 'adjust': {
       if (op.delta >= 0) {
@@ -586,7 +592,7 @@ function run(r: Run, op: Operation): Record<string, unknown> | TollgateError {
       if (amount > available) return new InsufficientCreditsError(rec.account, amount, available)
       const allocations = take(r, amount, false)
       fromOp(r.entry('adjust', op.delta, 0, 0, now), op).reason = op.reason
-      return { account: rec.account, amount: op.delta, allocations }
+      return { account: rec.account, amount: op.delta, allocations: own(allocations) }
     }
     case 'reserve': {
       const available = r.available()
