@@ -2,8 +2,12 @@
  * The packages as a consumer sees them: resolved through their `exports` maps from the built
  * `dist/`, not from source.
  */
+import { execFileSync } from 'node:child_process'
+import { cpSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs'
 import { createRequire } from 'node:module'
-import { pathToFileURL } from 'node:url'
+import { tmpdir } from 'node:os'
+import { dirname, join } from 'node:path'
+import { fileURLToPath, pathToFileURL } from 'node:url'
 import * as conformance from '@tollgate/conformance'
 import * as core from '@tollgate/core'
 import { describe, expect, it } from 'vitest'
@@ -68,20 +72,39 @@ describe('package entry points', () => {
 })
 
 describe('errors across two copies of @tollgate/core', () => {
-  it('are recognised by code, not by class identity', async () => {
-    // A second module instance, as when two versions of the package are installed.
-    const url = `${pathToFileURL(require.resolve('@tollgate/core')).href}?copy=2`
-    const other = (await import(url)) as typeof core
-    expect(other.InsufficientCreditsError).not.toBe(core.InsufficientCreditsError)
-    const meter = other.createMeter({ store: other.memoryStore() })
-    const err: unknown = await meter.debit('a', 1).catch((e: unknown) => e)
-    expect(err instanceof core.InsufficientCreditsError).toBe(false)
-    expect(core.isTollgateError(err, 'insufficient_credits')).toBe(true)
-    expect(err).toMatchObject({
-      code: 'insufficient_credits',
-      status: 402,
-      required: 1,
-      available: 0,
+  it('are recognised by code, not by class identity', () => {
+    // Plain Node (not the test runner, which dedupes modules) loads a second instance of the
+    // package, as when two versions are installed, and checks an error from one with the other.
+    const entry = fileURLToPath(import.meta.resolve('@tollgate/core'))
+    const root = dirname(dirname(entry))
+    const copy = mkdtempSync(join(tmpdir(), 'tollgate-core-copy-'))
+    cpSync(join(root, 'dist'), join(copy, 'dist'), { recursive: true })
+    cpSync(join(root, 'package.json'), join(copy, 'package.json'))
+    symlinkSync(join(root, 'node_modules'), join(copy, 'node_modules'))
+    const script = `
+      const a = await import(${JSON.stringify(pathToFileURL(entry).href)})
+      const b = await import(${JSON.stringify(pathToFileURL(join(copy, 'dist/index.js')).href)})
+      const meter = b.createMeter({ store: b.memoryStore() })
+      const err = await meter.debit('a', 1).catch((e) => e)
+      console.log(JSON.stringify({
+        sameClass: a.InsufficientCreditsError === b.InsufficientCreditsError,
+        instanceOfA: err instanceof a.InsufficientCreditsError,
+        byCode: a.isTollgateError(err, 'insufficient_credits'),
+        fields: { code: err.code, status: err.status, required: err.required, available: err.available },
+      }))`
+    let out: string
+    try {
+      out = execFileSync(process.execPath, ['--input-type=module', '-e', script], {
+        encoding: 'utf8',
+      })
+    } finally {
+      rmSync(copy, { recursive: true, force: true })
+    }
+    expect(JSON.parse(out)).toEqual({
+      sameClass: false,
+      instanceOfA: false,
+      byCode: true,
+      fields: { code: 'insufficient_credits', status: 402, required: 1, available: 0 },
     })
   })
 

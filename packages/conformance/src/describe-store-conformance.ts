@@ -1,4 +1,20 @@
 import type { Store } from '@tollgate/core'
+import { describe } from 'vitest'
+import { describeModelProperty } from './model/property.js'
+import { accountRules } from './rules/accounts.js'
+import { cycleRules } from './rules/cycles.js'
+import { debitRules } from './rules/debit.js'
+import { debtRules } from './rules/debt.js'
+import { errorRules } from './rules/errors.js'
+import { eventRules } from './rules/events.js'
+import { expiryRules } from './rules/expiry.js'
+import { grantAndBurnOrderRules } from './rules/grants-and-burn-order.js'
+import { holdRules } from './rules/holds.js'
+import { idempotencyRules } from './rules/idempotency.js'
+import { ledgerRules } from './rules/ledger.js'
+import { overageRules } from './rules/overage.js'
+import { redeemCodeRules } from './rules/redeem-codes.js'
+import { tenantRules } from './rules/tenants.js'
 
 /** Options of {@link describeStoreConformance}. */
 export interface ConformanceOptions {
@@ -12,4 +28,35 @@ export interface ConformanceOptions {
   skip?: string[]
   /** Random sequences the property test runs. @default 1000 */
   numRuns?: number
+}
+
+/**
+ * Registers the shared conformance suite for a store: every rule of DESIGN §1 (as refined by
+ * docs/decisions.md), checked through a `Meter` with a fake clock, plus the model-based
+ * property test. Each test gets a fresh store from `createStore()` and a tenant of its own, so a
+ * store shared between tests still isolates; after it, `teardown(store)` runs if given, else
+ * the meter (and with it the store) is closed.
+ * @example
+ * import { memoryStore } from '@tollgate/core'
+ * import { describeStoreConformance } from '@tollgate/conformance'
+ * describeStoreConformance({ name: 'memory', createStore: () => memoryStore() })
+ */
+export function describeStoreConformance(options: ConformanceOptions): void {
+  describe(`store conformance: ${options.name}`, () => {
+    accountRules(options)
+    grantAndBurnOrderRules(options)
+    debitRules(options)
+    holdRules(options)
+    overageRules(options)
+    debtRules(options)
+    expiryRules(options)
+    cycleRules(options)
+    redeemCodeRules(options)
+    ledgerRules(options)
+    idempotencyRules(options)
+    eventRules(options)
+    tenantRules(options)
+    errorRules(options)
+    describeModelProperty(options)
+  })
 }

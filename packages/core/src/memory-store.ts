@@ -165,17 +165,14 @@ class MemoryStore implements Store {
         }
       }
     }
-    if (now >= acct.nextHoldExpiry) {
-      let next = Number.POSITIVE_INFINITY
+    const scan = now >= acct.nextHoldExpiry
+    if (scan) {
       for (const [seq, h] of acct.pending) {
-        if (h.expiresAt <= now) {
-          if (!holds.includes(h)) {
-            holds.push(h)
-            seqs.push(seq)
-          }
-        } else if (h.expiresAt < next) next = h.expiresAt
+        if (h.expiresAt <= now && !holds.includes(h)) {
+          holds.push(h)
+          seqs.push(seq)
+        }
       }
-      acct.nextHoldExpiry = next
     }
     const state = acct.state
     state.holds = holds
@@ -231,6 +228,13 @@ class MemoryStore implements Store {
     } else if (isNew) {
       // Nothing was written, so the account was not created: give back the hold number.
       acct.holdSeq = 0
+    }
+    if (scan) {
+      // After the operation, not before: a replay or conflict applies nothing, and the holds
+      // it found due must still be found by the next operation or sweep.
+      let next = Number.POSITIVE_INFINITY
+      for (const h of acct.pending.values()) if (h.expiresAt < next) next = h.expiresAt
+      acct.nextHoldExpiry = next
     }
     state.holds = []
     return fx

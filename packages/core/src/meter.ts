@@ -152,8 +152,11 @@ export interface CreateCodesOptions {
 
 /** Payloads of {@link Meter.on}, by event name. */
 export type MeterEvents = {
-  [K in EngineEvent['type']]: Extract<EngineEvent, { type: K }> & { tenant: string }
+  [K in EngineEvent['type']]: (K extends AlertEventType
+    ? Omit<Extract<EngineEvent, { type: AlertEventType }>, 'type'> & { type: K }
+    : Extract<EngineEvent, { type: K }>) & { tenant: string }
 }
+type AlertEventType = 'low' | 'depleted' | 'recovered'
 export type MeterEventName = keyof MeterEvents
 
 /** The result of extend: the hold as it is now. */
@@ -390,16 +393,15 @@ export class Meter {
     checkAccount(account)
     checkAmount(amount, 'amount', 1)
     const o = parse(grantOptionsSchema, options)
-    const now = this.#o.clock()
-    let expiresAt: number | null = o.expiresAt ?? null
-    if (o.validityDays !== undefined) expiresAt = now + o.validityDays * DAY_MS
-    if (expiresAt !== null && expiresAt <= now) {
+    const expiresAt = o.expiresAt ?? null
+    if (expiresAt !== null && expiresAt <= this.#o.clock()) {
       throw new InvalidInputError('expiresAt', 'must be in the future')
     }
     const out = await this.#execute(account, {
       type: 'grant',
       amount,
       expiresAt,
+      validityDays: o.validityDays ?? null,
       priority: o.priority ?? 50,
       category: o.category ?? 'paid',
       metadata: metadataOf(o.metadata),

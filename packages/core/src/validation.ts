@@ -129,6 +129,7 @@ export const ledgerQuerySchema = z.strictObject({
 export const configureSchema = z.strictObject({
   lowBalanceThreshold: safeInt().nullable().optional(),
   overdraftLimit: safeInt().nullable().optional(),
+  idempotencyKey: idempotencyKey.optional(),
 })
 
 const every = z.union([

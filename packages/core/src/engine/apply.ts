@@ -123,9 +123,10 @@ class Run implements Effects {
       id: '',
       account: this.state.record.account,
       type,
-      delta,
-      heldDelta,
-      debtDelta,
+      // `+ 0` turns −0 (from negating a zero amount) into 0, as JSON and SQL stores return it.
+      delta: delta + 0,
+      heldDelta: heldDelta + 0,
+      debtDelta: debtDelta + 0,
       balanceAfter: this.net,
       holdId: undefined,
       grantId: undefined,
@@ -545,10 +546,11 @@ function run(r: Run, op: Operation): Record<string, unknown> | TollgateError {
     case 'grant': {
       const tooMuch = tooLarge(r, op.amount, 'amount')
       if (tooMuch) return tooMuch
+      const expiresAt = op.validityDays === null ? op.expiresAt : now + op.validityDays * DAY_MS
       const g = credit(
         r,
         op.amount,
-        { expiresAt: op.expiresAt, priority: op.priority, category: op.category, cycleId: null },
+        { expiresAt, priority: op.priority, category: op.category, cycleId: null },
         'grant',
         now,
         opFields(op),
@@ -558,7 +560,7 @@ function run(r: Run, op: Operation): Record<string, unknown> | TollgateError {
         account: rec.account,
         amount: op.amount,
         repaidDebt: g.repaid,
-        expiresAt: op.expiresAt,
+        expiresAt,
         priority: op.priority,
         category: op.category,
         metadata: op.metadata,

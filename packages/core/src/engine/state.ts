@@ -133,6 +133,8 @@ export interface GrantOp extends OpBase {
   type: 'grant'
   amount: number
   expiresAt: number | null
+  /** Days from the operation's time; part of the fingerprint as given, so a retry replays. */
+  validityDays: number | null
   priority: number
   category: Category
   metadata: Metadata
