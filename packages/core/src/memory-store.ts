@@ -3,17 +3,12 @@
  * between two awaits, so operations on one account are serialised without locks. Nothing
  * survives the process: use it for tests, demos and single-process apps that re-grant on start.
  */
-import { applyOperation, newAccountState, toLedgerEntry } from './engine/apply.js'
+import { applyOperation, newAccountState } from './engine/apply.js'
 import { periodStart } from './engine/periods.js'
-import type {
-  AccountState,
-  CodeRecord,
-  EntryDraft,
-  HoldState,
-  IdempotencyRecord,
-} from './engine/state.js'
+import type { AccountState, CodeRecord, HoldState, IdempotencyRecord } from './engine/state.js'
 import { NotFoundError } from './errors.js'
 import { randomChars } from './ids.js'
+import { MemoryLedger } from './memory-ledger.js'
 import type {
   CodeBatch,
   CodeBatchOutcome,
@@ -37,7 +32,14 @@ interface MemAccount {
   no: number
   state: AccountState
   /** Pending holds by sequence number. */
+  /**
+   * Pending holds by sequence number. A hold that resolves stays until the map is rebuilt
+   * (readers check `status`): one Map.delete per settled hold cost more than the rest of the
+   * store's bookkeeping together, a rebuild now and then costs next to nothing.
+   */
   pending: Map<number, HoldState>
+  /** Entries of `pending` whose hold is no longer pending. */
+  stale: number
   /** Holds created so far; the next hold's sequence number. */
   holdSeq: number
   /** Status of every hold by sequence number: resolved holds cost one byte, not an object. */
@@ -46,8 +48,8 @@ interface MemAccount {
   expiredAt: Map<number, number>
   /** No pending hold expires before this (a lower bound; exact after each scan). */
   nextHoldExpiry: number
-  /** Oldest first; `id` is the tenant sequence number as a string. */
-  entries: EntryDraft[]
+  /** Oldest first. */
+  ledger: MemoryLedger
 }
 
 interface MemTenant {
@@ -90,6 +92,10 @@ class MemoryStore implements Store {
     return t
   }
 
+  #holdId(acct: MemAccount, seq: number): string {
+    return `hld_${this.#tag}_${acct.no.toString(36)}_${seq.toString(36)}`
+  }
+
   /** The account and hold a hold id names in this tenant, or undefined. */
   #findHold(
     t: MemTenant,
@@ -103,7 +109,7 @@ class MemoryStore implements Store {
     const seq = Number.parseInt(id.slice(c + 1), 36)
     if (!acct || !(seq >= 0 && seq < acct.holdSeq)) return undefined
     const pending = acct.pending.get(seq)
-    if (pending) return { acct, hold: pending, seq }
+    if (pending?.status === 'pending') return { acct, hold: pending, seq }
     const status = STATUS_NAME[acct.status[seq]!]
     if (status === undefined || status === 'pending') return undefined
     // A resolved hold: only its status matters to the engine (it answers "resolved"/"expired").
@@ -157,18 +163,19 @@ class MemoryStore implements Store {
           no: t.byNo.length,
           state: newAccountState(req.account, now),
           pending: new Map(),
+          stale: 0,
           holdSeq: 0,
           status: new Uint8Array(16),
           expiredAt: new Map(),
           nextHoldExpiry: Number.POSITIVE_INFINITY,
-          entries: [],
+          ledger: new MemoryLedger(),
         }
       }
     }
     const scan = now >= acct.nextHoldExpiry
     if (scan) {
       for (const [seq, h] of acct.pending) {
-        if (h.expiresAt <= now && !holds.includes(h)) {
+        if (h.status === 'pending' && h.expiresAt <= now && !holds.includes(h)) {
           holds.push(h)
           seqs.push(seq)
         }
@@ -186,16 +193,13 @@ class MemoryStore implements Store {
       }
     }
     const a = acct
-    const tag = this.#tag
     const fx = applyOperation(state, op, {
       now,
       config: req.config,
       idempotency: key === undefined ? null : (t.idempotency.get(key) ?? null),
       code,
       newId: (prefix, at) =>
-        prefix === 'hld'
-          ? `hld_${tag}_${a.no.toString(36)}_${(a.holdSeq++).toString(36)}`
-          : req.newId(prefix, at),
+        prefix === 'hld' ? this.#holdId(a, a.holdSeq++) : req.newId(prefix, at),
     })
     if (fx.changed) {
       if (isNew) {
@@ -215,13 +219,24 @@ class MemoryStore implements Store {
           acct.pending.set(seq, h)
           if (h.expiresAt < acct.nextHoldExpiry) acct.nextHoldExpiry = h.expiresAt
         } else {
-          acct.pending.delete(seq)
+          acct.stale++
           if (h.status === 'expired') acct.expiredAt.set(seq, h.expiresAt)
         }
       }
+      if (acct.stale > 64 && acct.stale * 2 > acct.pending.size) {
+        const live = new Map<number, HoldState>()
+        for (const [seq, h] of acct.pending) if (h.status === 'pending') live.set(seq, h)
+        acct.pending = live
+        acct.stale = 0
+      }
       for (const entry of fx.entries) {
-        entry.id = String(++t.seq)
-        acct.entries.push(entry)
+        let holdNo = -1
+        if (entry.holdId !== undefined) {
+          // The hold is one this operation loaded (numbers in `seqs`) or created (the newest).
+          const i = holds.findIndex((h) => h.id === entry.holdId)
+          holdNo = i >= 0 && i < seqs.length ? seqs[i]! : acct.holdSeq - 1
+        }
+        acct.ledger.push(entry, ++t.seq, holdNo)
       }
       if (fx.saveIdempotency) t.idempotency.set(fx.saveIdempotency.key, fx.saveIdempotency)
       if (fx.redemption) t.redemptions.add(`${fx.redemption.codeHash}\n${state.record.account}`)
@@ -233,7 +248,9 @@ class MemoryStore implements Store {
       // After the operation, not before: a replay or conflict applies nothing, and the holds
       // it found due must still be found by the next operation or sweep.
       let next = Number.POSITIVE_INFINITY
-      for (const h of acct.pending.values()) if (h.expiresAt < next) next = h.expiresAt
+      for (const h of acct.pending.values()) {
+        if (h.status === 'pending' && h.expiresAt < next) next = h.expiresAt
+      }
       acct.nextHoldExpiry = next
     }
     state.holds = []
@@ -243,19 +260,21 @@ class MemoryStore implements Store {
   async ledger(tenant: string, account: string, req: LedgerRequest): Promise<LedgerPage> {
     const acct = this.#tenants.get(tenant)?.accounts.get(account)
     if (!acct) return { entries: [], nextCursor: null }
+    const { ledger } = acct
+    const holdIdOf = (no: number) => this.#holdId(acct, no)
     const out: LedgerEntry[] = []
-    let i = acct.entries.length - 1
+    let i = ledger.length - 1
     if (req.before !== null) {
-      while (i >= 0 && Number(acct.entries[i]!.id) >= req.before) i--
+      while (i >= 0 && ledger.seq(i) >= req.before) i--
     }
     let lastSeq = 0
     for (; i >= 0 && out.length < req.limit; i--) {
-      const e = acct.entries[i]!
-      if (req.types && !req.types.includes(e.type)) continue
-      if (req.from !== null && e.at < req.from) continue
-      if (req.to !== null && e.at >= req.to) continue
-      out.push(toLedgerEntry(e))
-      lastSeq = Number(e.id)
+      if (req.types && !req.types.includes(ledger.type(i))) continue
+      const at = ledger.at(i)
+      if (req.from !== null && at < req.from) continue
+      if (req.to !== null && at >= req.to) continue
+      out.push(ledger.read(i, account, holdIdOf))
+      lastSeq = ledger.seq(i)
     }
     // A further page exists if any older entry is left to look at.
     return {
@@ -319,7 +338,9 @@ class MemoryStore implements Store {
 }
 
 function isDue(acct: MemAccount, now: number): boolean {
-  for (const h of acct.pending.values()) if (h.expiresAt <= now) return true
+  for (const h of acct.pending.values()) {
+    if (h.status === 'pending' && h.expiresAt <= now) return true
+  }
   for (const b of acct.state.buckets) {
     if (!b.expired && b.expiresAt !== null && b.expiresAt <= now) return true
   }
