@@ -1,11 +1,16 @@
 /**
- * Engine and memory-store throughput: reserve+commit and debit per second on one core.
- * Each tinybench iteration runs a batch of operations, so the timer's own cost is spread
- * over the batch; ops/s = batches/s × batch size.
+ * Engine and memory-store throughput: reserve+commit pairs and debits per second on one core.
+ *
+ * Each scenario runs in a process of its own: run together, the scenarios that feed the engine
+ * different call shapes would leave its functions polymorphic for the ones after them. Each
+ * tinybench iteration runs a batch, so the timer's own cost is spread over the batch;
+ * ops/s = batches/s × batch size.
  *
  *   pnpm bench            (from the repo root: builds, then runs this)
  */
+import { execFileSync } from 'node:child_process'
 import os from 'node:os'
+import { fileURLToPath } from 'node:url'
 import {
   type AccountState,
   applyOperation,
@@ -28,124 +33,127 @@ const config: EngineConfig = {
   redeemWindowMs: 3_600_000,
 }
 
-function freshMeter() {
-  return createMeter({ store: memoryStore() })
-}
-
-async function setup(accounts: number) {
-  const meter = freshMeter()
+async function meterWith(accounts: number) {
+  const meter = createMeter({ store: memoryStore() })
   const names = Array.from({ length: accounts }, (_, i) => `acct_${i}`)
   for (const a of names) await meter.grant(a, CREDITS)
   return { meter, names }
 }
 
-const bench = new Bench({ time: 2_000, warmupTime: 300 })
-
-// The engine alone: one account's state, no store, no meter, no promises. Each operation
-// reads the clock once, as the meter does (real timestamps are not small integers, and a
-// clock read is not free on every machine).
-{
-  const state: AccountState = newAccountState('a', Date.now())
-  applyOperation(
-    state,
-    {
-      type: 'grant',
-      amount: CREDITS,
-      expiresAt: null,
-      validityDays: null,
-      priority: 50,
-      category: 'paid',
-      metadata: {},
-    },
-    { now: Date.now(), config, idempotency: null, newId },
-  )
-  bench.add('engine only: reserve+commit (no store)', () => {
-    for (let i = 0; i < BATCH; i++) {
-      const fx = applyOperation(
-        state,
-        { type: 'reserve', amount: 1, ttlMs: 60_000, metadata: NO_METADATA },
-        { now: Date.now(), config, idempotency: null, newId },
-      )
-      const hold = state.holds[state.holds.length - 1]!
-      state.holds = [hold]
-      applyOperation(
-        state,
-        {
-          type: 'commit',
-          holdId: (fx.result as { id: string }).id,
-          actual: undefined,
-          overage: undefined,
-          metadata: NO_METADATA,
-        },
-        { now: Date.now(), config, idempotency: null, newId },
-      )
-      state.holds = []
+/** Each scenario sets up and returns one batch of work. */
+const scenarios: Record<string, () => Promise<() => unknown>> = {
+  // The engine alone: one account's state, no store, no meter, no promises. Each operation
+  // reads the clock once, as the meter does.
+  'engine only: reserve+commit (no store)': async () => {
+    const state: AccountState = newAccountState('a', Date.now())
+    const ctx = () => ({ now: Date.now(), config, idempotency: null, newId })
+    applyOperation(
+      state,
+      {
+        type: 'grant',
+        amount: CREDITS,
+        expiresAt: null,
+        validityDays: null,
+        priority: 50,
+        category: 'paid',
+        metadata: NO_METADATA,
+      },
+      ctx(),
+    )
+    return () => {
+      for (let i = 0; i < BATCH; i++) {
+        const fx = applyOperation(
+          state,
+          { type: 'reserve', amount: 1, ttlMs: 60_000, metadata: NO_METADATA },
+          ctx(),
+        )
+        state.holds = [state.holds[state.holds.length - 1]!]
+        const holdId = (fx.result as { id: string }).id
+        applyOperation(
+          state,
+          { type: 'commit', holdId, actual: undefined, overage: undefined, metadata: NO_METADATA },
+          ctx(),
+        )
+        state.holds = []
+      }
     }
-  })
-}
-
-{
-  const ctx = await setup(1)
-  bench.add('meter: reserve+commit, one hot account, sequential', async () => {
-    const { meter } = ctx
-    for (let i = 0; i < BATCH; i++) {
-      const hold = await meter.reserve('acct_0', 1)
-      await hold.commit()
+  },
+  'meter: reserve+commit, one hot account, sequential': async () => {
+    const { meter } = await meterWith(1)
+    return async () => {
+      for (let i = 0; i < BATCH; i++) {
+        const hold = await meter.reserve('acct_0', 1)
+        await hold.commit()
+      }
     }
-  })
-}
-
-{
-  const ctx = await setup(1)
-  bench.add('meter: reserve+commit, one hot account, 100 in flight', async () => {
-    const { meter } = ctx
+  },
+  'meter: reserve+commit, one hot account, 100 in flight': async () => {
+    const { meter } = await meterWith(1)
     const one = async () => {
       const hold = await meter.reserve('acct_0', 1)
       await hold.commit()
     }
-    for (let i = 0; i < BATCH; i += 100) {
-      const batch: Promise<void>[] = []
-      for (let j = 0; j < 100; j++) batch.push(one())
-      await Promise.all(batch)
+    return async () => {
+      for (let i = 0; i < BATCH; i += 100) {
+        const batch: Promise<void>[] = []
+        for (let j = 0; j < 100; j++) batch.push(one())
+        await Promise.all(batch)
+      }
     }
-  })
-}
-
-{
-  const ctx = await setup(10_000)
-  let n = 0
-  bench.add('meter: reserve+commit, 10,000 accounts, sequential', async () => {
-    const { meter, names } = ctx
-    for (let i = 0; i < BATCH; i++) {
-      const hold = await meter.reserve(names[n++ % names.length]!, 1)
-      await hold.commit()
+  },
+  'meter: reserve+commit, 10,000 accounts, sequential': async () => {
+    const { meter, names } = await meterWith(10_000)
+    let n = 0
+    return async () => {
+      for (let i = 0; i < BATCH; i++) {
+        const hold = await meter.reserve(names[n++ % names.length]!, 1)
+        await hold.commit()
+      }
     }
-  })
+  },
+  'meter: debit, one hot account, sequential': async () => {
+    const { meter } = await meterWith(1)
+    return async () => {
+      for (let i = 0; i < BATCH; i++) await meter.debit('acct_0', 1)
+    }
+  },
 }
 
-{
-  const ctx = await setup(1)
-  bench.add('meter: debit, one hot account, sequential', async () => {
-    const { meter } = ctx
-    for (let i = 0; i < BATCH; i++) await meter.debit('acct_0', 1)
-  })
+interface Row {
+  scenario: string
+  'ops/s': string
+  '±%': string
 }
 
-await bench.run()
-
-const rows = bench.tasks.map((task) => {
-  const r = task.result
-  if (r.state !== 'completed')
-    return { scenario: task.name, 'ops/s': `(${r.state})`, '±%': '', samples: 0 }
+async function runOne(name: string): Promise<Row> {
+  const bench = new Bench({ time: 2_000, warmupTime: 500 })
+  const batch = await scenarios[name]!()
+  bench.add(name, batch)
+  await bench.run()
+  const r = bench.tasks[0]!.result
+  if (r.state !== 'completed') return { scenario: name, 'ops/s': `(${r.state})`, '±%': '' }
   return {
-    scenario: task.name,
+    scenario: name,
     'ops/s': Math.round(r.throughput.mean * BATCH).toLocaleString('en-US'),
     '±%': r.throughput.rme.toFixed(1),
-    samples: r.latency.samples?.length ?? 0,
   }
-})
-console.log(
-  `Tollgate engine bench — node ${process.version}, ${os.cpus()[0]?.model ?? 'cpu'} ×${os.cpus().length}, ${new Date().toISOString()}`,
-)
-console.log(`one operation = one reserve+commit pair (or one debit); batches of ${BATCH}`)
-console.table(rows)
+}
+
+const only = process.argv[2]
+if (only !== undefined) {
+  console.log(JSON.stringify(await runOne(only)))
+} else {
+  const self = fileURLToPath(import.meta.url)
+  const rows = Object.keys(scenarios).map((name) => {
+    const out = execFileSync(process.execPath, [...process.execArgv, self, name], {
+      encoding: 'utf8',
+    })
+    return JSON.parse(out.trim().split('\n').at(-1)!) as Row
+  })
+  const cpu = os.cpus()[0]?.model ?? 'cpu'
+  console.log(
+    `Tollgate engine bench: node ${process.version}, ${cpu} ×${os.cpus().length}, ${new Date().toISOString()}`,
+  )
+  console.log(`ops = reserve+commit pairs (or debits); each scenario in its own process`)
+  console.table(rows)
+}

@@ -169,3 +169,22 @@ describe('BalanceCache max (LRU)', () => {
     expect(cache.get('u0')).toBeUndefined()
   })
 })
+
+describe('BalanceCache updates in place', () => {
+  it('follows the bucket count down and up, and never changes a copy it handed out', () => {
+    const { cache } = setup({ ttlMs: 1_000 })
+    cache.set(balance('a', 10, [null, null]))
+    const first = cache.get('a')!
+    expect(first.buckets).toHaveLength(2)
+    cache.set(balance('a', 7, [null]))
+    const second = cache.get('a')!
+    expect(second.total).toBe(7)
+    expect(second.buckets).toHaveLength(1)
+    cache.set(balance('a', 5, [null, null, null]))
+    expect(cache.get('a')!.buckets.map((b) => b.remaining)).toEqual([5, 0, 0])
+    // Earlier copies are the caller's: later writes do not reach them.
+    expect(first.total).toBe(10)
+    expect(first.buckets).toHaveLength(2)
+    expect(second.buckets).toHaveLength(1)
+  })
+})

@@ -53,8 +53,19 @@ export class BalanceCache {
     for (const b of balance.buckets) {
       if (b.expiresAt !== null && b.expiresAt < staleAt) staleAt = b.expiresAt
     }
-    if (staleAt <= balance.asOf) this.#lru.delete(balance.account)
-    else this.#lru.set(balance.account, { balance: copyBalance(balance), staleAt })
+    if (staleAt <= balance.asOf) {
+      this.#lru.delete(balance.account)
+      return
+    }
+    const entry = this.#lru.get(balance.account)
+    if (entry) {
+      // Overwrite our private copy in place: a fresh copy per write would turn every cached
+      // (long-lived, so promoted) copy into old-generation garbage.
+      copyInto(entry.balance, balance)
+      entry.staleAt = staleAt
+    } else {
+      this.#lru.set(balance.account, { balance: copyBalance(balance), staleAt })
+    }
   }
 
   delete(account: string): void {
@@ -83,5 +94,30 @@ function copyBalance(b: Balance): Balance {
       category: x.category,
     })),
     asOf: b.asOf,
+  }
+}
+
+function copyInto(to: Balance, from: Balance): void {
+  to.total = from.total
+  to.held = from.held
+  to.available = from.available
+  to.debt = from.debt
+  to.low = from.low
+  to.asOf = from.asOf
+  const n = from.buckets.length
+  if (to.buckets.length > n) to.buckets.length = n
+  for (let i = 0; i < n; i++) {
+    const x = from.buckets[i]!
+    const y = to.buckets[i]
+    if (y) {
+      y.id = x.id
+      y.remaining = x.remaining
+      y.held = x.held
+      y.expiresAt = x.expiresAt
+      y.priority = x.priority
+      y.category = x.category
+    } else {
+      to.buckets.push({ ...x })
+    }
   }
 }

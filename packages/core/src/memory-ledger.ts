@@ -15,8 +15,11 @@ import {
 
 // Numbers per entry: tenant sequence, delta, heldDelta, debtDelta, balanceAfter, at, hold number.
 const STRIDE = 7
-// Entries per chunk. Chunks are never copied: growing one big array would copy it each time.
+// Entries per chunk. A full chunk is never copied again (one big array would be copied at
+// every doubling); a chunk starts at FIRST entries and doubles up to CHUNK, so an account
+// with a short ledger costs under a kilobyte.
 const CHUNK = 2048
+const FIRST = 16
 const TYPE_CODE = new Map<LedgerEntryType, number>(LEDGER_ENTRY_TYPES.map((t, i) => [t, i]))
 const EMPTY: Metadata = Object.freeze({}) as Metadata
 
@@ -45,11 +48,18 @@ export class MemoryLedger {
   push(e: EntryDraft, seq: number, holdNo: number): void {
     const i = this.#n++
     const k = i % CHUNK
-    if (k === 0) {
-      this.#nums.push(new Float64Array(CHUNK * STRIDE))
-      this.#types.push(new Uint8Array(CHUNK))
-    }
     const c = (i - k) / CHUNK
+    if (k === 0) {
+      this.#nums.push(new Float64Array(FIRST * STRIDE))
+      this.#types.push(new Uint8Array(FIRST))
+    } else if (k === this.#types[c]!.length) {
+      const nums = new Float64Array(k * 2 * STRIDE)
+      nums.set(this.#nums[c]!)
+      this.#nums[c] = nums
+      const types = new Uint8Array(k * 2)
+      types.set(this.#types[c]!)
+      this.#types[c] = types
+    }
     const o = k * STRIDE
     const nums = this.#nums[c]!
     nums[o] = seq

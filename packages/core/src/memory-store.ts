@@ -40,6 +40,8 @@ interface MemAccount {
   pending: Map<number, HoldState>
   /** Entries of `pending` whose hold is no longer pending. */
   stale: number
+  /** Entries of `pending` whose hold is pending. */
+  live: number
   /** Holds created so far; the next hold's sequence number. */
   holdSeq: number
   /** Status of every hold by sequence number: resolved holds cost one byte, not an object. */
@@ -164,6 +166,7 @@ class MemoryStore implements Store {
           state: newAccountState(req.account, now),
           pending: new Map(),
           stale: 0,
+          live: 0,
           holdSeq: 0,
           status: new Uint8Array(16),
           expiredAt: new Map(),
@@ -216,14 +219,20 @@ class MemoryStore implements Store {
         const seq = i >= 0 && i < seqs.length ? seqs[i]! : acct.holdSeq - 1
         acct.status[seq] = STATUS[h.status]
         if (h.status === 'pending') {
+          if (!acct.pending.has(seq)) acct.live++
           acct.pending.set(seq, h)
           if (h.expiresAt < acct.nextHoldExpiry) acct.nextHoldExpiry = h.expiresAt
         } else {
+          acct.live--
           acct.stale++
           if (h.status === 'expired') acct.expiredAt.set(seq, h.expiresAt)
         }
       }
-      if (acct.stale > 64 && acct.stale * 2 > acct.pending.size) {
+      if (acct.live === 0 && acct.stale > 0) {
+        // Nothing pending: start over (settled holds kept here would stay alive for nothing).
+        acct.pending = new Map()
+        acct.stale = 0
+      } else if (acct.stale > 64 && acct.stale > acct.live) {
         const live = new Map<number, HoldState>()
         for (const [seq, h] of acct.pending) if (h.status === 'pending') live.set(seq, h)
         acct.pending = live
