@@ -78,23 +78,9 @@ export class BalanceCache {
 }
 
 function copyBalance(b: Balance): Balance {
-  return {
-    account: b.account,
-    total: b.total,
-    held: b.held,
-    available: b.available,
-    debt: b.debt,
-    low: b.low,
-    buckets: b.buckets.map((x) => ({
-      id: x.id,
-      remaining: x.remaining,
-      held: x.held,
-      expiresAt: x.expiresAt,
-      priority: x.priority,
-      category: x.category,
-    })),
-    asOf: b.asOf,
-  }
+  const to: Balance = { ...b, buckets: [] }
+  copyInto(to, b)
+  return to
 }
 
 function copyInto(to: Balance, from: Balance): void {

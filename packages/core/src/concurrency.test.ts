@@ -3,7 +3,8 @@ import { InsufficientCreditsError, isTollgateError } from './errors.js'
 import { memoryStore } from './memory-store.js'
 import { createMeter, type Hold, type Meter } from './meter.js'
 import type { Store } from './store.js'
-import type { Balance, LedgerEntry } from './types.js'
+import { expectLedgerReplays, fullLedger } from './test-support.js'
+import type { Balance } from './types.js'
 
 const T0 = Date.UTC(2030, 0, 1)
 
@@ -38,43 +39,6 @@ function jitteryStore(seed: number): Store {
     prune: (t, b) => inner.prune(t, b),
     close: () => inner.close(),
   }
-}
-
-/** The whole ledger, oldest first. */
-async function fullLedger(meter: Meter, account: string): Promise<LedgerEntry[]> {
-  const out: LedgerEntry[] = []
-  let cursor: string | undefined
-  for (;;) {
-    const page = await meter.ledger(
-      account,
-      cursor === undefined ? { limit: 1000 } : { limit: 1000, cursor },
-    )
-    out.push(...page.entries)
-    if (page.nextCursor === null) break
-    cursor = page.nextCursor
-  }
-  return out.reverse()
-}
-
-/** Replays the ledger and checks it reproduces the balance exactly. */
-async function expectLedgerReplays(meter: Meter, account: string): Promise<Balance> {
-  const balance = await meter.balance(account, { fresh: true })
-  const entries = await fullLedger(meter, account)
-  let net = 0
-  let held = 0
-  let debt = 0
-  for (const e of entries) {
-    expect(e.account).toBe(account)
-    net += e.delta
-    held += e.heldDelta
-    debt += e.debtDelta
-    expect(e.balanceAfter).toBe(net)
-  }
-  expect(net).toBe(balance.total - balance.debt)
-  expect(held).toBe(balance.held)
-  expect(debt).toBe(balance.debt)
-  expect(balance.available).toBe(balance.total - balance.held)
-  return balance
 }
 
 function expectSane(b: Balance): void {

@@ -4,7 +4,7 @@
  * collector must trace, where an entry object costs several hundred: the memory store
  * appends two entries per reserve+commit, so this is most of what it keeps.
  */
-import { toLedgerEntry } from './engine/apply.js'
+import { NO_METADATA, toLedgerEntry } from './engine/apply.js'
 import type { EntryDraft } from './engine/state.js'
 import {
   LEDGER_ENTRY_TYPES,
@@ -21,7 +21,6 @@ const STRIDE = 7
 const CHUNK = 2048
 const FIRST = 16
 const TYPE_CODE = new Map<LedgerEntryType, number>(LEDGER_ENTRY_TYPES.map((t, i) => [t, i]))
-const EMPTY: Metadata = Object.freeze({}) as Metadata
 
 /** The fields few entries have. */
 type Extra = Partial<
@@ -70,15 +69,7 @@ export class MemoryLedger {
     nums[o + 5] = e.at
     nums[o + 6] = holdNo
     this.#types[c]![k] = TYPE_CODE.get(e.type)!
-    let extra: Extra | undefined
-    if (holdNo < 0 && e.holdId !== undefined) extra = { holdId: e.holdId }
-    if (e.grantId !== undefined) (extra ??= {}).grantId = e.grantId
-    if (e.redemptionId !== undefined) (extra ??= {}).redemptionId = e.redemptionId
-    if (e.cycleId !== undefined) (extra ??= {}).cycleId = e.cycleId
-    if (e.idempotencyKey !== undefined) (extra ??= {}).idempotencyKey = e.idempotencyKey
-    if (e.reason !== undefined) (extra ??= {}).reason = e.reason
-    if (e.metadata !== EMPTY && Object.keys(e.metadata).length > 0)
-      (extra ??= {}).metadata = e.metadata
+    const extra = extraOf(e, holdNo)
     if (extra) this.#extras.set(i, extra)
   }
 
@@ -121,4 +112,35 @@ export class MemoryLedger {
       at: this.#num(i, 5),
     })
   }
+}
+
+/** The rare fields of an entry, or undefined when it has none (most entries). */
+function extraOf(e: EntryDraft, holdNo: number): Extra | undefined {
+  const holdId = holdNo < 0 ? e.holdId : undefined
+  const metadata = e.metadata === NO_METADATA || isEmpty(e.metadata) ? undefined : e.metadata
+  if (
+    holdId === undefined &&
+    metadata === undefined &&
+    e.grantId === undefined &&
+    e.redemptionId === undefined &&
+    e.cycleId === undefined &&
+    e.idempotencyKey === undefined &&
+    e.reason === undefined
+  ) {
+    return undefined
+  }
+  const extra: Extra = {}
+  if (holdId !== undefined) extra.holdId = holdId
+  if (e.grantId !== undefined) extra.grantId = e.grantId
+  if (e.redemptionId !== undefined) extra.redemptionId = e.redemptionId
+  if (e.cycleId !== undefined) extra.cycleId = e.cycleId
+  if (e.idempotencyKey !== undefined) extra.idempotencyKey = e.idempotencyKey
+  if (e.reason !== undefined) extra.reason = e.reason
+  if (metadata !== undefined) extra.metadata = metadata
+  return extra
+}
+
+function isEmpty(m: Metadata): boolean {
+  for (const _ in m) return false
+  return true
 }

@@ -10,7 +10,8 @@ import {
 import { memoryStore } from './memory-store.js'
 import { createMeter, Hold, type Meter, type MeterOptions } from './meter.js'
 import type { Store } from './store.js'
-import type { Balance, LedgerEntry } from './types.js'
+import { expectLedgerReplays, fullLedger } from './test-support.js'
+import type { Balance } from './types.js'
 
 const T0 = Date.UTC(2030, 0, 1)
 const DAY = 86_400_000
@@ -58,36 +59,6 @@ function setup(options: Partial<MeterOptions> = {}) {
   const store = countingStore(options.store ?? memoryStore())
   const meter = createMeter({ clock: () => clock.now, ...options, store })
   return { meter, store, clock }
-}
-
-async function fullLedger(meter: Meter, account: string): Promise<LedgerEntry[]> {
-  const out: LedgerEntry[] = []
-  let cursor: string | undefined
-  for (;;) {
-    const page = await meter.ledger(
-      account,
-      cursor === undefined ? { limit: 1000 } : { limit: 1000, cursor },
-    )
-    out.push(...page.entries)
-    if (page.nextCursor === null) break
-    cursor = page.nextCursor
-  }
-  return out.reverse()
-}
-
-async function expectReplays(meter: Meter, account: string): Promise<Balance> {
-  const b = await meter.balance(account, { fresh: true })
-  let net = 0
-  let held = 0
-  let debt = 0
-  for (const e of await fullLedger(meter, account)) {
-    net += e.delta
-    held += e.heldDelta
-    debt += e.debtDelta
-    expect(e.balanceAfter).toBe(net)
-  }
-  expect({ net, held, debt }).toEqual({ net: b.total - b.debt, held: b.held, debt: b.debt })
-  return b
 }
 
 afterEach(() => {
@@ -721,7 +692,7 @@ describe('ledger rules through the meter', () => {
       { bucketId: y.id, amount: 5 },
     ])
     await h.commit(4)
-    const b = await expectReplays(meter, 'a')
+    const b = await expectLedgerReplays(meter, 'a')
     expect(b.buckets.map((k) => [k.id, k.remaining, k.held])).toEqual([[y.id, 9, 0]])
   })
 
@@ -750,10 +721,10 @@ describe('ledger rules through the meter', () => {
       debt: 3,
       shortfall: 2,
     })
-    expect(await expectReplays(meter, 'b')).toMatchObject({ total: 0, debt: 3, available: 0 })
+    expect(await expectLedgerReplays(meter, 'b')).toMatchObject({ total: 0, debt: 3, available: 0 })
     const g = await meter.grant('b', 5)
     expect(g.repaidDebt).toBe(3)
-    expect(await expectReplays(meter, 'b')).toMatchObject({ total: 2, debt: 0, available: 2 })
+    expect(await expectLedgerReplays(meter, 'b')).toMatchObject({ total: 2, debt: 0, available: 2 })
   })
 
   it('a hold resolves once; the same idempotency key replays', async () => {
@@ -772,7 +743,7 @@ describe('ledger rules through the meter', () => {
     await expect(h.commit(3, { idempotencyKey: 'c1' })).rejects.toMatchObject({
       code: 'idempotency_conflict',
     })
-    expect(await expectReplays(meter, 'a')).toMatchObject({ total: 8, held: 0 })
+    expect(await expectLedgerReplays(meter, 'a')).toMatchObject({ total: 8, held: 0 })
   })
 
   it('past its TTL a hold is released lazily; commit, release and extend are HoldExpiredError', async () => {
@@ -783,7 +754,7 @@ describe('ledger rules through the meter', () => {
     await expect(h.commit()).rejects.toBeInstanceOf(HoldExpiredError)
     await expect(h.extend(5_000)).rejects.toMatchObject({ code: 'hold_expired', status: 410 })
     await expect(h.release()).rejects.toMatchObject({ code: 'hold_expired' })
-    const b = await expectReplays(meter, 'a')
+    const b = await expectLedgerReplays(meter, 'a')
     expect(b).toMatchObject({ total: 10, held: 0, available: 10 })
     const release = (await fullLedger(meter, 'a')).find((e) => e.type === 'release')
     expect(release).toMatchObject({ reason: 'hold_ttl', heldDelta: -4, at: T0 + 5_000 })
@@ -821,7 +792,7 @@ describe('ledger rules through the meter', () => {
       available: 0,
     })
     await h.commit(1)
-    const b = await expectReplays(meter, 'a')
+    const b = await expectLedgerReplays(meter, 'a')
     expect(b).toMatchObject({ total: 0, held: 0 })
     const expires = (await fullLedger(meter, 'a')).filter((e) => e.type === 'expire')
     expect(expires.map((e) => [e.delta, e.at, e.grantId])).toEqual([
@@ -859,7 +830,7 @@ describe('ledger rules through the meter', () => {
     expect(c.cycle).toMatchObject({ amount: 100, anchor: T0, periodStart: T0, periodEnd: T0 + DAY })
     await meter.debit('a', 60) // 40 left, 30 roll over
     clock.now = T0 + 2 * DAY + 5
-    const b = await expectReplays(meter, 'a')
+    const b = await expectLedgerReplays(meter, 'a')
     // day 1: 100 + 30 carried; nothing spent, so day 2: 100 + 30 carried
     expect(b).toMatchObject({ total: 130 })
     const grants = (await fullLedger(meter, 'a')).filter((e) => e.type === 'cycle_grant')

@@ -8,7 +8,7 @@ import type {
   Balance,
   Category,
   CycleEvery,
-  LedgerEntryType,
+  LedgerEntry,
   Metadata,
   OveragePolicy,
 } from '../types.js'
@@ -243,22 +243,12 @@ export interface EngineContext {
  * optional field is present (undefined when unused) so all entries share one object shape.
  * Stores return entries through {@link toLedgerEntry}, which drops the unused fields.
  */
-export interface EntryDraft {
-  id: string
-  account: string
-  type: LedgerEntryType
-  delta: number
-  heldDelta: number
-  debtDelta: number
-  balanceAfter: number
-  holdId: string | undefined
-  grantId: string | undefined
-  redemptionId: string | undefined
-  cycleId: string | undefined
-  idempotencyKey: string | undefined
-  reason: string | undefined
-  metadata: Metadata
-  at: number
+export type EntryDraft = {
+  // Mapped over Required<…>, not LedgerEntry itself, so optional fields become present
+  // (`string | undefined`) instead of losing their `undefined`.
+  [K in keyof Required<LedgerEntry>]: undefined extends LedgerEntry[K]
+    ? Exclude<LedgerEntry[K], undefined> | undefined
+    : LedgerEntry[K]
 }
 
 export type EngineEvent =
