@@ -242,8 +242,13 @@ class MemoryStore implements Store {
         let holdNo = -1
         if (entry.holdId !== undefined) {
           // The hold is one this operation loaded (numbers in `seqs`) or created (the newest).
-          const i = holds.findIndex((h) => h.id === entry.holdId)
-          holdNo = i >= 0 && i < seqs.length ? seqs[i]! : acct.holdSeq - 1
+          holdNo = acct.holdSeq - 1
+          for (let i = 0; i < seqs.length; i++) {
+            if (holds[i]!.id === entry.holdId) {
+              holdNo = seqs[i]!
+              break
+            }
+          }
         }
         acct.ledger.push(entry, ++t.seq, holdNo)
       }
