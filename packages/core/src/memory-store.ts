@@ -55,6 +55,8 @@ interface MemAccount {
 }
 
 interface MemTenant {
+  /** `hld_<store tag><tenant no>_`: every hold id of this tenant starts with it. */
+  holdPrefix: string
   accounts: Map<string, MemAccount>
   byNo: MemAccount[]
   idempotency: Map<string, IdempotencyRecord>
@@ -64,8 +66,9 @@ interface MemTenant {
   seq: number
 }
 
-function newTenant(): MemTenant {
+function newTenant(holdPrefix: string): MemTenant {
   return {
+    holdPrefix,
     accounts: new Map(),
     byNo: [],
     idempotency: new Map(),
@@ -79,23 +82,23 @@ class MemoryStore implements Store {
   readonly kind = 'memory'
   readonly #tenants = new Map<string, MemTenant>()
   /**
-   * Hold ids are `hld_<store tag>_<account no>_<sequence>` (base 36): the id itself locates the
-   * hold, so the store keeps no global index of holds, and an id from another memory store
-   * is not found here.
+   * Hold ids are `hld_<store tag><tenant no>_<account no>_<sequence>` (base 36): unique in the
+   * process, and the id itself locates the hold, so the store keeps no index of holds; an id
+   * from another memory store or tenant is not found.
    */
   readonly #tag = randomChars(6)
 
   #tenant(name: string): MemTenant {
     let t = this.#tenants.get(name)
     if (!t) {
-      t = newTenant()
+      t = newTenant(`hld_${this.#tag}${this.#tenants.size.toString(36)}_`)
       this.#tenants.set(name, t)
     }
     return t
   }
 
-  #holdId(acct: MemAccount, seq: number): string {
-    return `hld_${this.#tag}_${acct.no.toString(36)}_${seq.toString(36)}`
+  #holdId(t: MemTenant, acct: MemAccount, seq: number): string {
+    return `${t.holdPrefix}${acct.no.toString(36)}_${seq.toString(36)}`
   }
 
   /** The account and hold a hold id names in this tenant, or undefined. */
@@ -103,11 +106,12 @@ class MemoryStore implements Store {
     t: MemTenant,
     id: string,
   ): { acct: MemAccount; hold: HoldState; seq: number } | undefined {
-    const a = id.indexOf('_')
-    const b = id.indexOf('_', a + 1)
-    const c = id.lastIndexOf('_')
-    if (a !== 3 || b < 0 || c <= b || id.slice(a + 1, b) !== this.#tag) return undefined
-    const acct = t.byNo[Number.parseInt(id.slice(b + 1, c), 36)]
+    // Another store's or another tenant's hold id has another prefix: not found here.
+    if (!id.startsWith(t.holdPrefix)) return undefined
+    const b = t.holdPrefix.length
+    const c = id.indexOf('_', b)
+    if (c < 0) return undefined
+    const acct = t.byNo[Number.parseInt(id.slice(b, c), 36)]
     const seq = Number.parseInt(id.slice(c + 1), 36)
     if (!acct || !(seq >= 0 && seq < acct.holdSeq)) return undefined
     const pending = acct.pending.get(seq)
@@ -202,7 +206,7 @@ class MemoryStore implements Store {
       idempotency: key === undefined ? null : (t.idempotency.get(key) ?? null),
       code,
       newId: (prefix, at) =>
-        prefix === 'hld' ? this.#holdId(a, a.holdSeq++) : req.newId(prefix, at),
+        prefix === 'hld' ? this.#holdId(t, a, a.holdSeq++) : req.newId(prefix, at),
     })
     if (fx.changed) {
       if (isNew) {
@@ -272,10 +276,11 @@ class MemoryStore implements Store {
   }
 
   async ledger(tenant: string, account: string, req: LedgerRequest): Promise<LedgerPage> {
-    const acct = this.#tenants.get(tenant)?.accounts.get(account)
-    if (!acct) return { entries: [], nextCursor: null }
+    const t = this.#tenants.get(tenant)
+    const acct = t?.accounts.get(account)
+    if (!t || !acct) return { entries: [], nextCursor: null }
     const { ledger } = acct
-    const holdIdOf = (no: number) => this.#holdId(acct, no)
+    const holdIdOf = (no: number) => this.#holdId(t, acct, no)
     const out: LedgerEntry[] = []
     let i = ledger.length - 1
     if (req.before !== null) {
