@@ -4,14 +4,9 @@
  * collector must trace, where an entry object costs several hundred: the memory store
  * appends two entries per reserve+commit, so this is most of what it keeps.
  */
-import { NO_METADATA, toLedgerEntry } from './engine/apply.js'
+import { hasMetadata, toLedgerEntry } from './engine/apply.js'
 import type { EntryDraft } from './engine/state.js'
-import {
-  LEDGER_ENTRY_TYPES,
-  type LedgerEntry,
-  type LedgerEntryType,
-  type Metadata,
-} from './types.js'
+import { LEDGER_ENTRY_TYPES, type LedgerEntry, type LedgerEntryType } from './types.js'
 
 // Numbers per entry: tenant sequence, delta, heldDelta, debtDelta, balanceAfter, at, hold number.
 const STRIDE = 7
@@ -117,7 +112,7 @@ export class MemoryLedger {
 /** The rare fields of an entry, or undefined when it has none (most entries). */
 function extraOf(e: EntryDraft, holdNo: number): Extra | undefined {
   const holdId = holdNo < 0 ? e.holdId : undefined
-  const metadata = e.metadata === NO_METADATA || isEmpty(e.metadata) ? undefined : e.metadata
+  const metadata = hasMetadata(e.metadata) ? e.metadata : undefined
   if (
     holdId === undefined &&
     metadata === undefined &&
@@ -138,9 +133,4 @@ function extraOf(e: EntryDraft, holdNo: number): Extra | undefined {
   if (e.reason !== undefined) extra.reason = e.reason
   if (metadata !== undefined) extra.metadata = metadata
   return extra
-}
-
-function isEmpty(m: Metadata): boolean {
-  for (const _ in m) return false
-  return true
 }

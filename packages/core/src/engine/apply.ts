@@ -169,19 +169,20 @@ class Run implements Effects {
   }
 }
 
+/** True when metadata carries any key (the shared empty object never does). */
+export function hasMetadata(m: Metadata): boolean {
+  if (m === NO_METADATA) return false
+  for (const _ in m) return true
+  return false
+}
+
 /** Copies the caller's idempotency key and metadata onto an entry. */
 function fromOp(
   e: EntryDraft,
   op: { idempotencyKey?: string | undefined; metadata?: Metadata },
 ): EntryDraft {
   if (op.idempotencyKey !== undefined) e.idempotencyKey = op.idempotencyKey
-  const m = op.metadata
-  if (m !== undefined && m !== NO_METADATA) {
-    for (const _ in m) {
-      e.metadata = m
-      break
-    }
-  }
+  if (op.metadata !== undefined && hasMetadata(op.metadata)) e.metadata = op.metadata
   return e
 }
 
@@ -189,7 +190,8 @@ function fromOp(
 
 /**
  * Adds credits: repays debt first, puts the rest into a new bucket, writes one entry.
- * Returns the bucket id (also the grant id) and how much went to debt.
+ * Returns the bucket id (also the grant id), how much went to debt, and the entry, for the
+ * caller to add its own fields to.
  */
 function credit(
   run: Run,
@@ -202,9 +204,8 @@ function credit(
   },
   entryType: EntryDraft['type'],
   at: number,
-  extra: Partial<EntryDraft>,
-  id: string = run.ctx.newId('grt', run.ctx.now),
-): { id: string; repaid: number } {
+): { id: string; repaid: number; entry: EntryDraft } {
+  const id = run.ctx.newId('grt', run.ctx.now)
   const rec = run.state.record
   const repaid = Math.min(rec.debt, amount)
   if (repaid > 0) {
@@ -228,9 +229,8 @@ function credit(
     insertBucket(run.state.buckets, b)
     run.touchBucket(b)
   }
-  const e = run.entry(entryType, amount, 0, -repaid, at)
-  e.grantId = id
-  Object.assign(e, extra)
+  const entry = run.entry(entryType, amount, 0, -repaid, at)
+  entry.grantId = id
   run.event({
     type: 'granted',
     account: run.account,
@@ -239,7 +239,7 @@ function credit(
     source: entryType,
     at,
   })
-  return { id, repaid }
+  return { id, repaid, entry }
 }
 
 /** Takes `amount` of free credits in burn order. Caller has checked `amount ≤ available`. */
@@ -385,8 +385,9 @@ function advanceCycle(run: Run, cycle: CycleState, start: number): void {
     { expiresAt: end, priority: cycle.priority, category: cycle.category, cycleId: cycle.id },
     'cycle_grant',
     start,
-    { cycleId: cycle.id, metadata: carry > 0 ? { rollover: carry } : NO_METADATA },
   )
+  granted.entry.cycleId = cycle.id
+  if (carry > 0) granted.entry.metadata = { rollover: carry }
   cycle.bucketId = granted.id
   run.touchRecord()
 }
@@ -498,16 +499,6 @@ function holdData(h: HoldState): Record<string, unknown> {
   }
 }
 
-function opFields(op: {
-  idempotencyKey?: string | undefined
-  metadata?: Metadata
-}): Partial<EntryDraft> {
-  const out: Partial<EntryDraft> = {}
-  if (op.idempotencyKey !== undefined) out.idempotencyKey = op.idempotencyKey
-  if (op.metadata !== undefined && Object.keys(op.metadata).length > 0) out.metadata = op.metadata
-  return out
-}
-
 /** A stored entry as callers see it: the fields an entry does not use are left out. */
 export function toLedgerEntry(e: EntryDraft): LedgerEntry {
   const out: LedgerEntry = {
@@ -553,8 +544,8 @@ function run(r: Run, op: Operation): Record<string, unknown> | TollgateError {
         { expiresAt, priority: op.priority, category: op.category, cycleId: null },
         'grant',
         now,
-        opFields(op),
       )
+      fromOp(g.entry, op)
       return {
         id: g.id,
         account: rec.account,
@@ -585,8 +576,8 @@ function run(r: Run, op: Operation): Record<string, unknown> | TollgateError {
           { expiresAt: null, priority: 50, category: 'paid', cycleId: null },
           'adjust',
           now,
-          { ...opFields(op), reason: op.reason },
         )
+        fromOp(g.entry, op).reason = op.reason
         return { account: rec.account, amount: op.delta, allocations: [], grantId: g.id }
       }
       const amount = -op.delta
@@ -729,8 +720,8 @@ function run(r: Run, op: Operation): Record<string, unknown> | TollgateError {
         },
         'cycle_grant',
         now,
-        { cycleId: cycle.id, ...opFields(op) },
       )
+      fromOp(g.entry, op).cycleId = cycle.id
       cycle.bucketId = g.id
       return { cycle: cycleData(rec.account, cycle), replaced }
     }
@@ -782,8 +773,8 @@ function redeem(r: Run, codeHash: string): Record<string, unknown> | TollgateErr
     { expiresAt, priority: code.priority, category: code.category, cycleId: null },
     'redeem',
     now,
-    { redemptionId },
   )
+  g.entry.redemptionId = redemptionId
   r.redemption = { codeHash, redemptionId }
   r.changed = true
   return {
