@@ -941,3 +941,58 @@ describe('ledger rules through the meter', () => {
     expect(meter.store).toBe(store)
   })
 })
+
+describe('migrations', () => {
+  /** A memory store with a `migrate` that fails `failures` times, then succeeds. */
+  function migratingStore(failures: number) {
+    const inner = countingStore()
+    let attempts = 0
+    let release: () => void = () => {}
+    const gate = new Promise<void>((resolve) => {
+      release = resolve
+    })
+    const store: Store & { attempts: () => number; open: () => void } = {
+      ...inner,
+      attempts: () => attempts,
+      open: () => release(),
+      migrate: async () => {
+        attempts++
+        await gate
+        if (attempts <= failures) throw new Error('database is starting up')
+      },
+    }
+    return { store, inner }
+  }
+
+  it('runs store.migrate() once, before the first operation reaches the store', async () => {
+    const { store, inner } = migratingStore(0)
+    const meter = createMeter({ store })
+    const granted = meter.grant('a', 5)
+    const debited = meter.debit('a', 2)
+    await new Promise((r) => setTimeout(r, 5))
+    expect(inner.calls.execute).toBe(0)
+    store.open()
+    await granted
+    expect((await debited).balance.available).toBe(3)
+    await meter.ledger('a')
+    await meter.sweep()
+    expect(store.attempts()).toBe(1)
+  })
+
+  it('reports a failed migration as store_unavailable and retries it on the next operation', async () => {
+    const { store, inner } = migratingStore(1)
+    store.open()
+    const meter = createMeter({ store })
+    await expect(meter.grant('a', 5)).rejects.toBeInstanceOf(StoreUnavailableError)
+    expect(inner.calls.execute).toBe(0)
+    expect((await meter.grant('a', 5)).balance.available).toBe(5)
+    expect(store.attempts()).toBe(2)
+  })
+
+  it('skips migrations with migrate: false', async () => {
+    const { store } = migratingStore(0)
+    const meter = createMeter({ store, migrate: false })
+    expect((await meter.grant('a', 5)).balance.available).toBe(5)
+    expect(store.attempts()).toBe(0)
+  })
+})

@@ -81,6 +81,11 @@ export interface MeterOptions {
   redeemAttempts?: { max?: number; windowMs?: number }
   /** How long idempotency keys and resolved holds are kept (at least 48 h). @default 172_800_000 */
   retentionMs?: number
+  /**
+   * Run `store.migrate()` before the first operation. Turn it off when migrations run as a
+   * deploy step. @default true
+   */
+  migrate?: boolean
 }
 
 /** Options of {@link Meter.grant}. */
@@ -229,6 +234,7 @@ interface ResolvedMeterOptions {
   config: EngineConfig
   defaultTtlMs: number
   retentionMs: number
+  migrate: boolean
 }
 
 const MIN_RETENTION_MS = 2 * DAY_MS
@@ -243,6 +249,7 @@ const METER_OPTION_KEYS = new Set([
   'defaultTtlMs',
   'redeemAttempts',
   'retentionMs',
+  'migrate',
 ])
 
 function resolveOptions(options: MeterOptions): ResolvedMeterOptions {
@@ -280,6 +287,8 @@ function resolveOptions(options: MeterOptions): ResolvedMeterOptions {
       ttlMs: checkAmount(options.cache?.ttlMs ?? 1_000, 'cache.ttlMs', 1),
     }
   }
+  const migrate = options.migrate ?? true
+  if (typeof migrate !== 'boolean') throw new InvalidInputError('migrate', 'must be a boolean')
   return {
     store,
     tenant,
@@ -287,6 +296,7 @@ function resolveOptions(options: MeterOptions): ResolvedMeterOptions {
     cache,
     defaultTtlMs,
     retentionMs,
+    migrate,
     config: {
       lowBalanceThreshold: nullableAmount(options.lowBalanceThreshold, 'lowBalanceThreshold'),
       overdraftLimit: nullableAmount(options.overdraftLimit, 'overdraftLimit'),
@@ -307,12 +317,39 @@ export class Meter {
   readonly #cache: BalanceCache | null
   readonly #listeners = new Map<string, Set<(event: never) => void>>()
   #closed = false
+  /** True once the store's migrations ran, or when there are none to run. */
+  #migrated: boolean
+  /** The migration in flight; a failed one is dropped so that the next operation retries. */
+  #migration: Promise<void> | null = null
 
   constructor(options: MeterOptions) {
     this.#o = resolveOptions(options)
     this.#store = this.#o.store
     this.tenant = this.#o.tenant
     this.#cache = this.#o.cache ? new BalanceCache(this.#o.cache, this.#o.clock) : null
+    this.#migrated = !this.#o.migrate || typeof this.#store.migrate !== 'function'
+    // Start at once so the first request does not wait for all of it; a failure here is
+    // reported to the operations that wait for it.
+    if (!this.#migrated) this.#whenMigrated()?.catch(() => {})
+  }
+
+  /** Undefined when the store is ready (the hot path pays one boolean check), else a promise. */
+  #whenMigrated(): Promise<void> | undefined {
+    if (this.#migrated) return undefined
+    if (this.#migration === null) {
+      const store = this.#store
+      this.#migration = (async () => {
+        try {
+          await store.migrate?.()
+          this.#migrated = true
+        } catch (err) {
+          throw storeFailure(err)
+        } finally {
+          this.#migration = null
+        }
+      })()
+    }
+    return this.#migration
   }
 
   /** The store this meter runs on. */
@@ -335,6 +372,8 @@ export class Meter {
 
   #execute(account: string | undefined, op: Operation): Outcome | Promise<Outcome> {
     this.#checkOpen()
+    const migrating = this.#whenMigrated()
+    if (migrating) return migrating.then(() => this.#execute(account, op))
     let pending: Outcome | Promise<Outcome>
     try {
       pending = this.#store.execute({
@@ -542,6 +581,7 @@ export class Meter {
     checkAccount(account)
     const q = parse(ledgerQuerySchema, query, 'query')
     this.#checkOpen()
+    await this.#whenMigrated()
     let before: number | null = null
     if (q.cursor !== undefined) {
       before = decodeCursor(q.cursor)
@@ -608,6 +648,7 @@ export class Meter {
   async createCodes(options: CreateCodesOptions): Promise<CreateCodesResult> {
     const o = parse(createCodesSchema, options)
     this.#checkOpen()
+    await this.#whenMigrated()
     const now = this.#o.clock()
     const codeExpiresAt = o.codeExpiresAt ?? null
     if (codeExpiresAt !== null && codeExpiresAt <= now) {
@@ -693,6 +734,7 @@ export class Meter {
   async sweep(options?: { limit?: number }): Promise<{ accounts: number; pruned: number }> {
     const limit = parse(sweepOptionsSchema, options).limit ?? 1_000
     this.#checkOpen()
+    await this.#whenMigrated()
     const now = this.#o.clock()
     let due: string[]
     let pruned: number

@@ -91,6 +91,12 @@ export interface Store {
    * periods to materialise. At most `limit`; `meter.sweep()` touches each one.
    */
   dueAccounts(tenant: string, now: number, limit: number): Promise<string[]>
+  /**
+   * Brings the store's schema up to date; idempotent and safe when several processes start at
+   * once. Optional: stores without a schema (memory) leave it out. `createMeter` calls it
+   * before the first operation unless `migrate: false`.
+   */
+  migrate?(): Promise<void>
   /** Drops idempotency records and resolved holds older than `before`. Returns how many. */
   prune(tenant: string, before: number): Promise<number>
   close(): Promise<void>
