@@ -63,6 +63,26 @@ export {
   type StartCycleOptions,
 } from './meter.js'
 export {
+  type Admission,
+  type Awaitable,
+  type CreditHeaderNames,
+  createRequestMeter,
+  type FinishReason,
+  MeteredRequest,
+  type MeteringOptions,
+  type RefusedCredits,
+  type RequestCredits,
+  RequestMeter,
+  type ResolvedMeteringOptions,
+  resolveMeteringOptions,
+} from './metering.js'
+export {
+  PROBLEM_CONTENT_TYPE,
+  type ProblemDetails,
+  problemDetails,
+  problemType,
+} from './problem.js'
+export {
   type CodeBatch,
   type CodeBatchOutcome,
   decodeCursor,

@@ -1,0 +1,464 @@
+/**
+ * Request metering, shared by the framework adapters (`@tollgate/express`, `/koa`, `/trpc`,
+ * `/decorators`): DESIGN section 3 written once, so every adapter validates the same options,
+ * reserves and settles the same way and refuses with the same problem details. An adapter only
+ * maps its framework's request, response and lifecycle onto {@link RequestMeter}.
+ */
+import {
+  InsufficientCreditsError,
+  InvalidInputError,
+  isTollgateError,
+  type TollgateError,
+} from './errors.js'
+import type { Hold, Meter } from './meter.js'
+import { type ProblemDetails, problemDetails } from './problem.js'
+import type { Balance, CommitResult, ReleaseResult } from './types.js'
+import { checkAmount, parse, ttlSchema } from './validation.js'
+
+/** A value or a promise of it: option callbacks may be sync or async. */
+export type Awaitable<T> = T | PromiseLike<T>
+
+/** Options every adapter takes (DESIGN section 3); `Req`/`Res` are the framework's. */
+export interface MeteringOptions<Req, Res = unknown> {
+  /** The account to charge. Required. @example (req) => req.user.id */
+  account: (req: Req) => Awaitable<string>
+  /**
+   * Credits to reserve before the handler: a number or a function of the request.
+   * @default 1
+   * @example (req) => req.body.maxTokens
+   */
+  cost?: number | ((req: Req) => Awaitable<number>)
+  /** Whether a finished response is charged (committed) or released. @default status < 400 */
+  shouldCharge?: (req: Req, res: Res) => boolean
+  /** Hold TTL; a request still running is extended before it lapses. 1 s–24 h. @default 60_000 */
+  ttlMs?: number
+  /**
+   * `X-Credits-Cost` / `X-Credits-Remaining` on every metered response; `false` for none, or
+   * other names. @default true
+   */
+  headers?: boolean | { cost?: string; remaining?: string }
+  /** Answers a request the account cannot pay for, instead of the default 402 problem+json. */
+  onInsufficient?: (error: InsufficientCreditsError, req: Req, res: Res) => Awaitable<void>
+  /**
+   * When the ledger cannot be reached: `'closed'` answers 503, `'open'` serves the request
+   * unmetered and reports the failure to `onError`. @default 'closed'
+   */
+  failMode?: 'closed' | 'open'
+  /** Requests for which this returns true are not metered at all. */
+  skip?: (req: Req) => Awaitable<boolean>
+  /**
+   * Failures that cannot reach the client: a store failure under `failMode: 'open'`, a settle
+   * or extend that failed after the response started. @default process.emitWarning
+   */
+  onError?: (error: unknown, req: Req) => void
+  /**
+   * What a request the client abandons pays: `'release'` frees its hold, `'commit'` charges
+   * its actual cost (work that ran anyway, e.g. a model call). @default 'release'
+   */
+  onAbort?: 'release' | 'commit'
+}
+
+/** What a handler sees of its request's credits (`req.credits`, `ctx.state.credits`). */
+export interface RequestCredits {
+  readonly account: string
+  /** Credits reserved before the handler ran. */
+  readonly cost: number
+  /** The hold; null when the cost is 0. */
+  readonly hold: Hold | null
+  /** What the request is charged on success; set it to charge what the work really cost. */
+  actual: number
+  /** The balance after the reserve, and after settlement once it settled. */
+  balance: Balance | null
+  /** The commit or release result, once settled. */
+  settlement: CommitResult | ReleaseResult | null
+}
+
+/** Header names, or null when headers are off. */
+export interface CreditHeaderNames {
+  cost: string
+  remaining: string
+}
+
+/** How a request ended, for {@link MeteredRequest.finish}. */
+export type FinishReason = 'success' | 'failure' | 'abort'
+
+/** The answer of {@link MeteredRequest.admit}. */
+export type Admission =
+  /** Run the handler; `credits` are reserved. */
+  | { type: 'admitted'; credits: RequestCredits }
+  /** `skip` returned true: run the handler unmetered. */
+  | { type: 'skipped' }
+  /** The ledger failed under `failMode: 'open'`: run the handler unmetered. */
+  | { type: 'unmetered'; error: unknown }
+  /** Answer with `problem` (402, 503, 400…); `credits` headers apply when known. */
+  | {
+      type: 'refused'
+      error: TollgateError
+      problem: ProblemDetails
+      credits: RefusedCredits | null
+    }
+  /** The request finished (client gone) while it was being admitted; its hold is released. */
+  | { type: 'finished' }
+
+/** What a refusal reports in the credit headers. */
+export interface RefusedCredits {
+  account: string
+  cost: number
+  available: number
+}
+
+/** {@link MeteringOptions} checked and precomputed, as adapters use them. */
+export interface ResolvedMeteringOptions<Req, Res> {
+  account: (req: Req) => Awaitable<string>
+  /** The fixed cost, when `cost` is a number. */
+  cost: number
+  costOf: ((req: Req) => Awaitable<number>) | null
+  shouldCharge: (req: Req, res: Res) => boolean
+  ttlMs: number
+  headers: CreditHeaderNames | null
+  onInsufficient: ((error: InsufficientCreditsError, req: Req, res: Res) => Awaitable<void>) | null
+  failMode: 'closed' | 'open'
+  skip: ((req: Req) => Awaitable<boolean>) | null
+  onError: (error: unknown, req: Req) => void
+  onAbort: 'release' | 'commit'
+}
+
+const OPTION_KEYS = [
+  'account',
+  'cost',
+  'shouldCharge',
+  'ttlMs',
+  'headers',
+  'onInsufficient',
+  'failMode',
+  'skip',
+  'onError',
+  'onAbort',
+]
+
+/** RFC 7230 token: what a header name may contain. */
+const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
+
+function fn<T>(value: unknown, field: string): T | null {
+  if (value === undefined) return null
+  if (typeof value !== 'function') throw new InvalidInputError(field, 'must be a function')
+  return value as T
+}
+
+function headerName(value: unknown, fallback: string, field: string): string {
+  if (value === undefined) return fallback
+  if (typeof value !== 'string' || !HEADER_NAME.test(value)) {
+    throw new InvalidInputError(field, 'must be a valid HTTP header name')
+  }
+  return value
+}
+
+function defaultOnError(error: unknown): void {
+  process.emitWarning(`Tollgate metering: ${String(error)}`, 'TollgateWarning')
+}
+
+/**
+ * Checks adapter options once, at creation, so a mistake fails at startup with the field named
+ * rather than on the first request. Unknown keys are warned about; `extraKeys` are the
+ * adapter's own options.
+ */
+export function resolveMeteringOptions<Req, Res>(
+  options: MeteringOptions<Req, Res>,
+  defaults: {
+    adapter: string
+    shouldCharge: (req: Req, res: Res) => boolean
+    extraKeys?: string[]
+  },
+): ResolvedMeteringOptions<Req, Res> {
+  if (typeof options !== 'object' || options === null) {
+    throw new InvalidInputError('options', `${defaults.adapter}: metered() needs { account }`)
+  }
+  const known = new Set([...OPTION_KEYS, ...(defaults.extraKeys ?? [])])
+  for (const key of Object.keys(options)) {
+    if (!known.has(key)) {
+      process.emitWarning(
+        `${defaults.adapter}: unknown metered() option "${key}" is ignored`,
+        'TollgateWarning',
+      )
+    }
+  }
+  const account = fn<(req: Req) => Awaitable<string>>(options.account, 'account')
+  if (account === null) throw new InvalidInputError('account', 'is required: (req) => account id')
+  let cost = 1
+  let costOf: ((req: Req) => Awaitable<number>) | null = null
+  if (typeof options.cost === 'function') costOf = options.cost
+  else if (options.cost !== undefined) cost = checkAmount(options.cost, 'cost')
+  let headers: CreditHeaderNames | null = {
+    cost: 'X-Credits-Cost',
+    remaining: 'X-Credits-Remaining',
+  }
+  if (options.headers === false) headers = null
+  else if (typeof options.headers === 'object' && options.headers !== null) {
+    headers = {
+      cost: headerName(options.headers.cost, headers.cost, 'headers.cost'),
+      remaining: headerName(options.headers.remaining, headers.remaining, 'headers.remaining'),
+    }
+  } else if (options.headers !== undefined && options.headers !== true) {
+    throw new InvalidInputError('headers', 'must be a boolean or { cost, remaining }')
+  }
+  const failMode = options.failMode ?? 'closed'
+  if (failMode !== 'closed' && failMode !== 'open') {
+    throw new InvalidInputError('failMode', "must be 'closed' or 'open'")
+  }
+  const onAbort = options.onAbort ?? 'release'
+  if (onAbort !== 'release' && onAbort !== 'commit') {
+    throw new InvalidInputError('onAbort', "must be 'release' or 'commit'")
+  }
+  return {
+    account,
+    cost,
+    costOf,
+    shouldCharge:
+      fn<(req: Req, res: Res) => boolean>(options.shouldCharge, 'shouldCharge') ??
+      defaults.shouldCharge,
+    ttlMs: parse(ttlSchema, options.ttlMs ?? 60_000, 'ttlMs'),
+    headers,
+    onInsufficient: fn(options.onInsufficient, 'onInsufficient'),
+    failMode,
+    skip: fn(options.skip, 'skip'),
+    onError: fn<(error: unknown, req: Req) => void>(options.onError, 'onError') ?? defaultOnError,
+    onAbort,
+  }
+}
+
+function isThenable<T>(value: Awaitable<T>): value is PromiseLike<T> {
+  return typeof (value as { then?: unknown } | null)?.then === 'function'
+}
+
+/**
+ * One adapter instance's metering: makes a {@link MeteredRequest} per request and keeps the
+ * holds of requests still running alive (one unref'd timer for all of them, not one each).
+ */
+export class RequestMeter<Req, Res = unknown> {
+  readonly meter: Meter
+  readonly options: ResolvedMeteringOptions<Req, Res>
+  /** Requests holding credits that have not finished: the heartbeat extends their holds. */
+  readonly #running = new Set<MeteredRequest<Req, Res>>()
+  #timer: NodeJS.Timeout | null = null
+
+  constructor(meter: Meter, options: ResolvedMeteringOptions<Req, Res>) {
+    if (
+      typeof meter !== 'object' ||
+      meter === null ||
+      typeof (meter as Partial<Meter>).reserve !== 'function'
+    ) {
+      throw new InvalidInputError('meter', 'must be a meter from createMeter()')
+    }
+    this.meter = meter
+    this.options = options
+  }
+
+  /**
+   * Starts metering a request. Synchronous, so the adapter can attach its response listeners
+   * before anything is awaited; then it calls `admit()`.
+   */
+  start(req: Req): MeteredRequest<Req, Res> {
+    return new MeteredRequest(this, req)
+  }
+
+  /** Requests whose holds the heartbeat is keeping alive. */
+  get running(): number {
+    return this.#running.size
+  }
+
+  /** @internal */
+  track(request: MeteredRequest<Req, Res>): void {
+    this.#running.add(request)
+    if (this.#timer === null) {
+      // Extend when half the TTL is left; look four times per TTL so none is missed.
+      this.#timer = setInterval(() => this.#beat(), Math.max(250, this.options.ttlMs / 4))
+      this.#timer.unref()
+    }
+  }
+
+  /** @internal */
+  untrack(request: MeteredRequest<Req, Res>): void {
+    this.#running.delete(request)
+  }
+
+  #beat(): void {
+    if (this.#running.size === 0) {
+      clearInterval(this.#timer!)
+      this.#timer = null
+      return
+    }
+    const due = this.meter.now() + this.options.ttlMs / 2
+    for (const request of this.#running) request.keepAlive(due)
+  }
+}
+
+const ADMITTING = 0
+const RUNNING = 1
+const FINISHED = 2
+
+/** One request's credits: reserve, then settle exactly once. */
+export class MeteredRequest<Req, Res = unknown> {
+  readonly req: Req
+  /** Set once admitted with a cost; what the handler sees. */
+  credits: RequestCredits | null = null
+  readonly #rm: RequestMeter<Req, Res>
+  #phase = ADMITTING
+  /** Set by an early `finish()` (client gone while admitting), applied once the hold exists. */
+  #early: FinishReason | null = null
+  #expiresAt = 0
+  #extending = false
+
+  constructor(rm: RequestMeter<Req, Res>, req: Req) {
+    this.#rm = rm
+    this.req = req
+  }
+
+  /**
+   * Decides whether the request runs: skip, reserve its cost, or refuse it. Throws only what
+   * the app's own `account`/`cost`/`skip` functions threw (not Tollgate errors): that is the
+   * app's bug, for its framework's error handler.
+   */
+  async admit(): Promise<Admission> {
+    const o = this.#rm.options
+    const req = this.req
+    let account: string | undefined
+    let cost = o.cost
+    try {
+      if (o.skip !== null) {
+        const s = o.skip(req)
+        if (isThenable(s) ? await s : s) return this.#done({ type: 'skipped' })
+      }
+      const a = o.account(req)
+      account = isThenable(a) ? await a : a
+      if (o.costOf !== null) {
+        const c = o.costOf(req)
+        cost = isThenable(c) ? await c : c
+      }
+      if (cost === 0) {
+        const balance = await this.#rm.meter.balance(account)
+        return this.#admitted(account, 0, null, balance)
+      }
+      const hold = await this.#rm.meter.reserve(account, cost, { ttlMs: o.ttlMs })
+      return this.#admitted(account, cost, hold, hold.balance)
+    } catch (err) {
+      if (!isTollgateError(err)) throw err
+      if (err.code === 'store_unavailable' && o.failMode === 'open') {
+        o.onError(err, req)
+        return this.#done({ type: 'unmetered', error: err })
+      }
+      let credits: RefusedCredits | null = null
+      if (err instanceof InsufficientCreditsError || isTollgateError(err, 'insufficient_credits')) {
+        const e = err as InsufficientCreditsError
+        credits = { account: e.account, cost: e.required, available: e.available }
+      }
+      return this.#done({ type: 'refused', error: err, problem: problemDetails(err), credits })
+    }
+  }
+
+  #done(admission: Admission): Admission {
+    this.#phase = FINISHED
+    return admission
+  }
+
+  #admitted(account: string, cost: number, hold: Hold | null, balance: Balance): Admission {
+    const credits: RequestCredits = {
+      account,
+      cost,
+      hold,
+      actual: cost,
+      balance,
+      settlement: null,
+    }
+    this.credits = credits
+    if (this.#early !== null) {
+      // The client left while we reserved: settle now, do not run the handler.
+      this.#phase = RUNNING
+      const reason = this.#early
+      this.#early = null
+      void this.finish(reason)
+      return { type: 'finished' }
+    }
+    this.#phase = RUNNING
+    if (hold !== null) {
+      this.#expiresAt = hold.expiresAt
+      this.#rm.track(this)
+    }
+    return { type: 'admitted', credits }
+  }
+
+  /**
+   * Settles the request exactly once: commit `credits.actual` on success (and on abort under
+   * `onAbort: 'commit'`), release otherwise. Later calls do nothing. Never rejects: failures
+   * go to `onError` (the response is usually on its way already).
+   */
+  finish(reason: FinishReason): Promise<void> {
+    if (this.#phase === ADMITTING) {
+      this.#early ??= reason
+      return Promise.resolve()
+    }
+    if (this.#phase === FINISHED) return Promise.resolve()
+    this.#phase = FINISHED
+    const credits = this.credits
+    const hold = credits?.hold
+    if (!credits || !hold) return Promise.resolve()
+    this.#rm.untrack(this)
+    const o = this.#rm.options
+    const charge = reason === 'success' || (reason === 'abort' && o.onAbort === 'commit')
+    const settled = charge ? this.#commit(credits, hold) : hold.release()
+    return settled.then(
+      (r) => {
+        credits.settlement = r
+        credits.balance = r.balance
+      },
+      (err: unknown) => o.onError(err, this.req),
+    )
+  }
+
+  async #commit(credits: RequestCredits, hold: Hold): Promise<CommitResult> {
+    try {
+      return await hold.commit(credits.actual)
+    } catch (err) {
+      // A bad `actual` from the handler must not make the work free: charge the reserved cost.
+      if (!isTollgateError(err, 'invalid_input')) throw err
+      this.#rm.options.onError(err, this.req)
+      return hold.commit()
+    }
+  }
+
+  /** @internal Extends the hold when it expires before `due`. */
+  keepAlive(due: number): void {
+    const hold = this.credits?.hold
+    if (!hold || this.#extending || this.#expiresAt > due) return
+    this.#extending = true
+    hold.extend(this.#rm.options.ttlMs).then(
+      (r) => {
+        this.#expiresAt = r.expiresAt
+        this.#extending = false
+      },
+      (err: unknown) => {
+        this.#extending = false
+        // Settled meanwhile: nothing to keep alive, nothing to report.
+        if (this.#phase !== FINISHED) this.#rm.options.onError(err, this.req)
+      },
+    )
+  }
+}
+
+/**
+ * Creates the metering for one adapter instance.
+ * @example
+ * const rm = createRequestMeter(meter, options, { adapter: '@tollgate/express', shouldCharge })
+ * const m = rm.start(req) // attach listeners that call m.finish(...), then:
+ * const admission = await m.admit()
+ */
+export function createRequestMeter<Req, Res>(
+  meter: Meter,
+  options: MeteringOptions<Req, Res>,
+  defaults: {
+    adapter: string
+    shouldCharge: (req: Req, res: Res) => boolean
+    extraKeys?: string[]
+  },
+): RequestMeter<Req, Res> {
+  return new RequestMeter(meter, resolveMeteringOptions(options, defaults))
+}
