@@ -19,8 +19,10 @@ for (const dir of dirs) {
   passed += report.numPassedTests
   failed += report.numFailedTests + (report.numRuntimeErrors ?? 0)
   skipped += report.numPendingTests + report.numTodoTests
+  const skips = report.numPendingTests + report.numTodoTests
   rows.push(
-    `${dir.slice(root.length)}: ${report.numPassedTests} passed, ${report.numFailedTests} failed`,
+    `${dir.slice(root.length)}: ${report.numPassedTests} passed, ${report.numFailedTests} failed` +
+      (skips > 0 ? `, ${skips} skipped` : ''),
   )
 }
 for (const row of rows) console.log(`  ${row}`)

@@ -1,0 +1,280 @@
+/**
+ * One batch of operations in one transaction: lock the accounts → load their state → run the
+ * engine op by op in arrival order → write what changed. Four statements, however many
+ * operations and accounts the batch holds.
+ *
+ * Per account the state carries from one operation to the next, exactly as if they had run one
+ * at a time: a hold created by an earlier operation is visible to a later one, and so is an
+ * idempotency record or a code redemption saved earlier in the batch.
+ */
+import {
+  type AccountState,
+  applyOperation,
+  type CodeLookup,
+  type CodeRecord,
+  type ExecuteRequest,
+  type HoldState,
+  type IdempotencyRecord,
+  NotFoundError,
+  newAccountState,
+  type Outcome,
+} from '@tollgate/core'
+import type { SqlClient } from './driver.js'
+import {
+  type AccountRow,
+  bucketFrom,
+  codeFrom,
+  holdFrom,
+  keyFrom,
+  type LoadRow,
+  PersistColumns,
+  recordFrom,
+} from './rows.js'
+import type { Statements } from './statements.js'
+
+/** One queued operation. */
+export interface BatchItem {
+  readonly req: ExecuteRequest
+  /**
+   * For hold operations: the hold's account if this process has seen the hold (see
+   * {@link HoldAccounts}), so the operation can be locked and scheduled with its account.
+   */
+  readonly holdAccount: string | undefined
+  /** `tenant\0account` when the account is known before loading; null for an unknown hold's. */
+  readonly accountKey: string | null
+  readonly resolve: (outcome: Outcome) => void
+  readonly reject: (err: unknown) => void
+}
+
+/** What a committed batch tells the store besides the outcomes. */
+export interface BatchResult {
+  outcomes: Outcome[]
+  /** Holds written by the batch: [tenant, hold id, account, still pending]. */
+  holds: [string, string, string, boolean][]
+}
+
+/** Tenants, accounts, hold ids and keys never contain NUL (core and the store refuse it). */
+const SEP = '\u0000'
+const key2 = (a: string, b: string) => a + SEP + b
+
+/** One account of the batch while the engine runs. */
+interface AccountCtx {
+  tenant: string
+  state: AccountState
+  isNew: boolean
+  /** A sweeper claimed it: writing the row clears the claim. */
+  claimed: boolean
+  /** Holds known in this batch (loaded or created), by id. */
+  holds: Map<string, HoldState>
+  changed: boolean
+  recordDirty: boolean
+  buckets: Set<AccountState['buckets'][number]>
+  dirtyHolds: Set<HoldState>
+}
+
+function newCtx(tenant: string, state: AccountState, isNew: boolean, claimed: boolean): AccountCtx {
+  return {
+    tenant,
+    state,
+    isNew,
+    claimed,
+    holds: new Map(),
+    changed: false,
+    recordDirty: false,
+    buckets: new Set(),
+    dirtyHolds: new Set(),
+  }
+}
+
+function notFound(holdId: string): Outcome {
+  return {
+    result: null,
+    error: new NotFoundError('hold', holdId),
+    replayed: false,
+    balance: null,
+    events: [],
+  }
+}
+
+/** Deduplicating builder of parallel parameter arrays. */
+class Keys {
+  readonly seen = new Set<string>()
+  readonly cols: string[][]
+  constructor(width: number) {
+    this.cols = Array.from({ length: width }, () => [])
+  }
+  add(...values: string[]): void {
+    const k = values.join(SEP)
+    if (this.seen.has(k)) return
+    this.seen.add(k)
+    for (let i = 0; i < values.length; i++) this.cols[i]!.push(values[i]!)
+  }
+}
+
+/** Runs the batch inside the caller's transaction. Throws on any database error. */
+export async function runBatch(
+  db: SqlClient,
+  st: Statements,
+  items: readonly BatchItem[],
+): Promise<BatchResult> {
+  // ---- 1. what the batch touches
+  const lockAccounts = new Keys(2)
+  const unknownHolds = new Keys(2)
+  const namedHolds = new Keys(2)
+  const keys = new Keys(2)
+  const codeKeys = new Keys(2)
+  const redemptionKeys = new Keys(3)
+  let maxNow = Number.NEGATIVE_INFINITY
+  for (const { req, holdAccount } of items) {
+    const { tenant, op } = req
+    if (req.now > maxNow) maxNow = req.now
+    if (req.account !== undefined) lockAccounts.add(tenant, req.account)
+    else if ('holdId' in op) {
+      namedHolds.add(tenant, op.holdId)
+      if (holdAccount !== undefined) lockAccounts.add(tenant, holdAccount)
+      else unknownHolds.add(tenant, op.holdId)
+    }
+    if (op.idempotencyKey !== undefined) keys.add(tenant, op.idempotencyKey)
+    if (op.type === 'redeem' && req.account !== undefined) {
+      codeKeys.add(tenant, op.codeHash)
+      redemptionKeys.add(tenant, op.codeHash, req.account)
+    }
+  }
+
+  // ---- 2. lock, then load
+  const rows = await db.query<AccountRow>(st.lock, [...lockAccounts.cols, ...unknownHolds.cols])
+  const accounts = new Map<string, AccountCtx>()
+  const loadTenants: string[] = []
+  const loadAccounts: string[] = []
+  for (const row of rows) {
+    const state: AccountState = { record: recordFrom(row), buckets: [], holds: [] }
+    accounts.set(key2(row.tenant, row.account), newCtx(row.tenant, state, false, row.claimed))
+    loadTenants.push(row.tenant)
+    loadAccounts.push(row.account)
+  }
+  const [loaded] = await db.query<LoadRow>(st.load, [
+    loadTenants,
+    loadAccounts,
+    ...namedHolds.cols,
+    maxNow,
+    ...keys.cols,
+    ...codeKeys.cols,
+    ...redemptionKeys.cols,
+  ])
+  for (const t of loaded?.buckets ?? []) {
+    accounts.get(key2(t[0] as string, t[1] as string))?.state.buckets.push(bucketFrom(t))
+  }
+  /** Holds by tenant and id: loaded ones, then those the batch creates. */
+  const holdIndex = new Map<string, HoldState>()
+  for (const t of loaded?.holds ?? []) {
+    const k = key2(t[0] as string, t[2] as string)
+    if (holdIndex.has(k)) continue // named and due: the union returns it twice
+    const hold = holdFrom(t)
+    const ctx = accounts.get(key2(t[0] as string, hold.account))
+    // A hold whose account is not locked was created after the lock statement looked: for
+    // this batch it does not exist yet.
+    if (!ctx) continue
+    holdIndex.set(k, hold)
+    ctx.holds.set(hold.id, hold)
+  }
+  const idempotency = new Map<string, IdempotencyRecord>()
+  for (const t of loaded?.keys ?? [])
+    idempotency.set(key2(t[0] as string, t[1] as string), keyFrom(t))
+  const codes = new Map<string, CodeRecord>()
+  for (const t of loaded?.codes ?? []) codes.set(key2(t[0] as string, t[1] as string), codeFrom(t))
+  const redeemed = new Set<string>()
+  for (const t of loaded?.redemptions ?? []) redeemed.add((t as string[]).join(SEP))
+
+  // ---- 3. the engine, op by op in arrival order
+  const out = new PersistColumns()
+  const outcomes: Outcome[] = []
+  const dirtyCodes = new Map<string, [string, CodeRecord]>()
+  for (const { req } of items) {
+    const { tenant, op, now } = req
+    let ctx: AccountCtx | undefined
+    let named: HoldState | undefined
+    if (req.account === undefined) {
+      const holdId = (op as { holdId: string }).holdId
+      named = holdIndex.get(key2(tenant, holdId))
+      ctx = named && accounts.get(key2(tenant, named.account))
+      if (!ctx) {
+        outcomes.push(notFound(holdId))
+        continue
+      }
+    } else {
+      const k = key2(tenant, req.account)
+      ctx = accounts.get(k)
+      if (!ctx) {
+        ctx = newCtx(tenant, newAccountState(req.account, now), true, false)
+        accounts.set(k, ctx)
+      }
+    }
+    const state = ctx.state
+    const account = state.record.account
+    // The named hold (any status) and every pending hold due at this operation's time.
+    const holds: HoldState[] = named ? [named] : []
+    for (const h of ctx.holds.values()) {
+      if (h !== named && h.status === 'pending' && h.expiresAt <= now) holds.push(h)
+    }
+    state.holds = holds
+    const idemKey = op.idempotencyKey
+    let code: CodeLookup | undefined
+    if (op.type === 'redeem') {
+      code = {
+        code: codes.get(key2(tenant, op.codeHash)) ?? null,
+        redeemedByAccount: redeemed.has(`${tenant}${SEP}${op.codeHash}${SEP}${account}`),
+      }
+    }
+    const fx = applyOperation(state, op, {
+      now,
+      config: req.config,
+      idempotency: idemKey === undefined ? null : (idempotency.get(key2(tenant, idemKey)) ?? null),
+      code,
+      newId: req.newId,
+    })
+    outcomes.push(fx)
+    // The first evaluation of the alert level changes the record without `changed`: it is
+    // written only if something else of the account is.
+    if (fx.recordChanged) ctx.recordDirty = true
+    if (!fx.changed) continue
+    ctx.changed = true
+    for (const b of fx.touchedBuckets) ctx.buckets.add(b)
+    for (const h of fx.touchedHolds) {
+      ctx.dirtyHolds.add(h)
+      if (!ctx.holds.has(h.id)) {
+        ctx.holds.set(h.id, h)
+        holdIndex.set(key2(tenant, h.id), h)
+      }
+    }
+    for (const e of fx.entries) out.entry(tenant, e)
+    const saved = fx.saveIdempotency
+    if (saved) {
+      idempotency.set(key2(tenant, saved.key), saved)
+      out.key(tenant, saved)
+    }
+    if (fx.redemption) {
+      const { codeHash, redemptionId } = fx.redemption
+      redeemed.add(`${tenant}${SEP}${codeHash}${SEP}${account}`)
+      out.redemption(tenant, codeHash, account, redemptionId, now)
+      const record = code?.code
+      if (record) dirtyCodes.set(key2(tenant, codeHash), [tenant, record])
+    }
+  }
+
+  // ---- 4. write the final version of every row the batch changed
+  const holdsWritten: BatchResult['holds'] = []
+  for (const ctx of accounts.values()) {
+    if (!ctx.changed) continue
+    const account = ctx.state.record.account
+    if (ctx.isNew || ctx.recordDirty || ctx.claimed)
+      out.account(ctx.tenant, ctx.state.record, ctx.isNew)
+    for (const b of ctx.buckets) out.bucket(ctx.tenant, account, b)
+    for (const h of ctx.dirtyHolds) {
+      out.hold(ctx.tenant, h)
+      holdsWritten.push([ctx.tenant, h.id, account, h.status === 'pending'])
+    }
+  }
+  for (const [tenant, record] of dirtyCodes.values()) out.codeCount(tenant, record)
+  if (out.size > 0) await db.query(st.persist, out.params())
+  return { outcomes, holds: holdsWritten }
+}

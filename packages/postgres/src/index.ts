@@ -1,0 +1,8 @@
+export type { StoreStats } from './group-commit.js'
+export { SCHEMA_VERSION } from './migrations.js'
+export type { SqlStoreOptions } from './options.js'
+export type { PgPoolClientLike, PgPoolLike } from './pg-driver.js'
+export type { PGliteLike, PGliteTransactionLike } from './pglite-driver.js'
+export { type PgliteStoreOptions, pgliteStore } from './pglite-store.js'
+export { type PostgresStoreOptions, postgresStore } from './postgres-store.js'
+export type { PostgresStore } from './sql-store.js'

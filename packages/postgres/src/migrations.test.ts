@@ -1,0 +1,66 @@
+import { PGlite } from '@electric-sql/pglite'
+import { describe, expect, it } from 'vitest'
+import { SCHEMA_VERSION } from './migrations.js'
+import { pgliteStore } from './pglite-store.js'
+import { postgresStore } from './postgres-store.js'
+import { describePostgres, dropSchemaAfterAll, uniqueSchema, withClient } from './test-support.js'
+
+describePostgres('migrations on PostgreSQL', (url) => {
+  const schema = uniqueSchema('mig')
+  dropSchemaAfterAll(url, schema)
+
+  it('two stores migrating at once both succeed; the version is recorded once', async () => {
+    const stores = [1, 2, 3].map(() =>
+      postgresStore({ connectionString: url, schema, poolSize: 2 }),
+    )
+    try {
+      await Promise.all(stores.map((s) => s.migrate()))
+      // Again: nothing to do, and still fine.
+      await Promise.all(stores.map((s) => s.migrate()))
+      await postgresStore({ connectionString: url, schema }).migrate()
+    } finally {
+      await Promise.all(stores.map((s) => s.close()))
+    }
+    const rows = await withClient(url, async (c) => {
+      const r = await c.query(
+        `SELECT version, name FROM "${schema}".schema_migrations ORDER BY version`,
+      )
+      return r.rows
+    })
+    expect(rows).toEqual([{ version: 1, name: 'initial schema' }])
+    expect(SCHEMA_VERSION).toBe(1)
+  })
+
+  it('refuses a schema newer than the package', async () => {
+    const newer = uniqueSchema('mig_newer')
+    const store = postgresStore({ connectionString: url, schema: newer })
+    try {
+      await store.migrate()
+      await withClient(url, (c) =>
+        c.query(`INSERT INTO "${newer}".schema_migrations (version, name) VALUES (99, 'future')`),
+      )
+      const again = postgresStore({ connectionString: url, schema: newer })
+      await expect(again.migrate()).rejects.toThrow(/newer than this/)
+      await again.close()
+    } finally {
+      await store.close()
+      await withClient(url, (c) => c.query(`DROP SCHEMA "${newer}" CASCADE`))
+    }
+  })
+})
+
+describe('migrations on PGlite', () => {
+  it('creates the schema once and records the version; a second migrate() is a no-op', async () => {
+    const db = await PGlite.create()
+    try {
+      await Promise.all([
+        pgliteStore({ client: db }).migrate(),
+        pgliteStore({ client: db }).migrate(),
+      ])
+      const { rows } = await db.query('SELECT version FROM tollgate.schema_migrations')
+      expect(rows).toEqual([{ version: 1 }])
+    } finally {
+      await db.close()
+    }
+  })
+})

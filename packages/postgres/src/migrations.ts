@@ -1,0 +1,226 @@
+/**
+ * The schema, as versioned migrations. `migrate()` applies the ones a database lacks, in one
+ * transaction under a transaction-scoped advisory lock, so processes that start together queue
+ * up and all but the first find nothing to do. Applied versions are recorded in
+ * `<schema>.schema_migrations`.
+ *
+ * Layout (see README): every account-scoped table is keyed by (tenant, account) first, so the
+ * data distributes by account; amounts and times are int8 (ms since epoch), parsed back to JS
+ * numbers (they are safe integers); metadata, results and allocations are `json` (kept as
+ * written: key order, and never queried inside). Text keys use the "C" collation: byte order,
+ * the same in every process, so locks taken in key order never deadlock.
+ */
+import type { SqlClient, Statement } from './driver.js'
+import { statement } from './statements.js'
+
+interface Migration {
+  version: number
+  name: string
+  /** The SQL, given the quoted schema name. */
+  sql(s: string): string
+}
+
+const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'initial schema',
+    sql: (s) => `
+CREATE TABLE ${s}.accounts (
+  tenant text COLLATE "C" NOT NULL,
+  account text COLLATE "C" NOT NULL,
+  debt int8 NOT NULL,
+  low_balance_threshold int8,
+  overdraft_limit int8,
+  alert_level int2,
+  cycle json,
+  -- Start of the next cycle period while a cycle is active: what dueAccounts() looks for.
+  cycle_next_at int8,
+  redeem_failures int8 NOT NULL,
+  redeem_window_start int8 NOT NULL,
+  created_at int8 NOT NULL,
+  -- Database time (ms) until which a sweeper owns the account (dueAccounts() claims it).
+  sweep_claimed_until int8,
+  PRIMARY KEY (tenant, account)
+) WITH (fillfactor = 80);
+CREATE INDEX accounts_cycle_due ON ${s}.accounts (tenant, cycle_next_at)
+  WHERE cycle_next_at IS NOT NULL;
+
+-- Live buckets only: a spent bucket (remaining = 0) is deleted.
+CREATE TABLE ${s}.buckets (
+  tenant text COLLATE "C" NOT NULL,
+  account text COLLATE "C" NOT NULL,
+  id text COLLATE "C" NOT NULL,
+  amount int8 NOT NULL,
+  remaining int8 NOT NULL,
+  held int8 NOT NULL,
+  expires_at int8,
+  priority int4 NOT NULL,
+  category text NOT NULL,
+  created_at int8 NOT NULL,
+  expired bool NOT NULL,
+  cycle_id text,
+  PRIMARY KEY (tenant, account, id)
+) WITH (fillfactor = 80);
+CREATE INDEX buckets_due ON ${s}.buckets (tenant, expires_at)
+  WHERE NOT expired AND expires_at IS NOT NULL;
+
+-- Pending holds, and resolved ones until prune() drops them after the retention.
+CREATE TABLE ${s}.holds (
+  tenant text COLLATE "C" NOT NULL,
+  account text COLLATE "C" NOT NULL,
+  id text COLLATE "C" NOT NULL,
+  amount int8 NOT NULL,
+  expires_at int8 NOT NULL,
+  created_at int8 NOT NULL,
+  status text NOT NULL,
+  allocations json,
+  metadata json,
+  resolved_at int8,
+  PRIMARY KEY (tenant, account, id)
+) WITH (fillfactor = 80);
+-- commit/release/extend carry only the hold id. Not unique, so the table still distributes by
+-- account (ids are unique by construction: time + counter + random).
+CREATE INDEX holds_by_id ON ${s}.holds (tenant, id);
+-- Pending holds are few (work in flight, abandoned holds not swept yet): this one index serves
+-- both the per-account TTL lookup and dueAccounts().
+CREATE INDEX holds_pending ON ${s}.holds (tenant, account, expires_at) WHERE status = 'pending';
+CREATE INDEX holds_resolved ON ${s}.holds (tenant, resolved_at) WHERE status <> 'pending';
+
+-- Append-only. seq increases with every entry (so within a tenant, and per account in the order
+-- the account's row lock serialized them); it is the entry id and the cursor.
+CREATE TABLE ${s}.ledger (
+  tenant text COLLATE "C" NOT NULL,
+  account text COLLATE "C" NOT NULL,
+  seq int8 GENERATED ALWAYS AS IDENTITY,
+  type text NOT NULL,
+  delta int8 NOT NULL,
+  held_delta int8 NOT NULL,
+  debt_delta int8 NOT NULL,
+  balance_after int8 NOT NULL,
+  hold_id text,
+  grant_id text,
+  redemption_id text,
+  cycle_id text,
+  idempotency_key text,
+  reason text,
+  metadata json,
+  at int8 NOT NULL,
+  PRIMARY KEY (tenant, account, seq)
+);
+
+CREATE TABLE ${s}.idempotency (
+  tenant text COLLATE "C" NOT NULL,
+  key text COLLATE "C" NOT NULL,
+  -- '' for tenant-level operations (createCodes).
+  account text NOT NULL,
+  fingerprint text NOT NULL,
+  result json NOT NULL,
+  created_at int8 NOT NULL,
+  PRIMARY KEY (tenant, key)
+);
+CREATE INDEX idempotency_created ON ${s}.idempotency (tenant, created_at);
+
+-- Redeem codes: the SHA-256 of the canonical code, never the code.
+CREATE TABLE ${s}.codes (
+  tenant text COLLATE "C" NOT NULL,
+  hash text COLLATE "C" NOT NULL,
+  batch_id text NOT NULL,
+  credits int8 NOT NULL,
+  validity_days int4,
+  code_expires_at int8,
+  max_redemptions int8 NOT NULL,
+  redemptions int8 NOT NULL,
+  priority int4 NOT NULL,
+  category text NOT NULL,
+  created_at int8 NOT NULL,
+  PRIMARY KEY (tenant, hash)
+);
+
+CREATE TABLE ${s}.redemptions (
+  tenant text COLLATE "C" NOT NULL,
+  code_hash text COLLATE "C" NOT NULL,
+  account text COLLATE "C" NOT NULL,
+  redemption_id text NOT NULL,
+  at int8 NOT NULL,
+  PRIMARY KEY (tenant, code_hash, account)
+);
+`,
+  },
+]
+
+/** The schema version this package writes and reads. */
+export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version
+
+/** Statements `migrate()` needs, for one schema. */
+export interface MigrationStatements {
+  schema: string
+  quoted: string
+  version: Statement
+  lock: Statement
+  record: Statement
+}
+
+export function migrationStatements(schema: string, quoted: string): MigrationStatements {
+  return {
+    schema,
+    quoted,
+    version: statement(
+      `SELECT coalesce(max(version), 0)::int4 AS version FROM ${quoted}.schema_migrations`,
+    ),
+    // Two int4 keys: one for Tollgate, one for the schema, so two schemas migrate independently.
+    lock: statement(
+      `SELECT pg_advisory_xact_lock(hashtext('tollgate.migrate'), hashtext($1::text))`,
+    ),
+    record: statement(
+      `INSERT INTO ${quoted}.schema_migrations (version, name) VALUES ($1::int4, $2::text)`,
+    ),
+  }
+}
+
+async function currentVersion(db: SqlClient, st: MigrationStatements): Promise<number> {
+  const [row] = await db.query<{ version: number | string }>(st.version, [])
+  return Number(row?.version ?? 0)
+}
+
+/**
+ * Brings the schema up to date. Cheap when it already is (one read, no lock); otherwise one
+ * transaction under the advisory lock.
+ */
+export async function migrate(
+  db: SqlClient & { transaction<T>(fn: (tx: SqlClient) => Promise<T>): Promise<T> },
+  st: MigrationStatements,
+): Promise<void> {
+  let version = 0
+  try {
+    version = await currentVersion(db, st)
+  } catch {
+    // No migrations table yet (or no schema): the locked path below creates it.
+  }
+  if (version >= SCHEMA_VERSION) return checkNotNewer(version)
+  await db.transaction(async (tx) => {
+    await tx.query(st.lock, [st.schema])
+    // Under the lock: CREATE … IF NOT EXISTS alone is not safe against a concurrent creator.
+    await tx.script(`CREATE SCHEMA IF NOT EXISTS ${st.quoted};
+CREATE TABLE IF NOT EXISTS ${st.quoted}.schema_migrations (
+  version int4 PRIMARY KEY,
+  name text NOT NULL,
+  applied_at timestamptz NOT NULL DEFAULT now()
+);`)
+    // Read again under the lock: another process may have migrated while we waited.
+    const current = await currentVersion(tx, st)
+    checkNotNewer(current)
+    for (const m of MIGRATIONS) {
+      if (m.version <= current) continue
+      await tx.script(m.sql(st.quoted))
+      await tx.query(st.record, [m.version, m.name])
+    }
+  })
+}
+
+function checkNotNewer(version: number): void {
+  if (version > SCHEMA_VERSION) {
+    throw new Error(
+      `Tollgate schema version ${version} is newer than this @tollgate/postgres (${SCHEMA_VERSION}): upgrade the package`,
+    )
+  }
+}

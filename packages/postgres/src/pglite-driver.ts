@@ -1,0 +1,79 @@
+/**
+ * The PGlite driver: PostgreSQL compiled to WASM, in the process. It has one connection, so
+ * statements and transactions are serialized by PGlite itself. `@electric-sql/pglite` is imported
+ * only when the store has to create the instance.
+ */
+import type { SqlClient, SqlDriver, Statement } from './driver.js'
+
+/** The part of a PGlite transaction the store uses. */
+export interface PGliteTransactionLike {
+  query<T>(query: string, params?: unknown[]): Promise<{ rows: T[] }>
+  exec(query: string): Promise<unknown>
+}
+
+/** The part of a `PGlite` instance the store uses. A `PGlite` is one. */
+export interface PGliteLike extends PGliteTransactionLike {
+  transaction<T>(callback: (tx: PGliteTransactionLike) => Promise<T>): Promise<T>
+  close(): Promise<void>
+  readonly closed: boolean
+}
+
+/** How the driver gets its instance. */
+export type PgliteDriverOptions =
+  | { own: false; client: PGliteLike }
+  | { own: true; dataDir: string | undefined }
+
+function noop(): void {}
+
+function wrap(db: PGliteTransactionLike): SqlClient {
+  return {
+    query: async <R>(st: Statement, params: readonly unknown[]) =>
+      (await db.query<R>(st.text, params as unknown[])).rows,
+    script: async (sql: string) => {
+      await db.exec(sql)
+    },
+  }
+}
+
+export class PgliteDriver implements SqlDriver {
+  /** One connection: a second transaction in flight would only wait inside PGlite. */
+  readonly concurrency = 1
+  readonly #db: Promise<PGliteLike>
+  readonly #own: boolean
+  #closed: Promise<void> | null = null
+
+  constructor(options: PgliteDriverOptions) {
+    this.#own = options.own
+    if (options.own) {
+      const dataDir = options.dataDir
+      this.#db = import('@electric-sql/pglite').then(({ PGlite }) =>
+        // In memory when there is no data directory.
+        dataDir === undefined ? PGlite.create() : PGlite.create({ dataDir }),
+      )
+      // Reported to each caller that awaits it; never an unhandled rejection by itself.
+      this.#db.catch(noop)
+    } else {
+      this.#db = Promise.resolve(options.client)
+    }
+  }
+
+  async query<R>(st: Statement, params: readonly unknown[]): Promise<R[]> {
+    return wrap(await this.#db).query<R>(st, params)
+  }
+
+  async script(sql: string): Promise<void> {
+    await (await this.#db).exec(sql)
+  }
+
+  async transaction<T>(fn: (tx: SqlClient) => Promise<T>): Promise<T> {
+    const db = await this.#db
+    return db.transaction((tx) => fn(wrap(tx)))
+  }
+
+  close(): Promise<void> {
+    this.#closed ??= this.#own
+      ? this.#db.then((db) => (db.closed ? undefined : db.close()), noop)
+      : Promise.resolve()
+    return this.#closed
+  }
+}

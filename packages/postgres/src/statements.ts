@@ -1,0 +1,261 @@
+/**
+ * Every statement the store runs, built once per store for its schema. Values only ever travel
+ * as bound parameters (arrays for the multi-row ones); the schema name, validated and quoted, is
+ * the one thing written into the text.
+ */
+import { createHash } from 'node:crypto'
+import type { Statement } from './driver.js'
+
+/** A statement named after its text, so each distinct text is prepared once per connection. */
+export function statement(text: string): Statement {
+  return { name: `tollgate_${createHash('sha256').update(text).digest('hex').slice(0, 20)}`, text }
+}
+
+/** The statements of one schema. */
+export interface Statements {
+  lock: Statement
+  load: Statement
+  persist: Statement
+  ledger: Statement
+  saveCodesKey: Statement
+  readKey: Statement
+  insertCodes: Statement
+  dueAccounts: Statement
+  pruneKeys: Statement
+  pruneHolds: Statement
+}
+
+/** Columns of an account row as the lock statement returns them. */
+export const ACCOUNT_COLUMNS = `a.tenant, a.account, a.debt, a.low_balance_threshold, a.overdraft_limit,
+  a.alert_level, a.cycle, a.redeem_failures, a.redeem_window_start, a.created_at,
+  a.sweep_claimed_until IS NOT NULL AS claimed`
+
+export function buildStatements(s: string): Statements {
+  return {
+    /**
+     * Locks the batch's accounts, in one fixed order (tenant, account; "C" collation), so that
+     * batches of several processes queue behind each other instead of deadlocking. $1/$2 name
+     * accounts; $3/$4 name holds whose account the caller does not know. Accounts without a row
+     * are new: they are inserted when persisted (a concurrent creator makes that a unique
+     * violation, and the batch runs again).
+     */
+    lock: statement(`SELECT ${ACCOUNT_COLUMNS}
+FROM ${s}.accounts a
+WHERE (a.tenant, a.account) IN (
+  SELECT x.tenant, x.account FROM unnest($1::text[], $2::text[]) AS x(tenant, account)
+  UNION ALL
+  SELECT h.tenant, h.account FROM ${s}.holds h
+  JOIN unnest($3::text[], $4::text[]) AS y(tenant, id) ON h.tenant = y.tenant AND h.id = y.id
+)
+ORDER BY a.tenant, a.account
+FOR UPDATE OF a`),
+
+    /**
+     * Everything else the engine needs, in one round trip, after the locks (a statement's
+     * snapshot is taken when it starts, so this one sees what the lock waited for):
+     * live buckets of the locked accounts ($1/$2); holds named by id ($3/$4, any status) and
+     * pending holds due by $5; idempotency records ($6/$7); codes ($8/$9, locked: their
+     * redemption counter is shared between accounts) and whether each account redeemed its
+     * code ($10/$11/$12). Each comes back as one JSON array of row tuples.
+     */
+    load: statement(`SELECT
+(SELECT json_agg(json_build_array(b.tenant, b.account, b.id, b.amount, b.remaining, b.held,
+    b.expires_at, b.priority, b.category, b.created_at, b.expired, b.cycle_id))
+  FROM ${s}.buckets b
+  JOIN unnest($1::text[], $2::text[]) AS x(tenant, account)
+    ON b.tenant = x.tenant AND b.account = x.account) AS buckets,
+(SELECT json_agg(json_build_array(h.tenant, h.account, h.id, h.amount, h.expires_at,
+    h.created_at, h.status, h.allocations, h.metadata, h.resolved_at))
+  FROM (
+    SELECT h.* FROM ${s}.holds h
+    JOIN unnest($3::text[], $4::text[]) AS y(tenant, id) ON h.tenant = y.tenant AND h.id = y.id
+    UNION ALL
+    SELECT h.* FROM ${s}.holds h
+    JOIN unnest($1::text[], $2::text[]) AS x(tenant, account)
+      ON h.tenant = x.tenant AND h.account = x.account
+    WHERE h.status = 'pending' AND h.expires_at <= $5::int8
+  ) h) AS holds,
+(SELECT json_agg(json_build_array(i.tenant, i.key, i.account, i.fingerprint, i.result,
+    i.created_at))
+  FROM ${s}.idempotency i
+  JOIN unnest($6::text[], $7::text[]) AS k(tenant, key)
+    ON i.tenant = k.tenant AND i.key = k.key) AS keys,
+(SELECT json_agg(json_build_array(c.tenant, c.hash, c.batch_id, c.credits, c.validity_days,
+    c.code_expires_at, c.max_redemptions, c.redemptions, c.priority, c.category, c.created_at))
+  FROM (
+    SELECT c.* FROM ${s}.codes c
+    JOIN unnest($8::text[], $9::text[]) AS k(tenant, hash) ON c.tenant = k.tenant AND c.hash = k.hash
+    ORDER BY c.tenant, c.hash
+    FOR UPDATE OF c
+  ) c) AS codes,
+(SELECT json_agg(json_build_array(r.tenant, r.code_hash, r.account))
+  FROM ${s}.redemptions r
+  JOIN unnest($10::text[], $11::text[], $12::text[]) AS k(tenant, hash, account)
+    ON r.tenant = k.tenant AND r.code_hash = k.hash AND r.account = k.account) AS redemptions`),
+
+    /**
+     * Writes a whole batch in one statement: each table gets one multi-row `unnest` insert,
+     * upsert, update or delete, with the final version of every row it touches.
+     * New accounts are inserted in key order (concurrent creators queue, not deadlock); a
+     * conflict there or on an idempotency key is a unique violation, which rolls the batch back
+     * to run again. Ledger entries are inserted in arrival order, so `seq` follows it.
+     */
+    persist: statement(`WITH
+acc AS (
+  SELECT * FROM unnest($1::text[], $2::text[], $3::bool[], $4::int8[], $5::int8[], $6::int8[],
+    $7::int2[], $8::json[], $9::int8[], $10::int8[], $11::int8[], $12::int8[])
+  AS u(tenant, account, is_new, debt, low_balance_threshold, overdraft_limit, alert_level, cycle,
+    cycle_next_at, redeem_failures, redeem_window_start, created_at)
+),
+new_accounts AS (
+  INSERT INTO ${s}.accounts (tenant, account, debt, low_balance_threshold, overdraft_limit,
+    alert_level, cycle, cycle_next_at, redeem_failures, redeem_window_start, created_at)
+  SELECT tenant, account, debt, low_balance_threshold, overdraft_limit, alert_level, cycle,
+    cycle_next_at, redeem_failures, redeem_window_start, created_at
+  FROM acc WHERE is_new
+  ORDER BY tenant COLLATE "C", account COLLATE "C"
+),
+old_accounts AS (
+  UPDATE ${s}.accounts a SET debt = u.debt, low_balance_threshold = u.low_balance_threshold,
+    overdraft_limit = u.overdraft_limit, alert_level = u.alert_level, cycle = u.cycle,
+    cycle_next_at = u.cycle_next_at, redeem_failures = u.redeem_failures,
+    redeem_window_start = u.redeem_window_start, sweep_claimed_until = NULL
+  FROM acc u
+  WHERE NOT u.is_new AND a.tenant = u.tenant AND a.account = u.account
+),
+bkt AS (
+  SELECT * FROM unnest($13::text[], $14::text[], $15::text[], $16::int8[], $17::int8[],
+    $18::int8[], $19::int8[], $20::int4[], $21::text[], $22::int8[], $23::bool[], $24::text[])
+  AS u(tenant, account, id, amount, remaining, held, expires_at, priority, category, created_at,
+    expired, cycle_id)
+),
+put_buckets AS (
+  INSERT INTO ${s}.buckets (tenant, account, id, amount, remaining, held, expires_at, priority,
+    category, created_at, expired, cycle_id)
+  SELECT * FROM bkt WHERE remaining > 0
+  ON CONFLICT (tenant, account, id) DO UPDATE SET remaining = excluded.remaining,
+    held = excluded.held, expired = excluded.expired
+),
+spent_buckets AS (
+  DELETE FROM ${s}.buckets b USING bkt u
+  WHERE u.remaining = 0 AND b.tenant = u.tenant AND b.account = u.account AND b.id = u.id
+),
+put_holds AS (
+  INSERT INTO ${s}.holds (tenant, account, id, amount, expires_at, created_at, status,
+    allocations, metadata, resolved_at)
+  SELECT * FROM unnest($25::text[], $26::text[], $27::text[], $28::int8[], $29::int8[],
+    $30::int8[], $31::text[], $32::json[], $33::json[], $34::int8[])
+  ON CONFLICT (tenant, account, id) DO UPDATE SET expires_at = excluded.expires_at,
+    status = excluded.status, allocations = excluded.allocations,
+    resolved_at = excluded.resolved_at
+),
+entries AS (
+  INSERT INTO ${s}.ledger (tenant, account, type, delta, held_delta, debt_delta, balance_after,
+    hold_id, grant_id, redemption_id, cycle_id, idempotency_key, reason, metadata, at)
+  SELECT * FROM unnest($35::text[], $36::text[], $37::text[], $38::int8[], $39::int8[],
+    $40::int8[], $41::int8[], $42::text[], $43::text[], $44::text[], $45::text[], $46::text[],
+    $47::text[], $48::json[], $49::int8[])
+),
+keys AS (
+  INSERT INTO ${s}.idempotency (tenant, key, account, fingerprint, result, created_at)
+  SELECT * FROM unnest($50::text[], $51::text[], $52::text[], $53::text[], $54::json[],
+    $55::int8[]) AS u(tenant, key, account, fingerprint, result, created_at)
+  ORDER BY tenant COLLATE "C", key COLLATE "C"
+),
+redeemed AS (
+  INSERT INTO ${s}.redemptions (tenant, code_hash, account, redemption_id, at)
+  SELECT * FROM unnest($56::text[], $57::text[], $58::text[], $59::text[], $60::int8[])
+),
+code_counts AS (
+  UPDATE ${s}.codes c SET redemptions = u.redemptions
+  FROM unnest($61::text[], $62::text[], $63::int8[]) AS u(tenant, hash, redemptions)
+  WHERE c.tenant = u.tenant AND c.hash = u.hash
+)
+SELECT 1 AS done`),
+
+    /**
+     * A ledger page, newest first, through the primary key (tenant, account, seq) backwards.
+     * One row more than asked says whether another page follows.
+     */
+    ledger: statement(`SELECT seq, type, delta, held_delta, debt_delta, balance_after, hold_id,
+  grant_id, redemption_id, cycle_id, idempotency_key, reason, metadata, at
+FROM ${s}.ledger
+WHERE tenant = $1 AND account = $2 AND seq < coalesce($3::int8, 9223372036854775807)
+  AND ($4::text[] IS NULL OR type = ANY($4::text[]))
+  AND ($5::int8 IS NULL OR at >= $5::int8)
+  AND ($6::int8 IS NULL OR at < $6::int8)
+ORDER BY seq DESC
+LIMIT $7::int4`),
+
+    saveCodesKey:
+      statement(`INSERT INTO ${s}.idempotency (tenant, key, account, fingerprint, result,
+  created_at)
+VALUES ($1, $2, '', $3, $4::json, $5::int8)
+ON CONFLICT (tenant, key) DO NOTHING
+RETURNING 1 AS saved`),
+
+    readKey: statement(`SELECT account, fingerprint, result FROM ${s}.idempotency
+WHERE tenant = $1 AND key = $2`),
+
+    insertCodes: statement(`INSERT INTO ${s}.codes (tenant, hash, batch_id, credits,
+  validity_days, code_expires_at, max_redemptions, redemptions, priority, category, created_at)
+SELECT $1::text, * FROM unnest($2::text[], $3::text[], $4::int8[], $5::int4[], $6::int8[], $7::int8[],
+  $8::int8[], $9::int4[], $10::text[], $11::int8[])`),
+
+    /**
+     * Claims up to $3 accounts with work due at $2 for this sweeper: rows another transaction
+     * holds are skipped (SKIP LOCKED), and claimed rows carry a lease in database time ($4 ms) so
+     * concurrent sweepers take different accounts. Persisting an account clears its claim.
+     */
+    dueAccounts: statement(`WITH
+clock AS (SELECT (extract(epoch FROM clock_timestamp()) * 1000)::int8 AS now),
+due AS (
+  SELECT h.account FROM ${s}.holds h
+  WHERE h.tenant = $1 AND h.status = 'pending' AND h.expires_at <= $2::int8
+  UNION
+  SELECT b.account FROM ${s}.buckets b
+  WHERE b.tenant = $1 AND NOT b.expired AND b.expires_at <= $2::int8
+  UNION
+  SELECT a.account FROM ${s}.accounts a WHERE a.tenant = $1 AND a.cycle_next_at <= $2::int8
+),
+claim AS (
+  SELECT a.tenant, a.account FROM ${s}.accounts a, clock
+  WHERE a.tenant = $1 AND a.account IN (SELECT account FROM due)
+    AND (a.sweep_claimed_until IS NULL OR a.sweep_claimed_until <= clock.now)
+  LIMIT $3::int4
+  FOR UPDATE OF a SKIP LOCKED
+)
+UPDATE ${s}.accounts a SET sweep_claimed_until = clock.now + $4::int8
+FROM claim c, clock
+WHERE a.tenant = c.tenant AND a.account = c.account
+RETURNING a.account`),
+
+    pruneKeys: statement(`WITH
+doomed AS (
+  SELECT tenant, key FROM ${s}.idempotency
+  WHERE tenant = $1 AND created_at < $2::int8
+  LIMIT $3::int4
+  FOR UPDATE SKIP LOCKED
+),
+gone AS (
+  DELETE FROM ${s}.idempotency i USING doomed d
+  WHERE i.tenant = d.tenant AND i.key = d.key
+  RETURNING 1
+)
+SELECT count(*)::int4 AS n FROM gone`),
+
+    pruneHolds: statement(`WITH
+doomed AS (
+  SELECT tenant, account, id FROM ${s}.holds
+  WHERE tenant = $1 AND status <> 'pending' AND resolved_at < $2::int8
+  LIMIT $3::int4
+  FOR UPDATE SKIP LOCKED
+),
+gone AS (
+  DELETE FROM ${s}.holds h USING doomed d
+  WHERE h.tenant = d.tenant AND h.account = d.account AND h.id = d.id
+  RETURNING 1
+)
+SELECT count(*)::int4 AS n FROM gone`),
+  }
+}

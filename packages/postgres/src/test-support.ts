@@ -1,0 +1,140 @@
+/**
+ * What the package's tests share: the PostgreSQL URL (and what happens without one), a schema
+ * per test run, and small helpers. Not part of the build.
+ */
+import type { Balance, LedgerEntry, Meter } from '@tollgate/core'
+import pg from 'pg'
+import { afterAll, describe, expect, it } from 'vitest'
+
+const ENV = 'TOLLGATE_TEST_DATABASE_URL'
+
+/** The database the PostgreSQL half runs against, if configured. */
+export const DATABASE_URL = process.env[ENV]
+
+/**
+ * A `describe` for tests that need PostgreSQL. Without TOLLGATE_TEST_DATABASE_URL: on CI a test
+ * that fails and says why (a silently skipped database suite would pass CI); elsewhere the
+ * block is skipped and a line says what was skipped and how to run it.
+ */
+export function describePostgres(name: string, body: (url: string) => void): void {
+  const url = DATABASE_URL
+  if (url) {
+    describe(name, () => body(url))
+    return
+  }
+  if (process.env.CI) {
+    describe(name, () => {
+      it(`needs ${ENV}`, () => {
+        throw new Error(
+          `${ENV} is not set: on CI the PostgreSQL tests must run. Set it, e.g. ${ENV}=postgres://postgres@127.0.0.1:5432/test`,
+        )
+      })
+    })
+    return
+  }
+  process.stdout.write(
+    `\n[@tollgate/postgres] SKIPPED "${name}": set ${ENV}=postgres://user@host:5432/db to run it against PostgreSQL\n`,
+  )
+  describe.skip(name, () => body(''))
+}
+
+let schemaCounter = 0
+const RUN = `${Date.now().toString(36)}${process.pid.toString(36)}`
+
+/** A schema name of its own for this test run (dropped by {@link dropSchemaAfterAll}). */
+export function uniqueSchema(label: string): string {
+  schemaCounter += 1
+  return `tg_test_${label}_${RUN}_${schemaCounter}`
+}
+
+/** Drops the schema after the file's tests, so runs leave nothing behind. */
+export function dropSchemaAfterAll(url: string, schema: string): void {
+  afterAll(async () => {
+    const client = new pg.Client({ connectionString: url })
+    await client.connect()
+    try {
+      await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`)
+    } finally {
+      await client.end()
+    }
+  })
+}
+
+/** Runs `fn` with a client of its own (not the store's pool). */
+export async function withClient<T>(
+  url: string,
+  fn: (client: pg.Client) => Promise<T>,
+): Promise<T> {
+  const client = new pg.Client({ connectionString: url })
+  await client.connect()
+  try {
+    return await fn(client)
+  } finally {
+    await client.end()
+  }
+}
+
+/** The whole ledger of an account, oldest first. */
+export async function fullLedger(meter: Meter, account: string): Promise<LedgerEntry[]> {
+  const out: LedgerEntry[] = []
+  let cursor: string | undefined
+  for (;;) {
+    const page = await meter.ledger(
+      account,
+      cursor === undefined ? { limit: 1000 } : { limit: 1000, cursor },
+    )
+    out.push(...page.entries)
+    if (page.nextCursor === null) break
+    cursor = page.nextCursor
+  }
+  return out.reverse()
+}
+
+/** Replaying the ledger reproduces the (fresh) balance exactly; returns the balance. */
+export async function expectLedgerReplays(meter: Meter, account: string): Promise<Balance> {
+  const balance = await meter.balance(account, { fresh: true })
+  let net = 0
+  let held = 0
+  let debt = 0
+  for (const e of await fullLedger(meter, account)) {
+    net += e.delta
+    held += e.heldDelta
+    debt += e.debtDelta
+    expect(e.balanceAfter, `entry ${e.id}`).toBe(net)
+  }
+  expect({ net, held, debt }).toEqual({
+    net: balance.total - balance.debt,
+    held: balance.held,
+    debt: balance.debt,
+  })
+  return balance
+}
+
+/**
+ * Replaces generated ids (`grt_…`, `hld_…`, …) by their order of first appearance, so the
+ * results of two stores can be compared.
+ */
+export function normalizeIds(value: unknown): unknown {
+  const seen = new Map<string, string>()
+  const text = JSON.stringify(value).replace(
+    /\b(grt|hld|cyc|rdm)_[0-9A-Z]{22}\b/g,
+    (id, prefix) => {
+      let name = seen.get(id)
+      if (name === undefined) {
+        name = `${prefix}#${seen.size}`
+        seen.set(id, name)
+      }
+      return name
+    },
+  )
+  return JSON.parse(text)
+}
+
+/** A settled meter call as plain data: its result, or its error code. */
+export async function settle<T>(p: Promise<T>): Promise<{ ok: T } | { error: string }> {
+  try {
+    return { ok: await p }
+  } catch (err) {
+    return { error: (err as { code?: string }).code ?? String(err) }
+  }
+}
