@@ -48,9 +48,9 @@ import {
   ledgerQuerySchema,
   metadataOf,
   parse,
+  parseReserveOptions,
   redeemOptionsSchema,
   releaseOptionsSchema,
-  reserveOptionsSchema,
   startCycleSchema,
   stopCycleSchema,
   sweepOptionsSchema,
@@ -58,6 +58,8 @@ import {
 } from './validation.js'
 
 const DAY_MS = 86_400_000
+/** Accounts `sweep()` touches at once. */
+const SWEEP_CONCURRENCY = 32
 
 /** Options of {@link createMeter}. */
 export interface MeterOptions {
@@ -500,7 +502,7 @@ export class Meter {
   async reserve(account: string, amount: number, options?: ReserveOptions): Promise<Hold> {
     checkAccount(account)
     checkAmount(amount)
-    const o = options === undefined ? undefined : parse(reserveOptionsSchema, options)
+    const o = parseReserveOptions(options)
     const out = await this.#execute(account, {
       type: 'reserve',
       amount,
@@ -740,7 +742,14 @@ export class Meter {
     let pruned: number
     try {
       due = await this.#store.dueAccounts(this.tenant, now, limit)
-      for (const account of due) await this.#execute(account, { type: 'balance' })
+      // A few at a time: a store that batches (group commit) then shares transactions.
+      for (let i = 0; i < due.length; i += SWEEP_CONCURRENCY) {
+        await Promise.all(
+          due
+            .slice(i, i + SWEEP_CONCURRENCY)
+            .map((account) => this.#execute(account, { type: 'balance' })),
+        )
+      }
       pruned = await this.#store.prune(this.tenant, now - this.#o.retentionMs)
     } catch (err) {
       throw storeFailure(err)

@@ -63,7 +63,8 @@ export function problemDetails(error: unknown): ProblemDetails {
     code: e.code,
   }
   for (const [key, value] of Object.entries(e)) {
-    if (key !== 'code' && key !== 'status' && value !== undefined && !(key in body)) {
+    // `name` is the class, an implementation detail; clients dispatch on `code`.
+    if (key !== 'name' && value !== undefined && !(key in body)) {
       body[key] = value
     }
   }

@@ -342,6 +342,8 @@ const cases: Case[] = [
         ['empty', ''],
         ['256 characters', 'k'.repeat(256)],
         ['a number', 42],
+        ['with NUL', 'k\0'],
+        ['a lone surrogate', 'k\uD800'],
       ] as [string, unknown][]
     ).map(
       ([label, idempotencyKey]): Case => [

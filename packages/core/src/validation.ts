@@ -48,7 +48,14 @@ export function checkHoldId(id: unknown): string {
 }
 
 const safeInt = (min = 0) => z.int().min(min)
-const idempotencyKey = z.string().min(1).max(255)
+const idempotencyKey = z
+  .string()
+  .min(1)
+  .max(255)
+  .refine(
+    (k) => !LONE_SURROGATE.test(k) && !k.includes('\0'),
+    'must be well-formed text without NUL characters',
+  )
 const metadata = z.record(z.string(), z.unknown()).refine((m) => {
   try {
     return Buffer.byteLength(JSON.stringify(m)) <= MAX_METADATA_BYTES
@@ -112,6 +119,36 @@ export const extendOptionsSchema = z.strictObject({
 })
 
 export const ttlSchema = ttlMs
+
+/**
+ * `reserve` options, parsed. The common `{ ttlMs }` alone (what the middleware passes on every
+ * request) is checked by hand: a zod parse per request cost more than the reserve itself.
+ */
+export function parseReserveOptions(
+  options: unknown,
+): z.infer<typeof reserveOptionsSchema> | undefined {
+  if (options === undefined) return undefined
+  if (
+    typeof options === 'object' &&
+    options !== null &&
+    Object.getPrototypeOf(options) === Object.prototype
+  ) {
+    const o = options as { ttlMs?: unknown }
+    let keys = 0
+    for (const _ in o) keys++
+    const t = o.ttlMs
+    if (
+      keys === 1 &&
+      typeof t === 'number' &&
+      Number.isInteger(t) &&
+      t >= 1_000 &&
+      t <= 86_400_000
+    ) {
+      return { ttlMs: t }
+    }
+  }
+  return parse(reserveOptionsSchema, options)
+}
 
 export const balanceOptionsSchema = z.strictObject({ fresh: z.boolean().optional() })
 
