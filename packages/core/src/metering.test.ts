@@ -270,6 +270,17 @@ describe('heartbeat', () => {
     expect(first).toBeLessThan(Date.now())
   })
 
+  it("holds get the adapter's ttlMs, not the meter's default", async () => {
+    const meter = createMeter({ store: memoryStore(), cache: false, defaultTtlMs: 2_000 })
+    const { rm } = setup({ cost: 1, ttlMs: 5_000 }, meter)
+    await meter.grant('u', 10)
+    const { credits } = await admitted(rm, { user: 'u' })
+    expect(credits.hold!.expiresAt - credits.hold!.createdAt).toBe(5_000)
+    const defaults = setup({ cost: 1 }, meter).rm
+    const second = await admitted(defaults, { user: 'u' })
+    expect(second.credits.hold!.expiresAt - second.credits.hold!.createdAt).toBe(60_000)
+  })
+
   it('without the heartbeat a hold lapses (the test above can fail)', async () => {
     vi.useFakeTimers({ now: Date.UTC(2030, 0, 1) })
     const meter = createMeter({ store: memoryStore(), cache: false })

@@ -136,6 +136,9 @@ const OPTION_KEYS = [
   'onAbort',
 ]
 
+/** The hold TTL when `ttlMs` is not given; a meter's `defaultTtlMs` is the same by default. */
+const DEFAULT_TTL_MS = 60_000
+
 /** RFC 7230 token: what a header name may contain. */
 const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
 
@@ -216,7 +219,7 @@ export function resolveMeteringOptions<Req, Res>(
     shouldCharge:
       fn<(req: Req, res: Res) => boolean>(options.shouldCharge, 'shouldCharge') ??
       defaults.shouldCharge,
-    ttlMs: parse(ttlSchema, options.ttlMs ?? 60_000, 'ttlMs'),
+    ttlMs: parse(ttlSchema, options.ttlMs ?? DEFAULT_TTL_MS, 'ttlMs'),
     headers,
     onInsufficient: fn(options.onInsufficient, 'onInsufficient'),
     failMode,
@@ -240,6 +243,8 @@ export class RequestMeter<Req, Res = unknown> {
   /** Requests holding credits that have not finished: the heartbeat extends their holds. */
   readonly #running = new Set<MeteredRequest<Req, Res>>()
   #timer: NodeJS.Timeout | null = null
+  /** What `reserve` is given: one object for every request (the meter checks it by hand). */
+  readonly reserveOptions: { readonly ttlMs: number }
 
   constructor(meter: Meter, options: ResolvedMeteringOptions<Req, Res>) {
     if (
@@ -251,6 +256,7 @@ export class RequestMeter<Req, Res = unknown> {
     }
     this.meter = meter
     this.options = options
+    this.reserveOptions = { ttlMs: options.ttlMs }
   }
 
   /**
@@ -338,7 +344,7 @@ export class MeteredRequest<Req, Res = unknown> {
         const balance = await this.#rm.meter.balance(account)
         return this.#admitted(account, 0, null, balance)
       }
-      const hold = await this.#rm.meter.reserve(account, cost, { ttlMs: o.ttlMs })
+      const hold = await this.#rm.meter.reserve(account, cost, this.#rm.reserveOptions)
       return this.#admitted(account, cost, hold, hold.balance)
     } catch (err) {
       if (!isTollgateError(err)) throw err
@@ -414,15 +420,15 @@ export class MeteredRequest<Req, Res = unknown> {
     )
   }
 
-  async #commit(credits: RequestCredits, hold: Hold): Promise<CommitResult> {
+  #commit(credits: RequestCredits, hold: Hold): Promise<CommitResult> {
     try {
-      return await hold.commit(credits.actual)
+      checkAmount(credits.actual, 'actual')
     } catch (err) {
       // A bad `actual` from the handler must not make the work free: charge the reserved cost.
-      if (!isTollgateError(err, 'invalid_input')) throw err
       this.#rm.options.onError(err, this.req)
       return hold.commit()
     }
+    return hold.commit(credits.actual)
   }
 
   /** @internal Extends the hold when it expires before `due`. */

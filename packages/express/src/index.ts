@@ -1,0 +1,2 @@
+export type { RequestCredits } from '@tollgate/core'
+export { type MeteredOptions, metered } from './metered.js'
