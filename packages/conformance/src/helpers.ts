@@ -1,7 +1,11 @@
 /**
  * Assertions and store wrappers the rule files share.
  */
+import { once } from 'node:events'
+import { createServer, type RequestListener } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import type {
+  Balance,
   CodeBatch,
   ExecuteRequest,
   LedgerEntry,
@@ -10,7 +14,8 @@ import type {
   Meter,
   Store,
 } from '@tollgate/core'
-import { expect } from 'vitest'
+import { StoreUnavailableError } from '@tollgate/core'
+import { expect, vi } from 'vitest'
 
 /** Crockford base32, as redeem codes use it (no I, L, O, U). */
 export const CROCKFORD = '0123456789ABCDEFGHJKMNPQRSTVWXYZ'
@@ -57,7 +62,7 @@ export async function ledgerTypes(meter: Meter, account: string): Promise<Ledger
  * The balance is read first (fresh, so due housekeeping is applied and written), then the
  * ledger, so both describe the same moment.
  */
-export async function expectLedgerReplays(meter: Meter, account: string): Promise<void> {
+export async function expectLedgerReplays(meter: Meter, account: string): Promise<Balance> {
   const balance = await meter.balance(account, { fresh: true })
   const entries = await ledgerOldestFirst(meter, account)
   let net = 0
@@ -87,6 +92,44 @@ export async function expectLedgerReplays(meter: Meter, account: string): Promis
   expect(balance.available).toBe(balance.total - balance.held)
   expect(balance.buckets.reduce((s, b) => s + b.remaining, 0)).toBe(balance.total)
   expect(balance.buckets.reduce((s, b) => s + b.held, 0)).toBe(balance.held)
+  return balance
+}
+
+/**
+ * Waits until the account's newest entry is `type` (adapters settle after the response has
+ * gone, so a test sees the response first), then checks the ledger replays and nothing is held.
+ */
+export async function settledAs(
+  meter: Meter,
+  account: string,
+  type: LedgerEntryType,
+): Promise<Balance> {
+  await vi.waitFor(async () => expect((await ledgerTypes(meter, account)).at(-1)).toBe(type), {
+    timeout: 3_000,
+    interval: 10,
+  })
+  const balance = await expectLedgerReplays(meter, account)
+  expect(balance.held).toBe(0)
+  return balance
+}
+
+/** A real HTTP server on an ephemeral port; `close()` also drops connections still open. */
+export async function listen(handler: RequestListener): Promise<{
+  url: string
+  close: () => Promise<void>
+}> {
+  const server = createServer(handler)
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const { port } = server.address() as AddressInfo
+  return {
+    url: `http://127.0.0.1:${port}`,
+    close: async () => {
+      server.closeAllConnections()
+      server.close()
+      await once(server, 'close')
+    },
+  }
 }
 
 /** A store wrapper that records calls and never closes the store it wraps. */
@@ -131,6 +174,22 @@ export function failingStore(cause: Error): Store {
     createCodes: fail,
     dueAccounts: fail,
     prune: fail,
+    close: async () => {},
+  }
+}
+
+/** A store that is down: every operation throws `StoreUnavailableError`, as a lost database does. */
+export function downStore(): Store {
+  const fail = (): never => {
+    throw new StoreUnavailableError('ledger unreachable')
+  }
+  return {
+    kind: 'down',
+    execute: fail,
+    ledger: async () => fail(),
+    createCodes: async () => fail(),
+    dueAccounts: async () => fail(),
+    prune: async () => fail(),
     close: async () => {},
   }
 }

@@ -2,4 +2,14 @@ export {
   type ConformanceOptions,
   describeStoreConformance,
 } from './describe-store-conformance.js'
+export {
+  downStore,
+  expectLedgerReplays,
+  failingStore,
+  ledgerOldestFirst,
+  ledgerTypes,
+  listen,
+  readLedger,
+  settledAs,
+} from './helpers.js'
 export { ReferenceModel } from './model/reference-model.js'

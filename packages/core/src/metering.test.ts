@@ -242,6 +242,21 @@ describe('actual cost', () => {
     expect((await meter.balance('u')).total).toBe(90)
   })
 
+  it("above the hold under overage 'reject': reported, and the reserved cost is charged", async () => {
+    const onError = vi.fn()
+    const meter = createMeter({ store: memoryStore(), cache: false, overage: 'reject' })
+    const { rm } = setup({ cost: 10, onError }, meter)
+    await meter.grant('u', 100)
+    const { call, credits } = await admitted(rm, { user: 'u' })
+    credits.actual = 40
+    await call.finish('success')
+    expect(onError).toHaveBeenCalledWith(expect.objectContaining({ code: 'overage' }), {
+      user: 'u',
+    })
+    expect(credits.settlement).toMatchObject({ charged: 10 })
+    expect(await meter.balance('u')).toMatchObject({ total: 90, held: 0 })
+  })
+
   it('above the hold follows the overage policy (clamp by default)', async () => {
     const { meter, rm } = setup({ cost: 10 })
     await meter.grant('u', 15)

@@ -428,7 +428,15 @@ export class MeteredRequest<Req, Res = unknown> {
       this.#rm.options.onError(err, this.req)
       return hold.commit()
     }
-    return hold.commit(credits.actual)
+    const committed = hold.commit(credits.actual)
+    if (credits.actual <= hold.amount) return committed
+    // Above the hold under `overage: 'reject'` the commit is refused and the hold stays
+    // pending: charge what was reserved rather than let the hold lapse into free work.
+    return committed.catch((err: unknown) => {
+      if (!isTollgateError(err, 'overage')) throw err
+      this.#rm.options.onError(err, this.req)
+      return hold.commit()
+    })
   }
 
   /** @internal Extends the hold when it expires before `due`. */

@@ -61,8 +61,9 @@ function chargeUnlessError(_req: Request, res: Response): boolean {
  *   '/v1/completions',
  *   metered(meter, { account: (req) => req.get('x-account') ?? '', cost: (req) => req.body.maxTokens }),
  *   async (req, res) => {
- *     const used = await complete(req.body, res)
- *     if (req.credits) req.credits.actual = used // charge what was produced
+ *     const answer = await complete(req.body)
+ *     if (req.credits) req.credits.actual = answer.tokens // before the response ends
+ *     res.json(answer)
  *   },
  * )
  */

@@ -25,6 +25,10 @@ export type PgliteDriverOptions =
 
 function noop(): void {}
 
+function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve))
+}
+
 function wrap(db: PGliteTransactionLike): SqlClient {
   return {
     query: async <R>(st: Statement, params: readonly unknown[]) =>
@@ -67,6 +71,11 @@ export class PgliteDriver implements SqlDriver {
 
   async transaction<T>(fn: (tx: SqlClient) => Promise<T>): Promise<T> {
     const db = await this.#db
+    // PGlite runs in this thread and answers through promises alone: under steady load,
+    // transaction after transaction would run in one endless chain of microtasks, and timers
+    // and I/O (new requests, responses) would wait until the load stopped. One turn of the
+    // event loop per transaction keeps the process responsive.
+    await yieldToEventLoop()
     return db.transaction((tx) => fn(wrap(tx)))
   }
 

@@ -1,10 +1,5 @@
-/**
- * What the package's tests share: the PostgreSQL URL (and what happens without one), a schema
- * per test run, and small helpers. Not part of the build.
- */
-import type { Balance, LedgerEntry, Meter } from '@tollgate/core'
 import pg from 'pg'
-import { afterAll, describe, expect, it } from 'vitest'
+import { afterAll, describe, it } from 'vitest'
 
 const ENV = 'TOLLGATE_TEST_DATABASE_URL'
 
@@ -74,41 +69,7 @@ export async function withClient<T>(
   }
 }
 
-/** The whole ledger of an account, oldest first. */
-export async function fullLedger(meter: Meter, account: string): Promise<LedgerEntry[]> {
-  const out: LedgerEntry[] = []
-  let cursor: string | undefined
-  for (;;) {
-    const page = await meter.ledger(
-      account,
-      cursor === undefined ? { limit: 1000 } : { limit: 1000, cursor },
-    )
-    out.push(...page.entries)
-    if (page.nextCursor === null) break
-    cursor = page.nextCursor
-  }
-  return out.reverse()
-}
-
-/** Replaying the ledger reproduces the (fresh) balance exactly; returns the balance. */
-export async function expectLedgerReplays(meter: Meter, account: string): Promise<Balance> {
-  const balance = await meter.balance(account, { fresh: true })
-  let net = 0
-  let held = 0
-  let debt = 0
-  for (const e of await fullLedger(meter, account)) {
-    net += e.delta
-    held += e.heldDelta
-    debt += e.debtDelta
-    expect(e.balanceAfter, `entry ${e.id}`).toBe(net)
-  }
-  expect({ net, held, debt }).toEqual({
-    net: balance.total - balance.debt,
-    held: balance.held,
-    debt: balance.debt,
-  })
-  return balance
-}
+export { expectLedgerReplays, ledgerOldestFirst as fullLedger } from '@tollgate/conformance'
 
 /**
  * Replaces generated ids (`grt_…`, `hld_…`, …) by their order of first appearance, so the

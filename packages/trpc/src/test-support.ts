@@ -4,14 +4,6 @@
  */
 import type { AddressInfo } from 'node:net'
 import {
-  type Balance,
-  type LedgerEntry,
-  type Meter,
-  memoryStore,
-  type Store,
-  StoreUnavailableError,
-} from '@tollgate/core'
-import {
   createTRPCClient,
   httpBatchLink,
   httpBatchStreamLink,
@@ -23,7 +15,6 @@ import {
 import type { AnyTRPCRouter } from '@trpc/server'
 import { type CreateHTTPContextOptions, createHTTPServer } from '@trpc/server/adapters/standalone'
 import { EventSource } from 'undici'
-import { expect } from 'vitest'
 
 /** The context of the test routers: the caller's account, from a header or SSE params. */
 export interface TestContext {
@@ -93,53 +84,7 @@ function links(url: string, account: string | null, link: LinkKind): TRPCLink<An
   ]
 }
 
-/** A store whose every operation fails as if the database were down. */
-export function failingStore(): Store {
-  return {
-    ...memoryStore(),
-    kind: 'failing',
-    execute: () => {
-      throw new StoreUnavailableError('down')
-    },
-  }
-}
-
-/** The whole ledger of an account, oldest first. */
-async function fullLedger(meter: Meter, account: string): Promise<LedgerEntry[]> {
-  const out: LedgerEntry[] = []
-  let cursor: string | undefined
-  for (;;) {
-    const page = await meter.ledger(
-      account,
-      cursor === undefined ? { limit: 1000 } : { limit: 1000, cursor },
-    )
-    out.push(...page.entries)
-    if (page.nextCursor === null) break
-    cursor = page.nextCursor
-  }
-  return out.reverse()
-}
-
-/** Replays the ledger and checks it reproduces the balance exactly; returns the balance. */
-export async function expectLedgerReplays(meter: Meter, account: string): Promise<Balance> {
-  const balance = await meter.balance(account, { fresh: true })
-  let net = 0
-  let held = 0
-  let debt = 0
-  for (const e of await fullLedger(meter, account)) {
-    expect(e.account).toBe(account)
-    net += e.delta
-    held += e.heldDelta
-    debt += e.debtDelta
-    expect(e.balanceAfter).toBe(net)
-  }
-  expect({ net, held, debt }).toEqual({
-    net: balance.total - balance.debt,
-    held: balance.held,
-    debt: balance.debt,
-  })
-  return balance
-}
+export { downStore as failingStore, expectLedgerReplays } from '@tollgate/conformance'
 
 /** A promise with its resolver, for "the handler has started" signals. */
 export function deferred<T = void>() {
