@@ -88,6 +88,7 @@ export {
   decodeCursor,
   type ExecuteRequest,
   encodeCursor,
+  errorOutcome,
   type LedgerRequest,
   type Outcome,
   type Store,

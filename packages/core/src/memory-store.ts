@@ -17,7 +17,7 @@ import type {
   Outcome,
   Store,
 } from './store.js'
-import { encodeCursor } from './store.js'
+import { encodeCursor, errorOutcome } from './store.js'
 import type { LedgerEntry, LedgerPage } from './types.js'
 
 /** Options of {@link memoryStore}. None yet; the object is accepted for symmetry with other stores. */
@@ -150,13 +150,7 @@ class MemoryStore implements Store {
       const holdId = (op as { holdId: string }).holdId
       const found = this.#findHold(t, holdId)
       if (!found) {
-        return {
-          result: null,
-          error: new NotFoundError('hold', holdId),
-          replayed: false,
-          balance: null,
-          events: [],
-        }
+        return errorOutcome(new NotFoundError('hold', holdId))
       }
       acct = found.acct
       holds.push(found.hold)

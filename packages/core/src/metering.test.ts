@@ -200,6 +200,44 @@ describe('admit and finish', () => {
   })
 })
 
+describe('finishResponse', () => {
+  it('charges a response sent whole when shouldCharge says so, releases an error status', async () => {
+    const { meter, rm } = setup({ cost: 10 })
+    await meter.grant('u', 100)
+    const ok = await admitted(rm, { user: 'u' })
+    await ok.call.finishResponse({ status: 200 }, true)
+    const bad = await admitted(rm, { user: 'u' })
+    await bad.call.finishResponse({ status: 500 }, true)
+    expect(await meter.balance('u')).toMatchObject({ total: 90, held: 0 })
+  })
+
+  it('a response not sent whole is an abort', async () => {
+    const { meter, rm } = setup({ cost: 10, onAbort: 'commit' })
+    await meter.grant('u', 100)
+    const { call, credits } = await admitted(rm, { user: 'u' })
+    credits.actual = 3
+    await call.finishResponse({ status: 200 }, false)
+    expect((await meter.balance('u')).total).toBe(97)
+  })
+
+  it('a shouldCharge that throws is reported and not charged', async () => {
+    const onError = vi.fn()
+    const boom = new Error('bad predicate')
+    const { meter, rm } = setup({
+      cost: 10,
+      onError,
+      shouldCharge: () => {
+        throw boom
+      },
+    })
+    await meter.grant('u', 100)
+    const { call } = await admitted(rm, { user: 'u' })
+    await call.finishResponse({ status: 200 }, true)
+    expect(onError).toHaveBeenCalledWith(boom, { user: 'u' })
+    expect(await meter.balance('u')).toMatchObject({ total: 100, held: 0 })
+  })
+})
+
 describe('store failure', () => {
   function failing(): Store {
     const inner = memoryStore()

@@ -420,6 +420,25 @@ export class MeteredRequest<Req, Res = unknown> {
     )
   }
 
+  /**
+   * Settles by how the response ended: one sent whole is charged when `shouldCharge(req, res)`
+   * says so (one that throws is reported and not charged: it runs in an event listener, where
+   * a throw would crash the process); one that was not sent whole is an abort.
+   */
+  finishResponse(res: Res, sentWhole: boolean): Promise<void> {
+    let reason: FinishReason = 'abort'
+    if (sentWhole) {
+      const o = this.#rm.options
+      try {
+        reason = o.shouldCharge(this.req, res) ? 'success' : 'failure'
+      } catch (err) {
+        o.onError(err, this.req)
+        reason = 'failure'
+      }
+    }
+    return this.finish(reason)
+  }
+
   #commit(credits: RequestCredits, hold: Hold): Promise<CommitResult> {
     try {
       checkAmount(credits.actual, 'actual')

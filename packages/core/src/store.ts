@@ -102,6 +102,14 @@ export interface Store {
   close(): Promise<void>
 }
 
+/**
+ * The outcome of an operation refused before any account was addressed (no balance, no
+ * events), e.g. `errorOutcome(new NotFoundError('hold', id))` for a hold id no hold has.
+ */
+export function errorOutcome(error: TollgateError): Outcome {
+  return { result: null, error, replayed: false, balance: null, events: [] }
+}
+
 /** Encodes a store sequence number as an opaque ledger cursor. */
 export function encodeCursor(seq: number): string {
   return Buffer.from(`v1:${seq}`).toString('base64url')

@@ -10,7 +10,6 @@ import {
   type InsufficientCreditsError,
   isTollgateError,
   type Meter,
-  type MeteredRequest,
   type MeteringOptions,
   PROBLEM_CONTENT_TYPE,
   type RequestCredits,
@@ -76,21 +75,6 @@ export function metered(meter: Meter, options: MeteredOptions): RequestHandler {
   const costHeader = o.headers?.cost ?? null
   const remainingHeader = o.headers?.remaining ?? null
 
-  function settle(call: MeteredRequest<Request, Response>, req: Request, res: Response): void {
-    // 'close' follows 'finish' on a response that was sent whole; before it, the client left.
-    let reason: 'success' | 'failure' | 'abort' = 'abort'
-    if (res.writableFinished) {
-      try {
-        reason = o.shouldCharge(req, res) ? 'success' : 'failure'
-      } catch (err) {
-        // An event listener must not throw (it would crash the process): report, do not charge.
-        o.onError(err, req)
-        reason = 'failure'
-      }
-    }
-    void call.finish(reason) // never rejects: settle failures go to onError
-  }
-
   function admitted(admission: Admission, req: Request, res: Response, next: NextFunction) {
     let proceed: boolean
     try {
@@ -131,7 +115,9 @@ export function metered(meter: Meter, options: MeteredOptions): RequestHandler {
   return function meteredMiddleware(req: Request, res: Response, next: NextFunction): void {
     const call = rm.start(req)
     // Before anything is awaited: a client that leaves during the reserve is still seen.
-    res.on('close', () => settle(call, req, res))
+    // 'close' follows 'finish' on a response that was sent whole; before it, the client left.
+    // finishResponse never rejects: settle failures go to onError.
+    res.on('close', () => void call.finishResponse(res, res.writableFinished))
     call.admit().then(
       (admission) => admitted(admission, req, res, next),
       // The app's own account/cost/skip threw: Express's error handling, as for any middleware.

@@ -11,7 +11,6 @@ import {
   type InsufficientCreditsError,
   isTollgateError,
   type Meter,
-  type MeteredRequest,
   type MeteringOptions,
   PROBLEM_CONTENT_TYPE,
   type ProblemDetails,
@@ -89,8 +88,6 @@ function chargeUnlessError(ctx: ParameterizedContext): boolean {
   return ctx.status < 400
 }
 
-type Settle = 'success' | 'failure' | 'abort'
-
 /**
  * Meters the requests it sees in credits of `meter`: reserves the cost before `next()`,
  * commits `ctx.state.credits.actual` once the response has been sent with a status
@@ -125,22 +122,6 @@ export function metered<Ctx extends ParameterizedContext = Context>(
   const names = o.headers
   const onInsufficient = options.onInsufficient ?? null
 
-  function settle(call: MeteredRequest<Ctx, Ctx>, ctx: Ctx, err: Error | null): void {
-    // on-finished fires on 'finish', or on the socket closing or failing first: a client that
-    // left, or a body stream that broke. Only a response sent whole can be charged.
-    let reason: Settle = 'abort'
-    if (err === null && ctx.res.writableFinished) {
-      try {
-        reason = o.shouldCharge(ctx, ctx) ? 'success' : 'failure'
-      } catch (e) {
-        // A listener must not throw (nobody would catch it): report it, do not charge.
-        o.onError(e, ctx)
-        reason = 'failure'
-      }
-    }
-    void call.finish(reason) // never rejects: settle failures go to onError
-  }
-
   async function refuse(ctx: Ctx, refusal: Extract<Admission, { type: 'refused' }>) {
     const headers: Record<string, string> = {}
     if (refusal.credits !== null && names !== null) {
@@ -169,7 +150,12 @@ export function metered<Ctx extends ParameterizedContext = Context>(
   return async function meteredMiddleware(ctx: Ctx, next: Next): Promise<void> {
     const call = rm.start(ctx)
     // Before anything is awaited: a client that leaves during the reserve is still seen.
-    onFinished(ctx.res, (err) => settle(call, ctx, err))
+    // on-finished fires on 'finish', or on the socket closing or failing first: a client that
+    // left, or a body stream that broke. Only a response sent whole can be charged.
+    onFinished(
+      ctx.res,
+      (err) => void call.finishResponse(ctx, err === null && ctx.res.writableFinished),
+    )
     // What the app's own account/cost/skip throw propagates: Koa's error handling.
     const admission = await call.admit()
     switch (admission.type) {

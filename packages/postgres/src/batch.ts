@@ -13,6 +13,7 @@ import {
   type CodeLookup,
   type CodeRecord,
   type ExecuteRequest,
+  errorOutcome,
   type HoldState,
   type IdempotencyRecord,
   NotFoundError,
@@ -87,13 +88,7 @@ function newCtx(tenant: string, state: AccountState, isNew: boolean, claimed: bo
 }
 
 function notFound(holdId: string): Outcome {
-  return {
-    result: null,
-    error: new NotFoundError('hold', holdId),
-    replayed: false,
-    balance: null,
-    events: [],
-  }
+  return errorOutcome(new NotFoundError('hold', holdId))
 }
 
 /** Deduplicating builder of parallel parameter arrays. */

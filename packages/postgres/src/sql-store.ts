@@ -7,6 +7,7 @@ import {
   type CodeBatchOutcome,
   type ExecuteRequest,
   encodeCursor,
+  errorOutcome,
   InvalidInputError,
   isTollgateError,
   type LedgerPage,
@@ -98,28 +99,15 @@ export class SqlStore implements PostgresStore {
       const holdId = (op as { holdId: string }).holdId
       // No hold has such an id, and PostgreSQL could not even compare it: answer at once.
       if (NOT_TEXT.test(holdId)) {
-        return {
-          result: null,
-          error: new NotFoundError('hold', holdId),
-          replayed: false,
-          balance: null,
-          events: [],
-        }
+        return errorOutcome(new NotFoundError('hold', holdId))
       }
       holdAccount = this.#holds.get(req.tenant, holdId)
     }
     if (op.idempotencyKey !== undefined && NOT_TEXT.test(op.idempotencyKey)) {
       // Refused before it can fail (or, for lone surrogates, be silently altered) in a batch.
-      return {
-        result: null,
-        error: new InvalidInputError(
-          'idempotencyKey',
-          'must be text without NUL or lone surrogates',
-        ),
-        replayed: false,
-        balance: null,
-        events: [],
-      }
+      return errorOutcome(
+        new InvalidInputError('idempotencyKey', 'must be text without NUL or lone surrogates'),
+      )
     }
     const account = req.account ?? holdAccount
     return new Promise<Outcome>((resolve, reject) => {
