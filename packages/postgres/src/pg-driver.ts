@@ -37,7 +37,15 @@ export interface PgDriverOptions {
   prepare: boolean
 }
 
-const BEGIN: Statement = { name: '', text: 'BEGIN' }
+/**
+ * Every statement is planned for its parameters (custom plans). node-postgres prepares them by
+ * name per connection, and PostgreSQL would otherwise settle, after five runs, on a generic
+ * plan costed with the statistics of that moment: on tables created a moment ago that is a
+ * plan for empty tables (sequential scans), kept until autovacuum analyzes them, and a batch
+ * then scans whole tables. Sent with BEGIN, in the same round trip.
+ */
+const CUSTOM_PLANS = 'SET LOCAL plan_cache_mode = force_custom_plan'
+const BEGIN: Statement = { name: '', text: `BEGIN; ${CUSTOM_PLANS}` }
 const COMMIT: Statement = { name: '', text: 'COMMIT' }
 const ROLLBACK: Statement = { name: '', text: 'ROLLBACK' }
 
@@ -73,6 +81,8 @@ export class PgDriver implements SqlDriver {
           application_name: p.applicationName,
           connectionTimeoutMillis: p.connectTimeoutMs,
           keepAlive: true,
+          // Reads outside transactions too (see CUSTOM_PLANS).
+          options: '-c plan_cache_mode=force_custom_plan',
         })
         pool.on('error', onIdleError)
         return pool as unknown as PgPoolLike
