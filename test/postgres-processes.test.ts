@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createMeter, type LedgerEntry, type Meter } from '@tollgate/core'
 import { pgliteStore, postgresStore } from '@tollgate/postgres'
-import { afterAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 
 const url = process.env.TOLLGATE_TEST_DATABASE_URL
 const workers = new URL('./workers/', import.meta.url).pathname
@@ -122,8 +122,12 @@ async function expectReplays(meter: Meter, account: string) {
 
 describe.skipIf(!url)('PostgreSQL: many processes, one database', () => {
   const tenant = `procs_${process.pid}_${Date.now().toString(36)}`
-  const meter = createMeter({ store: postgresStore({ connectionString: url! }), tenant })
-  afterAll(() => meter.close())
+  // Made in beforeAll: the body of a skipped describe still runs, its hooks do not.
+  let meter: Meter
+  beforeAll(() => {
+    meter = createMeter({ store: postgresStore({ connectionString: url! }), tenant })
+  })
+  afterAll(() => meter?.close())
 
   const WORKERS = 4
   const LOOPS = 32
