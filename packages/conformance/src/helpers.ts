@@ -14,7 +14,7 @@ import type {
   Meter,
   Store,
 } from '@tollgate/core'
-import { StoreUnavailableError } from '@tollgate/core'
+import { createMeter, memoryStore, StoreUnavailableError } from '@tollgate/core'
 import { expect, vi } from 'vitest'
 
 /** Crockford base32, as redeem codes use it (no I, L, O, U). */
@@ -112,6 +112,20 @@ export async function settledAs(
   expect(balance.held).toBe(0)
   return balance
 }
+
+/** A meter over a fresh memory store, without the balance cache so every read is exact. */
+export async function meterWith(
+  grants: Record<string, number> = {},
+  overage?: 'overdraft',
+): Promise<Meter> {
+  const meter = createMeter({ store: memoryStore(), cache: false, ...(overage ? { overage } : {}) })
+  for (const [account, amount] of Object.entries(grants)) await meter.grant(account, amount)
+  return meter
+}
+
+/** Resolves after `ms`. */
+export const sleep = (ms: number): Promise<void> =>
+  new Promise<void>((resolve) => setTimeout(resolve, ms))
 
 /** A real HTTP server on an ephemeral port; `close()` also drops connections still open. */
 export async function listen(handler: RequestListener): Promise<{

@@ -9,7 +9,9 @@ export {
   ledgerOldestFirst,
   ledgerTypes,
   listen,
+  meterWith,
   readLedger,
   settledAs,
+  sleep,
 } from './helpers.js'
 export { ReferenceModel } from './model/reference-model.js'

@@ -1,3 +1,13 @@
+import {
+  downStore,
+  ledgerTypes as entryTypes,
+  expectLedgerReplays,
+  ledgerOldestFirst as fullLedger,
+  listen,
+  meterWith,
+  settledAs,
+  sleep,
+} from '@tollgate/conformance'
 import { createMeter, InvalidInputError, type Meter, StoreUnavailableError } from '@tollgate/core'
 import express, {
   type ErrorRequestHandler,
@@ -9,16 +19,6 @@ import request from 'supertest'
 import { request as httpRequest } from 'undici'
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import { type MeteredOptions, metered } from './index.js'
-import {
-  downStore,
-  entryTypes,
-  expectLedgerReplays,
-  fullLedger,
-  listen,
-  meterWith,
-  settledAs,
-  sleep,
-} from './test-support.js'
 
 const byHeader = (req: Request) => req.get('x-account') ?? ''
 

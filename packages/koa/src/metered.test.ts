@@ -1,20 +1,20 @@
 import { PassThrough } from 'node:stream'
+import {
+  downStore,
+  ledgerTypes as entryTypes,
+  expectLedgerReplays,
+  ledgerOldestFirst as fullLedger,
+  listen,
+  meterWith,
+  settledAs,
+  sleep,
+} from '@tollgate/conformance'
 import { createMeter, InvalidInputError, type Meter, StoreUnavailableError } from '@tollgate/core'
 import Koa, { type Context, type Middleware } from 'koa'
 import request from 'supertest'
 import { request as httpRequest } from 'undici'
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import { isMeteredError, type MeteredOptions, metered } from './index.js'
-import {
-  downStore,
-  entryTypes,
-  expectLedgerReplays,
-  fullLedger,
-  listen,
-  meterWith,
-  settledAs,
-  sleep,
-} from './test-support.js'
 
 const byHeader = (ctx: Context) => ctx.get('x-account')
 

@@ -84,7 +84,7 @@ function links(url: string, account: string | null, link: LinkKind): TRPCLink<An
   ]
 }
 
-export { downStore as failingStore, expectLedgerReplays } from '@tollgate/conformance'
+export { downStore as failingStore, expectLedgerReplays, sleep } from '@tollgate/conformance'
 
 /** A promise with its resolver, for "the handler has started" signals. */
 export function deferred<T = void>() {
@@ -94,5 +94,3 @@ export function deferred<T = void>() {
   })
   return { promise, resolve }
 }
-
-export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
