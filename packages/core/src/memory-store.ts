@@ -17,7 +17,7 @@ import type {
   Outcome,
   Store,
 } from './store.js'
-import { encodeCursor, errorOutcome } from './store.js'
+import { encodeCursor, errorOutcome, type KeyRegistry, memoryKeyRegistry } from './store.js'
 import type { LedgerEntry, LedgerPage } from './types.js'
 
 /** Options of {@link memoryStore}. None yet; the object is accepted for symmetry with other stores. */
@@ -80,6 +80,7 @@ function newTenant(holdPrefix: string): MemTenant {
 
 class MemoryStore implements Store {
   readonly kind = 'memory'
+  readonly keys: KeyRegistry = memoryKeyRegistry()
   readonly #tenants = new Map<string, MemTenant>()
   /**
    * Hold ids are `hld_<store tag><tenant no>_<account no>_<sequence>` (base 36): unique in the

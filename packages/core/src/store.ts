@@ -62,6 +62,60 @@ export type CodeBatchOutcome =
   | { status: 'replayed'; result: unknown }
   | { status: 'conflict' }
 
+/** A server API key as stored: only the SHA-256 of the secret, never the key. */
+export interface ApiKeyRecord {
+  /** Public id, also the key's visible prefix (`tg_sk_<id>_…`). */
+  id: string
+  tenant: string
+  /** `admin` keys manage keys and may act for any tenant; `tenant` keys see their own. */
+  role: 'admin' | 'tenant'
+  name: string
+  /** SHA-256 hex of the whole key. */
+  hash: string
+  createdAt: number
+  revokedAt: number | null
+}
+
+/**
+ * Where a Tollgate server keeps its API keys. Stores that persist (PostgreSQL, PGlite) keep
+ * them beside the ledger; `memoryStore()` in memory.
+ */
+export interface KeyRegistry {
+  createKey(record: ApiKeyRecord): Promise<void>
+  /** The key with this id, revoked or not; null when there is none. */
+  findKey(id: string): Promise<ApiKeyRecord | null>
+  /** Keys of one tenant, or of all tenants when `tenant` is null; oldest first. */
+  listKeys(tenant: string | null): Promise<ApiKeyRecord[]>
+  /** Marks the key revoked at `at`; false when it does not exist or was already revoked. */
+  revokeKey(id: string, at: number): Promise<boolean>
+}
+
+/** An in-memory {@link KeyRegistry}: for `memoryStore()` and tests. */
+export function memoryKeyRegistry(): KeyRegistry {
+  const keys = new Map<string, ApiKeyRecord>()
+  return {
+    async createKey(record) {
+      if (keys.has(record.id)) throw new Error(`duplicate API key id ${record.id}`)
+      keys.set(record.id, { ...record })
+    },
+    async findKey(id) {
+      const k = keys.get(id)
+      return k ? { ...k } : null
+    },
+    async listKeys(tenant) {
+      return [...keys.values()]
+        .filter((k) => tenant === null || k.tenant === tenant)
+        .map((k) => ({ ...k }))
+    },
+    async revokeKey(id, at) {
+      const k = keys.get(id)
+      if (!k || k.revokedAt !== null) return false
+      k.revokedAt = at
+      return true
+    },
+  }
+}
+
 /**
  * Storage behind a {@link Meter}. Implementations: `memoryStore()` here, `postgresStore()` and
  * `pgliteStore()` in `@tollgate/postgres`, `httpStore()` against a Tollgate server.
@@ -100,6 +154,8 @@ export interface Store {
   /** Drops idempotency records and resolved holds older than `before`. Returns how many. */
   prune(tenant: string, before: number): Promise<number>
   close(): Promise<void>
+  /** API keys of a Tollgate server running on this store. Optional: `httpStore()` has none. */
+  readonly keys?: KeyRegistry
 }
 
 /**

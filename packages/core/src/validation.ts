@@ -6,6 +6,7 @@
 import { z } from 'zod'
 import { NO_METADATA } from './engine/apply.js'
 import { InvalidInputError } from './errors.js'
+import { isTransportKey, TRANSPORT_KEY_PREFIX } from './transport-key.js'
 import { LEDGER_ENTRY_TYPES, type Metadata } from './types.js'
 
 const MAX_ACCOUNT_CHARS = 200
@@ -47,8 +48,9 @@ export function checkHoldId(id: unknown): string {
   return id
 }
 
-const safeInt = (min = 0) => z.int().min(min)
-const idempotencyKey = z
+export const safeInt = (min = 0) => z.int().min(min)
+/** Any idempotency key a store accepts, transport keys included. */
+export const storedIdempotencyKey = z
   .string()
   .min(1)
   .max(255)
@@ -56,21 +58,26 @@ const idempotencyKey = z
     (k) => !LONE_SURROGATE.test(k) && !k.includes('\0'),
     'must be well-formed text without NUL characters',
   )
-const metadata = z.record(z.string(), z.unknown()).refine((m) => {
+/** An idempotency key a caller gives. */
+export const idempotencyKey = storedIdempotencyKey.refine(
+  (k) => !isTransportKey(k),
+  `must not start with "${TRANSPORT_KEY_PREFIX}" (reserved for httpStore retries)`,
+)
+export const metadata = z.record(z.string(), z.unknown()).refine((m) => {
   try {
     return Buffer.byteLength(JSON.stringify(m)) <= MAX_METADATA_BYTES
   } catch {
     return false
   }
 }, `must be a JSON object of at most ${MAX_METADATA_BYTES} bytes`)
-const category = z.enum(['paid', 'promotional'])
-const priority = z.int().min(0).max(1_000_000)
-const timestamp = z
+export const category = z.enum(['paid', 'promotional'])
+export const priority = z.int().min(0).max(1_000_000)
+export const timestamp = z
   .union([z.int().min(0), z.date()])
   .transform((v) => (typeof v === 'number' ? v : v.getTime()))
-const validityDays = z.int().min(1).max(36_500)
-const ttlMs = z.int().min(1_000).max(86_400_000)
-const overage = z.enum(['reject', 'clamp', 'overdraft'])
+export const validityDays = z.int().min(1).max(36_500)
+export const ttlMs = z.int().min(1_000).max(86_400_000)
+export const overage = z.enum(['reject', 'clamp', 'overdraft'])
 
 export const grantOptionsSchema = z
   .strictObject({
@@ -169,7 +176,7 @@ export const configureSchema = z.strictObject({
   idempotencyKey: idempotencyKey.optional(),
 })
 
-const every = z.union([
+export const every = z.union([
   z.enum(['day', 'week', 'month']),
   z.strictObject({ days: z.int().min(1).max(3_660) }),
 ])

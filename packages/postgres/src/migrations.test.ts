@@ -27,8 +27,11 @@ describePostgres('migrations on PostgreSQL', (url) => {
       )
       return r.rows
     })
-    expect(rows).toEqual([{ version: 1, name: 'initial schema' }])
-    expect(SCHEMA_VERSION).toBe(1)
+    expect(rows).toEqual([
+      { version: 1, name: 'initial schema' },
+      { version: 2, name: 'server API keys' },
+    ])
+    expect(SCHEMA_VERSION).toBe(2)
   })
 
   it('refuses a schema newer than the package', async () => {
@@ -58,7 +61,7 @@ describe('migrations on PGlite', () => {
         pgliteStore({ client: db }).migrate(),
       ])
       const { rows } = await db.query('SELECT version FROM tollgate.schema_migrations')
-      expect(rows).toEqual([{ version: 1 }])
+      expect(rows).toEqual([{ version: 1 }, { version: 2 }])
     } finally {
       await db.close()
     }

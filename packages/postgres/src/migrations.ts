@@ -146,6 +146,24 @@ CREATE TABLE ${s}.redemptions (
 );
 `,
   },
+  {
+    version: 2,
+    name: 'server API keys',
+    // Keys are few and looked up by id; not account data, so not keyed by tenant first.
+    sql: (s) => `
+CREATE TABLE ${s}.api_keys (
+  id text COLLATE "C" PRIMARY KEY,
+  tenant text COLLATE "C" NOT NULL,
+  role text NOT NULL,
+  name text NOT NULL,
+  -- SHA-256 hex of the whole key; the key itself is never stored.
+  hash text NOT NULL,
+  created_at int8 NOT NULL,
+  revoked_at int8
+);
+CREATE INDEX api_keys_tenant ON ${s}.api_keys (tenant, created_at);
+`,
+  },
 ]
 
 /** The schema version this package writes and reads. */

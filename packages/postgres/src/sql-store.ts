@@ -10,6 +10,7 @@ import {
   errorOutcome,
   InvalidInputError,
   isTollgateError,
+  type KeyRegistry,
   type LedgerPage,
   type LedgerRequest,
   NotFoundError,
@@ -21,6 +22,7 @@ import { type BatchItem, runBatch } from './batch.js'
 import { isRetryable, type SqlDriver } from './driver.js'
 import { emptyStats, GroupCommit, type StoreStats, sizeRange } from './group-commit.js'
 import { HoldAccounts } from './hold-accounts.js'
+import { sqlKeyRegistry } from './key-registry.js'
 import { type MigrationStatements, migrate, migrationStatements } from './migrations.js'
 import type { ResolvedSqlStoreOptions } from './options.js'
 import { entryFrom, type LedgerRow } from './rows.js'
@@ -70,6 +72,7 @@ export class SqlStore implements PostgresStore {
   #migrated = false
   #migration: Promise<void> | null = null
   #closing: Promise<void> | null = null
+  readonly keys: KeyRegistry
 
   constructor(settings: SqlStoreSettings) {
     this.kind = settings.kind
@@ -78,6 +81,10 @@ export class SqlStore implements PostgresStore {
     this.#st = buildStatements(this.#o.quotedSchema)
     this.#mst = migrationStatements(this.#o.schema, this.#o.quotedSchema)
     this.#holds = new HoldAccounts(this.#o.holdCacheSize)
+    this.keys = sqlKeyRegistry(this.#driver, this.#o.quotedSchema, () => {
+      this.#checkOpen()
+      return this.migrate()
+    })
     this.#queue = new GroupCommit(
       {
         enabled: this.#o.groupCommit,

@@ -18,6 +18,7 @@ import {
   RateLimitedError,
   TollgateError,
 } from '../errors.js'
+import { TRANSPORT_KEY_PREFIX } from '../transport-key.js'
 import type {
   Allocation,
   Balance,
@@ -181,7 +182,10 @@ function fromOp(
   e: EntryDraft,
   op: { idempotencyKey?: string | undefined; metadata?: Metadata },
 ): EntryDraft {
-  if (op.idempotencyKey !== undefined) e.idempotencyKey = op.idempotencyKey
+  // A key httpStore generated for its retries is not the caller's: entries leave it out.
+  if (op.idempotencyKey !== undefined && !op.idempotencyKey.startsWith(TRANSPORT_KEY_PREFIX)) {
+    e.idempotencyKey = op.idempotencyKey
+  }
   if (op.metadata !== undefined && hasMetadata(op.metadata)) e.metadata = op.metadata
   return e
 }

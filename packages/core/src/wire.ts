@@ -1,0 +1,303 @@
+/**
+ * The store protocol between `httpStore()` and a Tollgate server: zod schemas for what travels
+ * (operations, engine settings, code batches) and the encoding of outcomes and errors. Both
+ * sides import it, so the client and the server cannot drift; the server also derives its
+ * OpenAPI document from these schemas. See docs/server.md, "Store protocol".
+ */
+import { z } from 'zod'
+import type { EngineEvent, Operation } from './engine/state.js'
+import {
+  AuthError,
+  CodeUnavailableError,
+  type CodeUnavailableReason,
+  type ErrorCode,
+  HoldExpiredError,
+  HoldResolvedError,
+  IdempotencyConflictError,
+  InsufficientCreditsError,
+  InvalidInputError,
+  NotFoundError,
+  OverageError,
+  RateLimitedError,
+  StoreUnavailableError,
+  type TollgateError,
+} from './errors.js'
+import { type ProblemDetails, problemDetails } from './problem.js'
+import type { CodeBatch, Outcome } from './store.js'
+import type { Balance } from './types.js'
+import { LEDGER_ENTRY_TYPES } from './types.js'
+import {
+  category,
+  checkAccount,
+  every,
+  metadata,
+  overage,
+  priority,
+  safeInt,
+  storedIdempotencyKey,
+  timestamp,
+  ttlMs,
+  validityDays,
+} from './validation.js'
+
+/** An account id as {@link checkAccount} accepts it. */
+export const accountSchema = z.string().superRefine((value, ctx) => {
+  try {
+    checkAccount(value)
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: (err as InvalidInputError).message.slice(9) })
+  }
+})
+const holdId = z.string().min(1).max(100)
+const key = storedIdempotencyKey.optional()
+
+// Field order matches the meter's, so an operation's fingerprint (its JSON) is the same whether
+// it was built in process or parsed from the wire.
+const grantOp = z.strictObject({
+  type: z.literal('grant'),
+  amount: safeInt(1),
+  expiresAt: z.int().min(0).nullable(),
+  validityDays: validityDays.nullable(),
+  priority,
+  category,
+  metadata,
+  idempotencyKey: key,
+})
+const debitOp = z.strictObject({
+  type: z.literal('debit'),
+  amount: safeInt(),
+  metadata,
+  idempotencyKey: key,
+})
+const adjustOp = z.strictObject({
+  type: z.literal('adjust'),
+  delta: z.int().refine((d) => d !== 0, 'must be non-zero'),
+  reason: z.string().min(1).max(500),
+  metadata,
+  idempotencyKey: key,
+})
+const reserveOp = z.strictObject({
+  type: z.literal('reserve'),
+  amount: safeInt(),
+  ttlMs,
+  metadata,
+  idempotencyKey: key,
+})
+const commitOp = z.strictObject({
+  type: z.literal('commit'),
+  holdId,
+  actual: safeInt().optional(),
+  overage: overage.optional(),
+  metadata,
+  idempotencyKey: key,
+})
+const releaseOp = z.strictObject({
+  type: z.literal('release'),
+  holdId,
+  metadata,
+  idempotencyKey: key,
+})
+const extendOp = z.strictObject({
+  type: z.literal('extend'),
+  holdId,
+  ttlMs,
+  idempotencyKey: key,
+})
+const balanceOp = z.strictObject({ type: z.literal('balance') })
+const configureOp = z.strictObject({
+  type: z.literal('configure'),
+  lowBalanceThreshold: safeInt().nullable().optional(),
+  overdraftLimit: safeInt().nullable().optional(),
+  idempotencyKey: key,
+})
+const startCycleOp = z.strictObject({
+  type: z.literal('startCycle'),
+  amount: safeInt(1),
+  every,
+  rolloverMax: safeInt().nullable(),
+  priority,
+  category,
+  idempotencyKey: key,
+})
+const stopCycleOp = z.strictObject({ type: z.literal('stopCycle'), idempotencyKey: key })
+const redeemOp = z.strictObject({
+  type: z.literal('redeem'),
+  codeHash: z.string().regex(/^[0-9a-f]{64}$/, 'must be a SHA-256 hex digest'),
+  idempotencyKey: key,
+})
+
+/** Every {@link Operation}, as it travels. */
+export const operationSchema = z.discriminatedUnion('type', [
+  grantOp,
+  debitOp,
+  adjustOp,
+  reserveOp,
+  commitOp,
+  releaseOp,
+  extendOp,
+  balanceOp,
+  configureOp,
+  startCycleOp,
+  stopCycleOp,
+  redeemOp,
+])
+
+/** Operations addressed by hold id rather than account. */
+export const HOLD_OPERATIONS: ReadonlySet<Operation['type']> = new Set([
+  'commit',
+  'release',
+  'extend',
+])
+
+/** The meter's engine settings, sent with every operation. */
+export const engineConfigSchema = z.strictObject({
+  lowBalanceThreshold: safeInt().nullable(),
+  overdraftLimit: safeInt().nullable(),
+  overage,
+  redeemMaxFailures: safeInt(1),
+  redeemWindowMs: safeInt(1),
+})
+
+/** `POST /v1/store/execute`: one operation. */
+export const executeBodySchema = z.strictObject({
+  /** Null for hold operations. */
+  account: accountSchema.nullable(),
+  op: operationSchema,
+  /** The client's clock; a server uses it only when started with `clientClock: true`. */
+  now: z.int().min(0),
+  config: engineConfigSchema,
+})
+export type ExecuteBody = z.infer<typeof executeBodySchema>
+
+/** `POST /v1/store/ledger`: a page of one account's ledger. */
+export const ledgerBodySchema = z.strictObject({
+  account: accountSchema,
+  limit: z.int().min(1).max(1000),
+  before: z.int().min(1).nullable(),
+  types: z
+    .array(z.enum(LEDGER_ENTRY_TYPES as [string, ...string[]]))
+    .min(1)
+    .nullable(),
+  from: timestamp.nullable(),
+  to: timestamp.nullable(),
+})
+
+const codeRecord = z.strictObject({
+  hash: z.string().regex(/^[0-9a-f]{64}$/),
+  batchId: z.string().min(1).max(100),
+  credits: safeInt(1),
+  validityDays: validityDays.nullable(),
+  codeExpiresAt: z.int().min(0).nullable(),
+  maxRedemptions: safeInt(1),
+  redemptions: z.literal(0),
+  priority,
+  category,
+  createdAt: z.int().min(0),
+})
+
+/** `POST /v1/store/codes`: a batch of redeem code hashes. */
+export const codeBatchBodySchema = z.strictObject({
+  batchId: z.string().min(1).max(100),
+  codes: z.array(codeRecord).min(1).max(100_000),
+  idempotency: z
+    .strictObject({
+      key: storedIdempotencyKey,
+      fingerprint: z.string().max(10_000),
+      result: z.unknown(),
+    })
+    .nullable(),
+  now: z.int().min(0),
+})
+
+/** `POST /v1/store/due`: accounts with work due. */
+export const dueBodySchema = z.strictObject({
+  now: z.int().min(0),
+  limit: z.int().min(1).max(100_000),
+})
+
+/** `POST /v1/store/prune`: drop records older than `before`. */
+export const pruneBodySchema = z.strictObject({ before: z.int().min(0) })
+
+/** An {@link Outcome} as it travels: the error as problem details. */
+export interface WireOutcome {
+  result: Record<string, unknown> | null
+  error: ProblemDetails | null
+  replayed: boolean
+  balance: Balance | null
+  events: EngineEvent[]
+}
+
+/** Encodes an outcome for the wire. */
+export function outcomeToWire(out: Outcome): WireOutcome {
+  return {
+    result: out.result,
+    error: out.error ? problemDetails(out.error) : null,
+    replayed: out.replayed,
+    balance: out.balance,
+    events: out.events,
+  }
+}
+
+/** Decodes {@link outcomeToWire}. */
+export function outcomeFromWire(wire: WireOutcome): Outcome {
+  return {
+    result: wire.result,
+    error: wire.error ? errorFromProblem(wire.error) : null,
+    replayed: wire.replayed,
+    balance: wire.balance,
+    events: wire.events,
+  }
+}
+
+const num = (v: unknown): number => (typeof v === 'number' ? v : 0)
+const str = (v: unknown): string => (typeof v === 'string' ? v : '')
+
+/**
+ * The typed error a problem details body stands for, with its fields (`account`, `required`,
+ * `available`, `field`, `reason`…). A body without a known `code` becomes a
+ * {@link StoreUnavailableError} for 5xx statuses, else an {@link InvalidInputError}.
+ * @example throw errorFromProblem(await response.body.json())
+ */
+export function errorFromProblem(p: ProblemDetails): TollgateError {
+  const detail = str(p.detail)
+  switch (p.code as ErrorCode) {
+    case 'invalid_input': {
+      const field = str(p.field) || 'request'
+      const prefix = `${field}: `
+      return new InvalidInputError(
+        field,
+        detail.startsWith(prefix) ? detail.slice(prefix.length) : detail,
+      )
+    }
+    case 'auth':
+      return new AuthError(detail || undefined)
+    case 'insufficient_credits':
+      return new InsufficientCreditsError(str(p.account), num(p.required), num(p.available))
+    case 'code_unavailable':
+      return new CodeUnavailableError(str(p.reason) as CodeUnavailableReason)
+    case 'not_found':
+      return new NotFoundError(str(p.resource) || 'resource', str(p.id))
+    case 'idempotency_conflict':
+      return new IdempotencyConflictError(str(p.idempotencyKey))
+    case 'hold_resolved':
+      return new HoldResolvedError(
+        str(p.holdId),
+        p.resolution === 'released' ? 'released' : 'committed',
+      )
+    case 'hold_expired':
+      return new HoldExpiredError(str(p.holdId), num(p.expiredAt))
+    case 'overage':
+      return new OverageError(str(p.holdId), num(p.held), num(p.actual))
+    case 'rate_limited':
+      return new RateLimitedError(num(p.retryAfterMs))
+    case 'store_unavailable':
+      return new StoreUnavailableError(detail || undefined)
+    default:
+      return num(p.status) >= 500
+        ? new StoreUnavailableError(`server error ${num(p.status)}: ${detail}`)
+        : new InvalidInputError('request', detail || `server answered ${num(p.status)}`)
+  }
+}
+
+/** A batch as the wire carries it (the same shape as {@link CodeBatch}). */
+export type CodeBatchBody = z.infer<typeof codeBatchBodySchema> & CodeBatch
