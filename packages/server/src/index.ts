@@ -1,1 +1,14 @@
-export {}
+export {
+  type ApiKeyInfo,
+  generateApiKey,
+  hashApiKey,
+  type KeyRole,
+  parseApiKey,
+} from './api-keys.js'
+export type { CreateServerOptions, ServerMeterOptions } from './options.js'
+export {
+  createServer,
+  type ListenOptions,
+  type ListenResult,
+  TollgateServer,
+} from './server.js'

@@ -1,0 +1,120 @@
+/**
+ * API keys: `tg_sk_<id>_<secret>`. The id is public (it names the key in lists and logs); the
+ * store keeps only the SHA-256 of the whole key, and verification compares hashes in constant
+ * time, so neither a database dump nor response timing gives a key away.
+ */
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
+import type { ApiKeyRecord, KeyRegistry } from '@tollgate/core'
+
+/** The role of a key: `admin` keys manage keys and act for any tenant. */
+export type KeyRole = ApiKeyRecord['role']
+
+const KEY_PATTERN = /^tg_sk_([0-9a-z]{8,32})_([A-Za-z0-9_-]{16,128})$/
+const ID_ALPHABET = '0123456789abcdefghjkmnpqrstvwxyz'
+/** Verified records are reused this long: a revocation by another process shows within it. */
+const CACHE_MS = 1_000
+const CACHE_MAX = 10_000
+/** Compared against when the id is unknown, so that an unknown id costs what a known one does. */
+const DUMMY_HASH = createHash('sha256').update('tg_sk_unknown').digest()
+
+/**
+ * Splits a key into its public id; null when it is not shaped like a Tollgate key.
+ * @example parseApiKey(process.env.TOLLGATE_API_KEY!)?.id // the id `tollgate keys revoke` takes
+ */
+export function parseApiKey(key: string): { id: string } | null {
+  const m = KEY_PATTERN.exec(key)
+  return m ? { id: m[1]! } : null
+}
+
+/**
+ * SHA-256 hex of a whole key: what the registry stores.
+ * @example await store.keys.createKey({ id, hash: hashApiKey(key), … })
+ */
+export function hashApiKey(key: string): string {
+  return createHash('sha256').update(key).digest('hex')
+}
+
+/**
+ * A new random key: a 16-character id and 256 bits of secret, e.g. to provision
+ * `TOLLGATE_ADMIN_KEY` before the first start.
+ * @example const { key } = generateApiKey() // tg_sk_<id>_<secret>
+ */
+export function generateApiKey(): { id: string; key: string } {
+  const bytes = randomBytes(16)
+  let id = ''
+  // 256 is a multiple of 32, so `byte & 31` is uniform.
+  for (const b of bytes) id += ID_ALPHABET[b & 31]
+  const key = `tg_sk_${id}_${randomBytes(32).toString('base64url')}`
+  return { id, key }
+}
+
+/** A key record without its hash: what responses show. */
+export interface ApiKeyInfo {
+  id: string
+  tenant: string
+  role: KeyRole
+  name: string
+  createdAt: number
+  revokedAt: number | null
+}
+
+/** The public view of a record. */
+export function keyInfo(record: ApiKeyRecord): ApiKeyInfo {
+  return {
+    id: record.id,
+    tenant: record.tenant,
+    role: record.role,
+    name: record.name,
+    createdAt: record.createdAt,
+    revokedAt: record.revokedAt,
+  }
+}
+
+/** Verifies bearer keys against a registry, with a short cache of found records. */
+export class KeyVerifier {
+  readonly #keys: KeyRegistry
+  readonly #clock: () => number
+  readonly #cache = new Map<string, { record: ApiKeyRecord; until: number }>()
+
+  constructor(keys: KeyRegistry, clock: () => number = Date.now) {
+    this.#keys = keys
+    this.#clock = clock
+  }
+
+  /**
+   * The active key record for `key`, or null for a malformed, unknown, revoked or wrong key.
+   * Callers answer every null the same way.
+   */
+  async verify(key: string): Promise<ApiKeyRecord | null> {
+    const parsed = parseApiKey(key)
+    const given = createHash('sha256').update(key).digest()
+    if (parsed === null) {
+      timingSafeEqual(given, DUMMY_HASH)
+      return null
+    }
+    const record = await this.#find(parsed.id)
+    const stored = record ? Buffer.from(record.hash, 'hex') : DUMMY_HASH
+    const equal = stored.length === given.length && timingSafeEqual(given, stored)
+    if (record === null || !equal || record.revokedAt !== null) return null
+    return record
+  }
+
+  async #find(id: string): Promise<ApiKeyRecord | null> {
+    const now = this.#clock()
+    const hit = this.#cache.get(id)
+    if (hit && hit.until > now) return hit.record
+    const record = await this.#keys.findKey(id)
+    if (record) {
+      if (this.#cache.size >= CACHE_MAX) this.#cache.clear()
+      this.#cache.set(id, { record, until: now + CACHE_MS })
+    } else {
+      this.#cache.delete(id)
+    }
+    return record
+  }
+
+  /** Drops a cached record: revocation through this server takes effect at once. */
+  forget(id: string): void {
+    this.#cache.delete(id)
+  }
+}

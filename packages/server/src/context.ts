@@ -1,0 +1,44 @@
+/**
+ * What the route modules share: the resolved options, the per-tenant meters and the caller's
+ * authentication, attached to each request by the `onRequest` hook.
+ */
+import type { ApiKeyRecord, Meter } from '@tollgate/core'
+import type {
+  FastifyBaseLogger,
+  FastifyInstance,
+  FastifyRequest,
+  RawReplyDefaultExpression,
+  RawRequestDefaultExpression,
+  RawServerDefault,
+} from 'fastify'
+import type { ZodTypeProvider } from 'fastify-type-provider-zod'
+import type { KeyVerifier } from './api-keys.js'
+import type { ResolvedServerOptions } from './options.js'
+import type { RedeemLimiter } from './redeem-limiter.js'
+
+/** The Fastify instance with zod types, as the route modules see it. */
+export type App = FastifyInstance<
+  RawServerDefault,
+  RawRequestDefaultExpression,
+  RawReplyDefaultExpression,
+  FastifyBaseLogger,
+  ZodTypeProvider
+>
+
+/** Who is calling: the verified key and the tenant the request acts on. */
+export interface Caller {
+  key: ApiKeyRecord
+  tenant: string
+}
+
+export interface ServerContext {
+  options: ResolvedServerOptions
+  verifier: KeyVerifier
+  limiter: RedeemLimiter
+  /** The REST meter of a tenant (created on first use, never closed: it would close the store). */
+  meterFor(tenant: string): Meter
+  /** Tenants to sweep: those with keys and those seen since start. */
+  tenants: Set<string>
+  /** The caller of an authenticated request. */
+  callerOf(request: FastifyRequest): Caller
+}

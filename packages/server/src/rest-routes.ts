@@ -1,0 +1,378 @@
+/**
+ * The REST API (`/v1/accounts`, `/v1/holds`, `/v1/codes`): each route validates with its zod
+ * schema, then calls the tenant's {@link Meter}, which applies the same checks and rules as in
+ * process. The `Idempotency-Key` header becomes the operation's idempotency key; a replay is
+ * marked `Idempotent-Replayed: true`.
+ */
+import { isTollgateError } from '@tollgate/core'
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { App, ServerContext } from './context.js'
+import { isFailedRedemption } from './redeem-limiter.js'
+import {
+  accountParams,
+  adjustBody,
+  balanceSchema,
+  codesBody,
+  codesResponse,
+  commitBody,
+  commitResponse,
+  cycleBody,
+  cycleResponse,
+  debitBody,
+  debitResponse,
+  extendBody,
+  grantBody,
+  grantResponse,
+  holdBody,
+  holdParams,
+  holdResponse,
+  ledgerQuery,
+  ledgerResponse,
+  mutationHeaders,
+  problems,
+  redeemBody,
+  redeemResponse,
+  releaseBody,
+  releaseResponse,
+  settingsBody,
+  settingsResponse,
+  tenantHeaders,
+} from './schemas.js'
+
+const security = [{ apiKey: [] }]
+
+function idempotencyKey(request: FastifyRequest): string | undefined {
+  const key = request.headers['idempotency-key']
+  return typeof key === 'string' ? key : undefined
+}
+
+/** Sends a mutation's result, marking replays. */
+function answer<T extends { replayed: boolean }>(
+  reply: FastifyReply,
+  status: number,
+  result: T,
+): T {
+  if (result.replayed) reply.header('idempotent-replayed', 'true')
+  reply.code(status)
+  return result
+}
+
+/** Registers the REST routes. */
+export function restRoutes(app: App, ctx: ServerContext): void {
+  const meter = (request: FastifyRequest) => ctx.meterFor(ctx.callerOf(request).tenant)
+  const tags = ['credits']
+
+  app.post(
+    '/v1/accounts/:account/grants',
+    {
+      schema: {
+        tags,
+        summary: 'Grant credits (a new bucket)',
+        security,
+        params: accountParams,
+        headers: mutationHeaders,
+        body: grantBody,
+        response: { 201: grantResponse, ...problems },
+      },
+    },
+    async (request, reply) => {
+      const { amount, ...options } = request.body
+      const grant = await meter(request).grant(request.params.account, amount, {
+        ...options,
+        idempotencyKey: idempotencyKey(request),
+      })
+      return answer(reply, 201, grant)
+    },
+  )
+
+  app.post(
+    '/v1/accounts/:account/debits',
+    {
+      schema: {
+        tags,
+        summary: 'Spend credits now',
+        security,
+        params: accountParams,
+        headers: mutationHeaders,
+        body: debitBody,
+        response: { 200: debitResponse, ...problems },
+      },
+    },
+    async (request, reply) => {
+      const { amount, metadata } = request.body
+      const result = await meter(request).debit(request.params.account, amount, {
+        metadata,
+        idempotencyKey: idempotencyKey(request),
+      })
+      return answer(reply, 200, result)
+    },
+  )
+
+  app.post(
+    '/v1/accounts/:account/adjustments',
+    {
+      schema: {
+        tags,
+        summary: "An operator's correction (adjust entry)",
+        security,
+        params: accountParams,
+        headers: mutationHeaders,
+        body: adjustBody,
+        response: { 200: debitResponse, ...problems },
+      },
+    },
+    async (request, reply) => {
+      const { delta, ...options } = request.body
+      const result = await meter(request).adjust(request.params.account, delta, {
+        ...options,
+        idempotencyKey: idempotencyKey(request),
+      })
+      return answer(reply, 200, result)
+    },
+  )
+
+  app.post(
+    '/v1/accounts/:account/holds',
+    {
+      schema: {
+        tags,
+        summary: 'Reserve credits (a hold)',
+        security,
+        params: accountParams,
+        headers: mutationHeaders,
+        body: holdBody,
+        response: { 201: holdResponse, ...problems },
+      },
+    },
+    async (request, reply) => {
+      const { amount, ...options } = request.body
+      const hold = await meter(request).reserve(request.params.account, amount, {
+        ...options,
+        idempotencyKey: idempotencyKey(request),
+      })
+      return answer(reply, 201, { ...hold.toJSON(), balance: hold.balance })
+    },
+  )
+
+  app.post(
+    '/v1/holds/:id/commit',
+    {
+      schema: {
+        tags,
+        summary: 'Commit a hold: spend what was used, free the rest',
+        security,
+        params: holdParams,
+        headers: mutationHeaders,
+        body: commitBody,
+        response: { 200: commitResponse, ...problems },
+      },
+    },
+    async (request, reply) => {
+      const { actual, ...options } = request.body
+      const result = await meter(request).commit(request.params.id, actual, {
+        ...options,
+        idempotencyKey: idempotencyKey(request),
+      })
+      return answer(reply, 200, result)
+    },
+  )
+
+  app.post(
+    '/v1/holds/:id/release',
+    {
+      schema: {
+        tags,
+        summary: 'Release a hold',
+        security,
+        params: holdParams,
+        headers: mutationHeaders,
+        body: releaseBody,
+        response: { 200: releaseResponse, ...problems },
+      },
+    },
+    async (request, reply) => {
+      const result = await meter(request).release(request.params.id, {
+        ...request.body,
+        idempotencyKey: idempotencyKey(request),
+      })
+      return answer(reply, 200, result)
+    },
+  )
+
+  app.post(
+    '/v1/holds/:id/extend',
+    {
+      schema: {
+        tags,
+        summary: "Move a hold's expiry to now + ttlMs",
+        security,
+        params: holdParams,
+        headers: mutationHeaders,
+        body: extendBody,
+        response: { 200: holdResponse, ...problems },
+      },
+    },
+    async (request, reply) => {
+      const result = await meter(request).extend(request.params.id, request.body.ttlMs, {
+        idempotencyKey: idempotencyKey(request),
+      })
+      return answer(reply, 200, result)
+    },
+  )
+
+  app.get(
+    '/v1/accounts/:account/balance',
+    {
+      schema: {
+        tags,
+        summary: "An account's balance (always fresh)",
+        security,
+        params: accountParams,
+        headers: tenantHeaders,
+        response: { 200: balanceSchema, ...problems },
+      },
+    },
+    async (request) => meter(request).balance(request.params.account, { fresh: true }),
+  )
+
+  app.get(
+    '/v1/accounts/:account/ledger',
+    {
+      schema: {
+        tags,
+        summary: "A page of an account's ledger, newest first",
+        security,
+        params: accountParams,
+        headers: tenantHeaders,
+        querystring: ledgerQuery,
+        response: { 200: ledgerResponse, ...problems },
+      },
+    },
+    async (request) => {
+      const { types, ...query } = request.query
+      return meter(request).ledger(request.params.account, {
+        ...query,
+        ...(types === undefined ? {} : { types: types as never }),
+      })
+    },
+  )
+
+  app.put(
+    '/v1/accounts/:account/settings',
+    {
+      schema: {
+        tags,
+        summary: 'Per-account settings (null returns to the default)',
+        security,
+        params: accountParams,
+        headers: mutationHeaders,
+        body: settingsBody,
+        response: { 200: settingsResponse, ...problems },
+      },
+    },
+    async (request, reply) => {
+      const result = await meter(request).configure(request.params.account, {
+        ...request.body,
+        ...withKey(request),
+      })
+      // The meter's type leaves `replayed` out; the result carries it like every mutation's.
+      return answer(reply, 200, result as typeof result & { replayed: boolean })
+    },
+  )
+
+  app.put(
+    '/v1/accounts/:account/cycle',
+    {
+      schema: {
+        tags,
+        summary: 'Start (or replace) a recurring grant',
+        security,
+        params: accountParams,
+        headers: mutationHeaders,
+        body: cycleBody,
+        response: { 200: cycleResponse, ...problems },
+      },
+    },
+    async (request, reply) => {
+      const result = await meter(request).startCycle(request.params.account, {
+        ...request.body,
+        idempotencyKey: idempotencyKey(request),
+      })
+      return answer(reply, 200, result)
+    },
+  )
+
+  app.delete(
+    '/v1/accounts/:account/cycle',
+    {
+      schema: {
+        tags,
+        summary: 'Stop the recurring grant',
+        security,
+        params: accountParams,
+        headers: mutationHeaders,
+        response: { 200: cycleResponse, ...problems },
+      },
+    },
+    async (request, reply) => {
+      const result = await meter(request).stopCycle(request.params.account, withKey(request))
+      return answer(reply, 200, result)
+    },
+  )
+
+  app.post(
+    '/v1/codes',
+    {
+      schema: {
+        tags: ['codes'],
+        summary: 'Create redeem codes (plaintext shown once)',
+        security,
+        headers: mutationHeaders,
+        body: codesBody,
+        response: { 201: codesResponse, ...problems },
+      },
+    },
+    async (request, reply) => {
+      const result = await meter(request).createCodes({
+        ...request.body,
+        ...withKey(request),
+      })
+      return answer(reply, 201, result)
+    },
+  )
+
+  app.post(
+    '/v1/accounts/:account/redemptions',
+    {
+      schema: {
+        tags: ['codes'],
+        summary: 'Redeem a code for the account',
+        security,
+        params: accountParams,
+        headers: mutationHeaders,
+        body: redeemBody,
+        response: { 201: redeemResponse, ...problems },
+      },
+    },
+    async (request, reply) => {
+      const tenant = ctx.callerOf(request).tenant
+      const clock = ctx.options.clock
+      ctx.limiter.check(tenant, clock())
+      try {
+        const result = await ctx
+          .meterFor(tenant)
+          .redeem(request.params.account, request.body.code, withKey(request))
+        return answer(reply, 201, result)
+      } catch (err) {
+        if (isTollgateError(err) && isFailedRedemption(err)) ctx.limiter.fail(tenant, clock())
+        throw err
+      }
+    },
+  )
+}
+
+/** `{ idempotencyKey }` when the header was sent, else nothing (strict option schemas). */
+function withKey(request: FastifyRequest): { idempotencyKey?: string } {
+  const key = idempotencyKey(request)
+  return key === undefined ? {} : { idempotencyKey: key }
+}

@@ -1,0 +1,366 @@
+/**
+ * The REST API's zod schemas. Request schemas are built from core's option schemas (same
+ * fields, same limits, same messages); the idempotency key travels as a header instead of a
+ * field. Response schemas describe what the routes send: the OpenAPI document is generated
+ * from all of them, never written by hand.
+ */
+import {
+  accountSchema,
+  adjustOptionsSchema,
+  commitOptionsSchema,
+  configureSchema,
+  createCodesSchema,
+  grantOptionsSchema,
+  idempotencyKeySchema,
+  LEDGER_ENTRY_TYPES,
+  PROBLEM_CONTENT_TYPE,
+  releaseOptionsSchema,
+  reserveOptionsSchema,
+  startCycleSchema,
+  ttlSchema,
+} from '@tollgate/core'
+import { z } from 'zod'
+
+const amount = z.int().min(0)
+const timestampMs = z.int().min(0).describe('ms since epoch')
+const g = grantOptionsSchema.shape
+const metadataSchema = g.metadata
+const categorySchema = z.enum(['paid', 'promotional'])
+
+// ---- parameters and headers ------------------------------------------------------------
+
+export const accountParams = z.strictObject({ account: accountSchema })
+export const holdParams = z.strictObject({ id: z.string().min(1).max(100) })
+export const keyParams = z.strictObject({ id: z.string().min(1).max(100) })
+
+/** Headers every `/v1` route reads (other headers pass through untouched). */
+export const tenantHeaders = z.looseObject({
+  'tollgate-tenant': z
+    .string()
+    .optional()
+    .describe('Admin keys: the tenant to act for (default: `default`).'),
+})
+/** Headers of mutations: the tenant and the idempotency key. */
+export const mutationHeaders = z.looseObject({
+  'tollgate-tenant': tenantHeaders.shape['tollgate-tenant'],
+  'idempotency-key': idempotencyKeySchema
+    .optional()
+    .describe('Same key and body replay the first answer; a different body is 409.'),
+})
+
+// ---- request bodies --------------------------------------------------------------------
+
+export const grantBody = z
+  .strictObject({
+    amount: z.int().min(1),
+    expiresAt: timestampMs.optional(),
+    validityDays: g.validityDays,
+    priority: g.priority,
+    category: g.category,
+    metadata: g.metadata,
+  })
+  .refine((o) => o.expiresAt === undefined || o.validityDays === undefined, {
+    message: 'give expiresAt or validityDays, not both',
+    path: ['validityDays'],
+  })
+
+export const debitBody = z.strictObject({ amount, metadata: metadataSchema })
+
+const adjust = adjustOptionsSchema.shape
+export const adjustBody = z.strictObject({
+  delta: z.int().refine((d) => d !== 0, 'must be non-zero'),
+  reason: adjust.reason,
+  metadata: adjust.metadata,
+})
+
+const reserve = reserveOptionsSchema.shape
+export const holdBody = z.strictObject({ amount, ttlMs: reserve.ttlMs, metadata: reserve.metadata })
+
+const commit = commitOptionsSchema.shape
+export const commitBody = z.strictObject({
+  actual: amount.optional(),
+  overage: commit.overage,
+  metadata: commit.metadata,
+})
+
+export const releaseBody = z.strictObject({ metadata: releaseOptionsSchema.shape.metadata })
+
+export const extendBody = z.strictObject({ ttlMs: ttlSchema })
+
+const configure = configureSchema.shape
+export const settingsBody = z.strictObject({
+  lowBalanceThreshold: configure.lowBalanceThreshold,
+  overdraftLimit: configure.overdraftLimit,
+})
+
+const cycle = startCycleSchema.shape
+export const cycleBody = z.strictObject({
+  amount: cycle.amount,
+  every: cycle.every,
+  rollover: cycle.rollover,
+  priority: cycle.priority,
+  category: cycle.category,
+})
+
+const codes = createCodesSchema.shape
+/** At most 10,000 codes per request: the answer carries every plaintext code. */
+export const MAX_CODES_PER_REQUEST = 10_000
+export const codesBody = z.strictObject({
+  credits: codes.credits,
+  count: z.int().min(1).max(MAX_CODES_PER_REQUEST),
+  prefix: codes.prefix,
+  codeExpiresAt: timestampMs.optional(),
+  validityDays: codes.validityDays,
+  maxRedemptions: codes.maxRedemptions,
+  priority: codes.priority,
+  category: codes.category,
+})
+
+export const redeemBody = z.strictObject({ code: z.string().min(1).max(100) })
+
+const ledgerTypes = z.enum(LEDGER_ENTRY_TYPES as [string, ...string[]])
+export const ledgerQuery = z.strictObject({
+  limit: z.coerce.number().int().min(1).max(1000).optional(),
+  cursor: z.string().min(1).max(200).optional(),
+  types: z
+    .string()
+    .optional()
+    .describe('Comma-separated entry types, e.g. `grant,debit`.')
+    .transform((v, ctx) => {
+      if (v === undefined) return undefined
+      const list = v.split(',').filter((t) => t !== '')
+      for (const t of list) {
+        if (!ledgerTypes.safeParse(t).success) {
+          ctx.addIssue({ code: 'custom', message: `unknown entry type "${t.slice(0, 20)}"` })
+          return z.NEVER
+        }
+      }
+      if (list.length === 0) {
+        ctx.addIssue({ code: 'custom', message: 'must name at least one type' })
+        return z.NEVER
+      }
+      return list
+    }),
+  from: z.coerce.number().int().min(0).optional().describe('Only entries with `at ≥ from`.'),
+  to: z.coerce.number().int().min(0).optional().describe('Only entries with `at < to`.'),
+})
+
+export const createKeyBody = z.strictObject({
+  tenant: accountSchema,
+  name: z.string().max(200).optional(),
+  role: z.enum(['admin', 'tenant']).optional(),
+})
+export const listKeysQuery = z.strictObject({ tenant: accountSchema.optional() })
+
+// ---- responses -------------------------------------------------------------------------
+
+const allocation = z.object({ bucketId: z.string(), amount })
+export const balanceSchema = z
+  .object({
+    account: z.string(),
+    total: amount,
+    held: amount,
+    available: amount,
+    debt: amount,
+    low: z.boolean(),
+    buckets: z.array(
+      z.object({
+        id: z.string(),
+        remaining: amount,
+        held: amount,
+        expiresAt: timestampMs.nullable(),
+        priority: z.int(),
+        category: categorySchema,
+      }),
+    ),
+    asOf: timestampMs,
+  })
+  .meta({ id: 'Balance' })
+
+const mutation = { replayed: z.boolean(), balance: balanceSchema }
+const metadataOut = z.record(z.string(), z.unknown())
+
+export const grantResponse = z
+  .object({
+    id: z.string(),
+    account: z.string(),
+    amount,
+    repaidDebt: amount,
+    expiresAt: timestampMs.nullable(),
+    priority: z.int(),
+    category: categorySchema,
+    metadata: metadataOut,
+    createdAt: timestampMs,
+    ...mutation,
+  })
+  .meta({ id: 'Grant' })
+
+export const debitResponse = z
+  .object({
+    account: z.string(),
+    amount: z.int(),
+    allocations: z.array(allocation),
+    grantId: z.string().optional(),
+    ...mutation,
+  })
+  .meta({ id: 'DebitResult' })
+
+const holdFields = {
+  id: z.string(),
+  account: z.string(),
+  amount,
+  expiresAt: timestampMs,
+  createdAt: timestampMs,
+  allocations: z.array(allocation),
+  metadata: metadataOut,
+  ...mutation,
+}
+export const holdResponse = z.object(holdFields).meta({ id: 'Hold' })
+
+export const commitResponse = z
+  .object({
+    holdId: z.string(),
+    account: z.string(),
+    charged: amount,
+    shortfall: amount,
+    debt: amount,
+    freed: amount,
+    ...mutation,
+  })
+  .meta({ id: 'CommitResult' })
+
+export const releaseResponse = z
+  .object({ holdId: z.string(), account: z.string(), freed: amount, ...mutation })
+  .meta({ id: 'ReleaseResult' })
+
+export const ledgerEntrySchema = z
+  .object({
+    id: z.string(),
+    account: z.string(),
+    type: ledgerTypes,
+    delta: z.int(),
+    heldDelta: z.int(),
+    debtDelta: z.int(),
+    balanceAfter: z.int(),
+    holdId: z.string().optional(),
+    grantId: z.string().optional(),
+    redemptionId: z.string().optional(),
+    cycleId: z.string().optional(),
+    idempotencyKey: z.string().optional(),
+    reason: z.string().optional(),
+    metadata: metadataOut,
+    at: timestampMs,
+  })
+  .meta({ id: 'LedgerEntry' })
+
+export const ledgerResponse = z
+  .object({ entries: z.array(ledgerEntrySchema), nextCursor: z.string().nullable() })
+  .meta({ id: 'LedgerPage' })
+
+export const settingsResponse = z.object({
+  lowBalanceThreshold: amount.nullable(),
+  overdraftLimit: amount.nullable(),
+  ...mutation,
+})
+
+export const cycleResponse = z
+  .object({
+    cycle: z.object({
+      id: z.string(),
+      account: z.string(),
+      amount,
+      every: z.union([z.enum(['day', 'week', 'month']), z.object({ days: z.int() })]),
+      rollover: z.object({ max: amount }).nullable(),
+      anchor: timestampMs,
+      periodStart: timestampMs,
+      periodEnd: timestampMs,
+      active: z.boolean(),
+    }),
+    replaced: z.string().nullable(),
+    ...mutation,
+  })
+  .meta({ id: 'CycleResult' })
+
+export const codesResponse = z.object({
+  batchId: z.string(),
+  count: z.int(),
+  credits: amount,
+  codeExpiresAt: timestampMs.nullable(),
+  codes: z.array(z.string()).describe('The plaintext codes, shown this once (empty on replay).'),
+  replayed: z.boolean(),
+})
+
+export const redeemResponse = z
+  .object({
+    redemptionId: z.string(),
+    account: z.string(),
+    creditsGranted: amount,
+    newBalance: amount,
+    expiresAt: timestampMs.nullable(),
+    grantId: z.string(),
+    ...mutation,
+  })
+  .meta({ id: 'RedeemResult' })
+
+const keyInfoFields = {
+  id: z.string(),
+  tenant: z.string(),
+  role: z.enum(['admin', 'tenant']),
+  name: z.string(),
+  createdAt: timestampMs,
+  revokedAt: timestampMs.nullable(),
+}
+export const createdKeyResponse = z.object({
+  ...keyInfoFields,
+  key: z.string().describe('The API key, shown this once.'),
+})
+export const keyListResponse = z.object({ keys: z.array(z.object(keyInfoFields)) })
+export const revokedKeyResponse = z.object({ id: z.string(), revokedAt: timestampMs })
+
+export const problemSchema = z
+  .looseObject({
+    type: z.string(),
+    title: z.string(),
+    status: z.int(),
+    detail: z.string(),
+    code: z.string(),
+    field: z.string().optional(),
+  })
+  .meta({ id: 'Problem' })
+
+const problemResponse = {
+  description: 'RFC 9457 problem details with the error `code`',
+  content: { [PROBLEM_CONTENT_TYPE]: { schema: problemSchema } },
+}
+/** The error answers documented on every `/v1` route. */
+export const problems = {
+  400: problemResponse,
+  401: problemResponse,
+  402: problemResponse,
+  404: problemResponse,
+  409: problemResponse,
+  410: problemResponse,
+  413: problemResponse,
+  429: problemResponse,
+  503: problemResponse,
+} as const
+
+// ---- store protocol responses ----------------------------------------------------------
+
+const record = z.record(z.string(), z.unknown())
+export const wireOutcomeResponse = z.object({
+  result: record.nullable(),
+  error: problemSchema.nullable(),
+  replayed: z.boolean(),
+  balance: balanceSchema.nullable(),
+  events: z.array(record),
+})
+export const storeLedgerResponse = ledgerResponse
+export const storeCodesResponse = z.object({
+  status: z.enum(['created', 'replayed', 'conflict']),
+  result: z.unknown().optional(),
+})
+export const dueResponse = z.object({ accounts: z.array(z.string()) })
+export const pruneResponse = z.object({ pruned: z.int() })
+
+export const healthResponse = z.object({ status: z.string() })

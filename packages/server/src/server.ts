@@ -1,0 +1,407 @@
+/**
+ * `createServer()`: the Tollgate HTTP service. Fastify 5 with zod schemas (the same ones core
+ * validates with), API keys per tenant, the REST API, the store protocol for `httpStore()`, an
+ * OpenAPI 3.1 document generated from the schemas, health checks, a periodic sweep and a
+ * graceful shutdown. See docs/server.md.
+ */
+import type { AddressInfo } from 'node:net'
+import fastifySwagger from '@fastify/swagger'
+import {
+  checkAccount,
+  createMeter,
+  InvalidInputError,
+  isTollgateError,
+  type Meter,
+  StoreUnavailableError,
+} from '@tollgate/core'
+import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify'
+import {
+  jsonSchemaTransform,
+  jsonSchemaTransformObject,
+  validatorCompiler,
+  type ZodTypeProvider,
+} from 'fastify-type-provider-zod'
+import { generateApiKey, hashApiKey, KeyVerifier, parseApiKey } from './api-keys.js'
+import type { App, Caller, ServerContext } from './context.js'
+import { keyRoutes } from './key-routes.js'
+import { type CreateServerOptions, type ResolvedServerOptions, resolveOptions } from './options.js'
+import { authProblem, problemOf, routeNotFound, sendProblem } from './problems.js'
+import { RedeemLimiter } from './redeem-limiter.js'
+import { restRoutes } from './rest-routes.js'
+import { healthResponse } from './schemas.js'
+import { storeRoutes } from './store-routes.js'
+
+/** Options of {@link TollgateServer.listen}. */
+export interface ListenOptions {
+  /** `0` picks a free port. @default 7070 */
+  port?: number
+  /** @default '127.0.0.1' */
+  host?: string
+}
+
+/** What {@link TollgateServer.listen} answers. */
+export interface ListenResult {
+  /** `http://host:port`, for `httpStore({ url })` and the CLI. */
+  url: string
+  port: number
+  /**
+   * The bootstrap admin key, when this start generated it: shown this once and never again.
+   * Null on later starts and when `adminKey` / `TOLLGATE_ADMIN_KEY` was given.
+   */
+  adminKey: string | null
+}
+
+/** How long `/readyz` waits for the store before it says not ready. */
+const READY_TIMEOUT_MS = 2_000
+/** Accounts one tenant's sweep touches per tick; the next tick continues. */
+const SWEEP_LIMIT = 1_000
+const BEARER = /^Bearer +(\S+) *$/i
+
+/** A server made by {@link createServer}. */
+export class TollgateServer {
+  /** The Fastify instance, e.g. for `inject()` in tests or extra routes before `listen()`. */
+  readonly fastify: App
+  readonly #o: ResolvedServerOptions
+  readonly #ctx: ServerContext
+  readonly #meters = new Map<string, Meter>()
+  #url: string | null = null
+  #sweeper: NodeJS.Timeout | null = null
+  #sweeping: Promise<void> | null = null
+  #listening: Promise<ListenResult> | null = null
+  #closing: Promise<void> | null = null
+  #storeClosed = false
+
+  constructor(options: CreateServerOptions) {
+    const o = resolveOptions(options)
+    this.#o = o
+    const callers = new WeakMap<FastifyRequest, Caller>()
+    const ctx: ServerContext = {
+      options: o,
+      // Real time, not the injectable clock: the cache is about seconds on the wall.
+      verifier: new KeyVerifier(o.keys),
+      limiter: new RedeemLimiter(o.redeemFailuresPerMinute),
+      meterFor: (tenant) => this.#meterFor(tenant),
+      tenants: new Set(),
+      callerOf(request) {
+        const caller = callers.get(request)
+        // Only reachable if a /v1 route skipped the auth hook: fail closed.
+        if (caller === undefined) throw new StoreUnavailableError('request was not authenticated')
+        return caller
+      },
+    }
+    this.#ctx = ctx
+
+    const app = Fastify({
+      logger: o.logger,
+      bodyLimit: o.bodyLimit,
+      // We answer 503 ourselves during shutdown, as problem+json like every other refusal.
+      return503OnClosing: false,
+      // Reasonable defaults for a service on its own port: no slowloris, no hung sockets.
+      requestTimeout: 30_000,
+      connectionTimeout: 60_000,
+      // An account id is up to 200 characters, up to 12 bytes each once URL-encoded.
+      routerOptions: { maxParamLength: 2_500 },
+    }).withTypeProvider<ZodTypeProvider>()
+    this.fastify = app
+
+    app.setValidatorCompiler(validatorCompiler)
+    // Responses are plain JSON.stringify: the response schemas document the API (OpenAPI);
+    // re-validating every answer would cost the hot path and turn a drift into a 500.
+    app.setSerializerCompiler(() => (data) => JSON.stringify(data))
+
+    app.removeContentTypeParser('application/json')
+    app.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body, done) => {
+      try {
+        done(null, parseJson(body as string))
+      } catch {
+        done(new InvalidInputError('body', 'is not valid JSON'), undefined)
+      }
+    })
+
+    app.setErrorHandler((error, request, reply) => {
+      const problem = problemOf(error, request.routeOptions.bodyLimit ?? o.bodyLimit)
+      if (problem.status >= 500) {
+        request.log.error({ err: error }, 'request failed')
+      }
+      return sendProblem(reply, problem)
+    })
+    app.setNotFoundHandler((request, reply) => sendProblem(reply, routeNotFound(request)))
+
+    app.addHook('onRequest', async (request, reply) => {
+      const url = request.routeOptions.url
+      if (this.#closing !== null && url !== '/healthz') {
+        reply.header('connection', 'close')
+        return sendProblem(
+          reply,
+          problemOf(new StoreUnavailableError('server is shutting down'), 0),
+        )
+      }
+      if (url === undefined || !url.startsWith('/v1/')) return
+      const caller = await this.#authenticate(request)
+      if (caller === null) return sendProblem(reply, authProblem())
+      callers.set(request, caller)
+      ctx.tenants.add(caller.tenant)
+    })
+    // During shutdown every answer closes its connection: a kept-alive socket would otherwise
+    // hold `close()` open until the client's keep-alive timeout.
+    app.addHook('onSend', async (_request, reply) => {
+      if (this.#closing !== null) reply.header('connection', 'close')
+    })
+    // Routes whose body is all optional may be sent without one.
+    app.addHook('preValidation', async (request) => {
+      if (request.body === undefined && request.routeOptions.schema?.body !== undefined) {
+        request.body = {}
+      }
+    })
+
+    void app.register(fastifySwagger, {
+      openapi: {
+        openapi: '3.1.0',
+        info: {
+          title: 'Tollgate',
+          description: 'Prepaid credits: grants, holds, debits, ledgers and redeem codes.',
+          version: '1',
+        },
+        components: {
+          securitySchemes: {
+            apiKey: { type: 'http', scheme: 'bearer', description: 'tg_sk_<id>_<secret>' },
+          },
+        },
+      },
+      transform: jsonSchemaTransform,
+      transformObject: jsonSchemaTransformObject,
+    })
+
+    // Registered after the swagger plugin so that it sees every route.
+    void app.register(async (scope) => {
+      const zapp = scope.withTypeProvider<ZodTypeProvider>()
+      restRoutes(zapp, ctx)
+      storeRoutes(zapp, ctx)
+      void zapp.register(async (keysScope) => {
+        keyRoutes(keysScope.withTypeProvider<ZodTypeProvider>(), ctx)
+      })
+
+      zapp.get(
+        '/healthz',
+        { schema: { tags: ['health'], response: { 200: healthResponse } } },
+        async () => ({ status: 'ok' }),
+      )
+      zapp.get(
+        '/readyz',
+        { schema: { tags: ['health'], response: { 200: healthResponse, 503: healthResponse } } },
+        async (_request, reply) => {
+          const answers = this.#closing === null && (await this.#storeAnswers())
+          // Checked again after the wait: a shutdown may have begun meanwhile.
+          const ready = answers && this.#closing === null
+          reply.code(ready ? 200 : 503)
+          return { status: ready ? 'ready' : 'unavailable' }
+        },
+      )
+      zapp.get('/openapi.json', { schema: { hide: true } }, async (_request, reply: FastifyReply) =>
+        reply.type('application/json').send(JSON.stringify(app.swagger())),
+      )
+    })
+  }
+
+  /** The URL once listening, else null. */
+  get url(): string | null {
+    return this.#url
+  }
+
+  /** The Bearer key's caller, or null for any failure (all answered alike). */
+  async #authenticate(request: FastifyRequest): Promise<Caller | null> {
+    const header = request.headers.authorization
+    const match = typeof header === 'string' ? BEARER.exec(header) : null
+    if (match === null) return null
+    const key = await this.#ctx.verifier.verify(match[1]!)
+    if (key === null) return null
+    const named = request.headers['tollgate-tenant']
+    if (named === undefined) return { key, tenant: key.role === 'admin' ? 'default' : key.tenant }
+    if (typeof named !== 'string') return null
+    if (key.role !== 'admin') return named === key.tenant ? { key, tenant: named } : null
+    return { key, tenant: checkAccount(named, 'Tollgate-Tenant') }
+  }
+
+  #meterFor(tenant: string): Meter {
+    let meter = this.#meters.get(tenant)
+    if (meter === undefined) {
+      // No cache: the REST API answers balances fresh, and another server may share the store.
+      meter = createMeter({
+        ...this.#o.meter,
+        store: this.#o.store,
+        tenant,
+        clock: this.#o.clock,
+        cache: false,
+      })
+      this.#meters.set(tenant, meter)
+    }
+    return meter
+  }
+
+  async #storeAnswers(): Promise<boolean> {
+    if (this.#storeClosed) return false
+    let timer: NodeJS.Timeout | undefined
+    const timeout = new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(false), READY_TIMEOUT_MS)
+      timer.unref()
+    })
+    const probe = (async () => {
+      try {
+        await this.#o.store.dueAccounts('default', this.#o.clock(), 1)
+        return true
+      } catch {
+        return false
+      }
+    })()
+    try {
+      return await Promise.race([probe, timeout])
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+
+  /**
+   * Migrates the store, registers the bootstrap admin key on the first start and starts
+   * listening and sweeping.
+   * @example const { url, adminKey } = await server.listen({ port: 7070 })
+   */
+  listen(options: ListenOptions = {}): Promise<ListenResult> {
+    if (this.#closing !== null) return Promise.reject(new Error('the server was closed'))
+    this.#listening ??= this.#listen(options)
+    return this.#listening
+  }
+
+  async #listen(options: ListenOptions): Promise<ListenResult> {
+    const { store, keys } = this.#o
+    await store.migrate?.()
+    if (store.keys === undefined) {
+      this.fastify.log.warn(
+        `the ${store.kind} store keeps no API keys: they live in memory and die with the process`,
+      )
+    }
+    const adminKey = await this.#bootstrap()
+    for (const key of await keys.listKeys(null)) {
+      if (key.revokedAt === null) this.#ctx.tenants.add(key.tenant)
+    }
+    this.#ctx.tenants.add('default')
+    await this.fastify.listen({ port: options.port ?? 7070, host: options.host ?? '127.0.0.1' })
+    const address = this.fastify.server.address() as AddressInfo
+    const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
+    this.#url = `http://${host}:${address.port}`
+    if (this.#o.sweepIntervalMs > 0) {
+      this.#sweeper = setInterval(() => {
+        if (this.#sweeping === null)
+          this.#sweeping = this.sweep().finally(() => (this.#sweeping = null))
+      }, this.#o.sweepIntervalMs)
+      this.#sweeper.unref()
+    }
+    return { url: this.#url, port: address.port, adminKey }
+  }
+
+  /** Registers `adminKey` when its id is new; generates one when no admin key is active. */
+  async #bootstrap(): Promise<string | null> {
+    const { keys, adminKey, clock } = this.#o
+    const log = this.fastify.log
+    if (adminKey !== null) {
+      const id = parseApiKey(adminKey)!.id
+      const existing = await keys.findKey(id)
+      if (existing === null) {
+        await keys.createKey({
+          id,
+          tenant: 'default',
+          role: 'admin',
+          name: 'bootstrap admin',
+          hash: hashApiKey(adminKey),
+          createdAt: clock(),
+          revokedAt: null,
+        })
+        log.info({ keyId: id }, 'registered the configured admin key')
+      } else if (existing.hash !== hashApiKey(adminKey) || existing.revokedAt !== null) {
+        log.warn(
+          { keyId: id },
+          'the configured admin key is revoked or differs from the stored one',
+        )
+      }
+      return null
+    }
+    const active = await keys.listKeys(null)
+    if (active.some((k) => k.role === 'admin' && k.revokedAt === null)) return null
+    const { id, key } = generateApiKey()
+    await keys.createKey({
+      id,
+      tenant: 'default',
+      role: 'admin',
+      name: 'bootstrap admin',
+      hash: hashApiKey(key),
+      createdAt: clock(),
+      revokedAt: null,
+    })
+    log.info({ keyId: id }, 'generated the bootstrap admin key (returned by listen() once)')
+    return key
+  }
+
+  /**
+   * Sweeps every known tenant once: expired holds released, expiry and cycles applied, old
+   * idempotency records pruned. The periodic sweeper calls it; failures are logged, not thrown.
+   */
+  async sweep(): Promise<void> {
+    for (const tenant of this.#ctx.tenants) {
+      if (this.#closing !== null) return
+      try {
+        await this.#meterFor(tenant).sweep({ limit: SWEEP_LIMIT })
+      } catch (err) {
+        this.fastify.log.warn(
+          { err: isTollgateError(err) ? err.message : String(err), tenant },
+          'sweep failed',
+        )
+      }
+    }
+  }
+
+  /**
+   * Stops accepting connections, lets in-flight requests finish, stops the sweeper and closes
+   * the store (once). Safe to call more than once.
+   */
+  close(): Promise<void> {
+    this.#closing ??= this.#close()
+    return this.#closing
+  }
+
+  async #close(): Promise<void> {
+    if (this.#sweeper !== null) clearInterval(this.#sweeper)
+    try {
+      // Waits for in-flight requests; new ones on kept-alive sockets get a 503 meanwhile.
+      await this.fastify.close()
+    } finally {
+      await this.#sweeping
+      this.#storeClosed = true
+      await this.#o.store.close()
+    }
+  }
+}
+
+/**
+ * Creates the Tollgate server over a store. Nothing listens until {@link TollgateServer.listen}.
+ * @example
+ * import { createServer } from '@tollgate/server'
+ * import { pgliteStore } from '@tollgate/postgres'
+ * const server = createServer({ store: pgliteStore({ dataDir: './.tollgate' }) })
+ * const { url, adminKey } = await server.listen({ port: 7070 })
+ * process.once('SIGTERM', () => void server.close())
+ */
+export function createServer(options: CreateServerOptions): TollgateServer {
+  return new TollgateServer(options)
+}
+
+/**
+ * JSON.parse that refuses `__proto__` keys (prototype pollution) and reads an empty body as
+ * absent. The check is on the text first, so a normal body parses at full speed.
+ */
+function parseJson(text: string): unknown {
+  if (text.trim() === '') return undefined
+  if (!text.includes('__proto__') && !text.includes('\\u')) return JSON.parse(text)
+  return JSON.parse(text, (key, value: unknown) => {
+    if (key === '__proto__') throw new Error('__proto__ is not allowed')
+    return value
+  })
+}

@@ -1,0 +1,115 @@
+/** Test helpers: a server on a free port and a small JSON client over real sockets (undici). */
+import { Writable } from 'node:stream'
+import { memoryStore, type Store } from '@tollgate/core'
+import { request } from 'undici'
+import type { CreateServerOptions } from './options.js'
+import { createServer, type TollgateServer } from './server.js'
+
+export interface Answer<T = Record<string, unknown>> {
+  status: number
+  headers: Record<string, string | string[] | undefined>
+  body: T
+  text: string
+}
+
+export interface CallOptions {
+  /** The API key; `null` sends no Authorization header. */
+  key?: string | null
+  body?: unknown
+  /** A raw body sent as it is (with a JSON content type unless headers say otherwise). */
+  raw?: string
+  headers?: Record<string, string>
+}
+
+export interface TestServer {
+  server: TollgateServer
+  store: Store
+  url: string
+  adminKey: string
+  call<T = Record<string, unknown>>(
+    method: 'GET' | 'POST' | 'PUT' | 'DELETE',
+    path: string,
+    options?: CallOptions,
+  ): Promise<Answer<T>>
+  /** Creates a tenant key through the admin API. */
+  createKey(tenant: string, role?: 'admin' | 'tenant'): Promise<{ id: string; key: string }>
+  close(): Promise<void>
+}
+
+/** Sends one request and reads the whole answer. */
+export async function call<T>(
+  url: string,
+  defaultKey: string | null,
+  method: 'GET' | 'POST' | 'PUT' | 'DELETE',
+  path: string,
+  options: CallOptions = {},
+): Promise<Answer<T>> {
+  const key = options.key === undefined ? defaultKey : options.key
+  const headers: Record<string, string> = {}
+  if (key !== null) headers.authorization = `Bearer ${key}`
+  let body: string | undefined
+  if (options.raw !== undefined) body = options.raw
+  else if (options.body !== undefined) body = JSON.stringify(options.body)
+  if (body !== undefined) headers['content-type'] = 'application/json'
+  Object.assign(headers, options.headers)
+  const res = await request(url + path, { method, headers, body })
+  const text = await res.body.text()
+  let parsed: unknown = text
+  try {
+    parsed = JSON.parse(text)
+  } catch {
+    // not JSON: keep the text
+  }
+  return { status: res.statusCode, headers: res.headers, body: parsed as T, text }
+}
+
+/** A server on port 0 with a memory store (unless given), logging off (unless given). */
+export async function startServer(options: Partial<CreateServerOptions> = {}): Promise<TestServer> {
+  const store = options.store ?? memoryStore()
+  const server = createServer({ logger: false, sweepIntervalMs: 0, ...options, store })
+  const { url, adminKey } = await server.listen({ port: 0 })
+  const admin = adminKey ?? options.adminKey
+  if (!admin) throw new Error('no admin key: pass adminKey or start on an empty store')
+  const t: TestServer = {
+    server,
+    store,
+    url,
+    adminKey: admin,
+    call: (method, path, o) => call(url, admin, method, path, o),
+    async createKey(tenant, role = 'tenant') {
+      const res = await t.call<{ id: string; key: string }>('POST', '/v1/keys', {
+        body: { tenant, role },
+      })
+      if (res.status !== 201) throw new Error(`key creation failed: ${res.text}`)
+      return res.body
+    },
+    close: () => server.close(),
+  }
+  return t
+}
+
+/** A writable stream that keeps what the logger wrote, to scan it for secrets. */
+export function logCapture(): { stream: Writable; text(): string } {
+  const chunks: string[] = []
+  const stream = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      chunks.push(chunk.toString())
+      done()
+    },
+  })
+  return { stream, text: () => chunks.join('') }
+}
+
+/** A fake clock the test moves by hand. */
+export function fakeClock(start = Date.UTC(2030, 0, 1)): {
+  now(): number
+  advance(ms: number): void
+} {
+  let t = start
+  return {
+    now: () => t,
+    advance(ms) {
+      t += ms
+    },
+  }
+}
