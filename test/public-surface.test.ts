@@ -16,7 +16,7 @@ const require = createRequire(import.meta.url)
 
 describe('package entry points', () => {
   it('resolve to built ESM with types first in the exports map', () => {
-    for (const name of ['@tollgate/core', '@tollgate/conformance']) {
+    for (const name of ['@tollgate/core', '@tollgate/conformance', '@tollgate/server']) {
       const pkg = require(`${name}/package.json`) as {
         type: string
         exports: Record<string, unknown>
@@ -34,6 +34,7 @@ describe('package entry points', () => {
     for (const fn of [
       'createMeter',
       'memoryStore',
+      'httpStore',
       'isTollgateError',
       'applyOperation',
       'newAccountState',

@@ -45,6 +45,7 @@ export {
   StoreUnavailableError,
   TollgateError,
 } from './errors.js'
+export { type HttpStoreOptions, httpStore } from './http-store.js'
 export { newId } from './ids.js'
 export { type MemoryStoreOptions, memoryStore } from './memory-store.js'
 export {

@@ -1,0 +1,285 @@
+/**
+ * What the network costs: reserve+commit pairs per second through `httpStore()` to a Tollgate
+ * server, next to the same store in process. Both sides use a file-backed PGlite store (the
+ * default of `tollgate serve`); each on one hot account and on 1,000 accounts.
+ *
+ *   in process:  meter → pgliteStore({ dataDir })
+ *   over HTTP:   meter → httpStore() ──HTTP──▶ createServer() in a child process → pgliteStore
+ *
+ * Every scenario runs in a fresh process (its own JIT state and heap), which also generates the
+ * load: `--concurrency` loops of reserve → commit. The server runs in a child process of its own,
+ * so the client and the server only share the machine's cores. Scenarios run interleaved, round
+ * after round; the table reports medians.
+ *
+ *   pnpm --filter @tollgate/bench bench:server [--rounds 3] [--duration 5] [--warmup 1]
+ *                                              [--concurrency 64] [--connections 64]
+ *                                              [--only http-hot,local-hot]
+ *
+ * Scenarios: local-hot, http-hot, http-hot-16, local-many, http-many. The HTTP ones open one
+ * connection per loop (`--connections`), except `http-hot-16`, which caps httpStore at 16: the
+ * server's group commit batches what arrives at once, so fewer connections make smaller
+ * transactions (why httpStore's default is 64).
+ */
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { mkdtempSync, rmSync } from 'node:fs'
+import os from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
+import { createMeter, httpStore, type Store } from '@tollgate/core'
+import { pgliteStore } from '@tollgate/postgres'
+import { createServer } from '@tollgate/server'
+
+const { values } = parseArgs({
+  options: {
+    rounds: { type: 'string', default: '3' },
+    duration: { type: 'string', default: '5' },
+    warmup: { type: 'string', default: '1' },
+    concurrency: { type: 'string', default: '64' },
+    /** httpStore connections of the HTTP scenarios (default: one per loop); `http-hot-16` keeps 16. */
+    connections: { type: 'string' },
+    only: { type: 'string' },
+    /** Internal: run one scenario and print its result as JSON. */
+    scenario: { type: 'string' },
+    /** Internal: serve a PGlite store in this data directory (a child of an HTTP scenario). */
+    serve: { type: 'string' },
+  },
+})
+const ROUNDS = Number(values.rounds)
+const SECONDS = Number(values.duration)
+const WARMUP = Number(values.warmup)
+const CONCURRENCY = Number(values.concurrency)
+const CONNECTIONS = Number(values.connections ?? values.concurrency)
+const MANY = 1_000
+const CREDITS = 2 ** 50
+const self = fileURLToPath(import.meta.url)
+
+const SCENARIOS = {
+  'local-hot': 'pglite in process: 1 hot account',
+  'http-hot': `httpStore → server (pglite), ${CONNECTIONS} connections: 1 hot account`,
+  'http-hot-16': 'httpStore → server (pglite), 16 connections: 1 hot account',
+  'local-many': 'pglite in process: 1,000 accounts',
+  'http-many': `httpStore → server (pglite), ${CONNECTIONS} connections: 1,000 accounts`,
+} as const
+type Scenario = keyof typeof SCENARIOS
+
+interface Result {
+  /** Pairs per second. */
+  ops: number
+  p50: number
+  p99: number
+  /** CPU (user + system) per pair of the process that runs the meter, µs. */
+  clientUs: number
+  /** CPU per pair of the server process, µs (HTTP scenarios only). */
+  serverUs: number | null
+}
+
+// ---- the server child of an HTTP scenario ----------------------------------------------------
+
+if (values.serve !== undefined) {
+  const server = createServer({
+    store: pgliteStore({ dataDir: values.serve }),
+    logger: false,
+    sweepIntervalMs: 0,
+  })
+  const { url, adminKey } = await server.listen({ port: 0, host: '127.0.0.1' })
+  process.on('message', (m) => {
+    if (m === 'cpu') process.send!({ cpu: process.cpuUsage() })
+  })
+  process.once('SIGTERM', () => {
+    server.close().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    )
+  })
+  process.send!({ url, adminKey })
+}
+
+// ---- one scenario, in a process of its own ---------------------------------------------------
+
+/** The server's CPU time so far. */
+async function cpuOf(child: ChildProcess): Promise<NodeJS.CpuUsage> {
+  const reply = once(child, 'message') as Promise<[{ cpu: NodeJS.CpuUsage }]>
+  child.send('cpu')
+  return (await reply)[0].cpu
+}
+
+const cpuUs = (a: NodeJS.CpuUsage, b: NodeJS.CpuUsage) => b.user - a.user + b.system - a.system
+
+async function run(scenario: Scenario): Promise<Result> {
+  const dataDir = mkdtempSync(join(os.tmpdir(), 'tollgate-bench-server-'))
+  let child: ChildProcess | undefined
+  try {
+    let store: Store
+    if (scenario.startsWith('http')) {
+      child = spawn(process.execPath, [...process.execArgv, self, '--serve', dataDir], {
+        stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      })
+      const [{ url, adminKey }] = (await once(child, 'message')) as [
+        { url: string; adminKey: string },
+      ]
+      // The server batches what arrives together into one transaction (group commit), so the
+      // connections cap its batches: 16 connections, at most 16 operations per transaction.
+      store = httpStore({
+        url,
+        apiKey: adminKey,
+        connections: scenario === 'http-hot-16' ? 16 : CONNECTIONS,
+      })
+    } else {
+      store = pgliteStore({ dataDir })
+    }
+    // An admin key acting on a tenant: the Tollgate-Tenant header rides on every request.
+    const meter = createMeter({ store, tenant: 'bench', cache: false })
+    const names = Array.from({ length: scenario.includes('many') ? MANY : 1 }, (_, i) => `a${i}`)
+    let next = 0
+    await Promise.all(
+      Array.from({ length: CONCURRENCY }, async () => {
+        while (next < names.length) await meter.grant(names[next++]!, CREDITS)
+      }),
+    )
+
+    let running = true
+    let measuring = false
+    let i = 0
+    const latencies: number[] = []
+    const loop = async () => {
+      while (running) {
+        const t = performance.now()
+        const hold = await meter.reserve(names[i++ % names.length]!, 1)
+        await hold.commit()
+        if (measuring) latencies.push(performance.now() - t)
+      }
+    }
+    const loops = Array.from({ length: CONCURRENCY }, loop)
+    await new Promise((r) => setTimeout(r, WARMUP * 1_000))
+    const serverBefore = child ? await cpuOf(child) : null
+    const clientBefore = process.cpuUsage()
+    const start = performance.now()
+    measuring = true
+    await new Promise((r) => setTimeout(r, SECONDS * 1_000))
+    measuring = false
+    const seconds = (performance.now() - start) / 1_000
+    const clientAfter = process.cpuUsage()
+    const serverAfter = child ? await cpuOf(child) : null
+    running = false
+    await Promise.all(loops)
+    await meter.close()
+
+    const n = latencies.length
+    latencies.sort((a, b) => a - b)
+    return {
+      ops: n / seconds,
+      p50: latencies[Math.floor(n * 0.5)] ?? 0,
+      p99: latencies[Math.floor(n * 0.99)] ?? 0,
+      clientUs: cpuUs(clientBefore, clientAfter) / n,
+      serverUs: serverBefore && serverAfter ? cpuUs(serverBefore, serverAfter) / n : null,
+    }
+  } finally {
+    if (child && child.exitCode === null) {
+      const exited = once(child, 'exit')
+      child.kill('SIGTERM')
+      await exited
+    }
+    rmSync(dataDir, { recursive: true, force: true })
+  }
+}
+
+if (values.scenario !== undefined) {
+  if (!(values.scenario in SCENARIOS)) throw new Error(`unknown scenario: ${values.scenario}`)
+  process.stdout.write(`${JSON.stringify(await run(values.scenario as Scenario))}\n`)
+  process.exit(0)
+}
+
+// ---- the orchestrator: rounds of fresh processes, then medians -------------------------------
+
+if (values.serve === undefined) {
+  const all = Object.keys(SCENARIOS) as Scenario[]
+  const chosen = values.only ? all.filter((s) => values.only!.split(',').includes(s)) : all
+  const settings = [
+    '--duration',
+    String(SECONDS),
+    '--warmup',
+    String(WARMUP),
+    '--concurrency',
+    String(CONCURRENCY),
+    '--connections',
+    String(CONNECTIONS),
+  ]
+  const runs = new Map<Scenario, Result[]>(chosen.map((s) => [s, []]))
+  for (let round = 1; round <= ROUNDS; round++) {
+    for (const scenario of chosen) {
+      const out = execFileSync(
+        process.execPath,
+        [...process.execArgv, self, '--scenario', scenario, ...settings],
+        { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] },
+      )
+      const r = JSON.parse(out.trim().split('\n').at(-1)!) as Result
+      runs.get(scenario)!.push(r)
+      console.error(
+        `round ${round}: ${SCENARIOS[scenario]}: ${Math.round(r.ops).toLocaleString('en')} pairs/s, ` +
+          `p50 ${r.p50.toFixed(1)} ms, p99 ${r.p99.toFixed(1)} ms`,
+      )
+    }
+  }
+
+  const median = (xs: number[]) => {
+    const s = [...xs].sort((a, b) => a - b)
+    const mid = Math.floor(s.length / 2)
+    return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2
+  }
+  const med = (s: Scenario, pick: (r: Result) => number | null) => {
+    const xs = runs.get(s)!.map(pick)
+    return xs.some((x) => x === null) ? null : median(xs as number[])
+  }
+  const fmt = (x: number | null, digits = 0) =>
+    x === null
+      ? '–'
+      : x.toLocaleString('en', { minimumFractionDigits: digits, maximumFractionDigits: digits })
+
+  const cpu = os.cpus()[0]?.model ?? 'unknown CPU'
+  const load = os
+    .loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' ')
+  console.log(
+    `\n${os.cpus().length} × ${cpu}, Node ${process.version}, load average ${load}, ` +
+      `${SECONDS} s (+${WARMUP} s warm-up) × ${ROUNDS} rounds, ${CONCURRENCY} concurrent loops, ` +
+      `${CONNECTIONS} HTTP connections, ${new Date().toISOString().slice(0, 10)}\n`,
+  )
+  console.log(
+    '| scenario | pairs/s (median) | p50 ms | p99 ms | client CPU µs/pair | server CPU µs/pair | rounds (pairs/s) |',
+  )
+  console.log('|---|---:|---:|---:|---:|---:|---|')
+  for (const s of chosen) {
+    const rounds = runs
+      .get(s)!
+      .map((r) => fmt(r.ops))
+      .join(', ')
+    console.log(
+      `| ${SCENARIOS[s]} | ${fmt(med(s, (r) => r.ops))} | ${fmt(
+        med(s, (r) => r.p50),
+        1,
+      )} | ` +
+        `${fmt(
+          med(s, (r) => r.p99),
+          1,
+        )} | ${fmt(med(s, (r) => r.clientUs))} | ` +
+        `${fmt(med(s, (r) => r.serverUs))} | ${rounds} |`,
+    )
+  }
+  const ratio = (a: Scenario, b: Scenario) =>
+    runs.has(a) && runs.has(b)
+      ? `${(med(a, (r) => r.ops)! / med(b, (r) => r.ops)!).toFixed(2)}×`
+      : '–'
+  console.log('\nRatios (a pair is two store operations: two HTTP round trips over httpStore):')
+  console.log(`- httpStore ÷ in process, 1 hot account: ${ratio('http-hot', 'local-hot')}`)
+  console.log(`- httpStore ÷ in process, 1,000 accounts: ${ratio('http-many', 'local-many')}`)
+  console.log(
+    `- httpStore, ${CONNECTIONS} ÷ 16 connections, 1 hot account: ${ratio('http-hot', 'http-hot-16')}`,
+  )
+  console.log(
+    '\nclient CPU: the process running the meter (and, in process, the store); server CPU: the' +
+      ' server process. Both are user + system time over the measurement, per pair.',
+  )
+}

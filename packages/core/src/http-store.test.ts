@@ -1,0 +1,553 @@
+/**
+ * `httpStore()` against small real HTTP servers (node:http on port 0; undici is not mocked): a
+ * stand-in Tollgate server that runs the store protocol over a memory store, and servers that
+ * drop connections, answer 5xx or 4xx, or never answer.
+ */
+import { once } from 'node:events'
+import {
+  createServer,
+  type IncomingHttpHeaders,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import type { Operation } from './engine/state.js'
+import {
+  AuthError,
+  HoldExpiredError,
+  IdempotencyConflictError,
+  InsufficientCreditsError,
+  InvalidInputError,
+  NotFoundError,
+  StoreUnavailableError,
+  type TollgateError,
+} from './errors.js'
+import { httpStore } from './http-store.js'
+import { newId } from './ids.js'
+import { memoryStore } from './memory-store.js'
+import { createMeter, type Meter } from './meter.js'
+import { PROBLEM_CONTENT_TYPE, problemDetails } from './problem.js'
+import type { Store } from './store.js'
+import { expectLedgerReplays, fullLedger } from './test-support.js'
+import { isTransportKey } from './transport-key.js'
+import {
+  codeBatchBodySchema,
+  dueBodySchema,
+  executeBodySchema,
+  ledgerBodySchema,
+  outcomeToWire,
+  pruneBodySchema,
+} from './wire.js'
+
+const API_KEY = 'tg_sk_test_0123456789abcdef'
+
+/** A request as a test server saw it. */
+interface Seen {
+  path: string
+  headers: IncomingHttpHeaders
+  body: Record<string, unknown>
+}
+
+type Handler = (seen: Seen, res: ServerResponse, req: IncomingMessage) => unknown
+
+const servers: Server[] = []
+const stores: Store[] = []
+afterEach(async () => {
+  await Promise.all(stores.splice(0).map((s) => s.close()))
+  for (const s of servers.splice(0)) {
+    s.closeAllConnections()
+    s.close()
+  }
+})
+
+/** Starts a node:http server on port 0; every request is parsed and recorded in `seen`. */
+async function serve(handler: Handler): Promise<{ url: string; seen: Seen[] }> {
+  const seen: Seen[] = []
+  const server = createServer(async (req, res) => {
+    let text = ''
+    for await (const chunk of req) text += chunk
+    const entry: Seen = {
+      path: req.url ?? '',
+      headers: req.headers,
+      body: JSON.parse(text || '{}'),
+    }
+    seen.push(entry)
+    try {
+      await handler(entry, res, req)
+    } catch (err) {
+      send(res, 500, problemDetails(err), PROBLEM_CONTENT_TYPE)
+    }
+  })
+  servers.push(server)
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const { port } = server.address() as AddressInfo
+  return { url: `http://127.0.0.1:${port}`, seen }
+}
+
+function send(res: ServerResponse, status: number, body: unknown, type = 'application/json') {
+  res.writeHead(status, { 'content-type': type })
+  res.end(JSON.stringify(body))
+}
+
+function sendError(res: ServerResponse, error: TollgateError) {
+  send(res, error.status, problemDetails(error), PROBLEM_CONTENT_TYPE)
+}
+
+/**
+ * The store protocol of a Tollgate server over one memory store, validating every body with
+ * the server's schemas (so these tests also prove what httpStore sends is accepted).
+ */
+function storeProtocol(store: Store): Handler {
+  return async ({ path, headers, body }, res) => {
+    const tenant = (headers['tollgate-tenant'] as string | undefined) ?? 'default'
+    switch (path) {
+      case '/v1/store/execute': {
+        const b = executeBodySchema.parse(body)
+        const out = await store.execute({
+          tenant,
+          account: b.account ?? undefined,
+          op: b.op as Operation,
+          now: b.now,
+          config: b.config,
+          newId,
+        })
+        return send(res, 200, outcomeToWire(out))
+      }
+      case '/v1/store/ledger': {
+        const { account, ...req } = ledgerBodySchema.parse(body)
+        return send(res, 200, await store.ledger(tenant, account, req as never))
+      }
+      case '/v1/store/codes':
+        return send(res, 200, await store.createCodes(tenant, codeBatchBodySchema.parse(body)))
+      case '/v1/store/due': {
+        const b = dueBodySchema.parse(body)
+        return send(res, 200, { accounts: await store.dueAccounts(tenant, b.now, b.limit) })
+      }
+      case '/v1/store/prune': {
+        const b = pruneBodySchema.parse(body)
+        return send(res, 200, { pruned: await store.prune(tenant, b.before) })
+      }
+      default:
+        return sendError(res, new NotFoundError('route', path))
+    }
+  }
+}
+
+/** An httpStore on `url` with fast retries; closed after the test. */
+function client(url: string, options: Parameters<typeof httpStore>[0] = {}): Store {
+  const store = httpStore({ url, apiKey: API_KEY, retryBaseMs: 1, retryMaxMs: 5, ...options })
+  stores.push(store)
+  return store
+}
+
+function meterOn(store: Store, tenant?: string): Meter {
+  return createMeter({ store, cache: false, ...(tenant ? { tenant } : {}) })
+}
+
+const executes = (seen: Seen[]) => seen.filter((s) => s.path === '/v1/store/execute')
+const keyOf = (s: Seen) => (s.body.op as { idempotencyKey?: string }).idempotencyKey
+
+describe('httpStore over a stand-in Tollgate server', () => {
+  it('meters end to end: grants, holds, ledger, sweep, codes', async () => {
+    const { url } = await serve(storeProtocol(memoryStore()))
+    const meter = meterOn(client(url))
+    expect(meter.store.kind).toBe('http')
+    await meter.grant('u ✓', 100)
+    const hold = await meter.reserve('u ✓', 30)
+    expect(hold.replayed).toBe(false)
+    await expect(hold.commit(20)).resolves.toMatchObject({ charged: 20, replayed: false })
+    await expect(meter.debit('u ✓', 500)).rejects.toBeInstanceOf(InsufficientCreditsError)
+    const balance = await expectLedgerReplays(meter, 'u ✓')
+    expect(balance).toMatchObject({ total: 80, held: 0, available: 80 })
+    // Transport keys dedupe retries but never show in the ledger.
+    expect((await fullLedger(meter, 'u ✓')).map((e) => e.idempotencyKey)).toEqual([
+      undefined,
+      undefined,
+      undefined,
+    ])
+    await expect(meter.sweep()).resolves.toEqual({ accounts: 0, pruned: 0 })
+    const { codes } = await meter.createCodes({ credits: 5, count: 3 })
+    await expect(meter.redeem('v', codes[1]!)).resolves.toMatchObject({ creditsGranted: 5 })
+  })
+
+  it('sends the API key, and the tenant as Tollgate-Tenant unless it is "default"', async () => {
+    const { url, seen } = await serve(storeProtocol(memoryStore()))
+    const store = client(url)
+    const acme = meterOn(store, 'acme')
+    const plain = meterOn(store)
+    await acme.grant('a', 5)
+    await acme.ledger('a')
+    await acme.createCodes({ credits: 1, count: 1 })
+    await acme.sweep()
+    await plain.grant('a', 7)
+    expect(seen.map((s) => s.path)).toEqual([
+      '/v1/store/execute',
+      '/v1/store/ledger',
+      '/v1/store/codes',
+      '/v1/store/due',
+      '/v1/store/prune',
+      '/v1/store/execute',
+    ])
+    for (const s of seen) {
+      expect(s.headers.authorization).toBe(`Bearer ${API_KEY}`)
+      expect(s.headers['content-type']).toBe('application/json')
+    }
+    expect(seen.slice(0, 5).map((s) => s.headers['tollgate-tenant'])).toEqual(Array(5).fill('acme'))
+    expect(seen[5]!.headers).not.toHaveProperty('tollgate-tenant')
+    // Tenants stay apart on the server.
+    expect((await plain.balance('a')).total).toBe(7)
+    expect((await acme.balance('a')).total).toBe(5)
+  })
+
+  it('gives every mutation without a key a transport key, and reads none', async () => {
+    const { url, seen } = await serve(storeProtocol(memoryStore()))
+    const meter = meterOn(client(url))
+    await meter.grant('a', 10)
+    await meter.grant('a', 10, { idempotencyKey: 'mine' })
+    await meter.balance('a')
+    const keys = executes(seen).map(keyOf)
+    expect(isTransportKey(keys[0]!)).toBe(true)
+    expect(keys.slice(1)).toEqual(['mine', undefined])
+    // A replay under the caller's own key is reported as one.
+    await expect(meter.grant('a', 10, { idempotencyKey: 'mine' })).resolves.toMatchObject({
+      replayed: true,
+    })
+  })
+
+  it('keeps a path prefix of the URL', async () => {
+    const protocol = storeProtocol(memoryStore())
+    const { url, seen } = await serve((s, res, req) =>
+      protocol({ ...s, path: s.path.replace(/^\/tollgate/, '') }, res, req),
+    )
+    await meterOn(client(`${url}/tollgate/`)).grant('a', 1)
+    expect(seen[0]!.path).toBe('/tollgate/v1/store/execute')
+  })
+})
+
+describe('httpStore retries', () => {
+  it('retries a dropped connection with the same generated key, and the operation applies once', async () => {
+    const store = memoryStore()
+    const protocol = storeProtocol(store)
+    const dropped = new Set<string>()
+    const { url, seen } = await serve(async (s, res, req) => {
+      const key = s.path === '/v1/store/execute' ? keyOf(s) : undefined
+      if (key !== undefined && !dropped.has(key)) {
+        dropped.add(key)
+        // The server applied it, then the answer was lost with the connection.
+        await store.execute({
+          tenant: 'default',
+          account: s.body.account as string,
+          op: s.body.op as Operation,
+          now: s.body.now as number,
+          config: executeBodySchema.parse(s.body).config,
+          newId,
+        })
+        req.socket.destroy()
+        return
+      }
+      return protocol(s, res, req)
+    })
+    const meter = meterOn(client(url))
+    const grant = await meter.grant('a', 10)
+    // The server replayed the second attempt; for the caller it is the first answer.
+    expect(grant.replayed).toBe(false)
+    const debit = await meter.debit('a', 3)
+    expect(debit.replayed).toBe(false)
+    const keys = executes(seen).map(keyOf)
+    expect(keys).toHaveLength(4)
+    expect(isTransportKey(keys[0]!)).toBe(true)
+    expect(keys[1]).toBe(keys[0])
+    expect(keys[3]).toBe(keys[2])
+    expect(keys[2]).not.toBe(keys[0])
+    const balance = await expectLedgerReplays(meter, 'a')
+    expect(balance.total).toBe(7)
+    expect((await fullLedger(meter, 'a')).map((e) => e.type)).toEqual(['grant', 'debit'])
+  })
+
+  it('retries a 503 with the same generated key', async () => {
+    const protocol = storeProtocol(memoryStore())
+    let failures = 0
+    const { url, seen } = await serve((s, res, req) => {
+      if (s.path === '/v1/store/execute' && failures < 2) {
+        failures++
+        return sendError(res, new StoreUnavailableError('database restarting'))
+      }
+      return protocol(s, res, req)
+    })
+    const meter = meterOn(client(url))
+    const hold = await meter.grant('a', 10).then(() => meter.reserve('a', 4))
+    expect(hold.amount).toBe(4)
+    const keys = executes(seen).map(keyOf)
+    // grant: 503, 503, 200; reserve: 200.
+    expect(keys).toHaveLength(4)
+    expect(new Set(keys.slice(0, 3)).size).toBe(1)
+    expect(keys[3]).not.toBe(keys[0])
+    expect((await meter.balance('a')).held).toBe(4)
+  })
+
+  it('retries reads (balance, ledger) and the other routes on 5xx too', async () => {
+    const protocol = storeProtocol(memoryStore())
+    const failed = new Set<string>()
+    const { url, seen } = await serve((s, res, req) => {
+      const id = `${s.path} ${JSON.stringify(s.body.op ?? null)}`
+      if (!failed.has(id)) {
+        failed.add(id)
+        res.writeHead(502, { 'content-type': 'text/html' })
+        return res.end('<html>Bad Gateway</html>')
+      }
+      return protocol(s, res, req)
+    })
+    const meter = meterOn(client(url))
+    await meter.grant('a', 10)
+    await meter.balance('a')
+    await meter.ledger('a')
+    await meter.sweep()
+    await meter.createCodes({ credits: 1, count: 1 })
+    expect(seen).toHaveLength(12)
+  })
+
+  it('gives up after `retries` and throws StoreUnavailableError with the last failure', async () => {
+    const { url, seen } = await serve((_, res) =>
+      sendError(res, new StoreUnavailableError('database is down')),
+    )
+    const meter = meterOn(client(url, { retries: 2 }))
+    const err = await meter.grant('a', 1).catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(StoreUnavailableError)
+    expect((err as Error).message).toMatch(/after 3 attempts/)
+    expect((err as Error).cause).toBeInstanceOf(StoreUnavailableError)
+    expect(((err as Error).cause as Error).message).toBe('database is down')
+    expect(seen).toHaveLength(3)
+    // Still the same key on every attempt.
+    expect(new Set(seen.map(keyOf)).size).toBe(1)
+  })
+
+  it('waits with exponential backoff between attempts', async () => {
+    const times: number[] = []
+    const { url } = await serve((_, res) => {
+      times.push(performance.now())
+      sendError(res, new StoreUnavailableError())
+    })
+    const meter = meterOn(client(url, { retries: 3, retryBaseMs: 40, retryMaxMs: 100 }))
+    await expect(meter.grant('a', 1)).rejects.toBeInstanceOf(StoreUnavailableError)
+    const gaps = times.slice(1).map((t, i) => t - times[i]!)
+    // Waits of [20, 40], [40, 80], [50, 100] ms: half the capped exponential, plus jitter.
+    expect(gaps).toHaveLength(3)
+    expect(gaps[0]).toBeGreaterThanOrEqual(19)
+    expect(gaps[1]).toBeGreaterThanOrEqual(39)
+    expect(gaps[2]).toBeGreaterThanOrEqual(49)
+    expect(gaps[2]).toBeLessThan(400)
+  })
+
+  it.each([
+    ['400', new InvalidInputError('op.amount', 'must be a non-negative safe integer')],
+    ['402', new InsufficientCreditsError('a', 10, 3)],
+    ['409', new IdempotencyConflictError('k-1')],
+  ])('never retries a %s, and throws it as the typed error with its fields', async (_, error) => {
+    const { url, seen } = await serve((_s, res) => sendError(res, error))
+    const meter = meterOn(client(url))
+    const err = await meter.debit('a', 1).catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(error.constructor)
+    expect((err as TollgateError).toJSON()).toEqual(error.toJSON())
+    expect(seen).toHaveLength(1)
+  })
+})
+
+describe('httpStore errors', () => {
+  it('problem+json answers become typed errors with their fields', async () => {
+    const errors: TollgateError[] = [
+      new AuthError('invalid or missing API key'),
+      new NotFoundError('hold', 'hld_nope'),
+      new HoldExpiredError('hld_old', 1_800_000_000_000),
+    ]
+    let i = 0
+    const { url } = await serve((_s, res) => sendError(res, errors[i++]!))
+    const meter = meterOn(client(url))
+    for (const expected of errors) {
+      const err = await meter.commit('hld_x').catch((e: unknown) => e)
+      expect(err).toBeInstanceOf(expected.constructor)
+      expect((err as TollgateError).toJSON()).toEqual(expected.toJSON())
+    }
+  })
+
+  it('a 4xx without problem details is an InvalidInputError naming the status', async () => {
+    const { url } = await serve((_s, res) => {
+      res.writeHead(404, { 'content-type': 'text/plain' })
+      res.end('no such route')
+    })
+    const err = await meterOn(client(url))
+      .grant('a', 1)
+      .catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(InvalidInputError)
+    expect((err as Error).message).toContain('404')
+  })
+
+  it('an unreachable server is StoreUnavailableError, after the retries', async () => {
+    // A port that was just free: nothing listens on it.
+    const { url } = await serve(() => {})
+    const server = servers.pop()!
+    server.close()
+    await once(server, 'close')
+    const started = performance.now()
+    const err = await meterOn(client(url, { retries: 2 }))
+      .grant('a', 1)
+      .catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(StoreUnavailableError)
+    expect((err as Error).message).toMatch(/unavailable after 3 attempts: ECONNREFUSED/)
+    expect((err as { cause?: { code?: string } }).cause?.code).toBe('ECONNREFUSED')
+    expect(performance.now() - started).toBeLessThan(2_000)
+  })
+
+  it('a server that does not answer in time is StoreUnavailableError (timeouts retry)', async () => {
+    const { url, seen } = await serve(() => new Promise(() => {}))
+    const started = performance.now()
+    const err = await meterOn(client(url, { timeoutMs: 150, retries: 1 }))
+      .grant('a', 1)
+      .catch((e: unknown) => e)
+    const elapsed = performance.now() - started
+    expect(err).toBeInstanceOf(StoreUnavailableError)
+    expect((err as { cause?: { code?: string } }).cause?.code).toBe('UND_ERR_HEADERS_TIMEOUT')
+    expect(seen).toHaveLength(2)
+    // undici checks header timeouts on a coarse (500 ms) timer.
+    expect(elapsed).toBeGreaterThanOrEqual(290)
+    expect(elapsed).toBeLessThan(5_000)
+  })
+
+  it('a 2xx that is not JSON is StoreUnavailableError, not retried', async () => {
+    const { url, seen } = await serve((_s, res) => {
+      res.writeHead(200, { 'content-type': 'text/html' })
+      res.end('<html>captive portal</html>')
+    })
+    await expect(meterOn(client(url)).grant('a', 1)).rejects.toBeInstanceOf(StoreUnavailableError)
+    expect(seen).toHaveLength(1)
+  })
+
+  it('after close(), operations are StoreUnavailableError', async () => {
+    const { url } = await serve(storeProtocol(memoryStore()))
+    const store = client(url)
+    await meterOn(store).grant('a', 1)
+    await store.close()
+    await store.close()
+    await expect(store.prune('default', 0)).rejects.toBeInstanceOf(StoreUnavailableError)
+  })
+})
+
+describe('httpStore codes', () => {
+  it('stores a large batch in several requests, each retried safely, the caller’s key last', async () => {
+    const store = memoryStore()
+    const protocol = storeProtocol(store)
+    let drops = 0
+    const { url, seen } = await serve(async (s, res, req) => {
+      // The second request is stored, then its answer is lost.
+      if (s.path === '/v1/store/codes' && seen.length === 2 && drops === 0) {
+        drops++
+        await store.createCodes('default', codeBatchBodySchema.parse(s.body))
+        req.socket.destroy()
+        return
+      }
+      return protocol(s, res, req)
+    })
+    const meter = meterOn(client(url))
+    const made = await meter.createCodes({ credits: 2, count: 2_450, idempotencyKey: 'batch-1' })
+    expect(made).toMatchObject({ count: 2_450, replayed: false })
+    expect(made.codes).toHaveLength(2_450)
+    const codes = seen.filter((s) => s.path === '/v1/store/codes')
+    // 1,000 + 1,000 (sent twice) + 450.
+    expect(codes.map((s) => (s.body.codes as unknown[]).length)).toEqual([1_000, 1_000, 1_000, 450])
+    const keys = codes.map((s) => (s.body.idempotency as { key: string }).key)
+    expect(isTransportKey(keys[0]!) && isTransportKey(keys[1]!)).toBe(true)
+    expect(keys[2]).toBe(keys[1])
+    expect(keys[3]).toBe('batch-1')
+    // Every code works, and once.
+    for (const code of [made.codes[0]!, made.codes[1_500]!, made.codes[2_449]!]) {
+      await expect(meter.redeem('a', code)).resolves.toMatchObject({ creditsGranted: 2 })
+    }
+    // The same key again replays the summary (the codes were shown once).
+    await expect(
+      meter.createCodes({ credits: 2, count: 2_450, idempotencyKey: 'batch-1' }),
+    ).resolves.toMatchObject({ batchId: made.batchId, replayed: true, codes: [] })
+    await expect(
+      meter.createCodes({ credits: 3, count: 1, idempotencyKey: 'batch-1' }),
+    ).rejects.toBeInstanceOf(IdempotencyConflictError)
+  })
+
+  it('a retried batch that carries the caller’s key is the first answer, with its codes', async () => {
+    const store = memoryStore()
+    const protocol = storeProtocol(store)
+    let dropped = false
+    const { url } = await serve(async (s, res, req) => {
+      if (s.path === '/v1/store/codes' && !dropped) {
+        dropped = true
+        await store.createCodes('default', codeBatchBodySchema.parse(s.body))
+        req.socket.destroy()
+        return
+      }
+      return protocol(s, res, req)
+    })
+    const meter = meterOn(client(url))
+    const made = await meter.createCodes({ credits: 4, count: 2, idempotencyKey: 'k' })
+    expect(made).toMatchObject({ replayed: false })
+    expect(made.codes).toHaveLength(2)
+    await expect(meter.redeem('a', made.codes[0]!)).resolves.toMatchObject({ creditsGranted: 4 })
+  })
+})
+
+describe('httpStore options', () => {
+  const env = { url: process.env.TOLLGATE_URL, key: process.env.TOLLGATE_API_KEY }
+  beforeEach(() => {
+    delete process.env.TOLLGATE_URL
+    delete process.env.TOLLGATE_API_KEY
+  })
+  afterEach(() => {
+    if (env.url !== undefined) process.env.TOLLGATE_URL = env.url
+    if (env.key !== undefined) process.env.TOLLGATE_API_KEY = env.key
+  })
+
+  it('a missing API key or URL is InvalidInputError at creation', () => {
+    expect(() => httpStore({ url: 'http://127.0.0.1:7070' })).toThrow(InvalidInputError)
+    expect(() => httpStore({ url: 'http://127.0.0.1:7070' })).toThrow(/apiKey: is required/)
+    expect(() => httpStore({ url: 'http://127.0.0.1:7070', apiKey: '' })).toThrow(InvalidInputError)
+    expect(() => httpStore({ apiKey: API_KEY })).toThrow(/url: is required/)
+    expect(() => httpStore()).toThrow(InvalidInputError)
+  })
+
+  it('rejects malformed options', () => {
+    const base = { url: 'http://127.0.0.1:7070', apiKey: API_KEY }
+    for (const bad of [
+      { url: 'not a url' },
+      { url: 'ftp://host' },
+      { url: 'http://user:pw@host' },
+      { apiKey: 'with space' },
+      { apiKey: 'line\nbreak' },
+      { connections: 0 },
+      { timeoutMs: -1 },
+      { retries: 1.5 },
+    ]) {
+      expect(() => httpStore({ ...base, ...bad }), JSON.stringify(bad)).toThrow(InvalidInputError)
+    }
+  })
+
+  it('takes the URL and key from TOLLGATE_URL and TOLLGATE_API_KEY', async () => {
+    const { url, seen } = await serve(storeProtocol(memoryStore()))
+    process.env.TOLLGATE_URL = url
+    process.env.TOLLGATE_API_KEY = 'tg_sk_env_key'
+    const store = httpStore()
+    stores.push(store)
+    await meterOn(store).grant('a', 1)
+    expect(seen[0]!.headers.authorization).toBe('Bearer tg_sk_env_key')
+  })
+
+  it('refuses a tenant that cannot travel in a header', async () => {
+    const { url, seen } = await serve(storeProtocol(memoryStore()))
+    const meter = meterOn(client(url), 'テナント')
+    await expect(meter.grant('a', 1)).rejects.toMatchObject({
+      code: 'invalid_input',
+      field: 'tenant',
+    })
+    expect(seen).toHaveLength(0)
+    await meterOn(client(url), 'café').grant('a', 1)
+    expect(seen[0]!.headers['tollgate-tenant']).toBe('café')
+  })
+})

@@ -1,0 +1,507 @@
+/**
+ * `httpStore()`: the store of a meter whose credits live behind a Tollgate server. It forwards
+ * each operation the meter built to the server's store protocol (`/v1/store/*`, see
+ * docs/server.md) and hands back the outcome; the server runs the same engine on its own store.
+ * What this file adds is the transport: a keep-alive connection pool, timeouts, retries that
+ * never apply an operation twice, and errors mapped back to Tollgate's typed errors.
+ */
+import { randomUUID } from 'node:crypto'
+import { Pool } from 'undici'
+import type { CodeRecord, Operation } from './engine/state.js'
+import { InvalidInputError, isTollgateError, StoreUnavailableError } from './errors.js'
+import type { ProblemDetails } from './problem.js'
+import type {
+  CodeBatch,
+  CodeBatchOutcome,
+  ExecuteRequest,
+  LedgerRequest,
+  Outcome,
+  Store,
+} from './store.js'
+import { TRANSPORT_KEY_PREFIX } from './transport-key.js'
+import type { LedgerPage } from './types.js'
+import { errorFromProblem, outcomeFromWire, type WireOutcome } from './wire.js'
+
+/** Options of {@link httpStore}. */
+export interface HttpStoreOptions {
+  /**
+   * The Tollgate server, e.g. `https://credits.internal:7070`. A path is kept as a prefix
+   * (`https://api.example.com/tollgate` → `…/tollgate/v1/store/execute`).
+   * @default process.env.TOLLGATE_URL
+   */
+  url?: string
+  /**
+   * A `tg_sk_…` API key. A tenant key acts on its own tenant; an admin key acts on the meter's
+   * `tenant` (sent as `Tollgate-Tenant`).
+   * @default process.env.TOLLGATE_API_KEY
+   */
+  apiKey?: string
+  /**
+   * Keep-alive connections to the server, at most: also the most operations in flight at once
+   * (one per connection). The server batches what arrives together into one transaction, so
+   * fewer connections mean smaller batches (16 gave a third of the throughput of 64 in
+   * bench/server.bench.ts). @default 64
+   */
+  connections?: number
+  /**
+   * How long to wait for the response headers, and then between two chunks of the body, in ms.
+   * A request that times out is retried like a dropped connection.
+   * @default 10_000
+   */
+  timeoutMs?: number
+  /** How long to wait for a TCP (and TLS) connection to be established, in ms. @default 5_000 */
+  connectTimeoutMs?: number
+  /**
+   * Retries after a connection error, a timeout or a 5xx answer (never after a 4xx). Every
+   * mutation carries an idempotency key, so a retry never applies an operation twice.
+   * @default 3
+   */
+  retries?: number
+  /** The first retry waits about this long (with jitter); each further one twice as long. @default 50 */
+  retryBaseMs?: number
+  /** The longest wait between two attempts, in ms. @default 1_000 */
+  retryMaxMs?: number
+}
+
+/** {@link HttpStoreOptions} checked, with defaults applied and request parts precomputed. */
+interface ResolvedHttpStoreOptions {
+  origin: string
+  /** The URL's path without a trailing slash; `''` for none. */
+  basePath: string
+  authorization: string
+  connections: number
+  timeoutMs: number
+  connectTimeoutMs: number
+  retries: number
+  retryBaseMs: number
+  retryMaxMs: number
+}
+
+const DEFAULTS = {
+  connections: 64,
+  timeoutMs: 10_000,
+  connectTimeoutMs: 5_000,
+  retries: 3,
+  retryBaseMs: 50,
+  retryMaxMs: 1_000,
+} as const
+
+const OPTION_KEYS = new Set<string>([
+  'url',
+  'apiKey',
+  'connections',
+  'timeoutMs',
+  'connectTimeoutMs',
+  'retries',
+  'retryBaseMs',
+  'retryMaxMs',
+])
+
+function intOption(value: unknown, field: string, min: number, max: number): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max) {
+    throw new InvalidInputError(field, `must be an integer from ${min} to ${max}`)
+  }
+  return value
+}
+
+function resolveOptions(options: HttpStoreOptions): ResolvedHttpStoreOptions {
+  if (typeof options !== 'object' || options === null) {
+    throw new InvalidInputError('options', 'httpStore takes an options object')
+  }
+  for (const key of Object.keys(options)) {
+    if (!OPTION_KEYS.has(key)) {
+      process.emitWarning(`httpStore: unknown option "${key}" is ignored`, 'TollgateWarning')
+    }
+  }
+  const rawUrl = options.url ?? process.env.TOLLGATE_URL
+  if (typeof rawUrl !== 'string' || rawUrl === '') {
+    throw new InvalidInputError('url', 'is required: pass { url } or set TOLLGATE_URL')
+  }
+  let url: URL
+  try {
+    url = new URL(rawUrl)
+  } catch {
+    throw new InvalidInputError('url', `is not a URL: ${rawUrl}`)
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new InvalidInputError('url', 'must be an http: or https: URL')
+  }
+  if (url.username !== '' || url.password !== '' || url.search !== '' || url.hash !== '') {
+    throw new InvalidInputError('url', 'must not carry credentials, a query or a fragment')
+  }
+  const apiKey = options.apiKey ?? process.env.TOLLGATE_API_KEY
+  if (typeof apiKey !== 'string' || apiKey === '') {
+    throw new InvalidInputError(
+      'apiKey',
+      'is required: pass { apiKey } or set TOLLGATE_API_KEY (a tg_sk_… key of the server)',
+    )
+  }
+  // A key that cannot travel in a header would fail every request; say so once, here.
+  if (!/^[\x21-\x7e]+$/.test(apiKey)) {
+    throw new InvalidInputError('apiKey', 'must be printable ASCII without spaces')
+  }
+  const o = { ...DEFAULTS, ...withoutUndefined(options) }
+  return {
+    origin: url.origin,
+    basePath: url.pathname.replace(/\/+$/, ''),
+    authorization: `Bearer ${apiKey}`,
+    connections: intOption(o.connections, 'connections', 1, 10_000),
+    timeoutMs: intOption(o.timeoutMs, 'timeoutMs', 1, 3_600_000),
+    connectTimeoutMs: intOption(o.connectTimeoutMs, 'connectTimeoutMs', 1, 3_600_000),
+    retries: intOption(o.retries, 'retries', 0, 100),
+    retryBaseMs: intOption(o.retryBaseMs, 'retryBaseMs', 0, 3_600_000),
+    retryMaxMs: intOption(o.retryMaxMs, 'retryMaxMs', 0, 3_600_000),
+  }
+}
+
+/** `{ retries: undefined }` means the default, as if the key were absent. */
+function withoutUndefined(o: HttpStoreOptions): Partial<HttpStoreOptions> {
+  const out: Record<string, unknown> = {}
+  for (const [k, v] of Object.entries(o)) if (v !== undefined) out[k] = v
+  return out as Partial<HttpStoreOptions>
+}
+
+/**
+ * Error codes of a request that may not have reached the server, or whose answer was lost: the
+ * connection failed, dropped or timed out. Anything else (a closed pool, a malformed request or
+ * response) would fail the same way again.
+ */
+const RETRYABLE_CODES = new Set([
+  'UND_ERR_SOCKET',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'UND_ERR_HEADERS_TIMEOUT',
+  'UND_ERR_BODY_TIMEOUT',
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ECONNABORTED',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'EHOSTDOWN',
+  'ENETUNREACH',
+  'ENETDOWN',
+  'EAI_AGAIN',
+])
+
+function isConnectionError(err: unknown): boolean {
+  if (typeof err !== 'object' || err === null) return false
+  const { code, errors } = err as { code?: unknown; errors?: unknown }
+  if (typeof code === 'string' && RETRYABLE_CODES.has(code)) return true
+  // Happy eyeballs (IPv4 and IPv6 tried at once) reports an AggregateError of both failures.
+  return Array.isArray(errors) && errors.some(isConnectionError)
+}
+
+/**
+ * Codes per request (about 270 KB of JSON). A batch may hold 100,000 codes: sent whole, it would
+ * be a 26 MB body that a proxy's limit (nginx: 1 MiB) refuses, and one transaction long enough
+ * to outlast `timeoutMs`, then be retried in full.
+ */
+const CODES_PER_REQUEST = 1_000
+
+/** An attempt that may be tried again: what went wrong, for the final error's `cause`. */
+class Retryable {
+  constructor(readonly cause: unknown) {}
+}
+
+const ROUTE = {
+  execute: '/v1/store/execute',
+  ledger: '/v1/store/ledger',
+  codes: '/v1/store/codes',
+  due: '/v1/store/due',
+  prune: '/v1/store/prune',
+} as const
+
+class HttpStore implements Store {
+  readonly kind = 'http'
+  readonly #o: ResolvedHttpStoreOptions
+  readonly #pool: Pool
+  /** Request headers by tenant, built once: the hot path only looks them up. */
+  readonly #headers = new Map<string, Record<string, string>>()
+  readonly #paths: Record<keyof typeof ROUTE, string>
+  #closed = false
+
+  constructor(options: HttpStoreOptions) {
+    const o = resolveOptions(options)
+    this.#o = o
+    this.#paths = {
+      execute: o.basePath + ROUTE.execute,
+      ledger: o.basePath + ROUTE.ledger,
+      codes: o.basePath + ROUTE.codes,
+      due: o.basePath + ROUTE.due,
+      prune: o.basePath + ROUTE.prune,
+    }
+    this.#pool = new Pool(o.origin, {
+      connections: o.connections,
+      headersTimeout: o.timeoutMs,
+      bodyTimeout: o.timeoutMs,
+      connectTimeout: o.connectTimeoutMs,
+      // Sockets stay open between requests (undici keeps alive by default, for as long as the
+      // server's Keep-Alive hint allows): a metered request costs no TCP handshake.
+    })
+  }
+
+  execute(req: ExecuteRequest): Promise<Outcome> {
+    let op: Operation = req.op
+    let transportKey: string | undefined
+    // A mutation without a key gets one of ours, so that a retry after a lost answer replays
+    // the first attempt instead of applying the operation twice. Reads need none.
+    if (op.idempotencyKey === undefined && op.type !== 'balance') {
+      transportKey = TRANSPORT_KEY_PREFIX + randomUUID()
+      op = { ...op, idempotencyKey: transportKey }
+    }
+    // The meter validated the operation: no schema work here, one stringify and one parse.
+    const body = JSON.stringify({
+      account: req.account ?? null,
+      op,
+      now: req.now,
+      config: req.config,
+    })
+    return this.#post(this.#paths.execute, req.tenant, body).then((data) =>
+      decodeOutcome(data, transportKey),
+    )
+  }
+
+  async ledger(tenant: string, account: string, req: LedgerRequest): Promise<LedgerPage> {
+    const body = JSON.stringify({
+      account,
+      limit: req.limit,
+      before: req.before,
+      types: req.types,
+      from: req.from,
+      to: req.to,
+    })
+    const page = (await this.#post(this.#paths.ledger, tenant, body)) as LedgerPage
+    if (!Array.isArray(page?.entries)) throw malformed('ledger')
+    return page
+  }
+
+  /**
+   * Stores the batch in requests of {@link CODES_PER_REQUEST} codes. Every request carries an
+   * idempotency record (a transport key when it has none of its own), so a retried request
+   * stores its codes once. The caller's record travels with the last request: the key is
+   * saved only once every code is stored, and a failure half-way leaves no key that would
+   * replay a batch the caller never received. (Codes stored before a replay or conflict on the
+   * last request were never shown to anyone: nobody can redeem them.)
+   */
+  async createCodes(tenant: string, batch: CodeBatch): Promise<CodeBatchOutcome> {
+    const { codes } = batch
+    let outcome: CodeBatchOutcome = { status: 'created' }
+    for (let start = 0; start < codes.length; start += CODES_PER_REQUEST) {
+      const last = start + CODES_PER_REQUEST >= codes.length
+      outcome = await this.#storeCodes(
+        tenant,
+        batch,
+        codes.length <= CODES_PER_REQUEST ? codes : codes.slice(start, start + CODES_PER_REQUEST),
+        last ? batch.idempotency : null,
+      )
+      if (outcome.status !== 'created') return outcome
+    }
+    return outcome
+  }
+
+  async #storeCodes(
+    tenant: string,
+    batch: CodeBatch,
+    codes: CodeRecord[],
+    idempotency: CodeBatch['idempotency'],
+  ): Promise<CodeBatchOutcome> {
+    const key = idempotency?.key ?? TRANSPORT_KEY_PREFIX + randomUUID()
+    const body = JSON.stringify({
+      batchId: batch.batchId,
+      codes,
+      idempotency: idempotency ?? {
+        key,
+        fingerprint: JSON.stringify(['createCodes', batch.batchId, codes.length]),
+        result: { batchId: batch.batchId },
+      },
+      now: batch.now,
+    })
+    const out = (await this.#post(this.#paths.codes, tenant, body)) as CodeBatchOutcome
+    if (out?.status === 'replayed') {
+      const replayedBatch = (out.result as { batchId?: unknown } | null)?.batchId
+      // A replay of this very batch is a retry of ours whose answer was lost: the codes the
+      // caller holds are the stored ones, so it is the first answer, not a replay.
+      if (idempotency === null || replayedBatch === batch.batchId) return { status: 'created' }
+      return out
+    }
+    if (out?.status !== 'created' && out?.status !== 'conflict') throw malformed('codes')
+    return out
+  }
+
+  async dueAccounts(tenant: string, now: number, limit: number): Promise<string[]> {
+    const out = (await this.#post(this.#paths.due, tenant, JSON.stringify({ now, limit }))) as {
+      accounts?: unknown
+    }
+    if (!Array.isArray(out?.accounts)) throw malformed('due')
+    return out.accounts as string[]
+  }
+
+  async prune(tenant: string, before: number): Promise<number> {
+    const out = (await this.#post(this.#paths.prune, tenant, JSON.stringify({ before }))) as {
+      pruned?: unknown
+    }
+    if (typeof out?.pruned !== 'number') throw malformed('prune')
+    return out.pruned
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    // Lets requests in flight finish, then closes every socket.
+    await this.#pool.close()
+  }
+
+  #headersFor(tenant: string): Record<string, string> {
+    let headers = this.#headers.get(tenant)
+    if (headers === undefined) {
+      headers = { 'content-type': 'application/json', authorization: this.#o.authorization }
+      if (tenant !== 'default') {
+        // Node reads header values as Latin-1: anything beyond would arrive garbled.
+        if (!/^[\x20-\x7e\xa0-\xff]+$/.test(tenant)) {
+          throw new InvalidInputError(
+            'tenant',
+            'must be Latin-1 text to travel in the Tollgate-Tenant header',
+          )
+        }
+        headers['tollgate-tenant'] = tenant
+      }
+      this.#headers.set(tenant, headers)
+    }
+    return headers
+  }
+
+  /**
+   * POSTs `body` and returns the parsed JSON answer. Connection errors, timeouts and 5xx
+   * answers are retried with exponential backoff and jitter; a 4xx answer is thrown at once as
+   * the typed error its problem details stand for.
+   */
+  async #post(path: string, tenant: string, body: string): Promise<unknown> {
+    if (this.#closed) throw new StoreUnavailableError('httpStore is closed')
+    const headers = this.#headersFor(tenant)
+    const { retries } = this.#o
+    for (let attempt = 0; ; attempt++) {
+      const answer = await this.#attempt(path, headers, body)
+      if (!(answer instanceof Retryable)) return answer
+      if (attempt >= retries || this.#closed) {
+        throw new StoreUnavailableError(
+          `Tollgate server at ${this.#o.origin} unavailable after ${attempt + 1} attempt${attempt === 0 ? '' : 's'}: ${explain(answer.cause)}`,
+          { cause: answer.cause },
+        )
+      }
+      await sleep(this.#backoff(attempt))
+    }
+  }
+
+  /** One request: the parsed answer, a {@link Retryable}, or a thrown final error. */
+  async #attempt(
+    path: string,
+    headers: Record<string, string>,
+    body: string,
+  ): Promise<unknown | Retryable> {
+    let statusCode: number
+    let text: string
+    try {
+      const res = await this.#pool.request({ path, method: 'POST', headers, body })
+      statusCode = res.statusCode
+      text = await res.body.text()
+    } catch (err) {
+      if (isConnectionError(err)) return new Retryable(err)
+      throw new StoreUnavailableError(`request to ${this.#o.origin} failed: ${explain(err)}`, {
+        cause: err,
+      })
+    }
+    if (statusCode >= 200 && statusCode < 300) {
+      try {
+        return JSON.parse(text)
+      } catch (err) {
+        throw new StoreUnavailableError(
+          `Tollgate server answered ${statusCode} with invalid JSON`,
+          {
+            cause: err,
+          },
+        )
+      }
+    }
+    const error = errorFromProblem(problemOf(statusCode, text))
+    if (statusCode >= 500) return new Retryable(error)
+    throw error
+  }
+
+  /** Exponential, capped, with jitter so that clients that failed together do not retry together. */
+  #backoff(attempt: number): number {
+    const ceiling = Math.min(this.#o.retryMaxMs, this.#o.retryBaseMs * 2 ** attempt)
+    return ceiling / 2 + Math.random() * (ceiling / 2)
+  }
+}
+
+/** The problem details of an error answer; a body that is none (a proxy's page) becomes one. */
+function problemOf(status: number, text: string): ProblemDetails {
+  try {
+    const p = JSON.parse(text) as unknown
+    if (typeof p === 'object' && p !== null && typeof (p as ProblemDetails).code === 'string') {
+      return { ...(p as ProblemDetails), status }
+    }
+  } catch {
+    // Not JSON: fall through.
+  }
+  return {
+    type: 'about:blank',
+    title: 'HTTP error',
+    status,
+    detail: `server answered ${status}${text ? `: ${text.slice(0, 200)}` : ''}`,
+    code: 'internal',
+  }
+}
+
+function decodeOutcome(data: unknown, transportKey: string | undefined): Outcome {
+  const wire = data as WireOutcome
+  if (typeof wire !== 'object' || wire === null || !Array.isArray(wire.events)) {
+    throw malformed('execute')
+  }
+  const out = outcomeFromWire(wire)
+  // A replay under our own key is our earlier attempt, whose answer was lost: for the caller
+  // it is the first answer.
+  if (transportKey !== undefined) out.replayed = false
+  return out
+}
+
+function malformed(route: string): StoreUnavailableError {
+  return new StoreUnavailableError(`Tollgate server sent a malformed ${route} answer`)
+}
+
+function explain(err: unknown): string {
+  if (isTollgateError(err)) return `${err.status} ${err.message}`
+  if (err instanceof Error) {
+    const code = (err as { code?: unknown }).code
+    return typeof code === 'string' ? `${code} ${err.message}` : err.message
+  }
+  return String(err)
+}
+
+/**
+ * A wait between attempts. Not unref'd, unlike Tollgate's background timers: an operation is
+ * in progress, and the process must not exit under it.
+ */
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms))
+}
+
+/**
+ * A store that forwards every operation to a Tollgate server (`@tollgate/server`), so that many
+ * app instances share one ledger. The meter's tenant travels as `Tollgate-Tenant` (admin keys);
+ * with a tenant key, leave the meter's tenant at `'default'`.
+ *
+ * Throws {@link InvalidInputError} at once when there is no URL or API key. Operations throw
+ * the typed error the server answers with, and {@link StoreUnavailableError} when the server
+ * cannot be reached or keeps failing after the retries.
+ * @example
+ * import { createMeter, httpStore } from '@tollgate/core'
+ * const meter = createMeter({
+ *   store: httpStore({ url: 'http://127.0.0.1:7070', apiKey: process.env.TOLLGATE_API_KEY }),
+ * })
+ * const hold = await meter.reserve('user_1', 10)
+ * await hold.commit()
+ */
+export function httpStore(options: HttpStoreOptions = {}): Store {
+  return new HttpStore(options)
+}

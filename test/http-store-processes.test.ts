@@ -1,0 +1,365 @@
+/**
+ * Many app processes, one Tollgate server: app processes meter the same accounts through
+ * `httpStore()` at once, and the invariants of DESIGN section 1 hold across them, as they do
+ * for processes sharing one database (postgres-processes.test.ts). The server runs in a process
+ * of its own, on file-backed PGlite and on PostgreSQL. Workers (test/workers/*.mjs) are plain
+ * Node scripts over the built packages: run `corepack pnpm build` first.
+ */
+import { type ChildProcess, spawn } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { connect, createServer as createTcpServer, type Server, type Socket } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { createMeter, httpStore, type LedgerEntry, type Meter } from '@tollgate/core'
+import pg from 'pg'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+
+const databaseUrl = process.env.TOLLGATE_TEST_DATABASE_URL
+const workers = new URL('./workers/', import.meta.url).pathname
+
+if (!databaseUrl && process.env.CI) {
+  describe('httpStore processes on PostgreSQL', () => {
+    it('needs TOLLGATE_TEST_DATABASE_URL in CI', () => {
+      expect.fail('TOLLGATE_TEST_DATABASE_URL is not set; .ci/run sets it to the local server')
+    })
+  })
+} else if (!databaseUrl) {
+  console.warn(
+    'SKIPPED: httpStore processes over a server on PostgreSQL (set TOLLGATE_TEST_DATABASE_URL=postgres://… to run them)',
+  )
+}
+
+/** Runs a worker to completion and returns the JSON it printed last. */
+function run<T>(script: string, args: unknown): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [join(workers, script), JSON.stringify(args)], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    })
+    let out = ''
+    child.stdout.on('data', (chunk: Buffer) => {
+      out += chunk
+    })
+    child.on('error', reject)
+    child.on('exit', (code) => {
+      if (code !== 0) return reject(new Error(`${script} exited with ${code}: ${out}`))
+      resolve(JSON.parse(out.trim().split('\n').at(-1)!) as T)
+    })
+  })
+}
+
+/** Starts the server worker; resolves with its URL and bootstrap admin key once it listens. */
+function startServer(
+  args: Record<string, unknown>,
+): Promise<{ child: ChildProcess; url: string; adminKey: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(
+      process.execPath,
+      [join(workers, 'tollgate-server.mjs'), JSON.stringify(args)],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    )
+    let buffered = ''
+    let done = false
+    child.stdout.on('data', (chunk: Buffer) => {
+      buffered += chunk
+      const nl = buffered.indexOf('\n')
+      if (done || nl < 0) return
+      done = true
+      const { url, adminKey } = JSON.parse(buffered.slice(0, nl)) as {
+        url: string
+        adminKey: string
+      }
+      resolve({ child, url, adminKey })
+    })
+    child.on('error', reject)
+    child.on('exit', (code, signal) => {
+      if (!done)
+        reject(new Error(`tollgate-server.mjs exited (${code ?? signal}) before listening`))
+    })
+  })
+}
+
+function kill(child: ChildProcess): Promise<void> {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve()
+    child.once('exit', () => resolve())
+    child.kill('SIGKILL')
+  })
+}
+
+/** A graceful stop (SIGTERM: the server closes its store); SIGKILL if it hangs. */
+function stop(child: ChildProcess): Promise<number | null> {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve(child.exitCode)
+    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000)
+    child.once('exit', (code) => {
+      clearTimeout(timer)
+      resolve(code)
+    })
+    child.kill('SIGTERM')
+  })
+}
+
+/**
+ * A TCP proxy to `target` that loses answers: each chunk coming back from the server is dropped
+ * with probability `lossRate`, and both connections with it, so the client sees the connection
+ * fail after the server did the work. Requests always arrive.
+ */
+async function lossyProxy(
+  target: string,
+  lossRate: number,
+): Promise<{ url: string; dropped: () => number; close: () => Promise<void> }> {
+  const { hostname, port } = new URL(target)
+  let dropped = 0
+  const sockets = new Set<Socket>()
+  const proxy: Server = createTcpServer((client) => {
+    const upstream = connect(Number(port), hostname)
+    sockets.add(client).add(upstream)
+    const end = () => {
+      client.destroy()
+      upstream.destroy()
+      sockets.delete(client)
+      sockets.delete(upstream)
+    }
+    client.on('error', end).on('close', end)
+    upstream.on('error', end).on('close', end)
+    client.pipe(upstream)
+    upstream.on('data', (chunk: Buffer) => {
+      if (Math.random() < lossRate) {
+        dropped++
+        end()
+      } else {
+        client.write(chunk)
+      }
+    })
+  })
+  proxy.listen(0, '127.0.0.1')
+  await new Promise((r) => proxy.once('listening', r))
+  const address = proxy.address() as { port: number }
+  return {
+    url: `http://127.0.0.1:${address.port}`,
+    dropped: () => dropped,
+    close: () =>
+      new Promise((resolve) => {
+        for (const s of sockets) s.destroy()
+        proxy.close(() => resolve())
+      }),
+  }
+}
+
+/** A tenant API key, created through the admin API as an operator would. */
+async function createTenantKey(url: string, adminKey: string, tenant: string): Promise<string> {
+  const res = await fetch(`${url}/v1/keys`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${adminKey}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ tenant, name: 'processes test' }),
+  })
+  expect(res.status).toBe(201)
+  return ((await res.json()) as { key: string }).key
+}
+
+async function ledgerOf(meter: Meter, account: string): Promise<LedgerEntry[]> {
+  const out: LedgerEntry[] = []
+  let cursor: string | undefined
+  for (;;) {
+    const page = await meter.ledger(account, { limit: 1000, ...(cursor ? { cursor } : {}) })
+    out.push(...page.entries)
+    if (!page.nextCursor) return out.reverse()
+    cursor = page.nextCursor
+  }
+}
+
+/**
+ * Replays the account's ledger in sequence order: every running balance matches
+ * `balanceAfter`, available never goes below zero, held never below zero, and the sums give the
+ * balance. (As in postgres-processes.test.ts.)
+ */
+async function expectReplays(meter: Meter, account: string) {
+  const balance = await meter.balance(account, { fresh: true })
+  const entries = await ledgerOf(meter, account)
+  let net = 0
+  let held = 0
+  for (const e of entries) {
+    net += e.delta
+    held += e.heldDelta
+    expect(e.balanceAfter, `entry ${e.id}`).toBe(net)
+    expect(net - held, `available after entry ${e.id}`).toBeGreaterThanOrEqual(0)
+    expect(held).toBeGreaterThanOrEqual(0)
+    // Transport keys dedupe retries; they never reach the ledger.
+    expect(e.idempotencyKey).toBeUndefined()
+  }
+  expect({ net, held }).toEqual({ net: balance.total - balance.debt, held: balance.held })
+  return { balance, entries }
+}
+
+const APPS = 4
+const LOOPS = 32
+
+/**
+ * Registers the scenarios against a server process started with `serverArgs()` (called in
+ * beforeAll, so a skipped block starts nothing).
+ */
+function describeServerProcesses(
+  name: string,
+  serverArgs: () => Record<string, unknown>,
+  cleanup: () => Promise<void>,
+  skip = false,
+) {
+  describe.skipIf(skip)(name, () => {
+    let server: { child: ChildProcess; url: string; adminKey: string } | undefined
+    let apiKey = ''
+    let meter: Meter
+    beforeAll(async () => {
+      server = await startServer(serverArgs())
+      // The apps hold a tenant key: no Tollgate-Tenant header, the key decides the tenant.
+      apiKey = await createTenantKey(server.url, server.adminKey, `procs_${process.pid}`)
+      meter = createMeter({ store: httpStore({ url: server.url, apiKey }), cache: false })
+    }, 60_000)
+    afterAll(async () => {
+      await meter?.close()
+      if (server) expect(await stop(server.child)).toBe(0)
+      await cleanup()
+    }, 30_000)
+
+    async function contend(
+      accounts: string[],
+      attempts: number,
+      transport: Record<string, number> = {},
+      url = server!.url,
+    ) {
+      const results = await Promise.all(
+        Array.from({ length: APPS }, (_, w) =>
+          run<{ ok: number; insufficient: number; errors: string[] }>('http-reserve-commit.mjs', {
+            url,
+            apiKey,
+            accounts,
+            attempts,
+            loops: LOOPS,
+            offset: w,
+            stride: APPS,
+            transport,
+          }),
+        ),
+      )
+      return {
+        ok: results.reduce((s, r) => s + r.ok, 0),
+        insufficient: results.reduce((s, r) => s + r.insufficient, 0),
+        errors: results.flatMap((r) => r.errors),
+      }
+    }
+
+    it(`${APPS} app processes × ${LOOPS} loops, one account with 1,000 credits, 3,000 attempts`, async () => {
+      await meter.grant('hot', 1_000)
+      const r = await contend(['hot'], 3_000)
+      expect(r.errors).toEqual([])
+      expect(r.ok).toBe(1_000)
+      expect(r.insufficient).toBe(2_000)
+      const { balance, entries } = await expectReplays(meter, 'hot')
+      expect(balance).toMatchObject({ total: 0, held: 0, available: 0, debt: 0 })
+      const count = (type: string) => entries.filter((e) => e.type === type).length
+      // Every hold resolved, each by exactly one commit; no operation applied twice.
+      expect(count('grant')).toBe(1)
+      expect(count('hold')).toBe(1_000)
+      expect(count('commit')).toBe(1_000)
+      expect(count('release')).toBe(0)
+      expect(-entries.filter((e) => e.type === 'commit').reduce((s, e) => s + e.delta, 0)).toBe(
+        1_000,
+      )
+      expect(new Set(entries.filter((e) => e.type === 'hold').map((e) => e.holdId)).size).toBe(
+        1_000,
+      )
+    }, 120_000)
+
+    it(`${APPS} app processes × ${LOOPS} loops over 1,000 accounts with 2 credits each, 3 attempts each`, async () => {
+      const accounts = Array.from({ length: 1_000 }, (_, i) => `acct-${i}`)
+      for (let i = 0; i < accounts.length; i += 50) {
+        await Promise.all(accounts.slice(i, i + 50).map((a) => meter.grant(a, 2)))
+      }
+      const r = await contend(accounts, 3_000)
+      expect(r.errors).toEqual([])
+      expect(r.ok).toBe(2_000)
+      expect(r.insufficient).toBe(1_000)
+      for (let i = 0; i < accounts.length; i += 50) {
+        await Promise.all(
+          accounts.slice(i, i + 50).map(async (a) => {
+            const { balance, entries } = await expectReplays(meter, a)
+            expect(balance).toMatchObject({ total: 0, held: 0 })
+            expect(entries.filter((e) => e.type === 'commit')).toHaveLength(2)
+          }),
+        )
+      }
+    }, 120_000)
+
+    it('answers lost on the way back (a lossy proxy): every operation still applies exactly once', async () => {
+      await meter.grant('lossy', 1_000)
+      const proxy = await lossyProxy(server!.url, 0.05)
+      try {
+        const r = await contend(['lossy'], 3_000, { retries: 10, retryBaseMs: 1 }, proxy.url)
+        // Some 4,000 requests at a 5 % loss: about 200 answers lost, each retried.
+        expect(proxy.dropped()).toBeGreaterThan(20)
+        expect(r.errors).toEqual([])
+        expect(r.ok).toBe(1_000)
+        expect(r.insufficient).toBe(2_000)
+      } finally {
+        await proxy.close()
+      }
+      const { balance, entries } = await expectReplays(meter, 'lossy')
+      // A retry that applied again would leave a second hold (credits held), or settle a hold
+      // twice (hold_resolved among the errors).
+      expect(balance).toMatchObject({ total: 0, held: 0, available: 0, debt: 0 })
+      const count = (type: string) => entries.filter((e) => e.type === type).length
+      expect(count('hold')).toBe(1_000)
+      expect(count('commit')).toBe(1_000)
+      expect(count('release')).toBe(0)
+    }, 120_000)
+
+    it('the server killed mid-load and restarted on its store: no operation lost or applied twice', async () => {
+      await meter.grant('crash', 1_000)
+      // Retries enough to ride out the restart (~10 s): each request waits for the server.
+      const load = contend(['crash'], 3_000, { retries: 40, retryBaseMs: 20, retryMaxMs: 250 })
+      let before = 0
+      // Killed in the middle of the load: requests are in flight at this moment.
+      while (before < 200) {
+        await new Promise((r) => setTimeout(r, 50))
+        before = (await meter.ledger('crash', { limit: 1000, types: ['commit'] })).entries.length
+      }
+      await kill(server!.child)
+      const port = Number(new URL(server!.url).port)
+      server = await startServer({ ...serverArgs(), port })
+      // Not the first start: the store kept the admin key, and the apps' tenant key.
+      expect(server.adminKey).toBeNull()
+      const r = await load
+      expect(r.errors).toEqual([])
+      expect(r.ok).toBe(1_000)
+      expect(r.insufficient).toBe(2_000)
+      const { balance, entries } = await expectReplays(meter, 'crash')
+      expect(balance).toMatchObject({ total: 0, held: 0, available: 0, debt: 0 })
+      const count = (type: string) => entries.filter((e) => e.type === type).length
+      expect(count('hold')).toBe(1_000)
+      expect(count('commit')).toBe(1_000)
+      expect(count('release')).toBe(0)
+    }, 120_000)
+  })
+}
+
+const dataDir = mkdtempSync(join(tmpdir(), 'tollgate-http-procs-'))
+describeServerProcesses(
+  'httpStore: app processes share a server on PGlite (file)',
+  () => ({ dataDir }),
+  async () => rmSync(dataDir, { recursive: true, force: true }),
+)
+
+const schema = `tg_test_http_procs_${process.pid}_${Date.now().toString(36)}`
+describeServerProcesses(
+  'httpStore: app processes share a server on PostgreSQL',
+  () => ({ url: databaseUrl, schema }),
+  async () => {
+    const client = new pg.Client({ connectionString: databaseUrl })
+    await client.connect()
+    try {
+      await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`)
+    } finally {
+      await client.end()
+    }
+  },
+  !databaseUrl,
+)

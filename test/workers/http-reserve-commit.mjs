@@ -1,0 +1,31 @@
+// A metering app process on httpStore: `loops` concurrent reserve→commit loops over a shared list
+// of attempts, as reserve-commit.mjs does on PostgreSQL. Attempt i charges 1 credit to
+// accounts[i % accounts.length]. `transport` is extra httpStore options (retries…). Prints one
+// JSON line at the end: { ok, insufficient, errors }.
+import { createMeter, httpStore } from '@tollgate/core'
+
+const { url, apiKey, accounts, attempts, loops, offset, stride, transport } = JSON.parse(
+  process.argv[2],
+)
+const meter = createMeter({ store: httpStore({ url, apiKey, ...transport }), cache: false })
+const counts = { ok: 0, insufficient: 0, errors: [] }
+let next = offset
+async function loop() {
+  for (;;) {
+    const i = next
+    next += stride
+    if (i >= attempts) return
+    const account = accounts[i % accounts.length]
+    try {
+      const hold = await meter.reserve(account, 1, { ttlMs: 60_000 })
+      await hold.commit()
+      counts.ok++
+    } catch (err) {
+      if (err?.code === 'insufficient_credits') counts.insufficient++
+      else counts.errors.push(`${err?.code ?? 'unknown'}: ${err?.cause?.message ?? err?.message}`)
+    }
+  }
+}
+await Promise.all(Array.from({ length: loops }, loop))
+await meter.close()
+process.stdout.write(`${JSON.stringify(counts)}\n`)
