@@ -5,98 +5,34 @@
  * of its own, on file-backed PGlite and on PostgreSQL. Workers (test/workers/*.mjs) are plain
  * Node scripts over the built packages: run `corepack pnpm build` first.
  */
-import { type ChildProcess, spawn } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { connect, createServer as createTcpServer, type Server, type Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { createMeter, httpStore, type LedgerEntry, type Meter } from '@tollgate/core'
+import { createMeter, httpStore, type Meter } from '@tollgate/core'
 import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import {
+  contend as contendWith,
+  countTypes,
+  databaseUrl,
+  expectReplays as expectReplaysIn,
+  gateOnDatabase,
+  kill,
+  startWorker,
+  stop,
+} from './processes.js'
 
-const databaseUrl = process.env.TOLLGATE_TEST_DATABASE_URL
-const workers = new URL('./workers/', import.meta.url).pathname
-
-if (!databaseUrl && process.env.CI) {
-  describe('httpStore processes on PostgreSQL', () => {
-    it('needs TOLLGATE_TEST_DATABASE_URL in CI', () => {
-      expect.fail('TOLLGATE_TEST_DATABASE_URL is not set; .ci/run sets it to the local server')
-    })
-  })
-} else if (!databaseUrl) {
-  console.warn(
-    'SKIPPED: httpStore processes over a server on PostgreSQL (set TOLLGATE_TEST_DATABASE_URL=postgres://… to run them)',
-  )
-}
-
-/** Runs a worker to completion and returns the JSON it printed last. */
-function run<T>(script: string, args: unknown): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [join(workers, script), JSON.stringify(args)], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    })
-    let out = ''
-    child.stdout.on('data', (chunk: Buffer) => {
-      out += chunk
-    })
-    child.on('error', reject)
-    child.on('exit', (code) => {
-      if (code !== 0) return reject(new Error(`${script} exited with ${code}: ${out}`))
-      resolve(JSON.parse(out.trim().split('\n').at(-1)!) as T)
-    })
-  })
-}
+gateOnDatabase('httpStore processes over a server on PostgreSQL')
 
 /** Starts the server worker; resolves with its URL and bootstrap admin key once it listens. */
-function startServer(
+async function startServer(
   args: Record<string, unknown>,
 ): Promise<{ child: ChildProcess; url: string; adminKey: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(
-      process.execPath,
-      [join(workers, 'tollgate-server.mjs'), JSON.stringify(args)],
-      { stdio: ['ignore', 'pipe', 'inherit'] },
-    )
-    let buffered = ''
-    let done = false
-    child.stdout.on('data', (chunk: Buffer) => {
-      buffered += chunk
-      const nl = buffered.indexOf('\n')
-      if (done || nl < 0) return
-      done = true
-      const { url, adminKey } = JSON.parse(buffered.slice(0, nl)) as {
-        url: string
-        adminKey: string
-      }
-      resolve({ child, url, adminKey })
-    })
-    child.on('error', reject)
-    child.on('exit', (code, signal) => {
-      if (!done)
-        reject(new Error(`tollgate-server.mjs exited (${code ?? signal}) before listening`))
-    })
-  })
-}
-
-function kill(child: ChildProcess): Promise<void> {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) return resolve()
-    child.once('exit', () => resolve())
-    child.kill('SIGKILL')
-  })
-}
-
-/** A graceful stop (SIGTERM: the server closes its store); SIGKILL if it hangs. */
-function stop(child: ChildProcess): Promise<number | null> {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) return resolve(child.exitCode)
-    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000)
-    child.once('exit', (code) => {
-      clearTimeout(timer)
-      resolve(code)
-    })
-    child.kill('SIGTERM')
-  })
+  const { child, line } = await startWorker('tollgate-server.mjs', args, () => true)
+  const { url, adminKey } = JSON.parse(line) as { url: string; adminKey: string }
+  return { child, url, adminKey }
 }
 
 /**
@@ -157,38 +93,11 @@ async function createTenantKey(url: string, adminKey: string, tenant: string): P
   return ((await res.json()) as { key: string }).key
 }
 
-async function ledgerOf(meter: Meter, account: string): Promise<LedgerEntry[]> {
-  const out: LedgerEntry[] = []
-  let cursor: string | undefined
-  for (;;) {
-    const page = await meter.ledger(account, { limit: 1000, ...(cursor ? { cursor } : {}) })
-    out.push(...page.entries)
-    if (!page.nextCursor) return out.reverse()
-    cursor = page.nextCursor
-  }
-}
-
-/**
- * Replays the account's ledger in sequence order: every running balance matches
- * `balanceAfter`, available never goes below zero, held never below zero, and the sums give the
- * balance. (As in postgres-processes.test.ts.)
- */
+/** The replay check, and: transport keys dedupe retries but never reach the ledger. */
 async function expectReplays(meter: Meter, account: string) {
-  const balance = await meter.balance(account, { fresh: true })
-  const entries = await ledgerOf(meter, account)
-  let net = 0
-  let held = 0
-  for (const e of entries) {
-    net += e.delta
-    held += e.heldDelta
-    expect(e.balanceAfter, `entry ${e.id}`).toBe(net)
-    expect(net - held, `available after entry ${e.id}`).toBeGreaterThanOrEqual(0)
-    expect(held).toBeGreaterThanOrEqual(0)
-    // Transport keys dedupe retries; they never reach the ledger.
-    expect(e.idempotencyKey).toBeUndefined()
-  }
-  expect({ net, held }).toEqual({ net: balance.total - balance.debt, held: balance.held })
-  return { balance, entries }
+  const out = await expectReplaysIn(meter, account)
+  expect(out.entries.filter((e) => e.idempotencyKey !== undefined)).toEqual([])
+  return out
 }
 
 const APPS = 4
@@ -220,32 +129,13 @@ function describeServerProcesses(
       await cleanup()
     }, 30_000)
 
-    async function contend(
+    const contend = (
       accounts: string[],
       attempts: number,
       transport: Record<string, number> = {},
       url = server!.url,
-    ) {
-      const results = await Promise.all(
-        Array.from({ length: APPS }, (_, w) =>
-          run<{ ok: number; insufficient: number; errors: string[] }>('http-reserve-commit.mjs', {
-            url,
-            apiKey,
-            accounts,
-            attempts,
-            loops: LOOPS,
-            offset: w,
-            stride: APPS,
-            transport,
-          }),
-        ),
-      )
-      return {
-        ok: results.reduce((s, r) => s + r.ok, 0),
-        insufficient: results.reduce((s, r) => s + r.insufficient, 0),
-        errors: results.flatMap((r) => r.errors),
-      }
-    }
+    ) =>
+      contendWith({ url, apiKey, transport }, accounts, attempts, { processes: APPS, loops: LOOPS })
 
     it(`${APPS} app processes × ${LOOPS} loops, one account with 1,000 credits, 3,000 attempts`, async () => {
       await meter.grant('hot', 1_000)
@@ -255,12 +145,8 @@ function describeServerProcesses(
       expect(r.insufficient).toBe(2_000)
       const { balance, entries } = await expectReplays(meter, 'hot')
       expect(balance).toMatchObject({ total: 0, held: 0, available: 0, debt: 0 })
-      const count = (type: string) => entries.filter((e) => e.type === type).length
       // Every hold resolved, each by exactly one commit; no operation applied twice.
-      expect(count('grant')).toBe(1)
-      expect(count('hold')).toBe(1_000)
-      expect(count('commit')).toBe(1_000)
-      expect(count('release')).toBe(0)
+      expect(countTypes(entries)).toEqual({ grant: 1, hold: 1_000, commit: 1_000 })
       expect(-entries.filter((e) => e.type === 'commit').reduce((s, e) => s + e.delta, 0)).toBe(
         1_000,
       )
@@ -306,10 +192,7 @@ function describeServerProcesses(
       // A retry that applied again would leave a second hold (credits held), or settle a hold
       // twice (hold_resolved among the errors).
       expect(balance).toMatchObject({ total: 0, held: 0, available: 0, debt: 0 })
-      const count = (type: string) => entries.filter((e) => e.type === type).length
-      expect(count('hold')).toBe(1_000)
-      expect(count('commit')).toBe(1_000)
-      expect(count('release')).toBe(0)
+      expect(countTypes(entries)).toEqual({ grant: 1, hold: 1_000, commit: 1_000 })
     }, 120_000)
 
     it('the server killed mid-load and restarted on its store: no operation lost or applied twice', async () => {
@@ -333,10 +216,7 @@ function describeServerProcesses(
       expect(r.insufficient).toBe(2_000)
       const { balance, entries } = await expectReplays(meter, 'crash')
       expect(balance).toMatchObject({ total: 0, held: 0, available: 0, debt: 0 })
-      const count = (type: string) => entries.filter((e) => e.type === type).length
-      expect(count('hold')).toBe(1_000)
-      expect(count('commit')).toBe(1_000)
-      expect(count('release')).toBe(0)
+      expect(countTypes(entries)).toEqual({ grant: 1, hold: 1_000, commit: 1_000 })
     }, 120_000)
   })
 }

@@ -4,121 +4,25 @@
  * The workers (test/workers/*.mjs) are plain Node scripts over the built packages, as an app
  * would run them.
  */
-import { type ChildProcess, spawn } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { createMeter, type LedgerEntry, type Meter } from '@tollgate/core'
+import { createMeter, type Meter } from '@tollgate/core'
 import { pgliteStore, postgresStore } from '@tollgate/postgres'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import {
+  contend as contendWith,
+  countTypes,
+  databaseUrl,
+  expectReplays,
+  gateOnDatabase,
+  kill,
+  ledgerOf,
+  startWorker,
+} from './processes.js'
 
-const url = process.env.TOLLGATE_TEST_DATABASE_URL
-const workers = new URL('./workers/', import.meta.url).pathname
-
-if (!url && process.env.CI) {
-  describe('PostgreSQL processes', () => {
-    it('needs TOLLGATE_TEST_DATABASE_URL in CI', () => {
-      expect.fail('TOLLGATE_TEST_DATABASE_URL is not set; .ci/run sets it to the local server')
-    })
-  })
-} else if (!url) {
-  console.warn(
-    'SKIPPED: cross-process PostgreSQL tests (set TOLLGATE_TEST_DATABASE_URL=postgres://… to run them)',
-  )
-}
-
-/** Runs a worker to completion and returns the JSON it printed last. */
-function run<T>(script: string, args: unknown): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [join(workers, script), JSON.stringify(args)], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    })
-    let out = ''
-    child.stdout.on('data', (chunk: Buffer) => {
-      out += chunk
-    })
-    child.on('error', reject)
-    child.on('exit', (code) => {
-      if (code !== 0) return reject(new Error(`${script} exited with ${code}: ${out}`))
-      resolve(JSON.parse(out.trim().split('\n').at(-1)!) as T)
-    })
-  })
-}
-
-/** Starts a worker and resolves once it printed a line matching `ready`. */
-function startUntil(
-  script: string,
-  args: unknown,
-  ready: (line: string) => boolean,
-  onLine: (line: string) => void = () => {},
-): Promise<{ child: ChildProcess; line: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [join(workers, script), JSON.stringify(args)], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    })
-    let buffered = ''
-    let done = false
-    child.stdout.on('data', (chunk: Buffer) => {
-      buffered += chunk
-      let nl = buffered.indexOf('\n')
-      while (nl >= 0) {
-        const line = buffered.slice(0, nl)
-        buffered = buffered.slice(nl + 1)
-        onLine(line)
-        if (!done && ready(line)) {
-          done = true
-          resolve({ child, line })
-        }
-        nl = buffered.indexOf('\n')
-      }
-    })
-    child.on('error', reject)
-    child.on('exit', (code, signal) => {
-      if (!done) reject(new Error(`${script} exited (${code ?? signal}) before it was ready`))
-    })
-  })
-}
-
-function kill(child: ChildProcess): Promise<void> {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) return resolve()
-    child.once('exit', () => resolve())
-    child.kill('SIGKILL')
-  })
-}
-
-async function ledgerOf(meter: Meter, account: string): Promise<LedgerEntry[]> {
-  const out: LedgerEntry[] = []
-  let cursor: string | undefined
-  for (;;) {
-    const page = await meter.ledger(account, { limit: 1000, ...(cursor ? { cursor } : {}) })
-    out.push(...page.entries)
-    if (!page.nextCursor) return out.reverse()
-    cursor = page.nextCursor
-  }
-}
-
-/**
- * Replays the account's ledger in sequence order: every running balance matches
- * `balanceAfter`, never goes below zero, held never below zero, and the sums give the balance.
- * (Entries of different processes are ordered by sequence; their `at` comes from each
- * process's clock, so it is not checked for order here.)
- */
-async function expectReplays(meter: Meter, account: string) {
-  const balance = await meter.balance(account, { fresh: true })
-  const entries = await ledgerOf(meter, account)
-  let net = 0
-  let held = 0
-  for (const e of entries) {
-    net += e.delta
-    held += e.heldDelta
-    expect(e.balanceAfter, `entry ${e.id}`).toBe(net)
-    expect(net - held, `available after entry ${e.id}`).toBeGreaterThanOrEqual(0)
-    expect(held).toBeGreaterThanOrEqual(0)
-  }
-  expect({ net, held }).toEqual({ net: balance.total - balance.debt, held: balance.held })
-  return { balance, entries }
-}
+const url = databaseUrl
+gateOnDatabase('cross-process PostgreSQL tests')
 
 describe.skipIf(!url)('PostgreSQL: many processes, one database', () => {
   const tenant = `procs_${process.pid}_${Date.now().toString(36)}`
@@ -131,28 +35,8 @@ describe.skipIf(!url)('PostgreSQL: many processes, one database', () => {
 
   const WORKERS = 4
   const LOOPS = 32
-
-  async function contend(accounts: string[], attempts: number) {
-    const results = await Promise.all(
-      Array.from({ length: WORKERS }, (_, w) =>
-        run<{ ok: number; insufficient: number; errors: string[] }>('reserve-commit.mjs', {
-          url,
-          tenant,
-          accounts,
-          attempts,
-          loops: LOOPS,
-          offset: w,
-          stride: WORKERS,
-        }),
-      ),
-    )
-    const errors = results.flatMap((r) => r.errors)
-    return {
-      ok: results.reduce((s, r) => s + r.ok, 0),
-      insufficient: results.reduce((s, r) => s + r.insufficient, 0),
-      errors,
-    }
-  }
+  const contend = (accounts: string[], attempts: number) =>
+    contendWith({ url, tenant }, accounts, attempts, { processes: WORKERS, loops: LOOPS })
 
   it(`${WORKERS} processes × ${LOOPS} loops, one account with 1,000 credits, 3,000 attempts`, async () => {
     await meter.grant('hot', 1_000)
@@ -162,11 +46,8 @@ describe.skipIf(!url)('PostgreSQL: many processes, one database', () => {
     expect(r.insufficient).toBe(2_000)
     const { balance, entries } = await expectReplays(meter, 'hot')
     expect(balance).toMatchObject({ total: 0, held: 0, available: 0, debt: 0 })
-    const count = (type: string) => entries.filter((e) => e.type === type).length
     // Every hold resolved, each by exactly one commit.
-    expect(count('hold')).toBe(1_000)
-    expect(count('commit')).toBe(1_000)
-    expect(count('release')).toBe(0)
+    expect(countTypes(entries)).toEqual({ grant: 1, hold: 1_000, commit: 1_000 })
     expect(-entries.filter((e) => e.type === 'commit').reduce((s, e) => s + e.delta, 0)).toBe(1_000)
   }, 120_000)
 
@@ -192,7 +73,7 @@ describe.skipIf(!url)('PostgreSQL: many processes, one database', () => {
 
   it('a process killed while holding credits: after the TTL a sweep returns every held credit', async () => {
     await meter.grant('crash', 100)
-    const { child, line } = await startUntil(
+    const { child, line } = await startWorker(
       'hold-and-wait.mjs',
       { url, tenant, account: 'crash', holds: 5, amount: 7, ttlMs: 1_000 },
       (l) => l.startsWith('{'),
@@ -230,7 +111,7 @@ describe('PGlite: a process killed mid-load loses no acknowledged operation', ()
     const dataDir = mkdtempSync(join(tmpdir(), 'tollgate-pglite-'))
     dirs.push(dataDir)
     const acked = new Set<number>()
-    const { child } = await startUntil(
+    const { child } = await startWorker(
       'pglite-writer.mjs',
       { dataDir, account: 'durable', concurrency: 8 },
       (l) => l.startsWith('ack ') && acked.size >= 300,
