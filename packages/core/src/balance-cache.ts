@@ -1,7 +1,7 @@
 /**
  * The balance cache: the last balance this process saw for each account, refreshed from the
- * result of every operation the meter runs. It answers `balance()` reads; it is never used to
- * grant credit (reserve and debit always go to the store).
+ * result of every operation the meter runs. It answers `balance()` reads and refuses reserves
+ * it knows the account cannot cover; it is never used to grant credit.
  */
 import { LRUCache } from 'lru-cache'
 import type { Balance } from './types.js'
@@ -42,6 +42,17 @@ export class BalanceCache {
       return undefined
     }
     return copyBalance(entry.balance)
+  }
+
+  /** The cached `available` of the account (no copy), or undefined when none is fresh. */
+  available(account: string): number | undefined {
+    const entry = this.#lru.get(account)
+    if (!entry) return undefined
+    if (this.#clock() >= entry.staleAt) {
+      this.#lru.delete(account)
+      return undefined
+    }
+    return entry.balance.available
   }
 
   /**

@@ -47,6 +47,7 @@ export {
 } from './errors.js'
 export { type HttpStoreOptions, httpStore } from './http-store.js'
 export { newId } from './ids.js'
+export { type LeaseOptions, LOCAL_HOLD_PREFIX } from './lease.js'
 export { type MemoryStoreOptions, memoryStore } from './memory-store.js'
 export {
   type CommitOptions,

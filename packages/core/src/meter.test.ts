@@ -10,49 +10,11 @@ import {
 import { memoryStore } from './memory-store.js'
 import { createMeter, Hold, type Meter, type MeterOptions } from './meter.js'
 import type { Store } from './store.js'
-import { expectLedgerReplays, fullLedger } from './test-support.js'
+import { countingStore, expectLedgerReplays, fullLedger } from './test-support.js'
 import type { Balance } from './types.js'
 
 const T0 = Date.UTC(2030, 0, 1)
 const DAY = 86_400_000
-
-type Calls = Record<
-  'execute' | 'ledger' | 'createCodes' | 'dueAccounts' | 'prune' | 'close',
-  number
->
-
-/** Wraps a store and counts calls per method. */
-function countingStore(inner: Store = memoryStore()): Store & { calls: Calls } {
-  const calls: Calls = { execute: 0, ledger: 0, createCodes: 0, dueAccounts: 0, prune: 0, close: 0 }
-  return {
-    kind: inner.kind,
-    calls,
-    execute: (req) => {
-      calls.execute++
-      return inner.execute(req)
-    },
-    ledger: (t, a, r) => {
-      calls.ledger++
-      return inner.ledger(t, a, r)
-    },
-    createCodes: (t, b) => {
-      calls.createCodes++
-      return inner.createCodes(t, b)
-    },
-    dueAccounts: (t, n, l) => {
-      calls.dueAccounts++
-      return inner.dueAccounts(t, n, l)
-    },
-    prune: (t, b) => {
-      calls.prune++
-      return inner.prune(t, b)
-    },
-    close: () => {
-      calls.close++
-      return inner.close()
-    },
-  }
-}
 
 function setup(options: Partial<MeterOptions> = {}) {
   const clock = { now: T0 }

@@ -8,11 +8,18 @@ import { canonicalCode, generateCode, hashCode } from './codes.js'
 import type { CodeRecord, EngineConfig, EngineEvent, Operation } from './engine/state.js'
 import {
   IdempotencyConflictError,
+  InsufficientCreditsError,
   InvalidInputError,
   isTollgateError,
   StoreUnavailableError,
 } from './errors.js'
 import { newId } from './ids.js'
+import {
+  LeaseManager,
+  type LeaseOptions,
+  type ResolvedLeaseOptions,
+  resolveLeaseOptions,
+} from './lease.js'
 import type { Outcome, Store } from './store.js'
 import { decodeCursor } from './store.js'
 import type {
@@ -58,6 +65,31 @@ import {
 } from './validation.js'
 
 const DAY_MS = 86_400_000
+/** Operations that never give an account credits back (so leave other meters' figures valid). */
+const TAKES_ONLY: ReadonlySet<Operation['type']> = new Set([
+  'reserve',
+  'debit',
+  'balance',
+  'extend',
+])
+
+/** The balance caches of every meter on one store, by tenant: a grant through one clears the rest. */
+const CACHES = new WeakMap<Store, Map<string, Set<BalanceCache>>>()
+
+function siblingCaches(store: Store, tenant: string): Set<BalanceCache> {
+  let byTenant = CACHES.get(store)
+  if (!byTenant) {
+    byTenant = new Map()
+    CACHES.set(store, byTenant)
+  }
+  let set = byTenant.get(tenant)
+  if (!set) {
+    set = new Set()
+    byTenant.set(tenant, set)
+  }
+  return set
+}
+
 /** Accounts `sweep()` touches at once. */
 const SWEEP_CONCURRENCY = 32
 
@@ -88,6 +120,15 @@ export interface MeterOptions {
    * deploy step. @default true
    */
   migrate?: boolean
+  /**
+   * Serve reserves from a block of each active account's credits held in this process
+   * (DESIGN §2): no store round trip per request. Usage settles to the store every `flushMs`,
+   * when a lease runs out and on `close()`; a process that dies loses at most its unsettled
+   * usage (one lease per account). Reserves larger than `size`, or with an idempotency key or
+   * metadata, go to the store. Not with `overage: 'overdraft'`. @default off
+   * @example createMeter({ store, lease: { size: 1_000, ttlMs: 30_000, flushMs: 1_000 } })
+   */
+  lease?: LeaseOptions
 }
 
 /** Options of {@link Meter.grant}. */
@@ -237,6 +278,7 @@ interface ResolvedMeterOptions {
   defaultTtlMs: number
   retentionMs: number
   migrate: boolean
+  lease: ResolvedLeaseOptions | null
 }
 
 const MIN_RETENTION_MS = 2 * DAY_MS
@@ -252,6 +294,7 @@ const METER_OPTION_KEYS = new Set([
   'redeemAttempts',
   'retentionMs',
   'migrate',
+  'lease',
 ])
 
 function resolveOptions(options: MeterOptions): ResolvedMeterOptions {
@@ -291,7 +334,13 @@ function resolveOptions(options: MeterOptions): ResolvedMeterOptions {
   }
   const migrate = options.migrate ?? true
   if (typeof migrate !== 'boolean') throw new InvalidInputError('migrate', 'must be a boolean')
+  const lease = options.lease === undefined ? null : resolveLeaseOptions(options.lease)
+  if (lease !== null && overage === 'overdraft') {
+    // Debt is the store's to record: a lease can only spend what it holds.
+    throw new InvalidInputError('lease', "cannot be combined with overage: 'overdraft'")
+  }
   return {
+    lease,
     store,
     tenant,
     clock,
@@ -319,20 +368,67 @@ export class Meter {
   readonly #cache: BalanceCache | null
   readonly #listeners = new Map<string, Set<(event: never) => void>>()
   #closed = false
+  #closing: Promise<void> | null = null
   /** True once the store's migrations ran, or when there are none to run. */
   #migrated: boolean
   /** The migration in flight; a failed one is dropped so that the next operation retries. */
   #migration: Promise<void> | null = null
+  /** Leases, when the meter has them (`createMeter({ lease })`). */
+  readonly #leases: LeaseManager | null
+  /** Caches of the meters on the same store and tenant (this one's included). */
+  readonly #siblings: Set<BalanceCache>
 
   constructor(options: MeterOptions) {
     this.#o = resolveOptions(options)
     this.#store = this.#o.store
     this.tenant = this.#o.tenant
     this.#cache = this.#o.cache ? new BalanceCache(this.#o.cache, this.#o.clock) : null
+    this.#siblings = siblingCaches(this.#store, this.tenant)
+    if (this.#cache) this.#siblings.add(this.#cache)
+    this.#leases = this.#o.lease ? this.#newLeases(this.#o.lease) : null
     this.#migrated = !this.#o.migrate || typeof this.#store.migrate !== 'function'
     // Start at once so the first request does not wait for all of it; a failure here is
     // reported to the operations that wait for it.
     if (!this.#migrated) this.#whenMigrated()?.catch(() => {})
+  }
+
+  #newLeases(options: ResolvedLeaseOptions): LeaseManager {
+    return new LeaseManager(options, {
+      now: this.#o.clock,
+      overage: this.#o.config.overage,
+      reserve: async (account, amount, ttlMs) => {
+        const out = await this.#execute(account, {
+          type: 'reserve',
+          amount,
+          ttlMs,
+          metadata: metadataOf({ lease: true }),
+          idempotencyKey: undefined,
+        })
+        const h = out.result as unknown as HoldData
+        return { id: h.id, amount: h.amount, expiresAt: h.expiresAt, balance: out.balance! }
+      },
+      commit: async (holdId, actual) => {
+        const out = await this.#execute(undefined, {
+          type: 'commit',
+          holdId,
+          actual,
+          overage: 'reject',
+          metadata: metadataOf(undefined),
+          idempotencyKey: undefined,
+        })
+        return out.balance!
+      },
+      extend: async (holdId, ttlMs) => {
+        const out = await this.#execute(undefined, {
+          type: 'extend',
+          holdId,
+          ttlMs,
+          idempotencyKey: undefined,
+        })
+        return { expiresAt: (out.result as { expiresAt: number }).expiresAt, balance: out.balance! }
+      },
+      warn: (message) => process.emitWarning(`Tollgate: ${message}`, 'TollgateWarning'),
+    })
   }
 
   /** Undefined when the store is ready (the hot path pays one boolean check), else a promise. */
@@ -391,18 +487,28 @@ export class Meter {
     }
     if (pending instanceof Promise) {
       return pending.then(
-        (out) => this.#settle(out),
+        (out) => this.#settle(out, op.type),
         (err: unknown) => {
           throw storeFailure(err)
         },
       )
     }
-    return this.#settle(pending)
+    return this.#settle(pending, op.type)
   }
 
-  #settle(out: Outcome): Outcome {
+  #settle(out: Outcome, type: Operation['type']): Outcome {
     // A replay carries the balance as it was then: not news for the cache.
-    if (out.balance && this.#cache && !out.replayed) this.#cache.set(out.balance)
+    if (out.balance && !out.replayed) {
+      this.#cache?.set(out.balance)
+      // Credits that came back (a grant, a release…) make the other meters' figures of this
+      // account stale: they must not refuse a reserve on them. (Reserves and debits only take.)
+      const siblings = this.#siblings
+      if (out.error === null && !TAKES_ONLY.has(type) && siblings.size > 0) {
+        for (const cache of siblings) {
+          if (cache !== this.#cache) cache.delete(out.balance.account)
+        }
+      }
+    }
     if (out.events.length > 0 && this.#listeners.size > 0) this.#emit(out.events)
     if (out.error) throw out.error
     return out
@@ -503,14 +609,43 @@ export class Meter {
     checkAccount(account)
     checkAmount(amount)
     const o = parseReserveOptions(options)
+    const ttlMs = o?.ttlMs ?? this.#o.defaultTtlMs
+    const leases = this.#leases
+    if (
+      leases !== null &&
+      leases.eligible(amount) &&
+      o?.idempotencyKey === undefined &&
+      o?.metadata === undefined
+    ) {
+      this.#checkOpen()
+      const now = leases.reserveNow(account, amount, ttlMs)
+      if (now !== undefined) return new Hold(this, now.data, now.balance, false)
+      this.#refuseIfKnownShort(account, amount, leases.freeOf(account))
+      const leased = await leases.reserve(account, amount, ttlMs)
+      return new Hold(this, leased.data, leased.balance, false)
+    }
+    // A keyed reserve may be a replay (or a conflict): only the store knows.
+    if (amount > 0 && o?.idempotencyKey === undefined) this.#refuseIfKnownShort(account, amount)
     const out = await this.#execute(account, {
       type: 'reserve',
       amount,
-      ttlMs: o?.ttlMs ?? this.#o.defaultTtlMs,
+      ttlMs,
       metadata: metadataOf(o?.metadata),
       idempotencyKey: o?.idempotencyKey,
     })
     return new Hold(this, out.result as unknown as HoldData, out.balance!, out.replayed)
+  }
+
+  /**
+   * The cached fast path: an account whose cached balance cannot cover `amount` is refused
+   * without a round trip. A figure is only ever used to refuse, never to grant credit; a grant,
+   * release or redemption through any meter on this store clears it, else it lasts the cache TTL.
+   */
+  #refuseIfKnownShort(account: string, amount: number, leased = 0): void {
+    const available = this.#cache?.available(account)
+    if (available !== undefined && available + leased < amount) {
+      throw new InsufficientCreditsError(account, amount, Math.max(0, available) + leased)
+    }
   }
 
   /**
@@ -521,6 +656,14 @@ export class Meter {
     checkHoldId(holdId)
     if (actual !== undefined) checkAmount(actual, 'actual')
     const o = options === undefined ? undefined : parse(commitOptionsSchema, options)
+    if (this.#leases?.owns(holdId)) {
+      this.#checkOpen()
+      if (o?.metadata !== undefined) throw leasedMetadata()
+      if (o?.overage === 'overdraft') {
+        throw new InvalidInputError('overage', "'overdraft' is not available on a leased hold")
+      }
+      return this.#leases.commit(holdId, actual, o?.overage, o?.idempotencyKey)
+    }
     const out = await this.#execute(undefined, {
       type: 'commit',
       holdId,
@@ -536,6 +679,11 @@ export class Meter {
   async release(holdId: string, options?: MutationOptions): Promise<ReleaseResult> {
     checkHoldId(holdId)
     const o = options === undefined ? undefined : parse(releaseOptionsSchema, options)
+    if (this.#leases?.owns(holdId)) {
+      this.#checkOpen()
+      if (o?.metadata !== undefined) throw leasedMetadata()
+      return this.#leases.release(holdId, o?.idempotencyKey)
+    }
     const out = await this.#execute(undefined, {
       type: 'release',
       holdId,
@@ -554,6 +702,10 @@ export class Meter {
     checkHoldId(holdId)
     parse(ttlSchema, ttlMs, 'ttlMs')
     const o = parse(extendOptionsSchema, options)
+    if (this.#leases?.owns(holdId)) {
+      this.#checkOpen()
+      return this.#leases.extend(holdId, ttlMs)
+    }
     const out = await this.#execute(undefined, {
       type: 'extend',
       holdId,
@@ -570,12 +722,19 @@ export class Meter {
   async balance(account: string, options?: { fresh?: boolean }): Promise<Balance> {
     checkAccount(account)
     const o = options === undefined ? undefined : parse(balanceOptionsSchema, options)
-    if (this.#cache && o?.fresh !== true) {
-      const cached = this.#cache.get(account)
-      if (cached) return cached
-    }
-    const out = await this.#execute(account, { type: 'balance' })
-    return out.balance!
+    let balance: Balance | undefined
+    if (this.#cache && o?.fresh !== true) balance = this.#cache.get(account)
+    balance ??= (await this.#execute(account, { type: 'balance' })).balance!
+    // Credits this meter leased are counted as what they are: used, in local holds, or free.
+    return this.#leases ? this.#leases.adjust(balance) : balance
+  }
+
+  /**
+   * Settles lease usage now: leases used since they were taken, or idle, stop taking holds
+   * and commit what they spent once their holds resolve. Leases do it every `flushMs` anyway.
+   */
+  async flush(): Promise<void> {
+    await this.#leases?.flush(false)
   }
 
   /** A page of the account's ledger, newest first. */
@@ -779,12 +938,24 @@ export class Meter {
   }
 
   /** Closes the meter and its store. */
-  async close(): Promise<void> {
-    if (this.#closed) return
-    this.#closed = true
-    this.#listeners.clear()
-    this.#cache?.clear()
-    await this.#store.close()
+  close(): Promise<void> {
+    this.#closing ??= this.#close()
+    return this.#closing
+  }
+
+  async #close(): Promise<void> {
+    try {
+      // Usage served from leases is charged before the store goes away.
+      await this.#leases?.close()
+    } finally {
+      this.#closed = true
+      this.#listeners.clear()
+      if (this.#cache) {
+        this.#cache.clear()
+        this.#siblings.delete(this.#cache)
+      }
+      await this.#store.close()
+    }
   }
 }
 
@@ -794,6 +965,13 @@ function result<T>(out: Outcome): T {
   r.balance = out.balance
   r.replayed = out.replayed
   return r as T
+}
+
+function leasedMetadata(): InvalidInputError {
+  return new InvalidInputError(
+    'metadata',
+    'cannot be recorded on a hold served from a lease (its usage settles in one commit)',
+  )
 }
 
 function storeFailure(err: unknown): unknown {

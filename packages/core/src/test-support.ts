@@ -3,7 +3,9 @@
  * `expectLedgerReplays` of `@tollgate/conformance`, which depends on this package.
  */
 import { expect } from 'vitest'
+import { memoryStore } from './memory-store.js'
 import type { Meter } from './meter.js'
+import type { Store } from './store.js'
 import type { Balance, LedgerEntry } from './types.js'
 
 /** The whole ledger of an account, oldest first. */
@@ -42,4 +44,42 @@ export async function expectLedgerReplays(meter: Meter, account: string): Promis
   })
   expect(balance.available).toBe(balance.total - balance.held)
   return balance
+}
+
+export type Calls = Record<
+  'execute' | 'ledger' | 'createCodes' | 'dueAccounts' | 'prune' | 'close',
+  number
+>
+
+/** Wraps a store and counts calls per method. */
+export function countingStore(inner: Store = memoryStore()): Store & { calls: Calls } {
+  const calls: Calls = { execute: 0, ledger: 0, createCodes: 0, dueAccounts: 0, prune: 0, close: 0 }
+  return {
+    kind: inner.kind,
+    calls,
+    execute: (req) => {
+      calls.execute++
+      return inner.execute(req)
+    },
+    ledger: (t, a, r) => {
+      calls.ledger++
+      return inner.ledger(t, a, r)
+    },
+    createCodes: (t, b) => {
+      calls.createCodes++
+      return inner.createCodes(t, b)
+    },
+    dueAccounts: (t, n, l) => {
+      calls.dueAccounts++
+      return inner.dueAccounts(t, n, l)
+    },
+    prune: (t, b) => {
+      calls.prune++
+      return inner.prune(t, b)
+    },
+    close: () => {
+      calls.close++
+      return inner.close()
+    },
+  }
 }

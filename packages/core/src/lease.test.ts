@@ -1,0 +1,271 @@
+import { describe, expect, it } from 'vitest'
+import { isTollgateError } from './errors.js'
+import { memoryStore } from './memory-store.js'
+import { createMeter, type Meter, type MeterOptions } from './meter.js'
+import type { Store } from './store.js'
+import { countingStore, expectLedgerReplays, fullLedger } from './test-support.js'
+
+const T0 = Date.UTC(2030, 0, 1)
+// Real timers never fire during these tests: flushes are called by hand.
+const LEASE = { size: 20, ttlMs: 60_000, flushMs: 30_000 }
+
+function setup(options: Partial<MeterOptions> = {}, store: Store = memoryStore()) {
+  const clock = { now: T0 }
+  const counting = countingStore(store)
+  // Closing the leasing meter settles its leases but leaves the store open for `plain`.
+  const shared: Store = { ...counting, close: async () => {} }
+  const meter = createMeter({ clock: () => clock.now, lease: LEASE, ...options, store: shared })
+  // The store's own view: a meter without a lease over the same store and tenant.
+  const plain = createMeter({ clock: () => clock.now, store: shared, cache: false })
+  return { clock, store: counting, meter, plain }
+}
+
+/** Reserve then commit `amount`; resolves to true when served, false when refused for credits. */
+async function spend(meter: Meter, account: string, amount = 1): Promise<boolean> {
+  try {
+    const hold = await meter.reserve(account, amount, { ttlMs: 10_000 })
+    await hold.commit()
+    return true
+  } catch (err) {
+    if (isTollgateError(err, 'insufficient_credits')) return false
+    throw err
+  }
+}
+
+describe('leases', () => {
+  it('serve reserves from one store hold: one round trip for many requests', async () => {
+    const { meter, plain, store } = setup()
+    await plain.grant('a', 100)
+    const before = store.calls.execute
+    for (let i = 0; i < 15; i++) expect(await spend(meter, 'a')).toBe(true)
+    // One store reserve took the lease; 15 reserves and commits stayed in the process.
+    expect(store.calls.execute - before).toBe(1)
+    const held = await plain.balance('a')
+    expect(held).toMatchObject({ total: 100, held: 20, available: 80 })
+    const hold = await meter.reserve('a', 1)
+    expect(hold.id.startsWith('lh_')).toBe(true)
+    await hold.release()
+  })
+
+  it('a balance read through the meter counts its own lease', async () => {
+    const { meter, plain } = setup()
+    await plain.grant('a', 100)
+    const hold = await meter.reserve('a', 5)
+    await hold.commit(3)
+    const pending = await meter.reserve('a', 4)
+    expect(pending.balance).toMatchObject({ total: 97, held: 4, available: 93 })
+    expect(await meter.balance('a')).toMatchObject({ total: 97, held: 4, available: 93 })
+    // Other meters see the whole lease as held until it settles.
+    expect(await plain.balance('a')).toMatchObject({ total: 100, held: 20, available: 80 })
+    await pending.release()
+    expect(await meter.balance('a', { fresh: true })).toMatchObject({
+      total: 97,
+      held: 0,
+      available: 97,
+    })
+  })
+
+  it('settle usage in one commit on flush, and return idle credits', async () => {
+    const { meter, plain, clock } = setup()
+    await plain.grant('a', 100)
+    for (let i = 0; i < 7; i++) await spend(meter, 'a')
+    await meter.flush()
+    expect(await plain.balance('a')).toMatchObject({ total: 93, held: 0, available: 93 })
+    const types = (await fullLedger(plain, 'a')).map((e) => [e.type, e.delta, e.heldDelta])
+    expect(types).toEqual([
+      ['grant', 100, 0],
+      ['hold', 0, 20],
+      ['commit', -7, -20],
+    ])
+    // A lease taken and not used settles (returns) once it has been idle for flushMs.
+    await spend(meter, 'a')
+    await meter.flush() // used: settles
+    const h = await meter.reserve('a', 1)
+    await h.release()
+    await meter.flush() // not used since taken, but not idle for flushMs yet: kept
+    expect((await plain.balance('a')).held).toBe(20)
+    clock.now += LEASE.flushMs
+    await meter.flush()
+    expect(await plain.balance('a')).toMatchObject({ total: 92, held: 0 })
+    await expectLedgerReplays(plain, 'a')
+  })
+
+  it('never spend more than the leased credits, however many requests race', async () => {
+    const { meter, plain } = setup()
+    await plain.grant('a', 50)
+    const results = await Promise.all(Array.from({ length: 200 }, () => spend(meter, 'a')))
+    expect(results.filter(Boolean)).toHaveLength(50)
+    await meter.close()
+    expect(await plain.balance('a')).toMatchObject({ total: 0, held: 0, available: 0 })
+    await expectLedgerReplays(plain, 'a')
+  })
+
+  it('two meters leasing one account never overspend it', async () => {
+    const store = memoryStore()
+    const a = setup({}, store)
+    const b = createMeter({ clock: () => a.clock.now, lease: LEASE, store })
+    await a.plain.grant('x', 50)
+    const meters = [a.meter, b]
+    const results: boolean[] = []
+    for (let round = 0; round < 10; round++) {
+      results.push(
+        ...(await Promise.all(Array.from({ length: 20 }, (_, i) => spend(meters[i % 2]!, 'x')))),
+      )
+      // Usage settles now and then, so the credits move between the two meters.
+      await Promise.all(meters.map((m) => m.flush()))
+    }
+    await Promise.all(meters.map((m) => m.close()))
+    const served = results.filter(Boolean).length
+    expect(served).toBe(50)
+    expect(await a.plain.balance('x')).toMatchObject({ total: 0, held: 0 })
+    await expectLedgerReplays(a.plain, 'x')
+  })
+
+  it('a meter that dies loses at most its unsettled usage, bounded by the lease', async () => {
+    const { meter, plain, clock } = setup()
+    await plain.grant('a', 100)
+    for (let i = 0; i < 7; i++) await spend(meter, 'a')
+    // The process dies: nothing settles. After the lease TTL the store returns the hold.
+    clock.now += LEASE.ttlMs
+    await plain.sweep()
+    const after = await plain.balance('a')
+    expect(after).toMatchObject({ total: 100, held: 0, available: 100 })
+    // The 7 credits served were never charged: the loss is the unsettled usage (≤ size).
+    expect(100 - after.total).toBeLessThanOrEqual(LEASE.size)
+  })
+
+  it('take what is left when less than a lease remains, and refuse beyond it', async () => {
+    const { meter, plain } = setup()
+    await plain.grant('a', 5)
+    expect(await spend(meter, 'a', 3)).toBe(true)
+    expect(await spend(meter, 'a', 2)).toBe(true)
+    await expect(meter.reserve('a', 1)).rejects.toMatchObject({
+      code: 'insufficient_credits',
+      required: 1,
+      available: 0,
+    })
+    await meter.close()
+    expect(await plain.balance('a')).toMatchObject({ total: 0, held: 0 })
+  })
+
+  it('a reserve larger than the lease, or with a key or metadata, goes to the store', async () => {
+    const { meter, plain } = setup()
+    await plain.grant('a', 100)
+    const big = await meter.reserve('a', 30)
+    expect(big.id.startsWith('lh_')).toBe(false)
+    const keyed = await meter.reserve('a', 1, { idempotencyKey: 'k1' })
+    expect(keyed.id.startsWith('lh_')).toBe(false)
+    const tagged = await meter.reserve('a', 1, { metadata: { job: 'x' } })
+    expect(tagged.id.startsWith('lh_')).toBe(false)
+    await Promise.all([big.release(), keyed.release(), tagged.release()])
+  })
+
+  it('a local hold resolves once, replays under its key, and expires', async () => {
+    const { meter, plain, clock } = setup()
+    await plain.grant('a', 100)
+    const h = await meter.reserve('a', 5, { ttlMs: 1_000 })
+    const first = await h.commit(4, { idempotencyKey: 'c1' })
+    expect(first).toMatchObject({ charged: 4, freed: 1, shortfall: 0, replayed: false })
+    expect(await h.commit(4, { idempotencyKey: 'c1' })).toMatchObject({
+      charged: 4,
+      replayed: true,
+    })
+    await expect(h.commit(4)).rejects.toMatchObject({ code: 'hold_resolved' })
+    await expect(h.release()).rejects.toMatchObject({ code: 'hold_resolved' })
+    const late = await meter.reserve('a', 5, { ttlMs: 1_000 })
+    clock.now += 1_000
+    await expect(late.commit()).rejects.toMatchObject({ code: 'hold_expired' })
+    await expect(meter.commit('lh_nope_1')).rejects.toMatchObject({ code: 'not_found' })
+    const ext = await meter.reserve('a', 2, { ttlMs: 1_000 })
+    const extended = await ext.extend(5_000)
+    expect(extended.expiresAt).toBe(clock.now + 5_000)
+    clock.now += 2_000
+    await ext.commit()
+    await meter.close()
+    expect(await plain.balance('a')).toMatchObject({ total: 94, held: 0 })
+    await expectLedgerReplays(plain, 'a')
+  })
+
+  it('overage on a local hold: reject refuses, clamp takes what the lease has left', async () => {
+    const { meter, plain } = setup({ overage: 'reject' })
+    await plain.grant('a', 100)
+    const h = await meter.reserve('a', 5)
+    await expect(h.commit(6)).rejects.toMatchObject({ code: 'overage', held: 5, actual: 6 })
+    const r = await h.commit(30, { overage: 'clamp' })
+    // 5 held + the 15 left in the 20-credit lease; the rest is the shortfall.
+    expect(r).toMatchObject({ charged: 20, shortfall: 10, freed: 0 })
+    const other = await meter.reserve('a', 1)
+    await expect(other.commit(1, { metadata: { a: 1 } })).rejects.toMatchObject({
+      code: 'invalid_input',
+      field: 'metadata',
+    })
+    await other.release()
+    await meter.close()
+    expect((await plain.balance('a')).total).toBe(80)
+  })
+
+  it('close() charges the usage served before the store closes', async () => {
+    const store = countingStore()
+    const meter = createMeter({ store, lease: LEASE, clock: () => T0 })
+    await meter.grant('a', 100)
+    for (let i = 0; i < 9; i++) await spend(meter, 'a')
+    const executed = store.calls.execute
+    await meter.close()
+    // One commit settled the lease, then the store closed.
+    expect(store.calls.execute - executed).toBe(1)
+    expect(store.calls.close).toBe(1)
+  })
+
+  it('options are checked, and leases refuse the overdraft policy', () => {
+    const store = memoryStore()
+    expect(() => createMeter({ store, lease: { size: 0 } })).toThrow(/lease.size/)
+    expect(() => createMeter({ store, lease: { size: 10, flushMs: 40_000 } })).toThrow(
+      /lease.flushMs/,
+    )
+    expect(() =>
+      createMeter({ store, lease: { size: 10, ttl: 5 } as unknown as { size: number } }),
+    ).toThrow(/lease.ttl/)
+    expect(() => createMeter({ store, lease: { size: 10 }, overage: 'overdraft' })).toThrow(
+      /overdraft/,
+    )
+  })
+})
+
+describe('cached fast path', () => {
+  it('an account known to be short is refused without a round trip', async () => {
+    const { meter, plain, store } = setup({ lease: undefined })
+    await plain.grant('a', 2)
+    expect(await spend(meter, 'a', 2)).toBe(true)
+    const before = store.calls.execute
+    await expect(meter.reserve('a', 1)).rejects.toMatchObject({
+      code: 'insufficient_credits',
+      available: 0,
+    })
+    expect(store.calls.execute).toBe(before)
+    // A grant through another meter on this store clears the figure at once.
+    await plain.grant('a', 5)
+    expect(await spend(meter, 'a', 3)).toBe(true)
+  })
+
+  it('the figure lasts the cache TTL, then the store is asked again', async () => {
+    const store = memoryStore()
+    const { meter, clock } = setup({ lease: undefined }, store)
+    expect(await spend(meter, 'a')).toBe(false)
+    // Credits granted where this process cannot see (another process, straight to the store).
+    const elsewhere = createMeter({ store, clock: () => clock.now })
+    await elsewhere.grant('a', 1)
+    await expect(meter.reserve('a', 1)).rejects.toMatchObject({ code: 'insufficient_credits' })
+    clock.now += 1_000
+    expect(await spend(meter, 'a')).toBe(true)
+  })
+
+  it('with leases: refused when neither the lease nor the cached balance covers it', async () => {
+    const { meter, plain, store } = setup()
+    await plain.grant('a', 3)
+    expect(await spend(meter, 'a', 3)).toBe(true)
+    const before = store.calls.execute
+    await expect(meter.reserve('a', 1)).rejects.toMatchObject({ code: 'insufficient_credits' })
+    await expect(meter.reserve('a', 1)).rejects.toMatchObject({ code: 'insufficient_credits' })
+    expect(store.calls.execute - before).toBeLessThanOrEqual(2)
+  })
+})

@@ -1,0 +1,574 @@
+/**
+ * Credit leases (DESIGN §2): a meter holds a block of an account's credits in the process, as
+ * one ordinary store hold, and serves reserves from it without a round trip. Local holds are
+ * carved out of leases; commits and releases only move counters. Usage settles to the store by
+ * committing the lease's hold with what was spent, which frees the rest: when the lease is
+ * flushed (every `flushMs`, or when it is idle), when it no longer covers a reserve, and on
+ * `close()`. See docs/decisions.md, "Leases".
+ *
+ * Why it is safe:
+ * - the store sees every leased credit as held, so other meters (processes) cannot spend it;
+ * - a local hold is backed by free credits of open leases of its account, so the credits spent
+ *   locally never exceed the credits leased;
+ * - a lease's store hold is extended while it is in use; if the process dies, the hold lapses
+ *   after its TTL and the store gets back everything but the usage not yet settled: at most
+ *   `size` per account (what the app served but was not charged for).
+ */
+import {
+  HoldExpiredError,
+  HoldResolvedError,
+  InsufficientCreditsError,
+  InvalidInputError,
+  isTollgateError,
+  NotFoundError,
+  OverageError,
+} from './errors.js'
+import { randomChars } from './ids.js'
+import type { Balance, CommitResult, HoldData, OveragePolicy, ReleaseResult } from './types.js'
+
+/** Options of leases: `createMeter({ lease: { size, ttlMs, flushMs } })`. */
+export interface LeaseOptions {
+  /** Credits one lease takes from an account at most (less when the account has less). */
+  size: number
+  /** TTL of the store hold behind a lease; extended while the lease is in use. @default 30_000 */
+  ttlMs?: number
+  /**
+   * Usage settles to the store at least this often, and a lease unused for this long returns
+   * its credits. @default 1_000
+   */
+  flushMs?: number
+}
+
+/** {@link LeaseOptions} checked, with defaults. */
+export interface ResolvedLeaseOptions {
+  size: number
+  ttlMs: number
+  flushMs: number
+}
+
+/** Checks `createMeter({ lease })`. */
+export function resolveLeaseOptions(lease: unknown): ResolvedLeaseOptions {
+  if (typeof lease !== 'object' || lease === null) {
+    throw new InvalidInputError('lease', 'must be an object: { size, ttlMs?, flushMs? }')
+  }
+  const l = lease as Record<string, unknown>
+  for (const key of Object.keys(l)) {
+    if (key !== 'size' && key !== 'ttlMs' && key !== 'flushMs') {
+      throw new InvalidInputError(`lease.${key}`, 'is not a known option')
+    }
+  }
+  const int = (v: unknown, field: string, min: number, max: number) => {
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min || v > max) {
+      throw new InvalidInputError(field, `must be an integer from ${min} to ${max}`)
+    }
+    return v
+  }
+  const size = int(l.size, 'lease.size', 1, Number.MAX_SAFE_INTEGER)
+  const ttlMs = int(l.ttlMs ?? 30_000, 'lease.ttlMs', 2_000, 86_400_000)
+  const flushMs = int(l.flushMs ?? 1_000, 'lease.flushMs', 10, Math.floor(ttlMs / 2))
+  return { size, ttlMs, flushMs }
+}
+
+/** What the lease manager needs from the meter: the store path of hold operations. */
+export interface LeaseBackend {
+  now(): number
+  overage: OveragePolicy
+  /** A store hold; throws InsufficientCreditsError when the account has less than `amount`. */
+  reserve(account: string, amount: number, ttlMs: number): Promise<LeaseHold>
+  /** Commits a store hold with `actual`; resolves to the balance after it. */
+  commit(holdId: string, actual: number): Promise<Balance>
+  extend(holdId: string, ttlMs: number): Promise<{ expiresAt: number; balance: Balance }>
+  warn(message: string): void
+}
+
+/** A store hold taken as a lease. */
+export interface LeaseHold {
+  id: string
+  amount: number
+  expiresAt: number
+  balance: Balance
+}
+
+/** One lease: a store hold of `amount` credits of one account. */
+class Lease {
+  used = 0
+  pending = 0
+  /** No new local holds: waiting for its pending ones, then it settles. */
+  closing = false
+  /** The settling commit, while it runs. */
+  settling: Promise<void> | null = null
+  /** Clock reading of the last local hold carved from it. */
+  lastUse: number
+
+  constructor(
+    readonly holdId: string,
+    readonly amount: number,
+    public expiresAt: number,
+    now: number,
+  ) {
+    this.lastUse = now
+  }
+
+  get free(): number {
+    return this.amount - this.used - this.pending
+  }
+}
+
+interface AccountLeases {
+  leases: Lease[]
+  /** The acquisition in flight: concurrent reserves wait for one store round trip. */
+  acquiring: Promise<void> | null
+  /** The last balance the store answered for this account (its leases counted as held). */
+  storeBalance: Balance | null
+}
+
+interface LocalHold {
+  id: string
+  account: string
+  amount: number
+  /** Which leases back it, and how much of each. */
+  parts: Array<[Lease, number]>
+  expiresAt: number
+  createdAt: number
+}
+
+interface Resolution {
+  kind: 'committed' | 'released'
+  idempotencyKey: string | undefined
+  result: CommitResult | ReleaseResult
+}
+
+/** A reserve served from a lease: the hold's data and the balance it leaves. */
+export interface LeasedHold {
+  data: HoldData
+  balance: Balance
+}
+
+/** Resolutions kept for replays and `hold_resolved` answers. */
+const RESOLVED_KEPT = 10_000
+/** Store attempts to take a lease when other meters keep changing the account meanwhile. */
+const ACQUIRE_ATTEMPTS = 4
+
+/** Every prefix of a local hold id: `lh_` marks a hold that never reached the store. */
+export const LOCAL_HOLD_PREFIX = 'lh_'
+
+/** The leases of one meter. */
+export class LeaseManager {
+  readonly #o: ResolvedLeaseOptions
+  readonly #b: LeaseBackend
+  readonly #accounts = new Map<string, AccountLeases>()
+  readonly #holds = new Map<string, LocalHold>()
+  readonly #resolved = new Map<string, Resolution>()
+  readonly #idPrefix = `${LOCAL_HOLD_PREFIX}${randomChars(8)}_`
+  #seq = 0
+  #timer: NodeJS.Timeout | null = null
+  #closed = false
+
+  constructor(options: ResolvedLeaseOptions, backend: LeaseBackend) {
+    this.#o = options
+    this.#b = backend
+    this.#timer = setInterval(() => {
+      this.flush(false).catch((err: unknown) => backend.warn(`lease flush failed: ${String(err)}`))
+    }, options.flushMs)
+    this.#timer.unref()
+  }
+
+  /** Whether reserves of `amount` can be served from leases at all. */
+  eligible(amount: number): boolean {
+    return !this.#closed && amount <= this.#o.size
+  }
+
+  /** True for ids of holds served from a lease. */
+  owns(holdId: string): boolean {
+    return holdId.startsWith(LOCAL_HOLD_PREFIX)
+  }
+
+  /** Free credits of the account's open leases. */
+  freeOf(account: string): number {
+    let free = 0
+    for (const l of this.#accounts.get(account)?.leases ?? []) if (!l.closing) free += l.free
+    return free
+  }
+
+  /** Serves a reserve from open leases at once; undefined when they do not cover it. */
+  reserveNow(account: string, amount: number, ttlMs: number): LeasedHold | undefined {
+    const acc = this.#accounts.get(account)
+    if (acc === undefined) return undefined
+    let free = 0
+    for (const l of acc.leases) if (!l.closing) free += l.free
+    if (free < amount) return undefined
+    const now = this.#b.now()
+    const parts: Array<[Lease, number]> = []
+    let left = amount
+    for (const l of acc.leases) {
+      if (left === 0) break
+      if (l.closing) continue
+      const take = Math.min(l.free, left)
+      if (take === 0) continue
+      l.pending += take
+      l.lastUse = now
+      parts.push([l, take])
+      left -= take
+    }
+    if (parts.length === 0 && acc.leases.length > 0) {
+      // A cost-0 hold still belongs to a lease, so that it settles with it.
+      const open = acc.leases.find((l) => !l.closing)
+      if (open) open.lastUse = now
+    }
+    const id = this.#idPrefix + (this.#seq++).toString(36)
+    const hold: LocalHold = { id, account, amount, parts, expiresAt: now + ttlMs, createdAt: now }
+    this.#holds.set(id, hold)
+    return {
+      data: {
+        id,
+        account,
+        amount,
+        expiresAt: hold.expiresAt,
+        createdAt: now,
+        allocations: [],
+        metadata: {},
+      },
+      balance: this.#adjust(account, acc.storeBalance),
+    }
+  }
+
+  /** Serves a reserve, taking a new lease first when the open ones do not cover it. */
+  async reserve(account: string, amount: number, ttlMs: number): Promise<LeasedHold> {
+    for (let attempt = 0; ; attempt++) {
+      const now = this.reserveNow(account, amount, ttlMs)
+      if (now !== undefined) return now
+      if (this.#closed) throw new InvalidInputError('lease', 'the meter is closing')
+      await this.#acquire(account, amount, attempt)
+    }
+  }
+
+  /** Takes a new lease covering at least what `amount` lacks; one at a time per account. */
+  async #acquire(account: string, amount: number, attempt: number): Promise<void> {
+    let acc = this.#accounts.get(account)
+    if (acc === undefined) {
+      acc = { leases: [], acquiring: null, storeBalance: null }
+      this.#accounts.set(account, acc)
+    }
+    if (acc.acquiring !== null) {
+      // Someone is taking a lease for this account: its credits may cover us too.
+      await acc.acquiring
+      return
+    }
+    if (attempt >= ACQUIRE_ATTEMPTS) throw this.#insufficient(account, amount, acc)
+    const a = acc
+    a.acquiring = this.#take(account, a, amount).finally(() => {
+      a.acquiring = null
+    })
+    await a.acquiring
+  }
+
+  async #take(account: string, acc: AccountLeases, amount: number): Promise<void> {
+    let free = 0
+    for (const l of acc.leases) if (!l.closing) free += l.free
+    const need = amount - free
+    let want = Math.max(this.#o.size, need)
+    for (let attempt = 0; attempt < ACQUIRE_ATTEMPTS; attempt++) {
+      try {
+        const h = await this.#b.reserve(account, want, this.#o.ttlMs)
+        acc.leases.push(new Lease(h.id, h.amount, h.expiresAt, this.#b.now()))
+        acc.storeBalance = h.balance
+        return
+      } catch (err) {
+        if (!isTollgateError(err, 'insufficient_credits')) throw err
+        const available = (err as InsufficientCreditsError).available
+        if (available < need || available <= 0) {
+          // Credits of leases waiting to settle come back when they do: settle what can be.
+          if (await this.#settleIdle(acc)) continue
+          throw new InsufficientCreditsError(account, amount, available + free)
+        }
+        // Less than a whole lease is left: take what there is.
+        want = available
+      }
+    }
+    throw this.#insufficient(account, amount, acc)
+  }
+
+  #insufficient(account: string, amount: number, acc: AccountLeases): InsufficientCreditsError {
+    let free = 0
+    for (const l of acc.leases) if (!l.closing) free += l.free
+    return new InsufficientCreditsError(
+      account,
+      amount,
+      free + Math.max(0, acc.storeBalance?.available ?? 0),
+    )
+  }
+
+  /** Settles the leases of `acc` that nothing uses now; true when any credits came back. */
+  async #settleIdle(acc: AccountLeases): Promise<boolean> {
+    const idle = acc.leases.filter((l) => l.pending === 0 && l.settling === null)
+    if (idle.length === 0) return false
+    for (const l of idle) l.closing = true
+    await Promise.all(idle.map((l) => this.#settle(acc, l)))
+    return idle.some((l) => l.amount - l.used > 0)
+  }
+
+  /** Settles a lease: commits its store hold with what was used, which frees the rest. */
+  #settle(acc: AccountLeases, lease: Lease): Promise<void> {
+    lease.settling ??= this.#b.commit(lease.holdId, lease.used).then(
+      (balance) => {
+        acc.storeBalance = balance
+        this.#drop(acc, lease)
+      },
+      (err: unknown) => {
+        lease.settling = null
+        if (isTollgateError(err, 'hold_expired') || isTollgateError(err, 'not_found')) {
+          // The store hold lapsed (the store was out of reach past the lease TTL): its credits
+          // went back, and the usage not settled is lost. Bounded by the lease size.
+          this.#b.warn(
+            `lease ${lease.holdId} lapsed before it settled: ${lease.used} credits used were not charged`,
+          )
+          this.#drop(acc, lease)
+          return
+        }
+        // Store unavailable: the next flush tries again.
+        throw err
+      },
+    )
+    return lease.settling
+  }
+
+  #drop(acc: AccountLeases, lease: Lease): void {
+    const i = acc.leases.indexOf(lease)
+    if (i >= 0) acc.leases.splice(i, 1)
+  }
+
+  /**
+   * Settles usage and returns idle credits: every lease that was used since it was taken, or
+   * has not been used for `flushMs`, stops taking holds and settles once its holds resolve;
+   * leases in use are extended. `all` settles everything now (close), pending holds released.
+   */
+  async flush(all: boolean): Promise<void> {
+    const now = this.#b.now()
+    this.#expireLocalHolds(now)
+    const work: Promise<unknown>[] = []
+    for (const [account, acc] of this.#accounts) {
+      for (const lease of [...acc.leases]) {
+        if (all) {
+          lease.closing = true
+          lease.pending = 0
+        } else if (!lease.closing && (lease.used > 0 || now - lease.lastUse >= this.#o.flushMs)) {
+          lease.closing = true
+        }
+        if (lease.closing && lease.pending === 0) {
+          work.push(this.#settle(acc, lease))
+        } else if (lease.expiresAt - now < this.#o.ttlMs / 2) {
+          work.push(
+            this.#b.extend(lease.holdId, this.#o.ttlMs).then((r) => {
+              lease.expiresAt = r.expiresAt
+            }),
+          )
+        }
+      }
+      if (acc.leases.length === 0 && acc.acquiring === null) this.#accounts.delete(account)
+    }
+    const results = await Promise.allSettled(work)
+    const failed = results.find((r) => r.status === 'rejected')
+    if (failed) throw (failed as PromiseRejectedResult).reason
+  }
+
+  /** Local holds past their TTL are released into their leases, as the store would. */
+  #expireLocalHolds(now: number): void {
+    for (const hold of this.#holds.values()) {
+      if (hold.expiresAt > now) continue
+      this.#holds.delete(hold.id)
+      for (const [lease, n] of hold.parts) lease.pending -= n
+      this.#remember(hold.id, {
+        kind: 'released',
+        idempotencyKey: undefined,
+        result: this.#releaseResult(hold, hold.amount),
+      })
+      this.#settleIfDone(hold)
+    }
+  }
+
+  #settleIfDone(hold: LocalHold): void {
+    const acc = this.#accounts.get(hold.account)
+    if (acc === undefined) return
+    for (const [lease] of hold.parts) {
+      if (lease.closing && lease.pending === 0 && lease.settling === null) {
+        this.#settle(acc, lease).catch((err: unknown) =>
+          this.#b.warn(`lease settle failed: ${String(err)}`),
+        )
+      }
+    }
+  }
+
+  #remember(id: string, r: Resolution): void {
+    if (this.#resolved.size >= RESOLVED_KEPT) {
+      const oldest = this.#resolved.keys().next().value
+      if (oldest !== undefined) this.#resolved.delete(oldest)
+    }
+    this.#resolved.set(id, r)
+  }
+
+  /** The hold to settle, or the replay / error a settled or unknown one gets. */
+  #open(
+    holdId: string,
+    idempotencyKey: string | undefined,
+    now: number,
+  ): LocalHold | CommitResult | ReleaseResult {
+    const hold = this.#holds.get(holdId)
+    if (hold !== undefined) {
+      if (hold.expiresAt <= now) {
+        this.#expireLocalHolds(now)
+        throw new HoldExpiredError(holdId, hold.expiresAt)
+      }
+      return hold
+    }
+    const done = this.#resolved.get(holdId)
+    if (done === undefined) throw new NotFoundError('hold', holdId)
+    if (idempotencyKey !== undefined && done.idempotencyKey === idempotencyKey) {
+      return { ...done.result, replayed: true }
+    }
+    throw new HoldResolvedError(holdId, done.kind)
+  }
+
+  /** Commits a local hold: `actual` is spent from its leases; above the hold, from open leases. */
+  commit(
+    holdId: string,
+    actual: number | undefined,
+    overage: OveragePolicy | undefined,
+    idempotencyKey: string | undefined,
+  ): CommitResult {
+    const now = this.#b.now()
+    const hold = this.#open(holdId, idempotencyKey, now)
+    if (!('parts' in hold)) return hold as CommitResult
+    const want = actual ?? hold.amount
+    let extra = 0
+    let shortfall = 0
+    if (want > hold.amount) {
+      const policy = overage ?? this.#b.overage
+      if (policy === 'reject') throw new OverageError(holdId, hold.amount, want)
+      // Clamp (overdraft meters cannot lease): the excess comes from the account's open leases.
+      extra = this.#takeExtra(hold.account, want - hold.amount)
+      shortfall = want - hold.amount - extra
+    }
+    this.#holds.delete(holdId)
+    let spend = Math.min(want, hold.amount)
+    for (const [lease, n] of hold.parts) {
+      lease.pending -= n
+      const s = Math.min(spend, n)
+      lease.used += s
+      spend -= s
+    }
+    const charged = Math.min(want, hold.amount) + extra
+    const result: CommitResult = {
+      holdId,
+      account: hold.account,
+      charged,
+      shortfall,
+      debt: 0,
+      freed: hold.amount - Math.min(want, hold.amount),
+      balance: this.#adjust(hold.account, this.#accounts.get(hold.account)?.storeBalance ?? null),
+      replayed: false,
+    }
+    this.#remember(holdId, { kind: 'committed', idempotencyKey, result })
+    this.#settleIfDone(hold)
+    return result
+  }
+
+  /** Spends up to `n` more credits from the account's open leases; returns how many. */
+  #takeExtra(account: string, n: number): number {
+    const acc = this.#accounts.get(account)
+    if (acc === undefined) return 0
+    let took = 0
+    for (const l of acc.leases) {
+      if (took === n) break
+      if (l.closing) continue
+      const t = Math.min(l.free, n - took)
+      l.used += t
+      took += t
+    }
+    return took
+  }
+
+  /** Releases a local hold back into its leases. */
+  release(holdId: string, idempotencyKey: string | undefined): ReleaseResult {
+    const now = this.#b.now()
+    const hold = this.#open(holdId, idempotencyKey, now)
+    if (!('parts' in hold)) return hold as ReleaseResult
+    this.#holds.delete(holdId)
+    for (const [lease, n] of hold.parts) lease.pending -= n
+    const result = this.#releaseResult(hold, hold.amount)
+    this.#remember(holdId, { kind: 'released', idempotencyKey, result })
+    this.#settleIfDone(hold)
+    return result
+  }
+
+  #releaseResult(hold: LocalHold, freed: number): ReleaseResult {
+    return {
+      holdId: hold.id,
+      account: hold.account,
+      freed,
+      balance: this.#adjust(hold.account, this.#accounts.get(hold.account)?.storeBalance ?? null),
+      replayed: false,
+    }
+  }
+
+  /** Moves a local hold's expiry; its leases are extended by the flush while it is pending. */
+  extend(holdId: string, ttlMs: number): HoldData & { balance: Balance; replayed: boolean } {
+    const now = this.#b.now()
+    const hold = this.#open(holdId, undefined, now)
+    if (!('parts' in hold)) throw new HoldResolvedError(holdId, 'committed')
+    hold.expiresAt = now + ttlMs
+    return {
+      id: hold.id,
+      account: hold.account,
+      amount: hold.amount,
+      expiresAt: hold.expiresAt,
+      createdAt: hold.createdAt,
+      allocations: [],
+      metadata: {},
+      balance: this.#adjust(hold.account, this.#accounts.get(hold.account)?.storeBalance ?? null),
+      replayed: false,
+    }
+  }
+
+  /**
+   * The account's balance as this meter sees it: the store's, with this meter's leases counted
+   * as what they are (credits used but not settled are spent; leased credits not in local
+   * holds are available).
+   */
+  adjust(balance: Balance): Balance {
+    return this.#adjust(balance.account, balance)
+  }
+
+  #adjust(account: string, balance: Balance | null): Balance {
+    const acc = this.#accounts.get(account)
+    const base: Balance = balance ?? {
+      account,
+      total: 0,
+      held: 0,
+      available: 0,
+      debt: 0,
+      low: false,
+      buckets: [],
+      asOf: this.#b.now(),
+    }
+    if (acc === undefined || acc.leases.length === 0) return base
+    let used = 0
+    let leased = 0
+    let pending = 0
+    for (const l of acc.leases) {
+      used += l.used
+      leased += l.amount
+      pending += l.pending
+    }
+    const total = base.total - used
+    const held = base.held - leased + pending
+    return { ...base, total, held, available: total - held }
+  }
+
+  /** Settles every lease (pending local holds are dropped) and stops the timer. */
+  async close(): Promise<void> {
+    this.#closed = true
+    if (this.#timer) clearInterval(this.#timer)
+    this.#timer = null
+    await this.flush(true)
+  }
+}
