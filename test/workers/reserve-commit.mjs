@@ -1,16 +1,16 @@
 // A metering process: `loops` concurrent reserve→commit loops over a shared list of attempts.
 // Attempt i charges 1 credit to accounts[i % accounts.length]. With `apiKey` it meters through a
 // Tollgate server (httpStore, `transport` being extra httpStore options such as retries), else
-// on PostgreSQL at `url` in `tenant`. Prints one JSON line at the end: { ok, insufficient, errors }.
+// on PostgreSQL at `url` in `tenant`; `lease` is the meter's lease option, if any. Prints one
+// JSON line at the end: { ok, insufficient, errors }.
 import { createMeter, httpStore } from '@tollgate/core'
 import { postgresStore } from '@tollgate/postgres'
 
-const { url, tenant, apiKey, transport, accounts, attempts, loops, offset, stride } = JSON.parse(
-  process.argv[2],
-)
+const { url, tenant, apiKey, transport, lease, accounts, attempts, loops, offset, stride } =
+  JSON.parse(process.argv[2])
 const meter = apiKey
-  ? createMeter({ store: httpStore({ url, apiKey, ...transport }), cache: false })
-  : createMeter({ store: postgresStore({ connectionString: url }), tenant, cache: false })
+  ? createMeter({ store: httpStore({ url, apiKey, ...transport }), cache: false, lease })
+  : createMeter({ store: postgresStore({ connectionString: url }), tenant, cache: false, lease })
 const counts = { ok: 0, insufficient: 0, errors: [] }
 let next = offset
 async function loop() {
