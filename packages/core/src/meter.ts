@@ -605,34 +605,50 @@ export class Meter {
    * await hold.commit(7) // spends 7, frees 3
    * @throws InsufficientCreditsError when `available < amount`
    */
-  async reserve(account: string, amount: number, options?: ReserveOptions): Promise<Hold> {
+  reserve(account: string, amount: number, options?: ReserveOptions): Promise<Hold> {
+    try {
+      const hold = this.tryReserve(account, amount, options)
+      return hold instanceof Hold ? Promise.resolve(hold) : hold
+    } catch (err) {
+      return Promise.reject(err)
+    }
+  }
+
+  /**
+   * {@link Meter.reserve} for hot paths: returns the hold itself when it was served at once
+   * (from a lease, or by a store that answers synchronously, like `memoryStore()`), else a
+   * promise of it. Throws (rather than rejects) what is refused at once. The middleware use it
+   * so that a request served from memory costs no promise.
+   */
+  tryReserve(account: string, amount: number, options?: ReserveOptions): Hold | Promise<Hold> {
     checkAccount(account)
     checkAmount(amount)
     const o = parseReserveOptions(options)
     const ttlMs = o?.ttlMs ?? this.#o.defaultTtlMs
     const leases = this.#leases
-    if (
-      leases !== null &&
-      leases.eligible(amount) &&
-      o?.idempotencyKey === undefined &&
-      o?.metadata === undefined
-    ) {
+    if (leases?.eligible(amount) && o?.idempotencyKey === undefined && o?.metadata === undefined) {
       this.#checkOpen()
       const now = leases.reserveNow(account, amount, ttlMs)
       if (now !== undefined) return new Hold(this, now.data, now.balance, false)
       this.#refuseIfKnownShort(account, amount, leases.freeOf(account))
-      const leased = await leases.reserve(account, amount, ttlMs)
-      return new Hold(this, leased.data, leased.balance, false)
+      return leases
+        .reserve(account, amount, ttlMs)
+        .then((leased) => new Hold(this, leased.data, leased.balance, false))
     }
     // A keyed reserve may be a replay (or a conflict): only the store knows.
     if (amount > 0 && o?.idempotencyKey === undefined) this.#refuseIfKnownShort(account, amount)
-    const out = await this.#execute(account, {
+    const out = this.#execute(account, {
       type: 'reserve',
       amount,
       ttlMs,
       metadata: metadataOf(o?.metadata),
       idempotencyKey: o?.idempotencyKey,
     })
+    if (out instanceof Promise) return out.then((r) => this.#hold(r))
+    return this.#hold(out)
+  }
+
+  #hold(out: Outcome): Hold {
     return new Hold(this, out.result as unknown as HoldData, out.balance!, out.replayed)
   }
 

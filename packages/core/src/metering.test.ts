@@ -169,7 +169,22 @@ describe('admit and finish', () => {
         throw new TypeError('no user')
       },
     })
-    await expect(rm.start({ user: 'u' }).admit()).rejects.toThrow('no user')
+    // Thrown at once by a sync account(); a rejection from an async one.
+    expect(() => rm.start({ user: 'u' }).admit()).toThrow('no user')
+    const async = setup({
+      account: async () => {
+        throw new TypeError('no user yet')
+      },
+    })
+    await expect(async.rm.start({ user: 'u' }).admit()).rejects.toThrow('no user yet')
+  })
+
+  it('answers at once when every step does (memory store, sync options)', async () => {
+    const { meter, rm } = setup({ cost: 2 })
+    await meter.grant('u', 10)
+    const admission = rm.start({ user: 'u' }).admit()
+    expect(admission).not.toBeInstanceOf(Promise)
+    expect((admission as { type: string }).type).toBe('admitted')
   })
 
   it('cost 0 reserves nothing and reports the balance', async () => {
@@ -189,7 +204,8 @@ describe('admit and finish', () => {
   })
 
   it('a finish while admitting releases the hold once it exists, and the handler does not run', async () => {
-    const { meter, rm } = setup({ cost: 5 })
+    // An async account function: the admission is still in flight when the client leaves.
+    const { meter, rm } = setup({ cost: 5, account: async (r) => r.user })
     await meter.grant('u', 10)
     const call = rm.start({ user: 'u' })
     const pending = call.admit()

@@ -250,7 +250,7 @@ export class RequestMeter<Req, Res = unknown> {
     if (
       typeof meter !== 'object' ||
       meter === null ||
-      typeof (meter as Partial<Meter>).reserve !== 'function'
+      typeof (meter as Partial<Meter>).tryReserve !== 'function'
     ) {
       throw new InvalidInputError('meter', 'must be a meter from createMeter()')
     }
@@ -298,6 +298,7 @@ export class RequestMeter<Req, Res = unknown> {
   }
 }
 
+const SKIPPED: Admission = { type: 'skipped' }
 const ADMITTING = 0
 const RUNNING = 1
 const FINISHED = 2
@@ -320,45 +321,100 @@ export class MeteredRequest<Req, Res = unknown> {
   }
 
   /**
-   * Decides whether the request runs: skip, reserve its cost, or refuse it. Throws only what
-   * the app's own `account`/`cost`/`skip` functions threw (not Tollgate errors): that is the
-   * app's bug, for its framework's error handler.
+   * Decides whether the request runs: skip, reserve its cost, or refuse it. Returns the
+   * admission itself when every step answered at once (sync options, a reserve served from a
+   * lease or a memory store), else a promise of it. Throws (or rejects with) only what the
+   * app's own `account`/`cost`/`skip` functions threw (not Tollgate errors): that is the app's
+   * bug, for its framework's error handler.
    */
-  async admit(): Promise<Admission> {
-    const o = this.#rm.options
-    const req = this.req
-    let account: string | undefined
-    let cost = o.cost
+  admit(): Admission | Promise<Admission> {
+    const skip = this.#rm.options.skip
+    if (skip === null) return this.#fromAccount()
+    let s: Awaitable<boolean>
     try {
-      if (o.skip !== null) {
-        const s = o.skip(req)
-        if (isThenable(s) ? await s : s) return this.#done({ type: 'skipped' })
-      }
-      const a = o.account(req)
-      account = isThenable(a) ? await a : a
-      if (o.costOf !== null) {
-        const c = o.costOf(req)
-        cost = isThenable(c) ? await c : c
-      }
+      s = skip(this.req)
+    } catch (err) {
+      return this.#refusal(err)
+    }
+    if (isThenable(s)) {
+      return Promise.resolve(s).then(
+        (yes) => (yes ? this.#done(SKIPPED) : this.#fromAccount()),
+        (err: unknown) => this.#refusal(err),
+      )
+    }
+    return s ? this.#done(SKIPPED) : this.#fromAccount()
+  }
+
+  #fromAccount(): Admission | Promise<Admission> {
+    let a: Awaitable<string>
+    try {
+      a = this.#rm.options.account(this.req)
+    } catch (err) {
+      return this.#refusal(err)
+    }
+    if (isThenable(a)) {
+      return Promise.resolve(a).then(
+        (account) => this.#fromCost(account),
+        (err: unknown) => this.#refusal(err),
+      )
+    }
+    return this.#fromCost(a)
+  }
+
+  #fromCost(account: string): Admission | Promise<Admission> {
+    const o = this.#rm.options
+    if (o.costOf === null) return this.#reserve(account, o.cost)
+    let c: Awaitable<number>
+    try {
+      c = o.costOf(this.req)
+    } catch (err) {
+      return this.#refusal(err)
+    }
+    if (isThenable(c)) {
+      return Promise.resolve(c).then(
+        (cost) => this.#reserve(account, cost),
+        (err: unknown) => this.#refusal(err),
+      )
+    }
+    return this.#reserve(account, c)
+  }
+
+  #reserve(account: string, cost: number): Admission | Promise<Admission> {
+    const meter = this.#rm.meter
+    try {
       if (cost === 0) {
-        const balance = await this.#rm.meter.balance(account)
-        return this.#admitted(account, 0, null, balance)
+        return meter.balance(account).then(
+          (balance) => this.#admitted(account, 0, null, balance),
+          (err: unknown) => this.#refusal(err),
+        )
       }
-      const hold = await this.#rm.meter.reserve(account, cost, this.#rm.reserveOptions)
+      const hold = meter.tryReserve(account, cost, this.#rm.reserveOptions)
+      if (hold instanceof Promise) {
+        return hold.then(
+          (h) => this.#admitted(account, cost, h, h.balance),
+          (err: unknown) => this.#refusal(err),
+        )
+      }
       return this.#admitted(account, cost, hold, hold.balance)
     } catch (err) {
-      if (!isTollgateError(err)) throw err
-      if (err.code === 'store_unavailable' && o.failMode === 'open') {
-        o.onError(err, req)
-        return this.#done({ type: 'unmetered', error: err })
-      }
-      let credits: RefusedCredits | null = null
-      if (err instanceof InsufficientCreditsError || isTollgateError(err, 'insufficient_credits')) {
-        const e = err as InsufficientCreditsError
-        credits = { account: e.account, cost: e.required, available: e.available }
-      }
-      return this.#done({ type: 'refused', error: err, problem: problemDetails(err), credits })
+      return this.#refusal(err)
     }
+  }
+
+  /** A Tollgate error as the admission it makes; anything else is rethrown (the app's bug). */
+  #refusal(err: unknown): Admission {
+    if (!isTollgateError(err)) throw err
+    const o = this.#rm.options
+    if (err.code === 'store_unavailable' && o.failMode === 'open') {
+      o.onError(err, this.req)
+      return this.#done({ type: 'unmetered', error: err })
+    }
+    let credits: RefusedCredits | null = null
+    if (err instanceof InsufficientCreditsError || isTollgateError(err, 'insufficient_credits')) {
+      const e = err as InsufficientCreditsError
+      credits = { account: e.account, cost: e.required, available: e.available }
+    }
+    return this.#done({ type: 'refused', error: err, problem: problemDetails(err), credits })
   }
 
   #done(admission: Admission): Admission {

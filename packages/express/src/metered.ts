@@ -118,9 +118,21 @@ export function metered(meter: Meter, options: MeteredOptions): RequestHandler {
     // 'close' follows 'finish' on a response that was sent whole; before it, the client left.
     // finishResponse never rejects: settle failures go to onError.
     res.on('close', () => void call.finishResponse(res, res.writableFinished))
-    call.admit().then(
-      (admission) => admitted(admission, req, res, next),
+    let admission: Admission | Promise<Admission>
+    try {
+      admission = call.admit()
+    } catch (err) {
       // The app's own account/cost/skip threw: Express's error handling, as for any middleware.
+      next(err)
+      return
+    }
+    // Served at once (a lease, the memory store): no promise, no extra tick.
+    if (!(admission instanceof Promise)) {
+      admitted(admission, req, res, next)
+      return
+    }
+    admission.then(
+      (a) => admitted(a, req, res, next),
       (err: unknown) => next(err || new Error('Rejected promise')),
     )
   }

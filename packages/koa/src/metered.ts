@@ -157,7 +157,9 @@ export function metered<Ctx extends ParameterizedContext = Context>(
       (err) => void call.finishResponse(ctx, err === null && ctx.res.writableFinished),
     )
     // What the app's own account/cost/skip throw propagates: Koa's error handling.
-    const admission = await call.admit()
+    const admitting = call.admit()
+    // Served at once (a lease, the memory store): no await, no extra tick.
+    const admission = admitting instanceof Promise ? await admitting : admitting
     switch (admission.type) {
       case 'admitted': {
         const credits = admission.credits
