@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest'
+import { describe, expect, it, vi } from 'vitest'
 import { isTollgateError } from './errors.js'
 import { memoryStore } from './memory-store.js'
 import { createMeter, type Meter, type MeterOptions } from './meter.js'
@@ -88,6 +88,29 @@ describe('leases', () => {
     await meter.flush()
     expect(await plain.balance('a')).toMatchObject({ total: 92, held: 0 })
     await expectLedgerReplays(plain, 'a')
+  })
+
+  it('on the timer, a lease in use is replaced first, then settles (requests never wait)', async () => {
+    const store = memoryStore()
+    const meter = createMeter({ store, lease: { size: 20, ttlMs: 2_000, flushMs: 40 } })
+    const plain = createMeter({ store, cache: false })
+    await plain.grant('a', 100)
+    for (let i = 0; i < 5; i++) await spend(meter, 'a')
+    await vi.waitFor(
+      async () => {
+        const types = (await fullLedger(plain, 'a')).map((e) => e.type)
+        // The replacement was taken before the used lease settled its 5 credits.
+        expect(types).toEqual(['grant', 'hold', 'hold', 'commit'])
+      },
+      { timeout: 2_000, interval: 20 },
+    )
+    expect(await meter.balance('a', { fresh: true })).toMatchObject({ total: 95, available: 95 })
+    // The replacement, unused, goes back once idle for flushMs.
+    await vi.waitFor(
+      async () => expect(await plain.balance('a')).toMatchObject({ total: 95, held: 0 }),
+      { timeout: 2_000, interval: 20 },
+    )
+    await meter.close()
   })
 
   it('never spend more than the leased credits, however many requests race', async () => {

@@ -99,6 +99,8 @@ class Lease {
   settling: Promise<void> | null = null
   /** Clock reading of the last local hold carved from it. */
   lastUse: number
+  /** When it was taken: it settles `flushMs` later if it was used. */
+  readonly takenAt: number
 
   constructor(
     readonly holdId: string,
@@ -107,6 +109,7 @@ class Lease {
     now: number,
   ) {
     this.lastUse = now
+    this.takenAt = now
   }
 
   get free(): number {
@@ -167,9 +170,16 @@ export class LeaseManager {
   constructor(options: ResolvedLeaseOptions, backend: LeaseBackend) {
     this.#o = options
     this.#b = backend
-    this.#timer = setInterval(() => {
-      this.flush(false).catch((err: unknown) => backend.warn(`lease flush failed: ${String(err)}`))
-    }, options.flushMs)
+    // Each lease settles `flushMs` after it was taken, so leases taken at different times
+    // settle at different ticks: a quarter of `flushMs` apart at most, never all at once.
+    this.#timer = setInterval(
+      () => {
+        this.flush('tick').catch((err: unknown) =>
+          backend.warn(`lease flush failed: ${String(err)}`),
+        )
+      },
+      Math.max(5, Math.floor(options.flushMs / 4)),
+    )
     this.#timer.unref()
   }
 
@@ -338,11 +348,14 @@ export class LeaseManager {
   }
 
   /**
-   * Settles usage and returns idle credits: every lease that was used since it was taken, or
-   * has not been used for `flushMs`, stops taking holds and settles once its holds resolve;
-   * leases in use are extended. `all` settles everything now (close), pending holds released.
+   * Settles usage and returns idle credits. `tick` (the timer): a lease used and taken
+   * `flushMs` ago is replaced by a fresh one and settles once its holds resolve; one unused for
+   * `flushMs` settles; leases in use are extended. `now` (`meter.flush()`): every used lease
+   * settles once its holds resolve, no replacement taken. `close`: everything settles now,
+   * pending local holds dropped.
    */
-  async flush(all: boolean): Promise<void> {
+  async flush(mode: 'tick' | 'now' | 'close'): Promise<void> {
+    const all = mode === 'close'
     const now = this.#b.now()
     this.#expireLocalHolds(now)
     const work: Promise<unknown>[] = []
@@ -351,8 +364,15 @@ export class LeaseManager {
         if (all) {
           lease.closing = true
           lease.pending = 0
-        } else if (!lease.closing && (lease.used > 0 || now - lease.lastUse >= this.#o.flushMs)) {
-          lease.closing = true
+        } else if (!lease.closing) {
+          if (lease.used > 0 && mode === 'now') {
+            lease.closing = true
+          } else if (lease.used > 0 && now - lease.takenAt >= this.#o.flushMs) {
+            // In use: a fresh lease first, so that requests never wait for the store.
+            work.push(this.#rotate(account, acc, lease))
+            continue
+          }
+          if (now - lease.lastUse >= this.#o.flushMs) lease.closing = true
         }
         if (lease.closing && lease.pending === 0) {
           work.push(this.#settle(acc, lease))
@@ -369,6 +389,28 @@ export class LeaseManager {
     const results = await Promise.allSettled(work)
     const failed = results.find((r) => r.status === 'rejected')
     if (failed) throw (failed as PromiseRejectedResult).reason
+  }
+
+  /**
+   * Replaces a lease in use: takes a fresh one, then settles the old one once its holds
+   * resolve. When the store has nothing left to lease, the old one settles anyway (its unused
+   * credits come back to whoever needs them).
+   */
+  async #rotate(account: string, acc: AccountLeases, lease: Lease): Promise<void> {
+    if (acc.acquiring === null && !this.#closed) {
+      const a = acc
+      a.acquiring = this.#take(account, a, 0).finally(() => {
+        a.acquiring = null
+      })
+    }
+    try {
+      await acc.acquiring
+    } catch (err) {
+      if (!isTollgateError(err, 'insufficient_credits')) throw err
+    } finally {
+      lease.closing = true
+      if (lease.pending === 0) await this.#settle(acc, lease)
+    }
   }
 
   /** Local holds past their TTL are released into their leases, as the store would. */
@@ -569,6 +611,6 @@ export class LeaseManager {
     this.#closed = true
     if (this.#timer) clearInterval(this.#timer)
     this.#timer = null
-    await this.flush(true)
+    await this.flush('close')
   }
 }

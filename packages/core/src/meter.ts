@@ -750,7 +750,7 @@ export class Meter {
    * and commit what they spent once their holds resolve. Leases do it every `flushMs` anyway.
    */
   async flush(): Promise<void> {
-    await this.#leases?.flush(false)
+    await this.#leases?.flush('now')
   }
 
   /** A page of the account's ledger, newest first. */
