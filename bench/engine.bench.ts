@@ -6,11 +6,12 @@
  * tinybench iteration runs a batch, so the timer's own cost is spread over the batch;
  * ops/s = batches/s × batch size.
  *
- *   pnpm bench            (from the repo root: builds, then runs this)
+ *   pnpm --filter @tollgate/bench bench:engine [--time 2000] [--warmup-time 500] [--only hot]
+ *                                              [--quick]
  */
 import { execFileSync } from 'node:child_process'
-import os from 'node:os'
 import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
 import {
   type AccountState,
   applyOperation,
@@ -22,6 +23,28 @@ import {
   newId,
 } from '@tollgate/core'
 import { Bench } from 'tinybench'
+import {
+  fixed,
+  int,
+  machine,
+  markdownTable,
+  matchesOnly,
+  type Table,
+  writeResult,
+} from './common.js'
+
+const { values } = parseArgs({
+  options: {
+    time: { type: 'string' },
+    'warmup-time': { type: 'string' },
+    only: { type: 'string' },
+    quick: { type: 'boolean', default: false },
+    /** Internal: run one scenario and print its result as JSON. */
+    scenario: { type: 'string' },
+  },
+})
+const TIME = Number(values.time ?? (values.quick ? 500 : 2_000))
+const WARMUP_TIME = Number(values['warmup-time'] ?? (values.quick ? 200 : 500))
 
 const BATCH = 1_000
 const CREDITS = 2 ** 50
@@ -121,39 +144,88 @@ const scenarios: Record<string, () => Promise<() => unknown>> = {
 
 interface Row {
   scenario: string
-  'ops/s': string
-  '±%': string
+  opsPerSec: number
+  rme: number
+  state: string
 }
 
 async function runOne(name: string): Promise<Row> {
-  const bench = new Bench({ time: 2_000, warmupTime: 500 })
+  const bench = new Bench({ time: TIME, warmupTime: WARMUP_TIME })
   const batch = await scenarios[name]!()
   bench.add(name, batch)
   await bench.run()
   const r = bench.tasks[0]!.result
-  if (r.state !== 'completed') return { scenario: name, 'ops/s': `(${r.state})`, '±%': '' }
+  if (r.state !== 'completed') {
+    return { scenario: name, opsPerSec: Number.NaN, rme: Number.NaN, state: r.state }
+  }
   return {
     scenario: name,
-    'ops/s': Math.round(r.throughput.mean * BATCH).toLocaleString('en-US'),
-    '±%': r.throughput.rme.toFixed(1),
+    opsPerSec: r.throughput.mean * BATCH,
+    rme: r.throughput.rme,
+    state: r.state,
   }
 }
 
-const only = process.argv[2]
-if (only !== undefined) {
-  console.log(JSON.stringify(await runOne(only)))
+if (values.scenario !== undefined) {
+  console.log(JSON.stringify(await runOne(values.scenario)))
 } else {
+  const startedAt = new Date().toISOString()
+  const machineAtStart = machine()
   const self = fileURLToPath(import.meta.url)
-  const rows = Object.keys(scenarios).map((name) => {
-    const out = execFileSync(process.execPath, [...process.execArgv, self, name], {
-      encoding: 'utf8',
-    })
-    return JSON.parse(out.trim().split('\n').at(-1)!) as Row
+  const names = Object.keys(scenarios).filter((n) => matchesOnly(n, values.only))
+  const rows = names.map((name) => {
+    const out = execFileSync(
+      process.execPath,
+      [
+        ...process.execArgv,
+        self,
+        '--scenario',
+        name,
+        '--time',
+        String(TIME),
+        '--warmup-time',
+        String(WARMUP_TIME),
+      ],
+      { encoding: 'utf8' },
+    )
+    const row = JSON.parse(out.trim().split('\n').at(-1)!) as Row
+    console.error(`  ${name}: ${int(row.opsPerSec)} ops/s ±${fixed(row.rme)}%`)
+    return row
   })
-  const cpu = os.cpus()[0]?.model ?? 'cpu'
+  const table: Table = {
+    columns: ['scenario', 'ops/s', '±%'],
+    rows: rows.map((r) => [
+      r.scenario,
+      r.state === 'completed' ? int(r.opsPerSec) : `(${r.state})`,
+      fixed(r.rme),
+    ]),
+  }
+  const m = machine()
   console.log(
-    `Tollgate engine bench: node ${process.version}, ${cpu} ×${os.cpus().length}, ${new Date().toISOString()}`,
+    `Tollgate engine bench: node ${process.version}, ${m.cpu} ×${m.cores}, ${new Date().toISOString()}`,
   )
-  console.log(`ops = reserve+commit pairs (or debits); each scenario in its own process`)
-  console.table(rows)
+  console.log('ops = reserve+commit pairs (or debits); each scenario in its own process\n')
+  console.log(markdownTable(table))
+  if (rows.length > 0) {
+    writeResult({
+      bench: 'engine',
+      title: 'Engine and memory store',
+      command: 'pnpm --filter @tollgate/bench bench:engine',
+      startedAt,
+      finishedAt: new Date().toISOString(),
+      machine: machineAtStart,
+      loadavgEnd: m.loadavg,
+      settings: {
+        'time ms': TIME,
+        'warm-up ms': WARMUP_TIME,
+        batch: BATCH,
+        only: values.only ?? '',
+      },
+      tables: [table],
+      notes: [
+        'ops = reserve+commit pairs (or debits) per second on one core; tinybench, batches of 1,000, each scenario in a process of its own; ±% is tinybench’s relative margin of error.',
+      ],
+      data: { rows },
+    })
+  }
 }

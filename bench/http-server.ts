@@ -1,39 +1,128 @@
 /**
- * One server of the HTTP benchmark (`http.bench.ts` spawns one process per scenario, so load
- * generation never shares a core or a heap with the server it measures). Every scenario answers
+ * One server of the HTTP benchmark (`http.bench.ts` spawns one process per measurement, so the
+ * load generator never shares a heap with the server it measures). Every scenario answers
  * `GET /` with the same small JSON body; they differ only in the middleware in front of it.
  *
- *   node --import tsx http-server.ts <scenario>     (reports its port over IPC, or prints it)
+ *   node --import tsx http-server.ts '<ServerConfig as JSON>'
+ *
+ * It grants every account of the scenario 2^50 credits (or, for a limiter, nothing: their
+ * limit is never reached), listens on a free port and reports `{ port }` over IPC (or
+ * `{ error }`). Answers `'cpu'` messages with its CPU time so far; SIGTERM or a lost parent
+ * closes it.
  */
-import { createServer } from 'node:http'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { createServer, type IncomingHttpHeaders } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { createMeter, memoryStore } from '@tollgate/core'
+import os from 'node:os'
+import path from 'node:path'
+import { createMeter, httpStore, type Meter, memoryStore, type Store } from '@tollgate/core'
 import { metered as expressMetered } from '@tollgate/express'
 import { metered as koaMetered } from '@tollgate/koa'
+import { pgliteStore, postgresStore } from '@tollgate/postgres'
 import express, { type RequestHandler } from 'express'
 import { rateLimit } from 'express-rate-limit'
 import Koa, { type Middleware } from 'koa'
 import ratelimit from 'koa-ratelimit'
-import { ACCOUNTS, accountName, SCENARIOS, type Scenario } from './http-scenarios.js'
+import pg from 'pg'
+import { RateLimiterMemory, RateLimiterPostgres } from 'rate-limiter-flexible'
+import {
+  accountCount,
+  accountName,
+  LEASE,
+  type Scenario,
+  type ServerConfig,
+  scenarioById,
+} from './http-scenarios.js'
 
 const BODY = { hello: 'world' }
-/** A rate limit no scenario reaches: the limiter does all its work and never refuses. */
+/** A limit no scenario reaches: the limiter does all its work and never refuses. */
 const NEVER = 1_000_000_000
-/** Credits per account: plenty for any run. */
-const PLENTY = 1_000_000_000_000
+/** Credits per account: nobody runs out. */
+const CREDITS = 2 ** 50
 
-async function seededMeter() {
-  const meter = createMeter({ store: memoryStore() })
-  for (let i = 0; i < ACCOUNTS; i++) await meter.grant(accountName(i), PLENTY)
+const config = JSON.parse(process.argv[2] ?? '{}') as ServerConfig
+const scenario = scenarioById(config.scenario)
+if (!scenario) throw new Error(`http-server.ts: unknown scenario ${config.scenario}`)
+
+/**
+ * Process warnings (the driver starts this process with --no-warnings): those of the start
+ * (e.g. an option the core build does not know) go to the driver with the port; later ones are
+ * printed, except while closing (requests in flight then meet a closed meter).
+ */
+const warnings: string[] = []
+let started = false
+process.on('warning', (w) => {
+  if (!started) warnings.push(w.message)
+  else if (!stopping) console.error(`${config.scenario}: ${w.name}: ${w.message}`)
+})
+
+/** What to undo on the way out. */
+const cleanups: (() => Promise<unknown> | unknown)[] = []
+
+const account = (headers: IncomingHttpHeaders) => (headers['x-account'] as string | undefined) ?? ''
+
+function tollgateStore(s: Scenario): Store {
+  switch (s.store) {
+    case 'memory':
+      return memoryStore()
+    case 'pglite': {
+      const dataDir = mkdtempSync(path.join(os.tmpdir(), 'tollgate-bench-http-'))
+      cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }))
+      return pgliteStore({ dataDir })
+    }
+    case 'postgres':
+      return postgresStore({ connectionString: config.databaseUrl, schema: config.schema })
+    case 'server':
+      if (!config.ledgerUrl || !config.apiKey) throw new Error('server scenario without ledgerUrl')
+      return httpStore({ url: config.ledgerUrl, apiKey: config.apiKey })
+    default:
+      throw new Error(`not a Tollgate scenario: ${s.id}`)
+  }
+}
+
+/** A meter on the scenario's store, every account granted plenty. */
+async function seededMeter(s: Scenario): Promise<Meter> {
+  const store = tollgateStore(s)
+  const meter = createMeter({ store, tenant: config.tenant, ...(s.lease ? { lease: LEASE } : {}) })
+  cleanups.unshift(() => meter.close())
+  const n = accountCount(s.accounts)
+  let next = 0
+  await Promise.all(
+    Array.from({ length: Math.min(n, 32) }, async () => {
+      while (next < n) await meter.grant(accountName(next++), CREDITS)
+    }),
+  )
   return meter
 }
 
-const account = (headers: Record<string, string | string[] | undefined>) =>
-  (headers['x-account'] as string | undefined) ?? ''
+interface Limiter {
+  consume(key: string): Promise<unknown>
+}
 
-async function expressApp(scenario: Scenario) {
+async function rlfLimiter(s: Scenario): Promise<Limiter> {
+  if (s.middleware === 'rlf-memory')
+    return new RateLimiterMemory({ points: NEVER, duration: 3_600 })
+  const pool = new pg.Pool({ connectionString: config.databaseUrl, max: 10 })
+  pool.on('error', () => {})
+  cleanups.push(() => pool.end())
+  return new Promise<Limiter>((resolve, reject) => {
+    const limiter: RateLimiterPostgres = new RateLimiterPostgres(
+      {
+        storeClient: pool,
+        schemaName: config.schema,
+        tableName: 'rlf',
+        keyPrefix: config.tenant,
+        points: NEVER,
+        duration: 3_600,
+      },
+      (error?: Error) => (error ? reject(error) : resolve(limiter)),
+    )
+  })
+}
+
+async function expressApp(s: Scenario) {
   const app = express()
-  if (scenario === 'express-rate-limit') {
+  if (s.middleware === 'rate-limit') {
     app.use(
       rateLimit({
         windowMs: 60_000,
@@ -43,9 +132,19 @@ async function expressApp(scenario: Scenario) {
         keyGenerator: (req) => account(req.headers),
       }),
     )
-  } else if (scenario === 'express-tollgate') {
+  } else if (s.middleware === 'rlf-memory' || s.middleware === 'rlf-postgres') {
+    const limiter = await rlfLimiter(s)
+    app.use((req, res, next) => {
+      limiter.consume(account(req.headers)).then(
+        () => next(),
+        () => {
+          res.status(429).end()
+        },
+      )
+    })
+  } else if (s.middleware === 'tollgate') {
     app.use(
-      expressMetered(await seededMeter(), { account: (req) => account(req.headers), cost: 1 }),
+      expressMetered(await seededMeter(s), { account: (req) => account(req.headers), cost: 1 }),
     )
   }
   const hello: RequestHandler = (_req, res) => {
@@ -55,9 +154,9 @@ async function expressApp(scenario: Scenario) {
   return app
 }
 
-async function koaApp(scenario: Scenario) {
+async function koaApp(s: Scenario) {
   const app = new Koa()
-  if (scenario === 'koa-ratelimit') {
+  if (s.middleware === 'rate-limit') {
     app.use(
       ratelimit({
         driver: 'memory',
@@ -67,8 +166,19 @@ async function koaApp(scenario: Scenario) {
         id: (ctx) => account(ctx.headers),
       }),
     )
-  } else if (scenario === 'koa-tollgate') {
-    app.use(koaMetered(await seededMeter(), { account: (ctx) => account(ctx.headers), cost: 1 }))
+  } else if (s.middleware === 'rlf-memory' || s.middleware === 'rlf-postgres') {
+    const limiter = await rlfLimiter(s)
+    app.use(async (ctx, next) => {
+      try {
+        await limiter.consume(account(ctx.headers))
+      } catch {
+        ctx.status = 429
+        return
+      }
+      await next()
+    })
+  } else if (s.middleware === 'tollgate') {
+    app.use(koaMetered(await seededMeter(s), { account: (ctx) => account(ctx.headers), cost: 1 }))
   }
   const hello: Middleware = (ctx) => {
     ctx.body = BODY
@@ -77,30 +187,52 @@ async function koaApp(scenario: Scenario) {
   return app
 }
 
-const scenario = process.argv[2] as Scenario
-if (!SCENARIOS.includes(scenario)) {
-  throw new Error(`usage: http-server.ts <${SCENARIOS.join('|')}>`)
-}
-const handler = scenario.startsWith('express')
-  ? await expressApp(scenario)
-  : (await koaApp(scenario)).callback()
-const server = createServer(handler)
-server.keepAliveTimeout = 60_000
-server.listen(0, '127.0.0.1', () => {
-  const { port } = server.address() as AddressInfo
-  if (process.send) process.send({ port })
-  else console.log(`${scenario} on http://127.0.0.1:${port}`)
-})
-
-function stop() {
+let stopping = false
+async function stop(code = 0) {
+  if (stopping) return
+  stopping = true
   server.closeAllConnections()
-  // exit rather than wait, so a --cpu-prof profile is written at once
-  server.close(() => process.exit(0))
+  server.close()
+  for (const cleanup of cleanups) {
+    try {
+      await cleanup()
+    } catch {
+      // on the way out: nothing to do about it
+    }
+  }
+  process.exit(code)
 }
-// The driver asks for CPU time around its measurement: CPU per request is steadier than
-// req/s on a machine whose other core is busy generating the load.
+
+const server = createServer()
+server.keepAliveTimeout = 60_000
+try {
+  const handler =
+    scenario.framework === 'express'
+      ? await expressApp(scenario)
+      : (await koaApp(scenario)).callback()
+  server.on('request', handler)
+  server.listen(0, '127.0.0.1', () => {
+    const { port } = server.address() as AddressInfo
+    // warnings are emitted on the next tick: let them arrive first
+    setImmediate(() => {
+      started = true
+      if (process.send) process.send({ port, warnings })
+      else console.log(`${scenario.id} on http://127.0.0.1:${port}`)
+    })
+  })
+} catch (error) {
+  const message = error instanceof Error ? error.message : String(error)
+  if (process.send) process.send({ error: message }, () => void stop(1))
+  else {
+    console.error(error)
+    await stop(1)
+  }
+}
+
+// The driver asks for CPU time around its measurement: CPU per request is steadier than req/s
+// on a machine whose other core is busy generating the load.
 process.on('message', (message) => {
   if (message === 'cpu' && process.send) process.send({ cpu: process.cpuUsage() })
 })
-process.on('SIGTERM', stop)
-process.on('disconnect', stop)
+process.on('SIGTERM', () => void stop())
+process.on('disconnect', () => void stop())

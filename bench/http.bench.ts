@@ -1,95 +1,161 @@
 /**
- * HTTP overhead of the Tollgate middleware, next to bare frameworks and a rate limiter with a
- * memory store, which does comparable per-request bookkeeping:
+ * HTTP overhead of metering, next to bare frameworks and rate limiters (which do comparable
+ * per-request bookkeeping): framework × middleware × store × lease × accounts.
  *
- *   Express: bare · express-rate-limit (memory store) · @tollgate/express (memory store)
- *   Koa:     bare · koa-ratelimit (memory driver)     · @tollgate/koa (memory store)
+ *   Express 5 / Koa 3:  bare
+ *                       express-rate-limit / koa-ratelimit (memory)
+ *                       rate-limiter-flexible: RateLimiterMemory, RateLimiterPostgres
+ *                       Tollgate on memory, PGlite (file), PostgreSQL (group commit), and a
+ *                       Tollgate server through httpStore, each with and without a lease
+ *   every middleware on 1 hot account and on 1,000 accounts (the `x-account` header)
  *
  * Every scenario serves `GET /` with one small JSON body; the metered ones charge 1 credit per
- * request on 100 accounts (granted plenty up front), rotated through the `x-account` header,
- * and the limiters key on the same header with a limit never reached. Each scenario runs in a
- * server process of its own (spawned per measurement), and autocannon drives it from this
- * process, so load and server never share a core. Scenarios run interleaved, round after
- * round, so slow drift of the machine hits them all alike; the table reports medians.
+ * request (each account granted 2^50 up front) and the limiters key on the same header with a
+ * limit never reached. Each measurement starts a fresh server process (and, for the `server`
+ * scenarios, a fresh Tollgate server process behind it); autocannon drives it from this
+ * process. Scenarios run interleaved, round after round, so slow drift of the machine hits
+ * them all alike; tables report medians.
  *
- *   pnpm --filter @tollgate/bench bench:http [--rounds 3] [--duration 10] [--connections 50]
- *                                            [--only express-tollgate,koa-tollgate] [--profile]
+ * Two measurements per server process:
+ *  1. Throughput: autocannon, `--connections` keep-alive connections, closed loop, after a
+ *     `--warmup`. On `many`, each connection walks the 1,000 accounts from its own offset.
+ *  2. Latency at a fixed load (bare and the `hot` scenarios, by default): requests sent at the
+ *     same rate for every scenario of a framework, `--rate-fraction` of bare's throughput in
+ *     the first round (or `--rate express=…,koa=…`), open loop (`fixed-rate.ts`).
  *
- * `--profile` starts each server with `--cpu-prof` and prints where the profiles were written.
+ *   pnpm --filter @tollgate/bench bench:http [--rounds 3] [--duration 5] [--warmup 2]
+ *     [--connections 50] [--only koa-tollgate-memory,lease-hot] [--quick]
+ *     [--rate-fraction 0.5] [--rate express=5000,koa=20000] [--fixed-duration 3]
+ *     [--fixed 'bare|-hot$'] [--server-store pglite|postgres] [--profile]
+ *
+ * PostgreSQL: TOLLGATE_BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/test);
+ * a fresh schema per run, dropped at the end. Unreachable: its scenarios are reported skipped.
  */
 import { type ChildProcess, spawn } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
 import { once } from 'node:events'
 import { mkdirSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
+import { createHistogram } from 'node:perf_hooks'
 import { parseArgs } from 'node:util'
 import autocannon from 'autocannon'
-import { ACCOUNTS, accountName, SCENARIOS, type Scenario } from './http-scenarios.js'
+import {
+  BENCH_DIR,
+  type BenchResult,
+  DATABASE_URL,
+  fixed,
+  int,
+  machine,
+  matchesOnly,
+  median,
+  postgresUnreachable,
+  postgresVersion,
+  ratio,
+  spreadPct,
+  sql,
+  type Table,
+  writeResult,
+} from './common.js'
+import { type FixedRateResult, fixedRate } from './fixed-rate.js'
+import {
+  accountCount,
+  accountName,
+  FRAMEWORKS,
+  type Framework,
+  frameworkName,
+  type HttpData,
+  type HttpSample,
+  type HttpScenarioResult,
+  LEASE,
+  needsPostgres,
+  SCENARIOS,
+  type Scenario,
+  type ServerConfig,
+} from './http-scenarios.js'
 
 const { values } = parseArgs({
   options: {
-    rounds: { type: 'string', default: '3' },
-    duration: { type: 'string', default: '10' },
-    warmup: { type: 'string', default: '3' },
+    rounds: { type: 'string' },
+    duration: { type: 'string' },
+    warmup: { type: 'string' },
     connections: { type: 'string', default: '50' },
     only: { type: 'string' },
+    quick: { type: 'boolean', default: false },
+    'rate-fraction': { type: 'string', default: '0.5' },
+    rate: { type: 'string' },
+    'fixed-duration': { type: 'string' },
+    fixed: { type: 'string', default: 'bare|-hot$' },
+    'server-store': { type: 'string', default: 'pglite' },
     profile: { type: 'boolean', default: false },
   },
 })
-const rounds = Number(values.rounds)
-const duration = Number(values.duration)
-const warmup = Number(values.warmup)
-const connections = Number(values.connections)
-const scenarios = values.only
-  ? (values.only.split(',') as Scenario[]).filter((s) => SCENARIOS.includes(s))
-  : [...SCENARIOS]
-const here = path.dirname(new URL(import.meta.url).pathname)
+const quick = values.quick
+const ROUNDS = Number(values.rounds ?? (quick ? 1 : 3))
+// autocannon ends a run on its once-a-second sampling tick: give whole seconds
+const DURATION = Number(values.duration ?? (quick ? 2 : 5))
+const WARMUP = Number(values.warmup ?? (quick ? 1 : 2))
+const CONNECTIONS = Number(values.connections)
+const FIXED_DURATION = Number(values['fixed-duration'] ?? (quick ? 1 : 3))
+const FIXED_LEAD_IN = quick ? 0.5 : 1
+const RATE_FRACTION = Number(values['rate-fraction'])
+const SERVER_STORE = values['server-store'] === 'postgres' ? 'postgres' : 'pglite'
 const profileDir = path.join(os.tmpdir(), 'tollgate-http-profiles')
 
-interface Sample {
-  rps: number
-  p50: number
-  p99: number
-  /** Server CPU (user + system) per request, µs. */
-  cpuUs: number
-  /** Of which user time (JavaScript, mostly), µs. */
-  userUs: number
+/** Fixed rates given on the command line, per framework. */
+const givenRates = new Map<Framework, number>()
+for (const part of (values.rate ?? '').split(',').filter(Boolean)) {
+  const [f, r] = part.split('=')
+  if ((f === 'express' || f === 'koa') && Number(r) > 0) givenRates.set(f, Number(r))
 }
 
-async function startServer(scenario: Scenario): Promise<{ child: ChildProcess; port: number }> {
-  const flags = values.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []
-  if (values.profile) mkdirSync(profileDir, { recursive: true })
-  const child = spawn(process.execPath, [...flags, '--import', 'tsx', 'http-server.ts', scenario], {
-    cwd: here,
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+// Bare of every framework in the selection always runs: it is what the others are divided by.
+const chosen = SCENARIOS.filter((s) => matchesOnly(s.id, values.only))
+const frameworks = FRAMEWORKS.filter((f) => chosen.some((s) => s.framework === f))
+const scenarios = SCENARIOS.filter(
+  (s) => chosen.includes(s) || (s.middleware === 'bare' && frameworks.includes(s.framework)),
+)
+const fixedPattern = new RegExp(values.fixed ?? 'bare|-hot$')
+const wantsFixed = (s: Scenario) => RATE_FRACTION > 0 && fixedPattern.test(s.id)
+
+// ---- processes -------------------------------------------------------------------------------
+
+async function spawnChild(file: string, arg: unknown, flags: string[] = []) {
+  const child = spawn(
+    process.execPath,
+    [...flags, '--no-warnings', '--import', 'tsx', file, JSON.stringify(arg)],
+    { cwd: BENCH_DIR, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] },
+  )
+  const exited = once(child, 'exit').then(() => {
+    throw new Error(`${file} exited (code ${child.exitCode}) before it was ready`)
   })
-  const [message] = (await once(child, 'message')) as [{ port: number }]
-  return { child, port: message.port }
+  exited.catch(() => {})
+  const ready = once(child, 'message') as Promise<[Record<string, unknown>]>
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${file}: not ready after 120 s`)), 120_000)
+  })
+  try {
+    const [message] = await Promise.race([ready, exited, timeout])
+    if (typeof message.error === 'string') throw new Error(message.error)
+    return { child, message }
+  } catch (error) {
+    await stopChild(child)
+    throw error
+  } finally {
+    clearTimeout(timer)
+  }
 }
 
-async function stopServer(child: ChildProcess): Promise<void> {
+async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return
   const exited = once(child, 'exit')
   child.kill('SIGTERM')
+  const timer = setTimeout(() => child.kill('SIGKILL'), 10_000)
   await exited
+  clearTimeout(timer)
 }
 
-/** The same 100 requests, one per account, for every scenario; each connection cycles them. */
-const requests = Array.from({ length: ACCOUNTS }, (_, i) => ({
-  method: 'GET' as const,
-  path: '/',
-  headers: { 'x-account': accountName(i) },
-}))
-
-async function load(port: number, seconds: number) {
-  return autocannon({
-    url: `http://127.0.0.1:${port}`,
-    connections,
-    duration: seconds,
-    requests,
-  })
-}
-
-/** The server's CPU time so far, µs. */
 async function cpuOf(child: ChildProcess): Promise<NodeJS.CpuUsage> {
   const reply = once(child, 'message') as Promise<[{ cpu: NodeJS.CpuUsage }]>
   child.send('cpu')
@@ -97,83 +163,415 @@ async function cpuOf(child: ChildProcess): Promise<NodeJS.CpuUsage> {
   return cpu
 }
 
-async function measure(scenario: Scenario): Promise<Sample> {
-  const { child, port } = await startServer(scenario)
+const cpuUs = (a: NodeJS.CpuUsage, b: NodeJS.CpuUsage) => b.user - a.user + b.system - a.system
+
+// ---- load ------------------------------------------------------------------------------------
+
+const headersOf = (i: number) => ({ 'x-account': accountName(i) })
+
+/**
+ * Throughput under a closed loop. Every connection cycles through the scenario's accounts from
+ * its own offset, so on `many` the connections never walk in step on the same account.
+ */
+async function throughput(port: number, s: Scenario, seconds: number, record: boolean) {
+  const n = accountCount(s.accounts)
+  const requests = Array.from({ length: n }, (_, i) => ({
+    method: 'GET' as const,
+    path: '/',
+    headers: headersOf(i),
+  }))
+  let connection = 0
+  const histogram = createHistogram({ lowest: 1_000, highest: 60_000_000_000, figures: 3 })
+  const r = await new Promise<autocannon.Result>((resolve, reject) => {
+    const instance = autocannon(
+      {
+        url: `http://127.0.0.1:${port}`,
+        connections: CONNECTIONS,
+        duration: seconds,
+        requests: [requests[0]!],
+        setupClient: (client) => {
+          if (n === 1) return
+          const offset = Math.floor((connection++ * n) / CONNECTIONS) % n
+          client.setRequests([...requests.slice(offset), ...requests.slice(0, offset)])
+        },
+      },
+      (error, result) => (error ? reject(error) : resolve(result)),
+    )
+    if (record) {
+      // autocannon's own percentiles are whole milliseconds; keep µs
+      instance.on('response', (_client, _status, _bytes, responseTime) => {
+        histogram.record(Math.max(1_000, Math.round(responseTime * 1e6)))
+      })
+    }
+  })
+  return {
+    rps: r.requests.total / r.duration,
+    total: r.requests.total,
+    failed: r.errors + r.timeouts + r.non2xx,
+    p50: histogram.count > 0 ? histogram.percentile(50) / 1e6 : r.latency.p50,
+    p99: histogram.count > 0 ? histogram.percentile(99) / 1e6 : r.latency.p99,
+  }
+}
+
+// ---- one measurement -------------------------------------------------------------------------
+
+const runId = `${Date.now().toString(36)}_${process.pid}`
+const schema = `tollgate_bench_${runId}`
+const adminKey = `tg_sk_bench${randomBytes(4).toString('hex')}_${randomBytes(24).toString('base64url')}`
+const fixedRates: Partial<Record<Framework, number>> = Object.fromEntries(givenRates)
+let leaseSupported: boolean | null = null
+let measurementNo = 0
+
+async function measure(s: Scenario): Promise<HttpSample> {
+  const children: ChildProcess[] = []
   try {
-    await load(port, warmup)
+    const config: ServerConfig = {
+      scenario: s.id,
+      tenant: `${s.id}_${runId}_${++measurementNo}`,
+      databaseUrl: DATABASE_URL,
+      schema,
+    }
+    let ledger: ChildProcess | null = null
+    if (s.store === 'server') {
+      const started = await spawnChild('ledger-server.ts', {
+        store: SERVER_STORE,
+        databaseUrl: DATABASE_URL,
+        schema,
+        adminKey,
+      })
+      ledger = started.child
+      children.push(ledger)
+      config.ledgerUrl = started.message.url as string
+      config.apiKey = adminKey
+    }
+    const flags = values.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []
+    if (values.profile) mkdirSync(profileDir, { recursive: true })
+    const { child, message } = await spawnChild('http-server.ts', config, flags)
+    children.push(child)
+    if (s.lease && Array.isArray(message.warnings)) {
+      const ignored = (message.warnings as string[]).some((w) => w.includes('"lease"'))
+      leaseSupported = !ignored && leaseSupported !== false
+    }
+    const port = message.port as number
+
+    await throughput(port, s, WARMUP, false)
     const cpuBefore = await cpuOf(child)
-    const r = await load(port, duration)
+    const ledgerBefore = ledger ? await cpuOf(ledger) : null
+    const r = await throughput(port, s, DURATION, true)
     const cpuAfter = await cpuOf(child)
-    const user = cpuAfter.user - cpuBefore.user
-    const cpu = user + cpuAfter.system - cpuBefore.system
-    if (r.errors > 0 || r.non2xx > 0 || r.timeouts > 0) {
-      throw new Error(
-        `${scenario}: ${r.errors} errors, ${r.non2xx} non-2xx, ${r.timeouts} timeouts`,
-      )
+    const ledgerAfter = ledger ? await cpuOf(ledger) : null
+    if (r.total === 0 || r.failed > r.total * 0.01) {
+      throw new Error(`${r.failed} of ${r.total} requests failed or were not 2xx`)
+    }
+
+    if (s.middleware === 'bare' && fixedRates[s.framework] === undefined && RATE_FRACTION > 0) {
+      // The first bare measurement sets the load of every latency run of this framework.
+      fixedRates[s.framework] = Math.max(100, Math.round((r.rps * RATE_FRACTION) / 100) * 100)
+    }
+    let fixedResult: HttpSample['fixed'] = null
+    const rate = fixedRates[s.framework]
+    if (wantsFixed(s) && rate !== undefined && r.rps < rate) {
+      // It cannot serve that load at all: the queue would only grow. Recorded as overloaded.
+      fixedResult = 'overloaded'
+    } else if (wantsFixed(s) && rate !== undefined) {
+      const n = accountCount(s.accounts)
+      const headers = Array.from({ length: n }, (_, i) => headersOf(i))
+      fixedResult = await fixedRate({
+        url: `http://127.0.0.1:${port}`,
+        rate,
+        seconds: FIXED_DURATION,
+        leadIn: FIXED_LEAD_IN,
+        connections: CONNECTIONS,
+        headers: (i) => headers[i % n]!,
+      })
     }
     return {
-      rps: r.requests.average,
-      p50: r.latency.p50,
-      p99: r.latency.p99,
-      cpuUs: cpu / r.requests.total,
-      userUs: user / r.requests.total,
+      rps: r.rps,
+      p50: r.p50,
+      p99: r.p99,
+      cpuUs: cpuUs(cpuBefore, cpuAfter) / r.total,
+      ledgerCpuUs: ledgerBefore && ledgerAfter ? cpuUs(ledgerBefore, ledgerAfter) / r.total : null,
+      failed: r.failed,
+      fixed: fixedResult,
     }
   } finally {
-    await stopServer(child)
+    for (const child of children.reverse()) await stopChild(child)
   }
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b)
-  const mid = Math.floor(s.length / 2)
-  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2
+// ---- the run ---------------------------------------------------------------------------------
+
+const startedAt = new Date()
+const machineAtStart = machine()
+const postgresError = scenarios.some((s) => needsPostgres(s, SERVER_STORE))
+  ? await postgresUnreachable()
+  : null
+const pgVersion =
+  postgresError === null && scenarios.some((s) => needsPostgres(s, SERVER_STORE))
+    ? await postgresVersion()
+    : null
+let schemaCreated = false
+if (scenarios.some((s) => needsPostgres(s, SERVER_STORE)) && postgresError === null) {
+  await sql(`CREATE SCHEMA IF NOT EXISTS ${schema}`)
+  schemaCreated = true
+}
+async function dropSchema() {
+  if (!schemaCreated) return
+  schemaCreated = false
+  await sql(`DROP SCHEMA IF EXISTS ${schema} CASCADE`).catch((error: unknown) => {
+    console.error(`could not drop schema ${schema}: ${String(error)}`)
+  })
+}
+process.once('SIGINT', () => {
+  void dropSchema().finally(() => process.exit(130))
+})
+
+const results = new Map<string, HttpScenarioResult>(
+  scenarios.map((s) => {
+    const skip = needsPostgres(s, SERVER_STORE) && postgresError !== null
+    return [
+      s.id,
+      {
+        id: s.id,
+        label: s.label,
+        framework: s.framework,
+        middleware: s.middleware,
+        store: s.store,
+        lease: s.lease,
+        accounts: s.accounts,
+        status: skip ? 'skipped' : 'ok',
+        reason: skip ? `PostgreSQL unreachable at ${DATABASE_URL}: ${postgresError}` : null,
+        samples: [],
+        errors: [],
+        median: null,
+        fixed: null,
+      },
+    ]
+  }),
+)
+const runnable = scenarios.filter((s) => results.get(s.id)!.status !== 'skipped')
+
+console.log(
+  `HTTP bench: ${runnable.length} scenarios (${scenarios.length - runnable.length} skipped) × ` +
+    `${ROUNDS} rounds, ${WARMUP} s warm-up + ${DURATION} s, ${CONNECTIONS} connections; ` +
+    `fixed-rate latency runs of ${FIXED_DURATION} s at ${RATE_FRACTION} × bare; ` +
+    `Node ${process.version}, ${os.cpus().length}× ${os.cpus()[0]?.model ?? '?'}`,
+)
+if (postgresError !== null)
+  console.log(`  PostgreSQL unreachable (${postgresError}): skipping its scenarios`)
+
+try {
+  for (let round = 1; round <= ROUNDS; round++) {
+    for (const s of runnable) {
+      const result = results.get(s.id)!
+      const t0 = performance.now()
+      try {
+        const sample = await measure(s)
+        result.samples.push(sample)
+        const f = sample.fixed
+        console.log(
+          `  round ${round} ${s.id.padEnd(38)} ${int(sample.rps).padStart(7)} req/s  ` +
+            `p50 ${fixed(sample.p50, 2)} ms  p99 ${fixed(sample.p99, 2)} ms  ` +
+            `${fixed(sample.cpuUs)} µs CPU/req` +
+            (sample.ledgerCpuUs === null ? '' : ` (+${fixed(sample.ledgerCpuUs)} server)`) +
+            (f === 'overloaded'
+              ? `  | at ${int(fixedRates[s.framework] ?? 0)}/s: overloaded (not run)`
+              : f
+                ? `  | at ${int(f.rate)}/s: p50 ${fixed(f.p50, 2)} p99 ${fixed(f.p99, 2)} ms` +
+                  (f.dropped > 0 ? ` (${int(f.dropped)} not sent: overloaded)` : '')
+                : '') +
+            `  [${((performance.now() - t0) / 1_000).toFixed(1)} s]`,
+        )
+      } catch (error) {
+        const message = error instanceof Error ? error.message : String(error)
+        result.errors.push(`round ${round}: ${message}`)
+        console.log(`  round ${round} ${s.id.padEnd(38)} FAILED: ${message}`)
+      }
+    }
+  }
+} finally {
+  await dropSchema()
 }
 
-const samples = new Map<Scenario, Sample[]>(scenarios.map((s) => [s, []]))
-console.log(
-  `HTTP bench: ${scenarios.length} scenarios × ${rounds} rounds, ${warmup} s warm-up + ${duration} s, ` +
-    `${connections} connections, Node ${process.version}, ${os.cpus().length}× ${os.cpus()[0]?.model ?? '?'}`,
-)
-for (let round = 1; round <= rounds; round++) {
-  for (const scenario of scenarios) {
-    const s = await measure(scenario)
-    samples.get(scenario)!.push(s)
-    console.log(
-      `  round ${round} ${scenario.padEnd(20)} ${Math.round(s.rps).toLocaleString('en-US').padStart(8)} req/s` +
-        `  p50 ${s.p50} ms  p99 ${s.p99} ms  ${s.cpuUs.toFixed(1)} µs CPU/req (user ${s.userUs.toFixed(1)})`,
-    )
+// ---- medians, tables, JSON -------------------------------------------------------------------
+
+for (const r of results.values()) {
+  if (r.status === 'skipped') continue
+  if (r.samples.length === 0) {
+    r.status = 'failed'
+    r.reason = r.errors[0] ?? 'no sample'
+    continue
+  }
+  const m = (pick: (x: HttpSample) => number) => median(r.samples.map(pick))
+  r.median = {
+    rps: m((x) => x.rps),
+    p50: m((x) => x.p50),
+    p99: m((x) => x.p99),
+    cpuUs: m((x) => x.cpuUs),
+    ledgerCpuUs: r.samples[0]!.ledgerCpuUs === null ? null : m((x) => x.ledgerCpuUs ?? 0),
+    spread: spreadPct(r.samples.map((x) => x.rps)),
+  }
+  const ran = r.samples
+    .map((x) => x.fixed)
+    .filter((x): x is FixedRateResult => x !== null && x !== 'overloaded')
+  const overloadedRounds = r.samples.filter((x) => x.fixed === 'overloaded').length
+  if (ran.length > 0 || overloadedRounds > 0) {
+    // Latencies are the medians of the rounds that ran; none ran: NaN (null in the JSON).
+    const med = (pick: (x: FixedRateResult) => number) => median(ran.map(pick))
+    r.fixed = {
+      rate: fixedRates[r.framework] ?? Number.NaN,
+      achieved: med((x) => x.achieved),
+      p50: med((x) => x.p50),
+      p99: med((x) => x.p99),
+      p999: med((x) => x.p999),
+      p99Due: med((x) => x.p99Due),
+      dropped: ran.length > 0 ? med((x) => x.dropped) : 0,
+      overloadedRounds,
+    }
   }
 }
 
-const med = new Map(
-  [...samples].map(([scenario, xs]) => [
-    scenario,
-    {
-      rps: median(xs.map((x) => x.rps)),
-      p50: median(xs.map((x) => x.p50)),
-      p99: median(xs.map((x) => x.p99)),
-      cpuUs: median(xs.map((x) => x.cpuUs)),
-      userUs: median(xs.map((x) => x.userUs)),
-      spread: (Math.max(...xs.map((x) => x.rps)) / Math.min(...xs.map((x) => x.rps)) - 1) * 100,
-    },
-  ]),
-)
-console.log(`\nMedians of ${rounds} rounds:\n`)
-console.log(
-  '| scenario | req/s | vs bare | p50 ms | p99 ms | server CPU µs/req | vs bare | req/s spread % |',
-)
-console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |')
-for (const [scenario, m] of med) {
-  const bare = med.get(scenario.startsWith('express') ? 'express-bare' : 'koa-bare')
-  const ratio = bare ? `${(m.rps / bare.rps).toFixed(3)}×` : '–'
-  const extra = bare ? `+${(m.cpuUs - bare.cpuUs).toFixed(1)}` : '–'
-  console.log(
-    `| ${scenario} | ${Math.round(m.rps).toLocaleString('en-US')} | ${ratio} | ${m.p50} | ${m.p99} | ` +
-      `${m.cpuUs.toFixed(1)} | ${extra} | ${m.spread.toFixed(1)} |`,
+const data: HttpData = {
+  scenarios: [...results.values()],
+  fixedRates,
+  leaseSupported,
+  serverStore: SERVER_STORE,
+  postgres:
+    pgVersion === null ? null : `${pgVersion} at ${DATABASE_URL.replace(/\/\/[^@/]*@/, '//')}`,
+}
+
+/** Markdown tables of the HTTP bench (also used by the report). */
+function httpTables(d: HttpData): Table[] {
+  const tables: Table[] = []
+  for (const f of FRAMEWORKS) {
+    const rows = d.scenarios.filter((r) => r.framework === f)
+    if (rows.length === 0) continue
+    const bare = rows.find((r) => r.middleware === 'bare')?.median ?? null
+    tables.push({
+      title: `${frameworkName(f)}: throughput (closed loop, medians)`,
+      align: ['l', 'l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'],
+      columns: [
+        'scenario',
+        'id',
+        'req/s',
+        'vs bare',
+        'p50 ms',
+        'p99 ms',
+        'p99 vs bare',
+        'app CPU µs/req',
+        'server CPU µs/req',
+        'spread %',
+      ],
+      rows: rows.map((r) => {
+        const m = r.median
+        if (!m) return [r.label, `\`${r.id}\``, r.status, '', '', '', '', '', '', '']
+        return [
+          r.middleware === 'bare' ? `**${r.label}**` : r.label,
+          `\`${r.id}\``,
+          int(m.rps),
+          bare ? ratio(m.rps / bare.rps) : '–',
+          fixed(m.p50, 2),
+          fixed(m.p99, 2),
+          bare ? ratio(m.p99 / bare.p99) : '–',
+          fixed(m.cpuUs),
+          m.ledgerCpuUs === null ? '' : fixed(m.ledgerCpuUs),
+          fixed(m.spread),
+        ]
+      }),
+    })
+    const withFixed = rows.filter((r) => r.fixed !== null)
+    const bareFixed = rows.find((r) => r.middleware === 'bare')?.fixed ?? null
+    if (withFixed.length > 0) {
+      tables.push({
+        title: `${frameworkName(f)}: latency at a fixed ${int(d.fixedRates[f] ?? Number.NaN)} req/s (open loop, medians)`,
+        columns: [
+          'scenario',
+          'achieved req/s',
+          'p50 ms',
+          'p99 ms',
+          'p99 vs bare',
+          'p99.9 ms',
+          'p99 from due ms',
+          'not sent',
+        ],
+        rows: withFixed.map((r) => {
+          const x = r.fixed!
+          return [
+            r.middleware === 'bare' ? `**${r.label}**` : r.label,
+            int(x.achieved),
+            fixed(x.p50, 2),
+            fixed(x.p99, 2),
+            bareFixed ? ratio(x.p99 / bareFixed.p99) : '–',
+            fixed(x.p999, 2),
+            fixed(x.p99Due, 2),
+            x.overloadedRounds > 0
+              ? `overloaded in ${x.overloadedRounds} of ${r.samples.length} rounds (not run)`
+              : x.dropped > 0
+                ? `${int(x.dropped)} (overloaded)`
+                : '0',
+          ]
+        }),
+      })
+    }
+  }
+  return tables
+}
+
+const tables = httpTables(data)
+const notes: string[] = [
+  `Load generator: autocannon (throughput) and an open-loop undici generator (fixed rate) in the bench process, on the same ${os.cpus().length} cores as the servers (and PostgreSQL): figures are relative, compare within one run.`,
+  `Every measurement is a fresh server process (a fresh Tollgate server process too for \`server\`), ${WARMUP} s of warm-up load, then ${DURATION} s measured; rounds interleave the scenarios; tables show medians.`,
+  `\`-lease\` scenarios pass \`lease: ${JSON.stringify(LEASE)}\` to createMeter.`,
+  `\`server\` scenarios: httpStore (64 connections) → @tollgate/server in another process on ${SERVER_STORE === 'postgres' ? 'PostgreSQL' : 'a file-backed PGlite store'}.`,
+  `Every request is \`GET /\` with a small JSON body and an \`x-account\` header; metered scenarios charge 1 credit (accounts granted 2^50 up front), limiters key on the header with a limit never reached.`,
+  'p50/p99 under throughput: every connection busy (closed loop), so latency ≈ connections ÷ throughput.',
+  `Fixed rate: ${RATE_FRACTION} × the framework's bare throughput in the first round, for bare and the scenarios matching \`${fixedPattern.source}\`; ${FIXED_LEAD_IN} s lead-in, then ${FIXED_DURATION} s measured; requests paced every millisecond over ${CONNECTIONS} keep-alive connections, open loop (what finds every connection busy waits in the client's queue). Latency counts from the send; "from due" also counts the pacing timer's lag. A scenario whose throughput was below the rate is "overloaded" and not run.`,
+]
+if (leaseSupported === false) {
+  notes.push(
+    '**The core build ignored `lease` (unknown option): the `-lease` scenarios ran without a lease.**',
   )
 }
+for (const r of results.values()) {
+  const failed = r.samples.reduce((n, x) => n + x.failed, 0)
+  if (failed > 0) {
+    notes.push(
+      `\`${r.id}\`: ${int(failed)} requests failed or were not 2xx (under 1% per round: kept)`,
+    )
+  }
+  if (r.status === 'skipped') notes.push(`\`${r.id}\` skipped: ${r.reason}`)
+  else for (const e of r.errors) notes.push(`\`${r.id}\` ${e}`)
+}
+
+const result: BenchResult<HttpData> = {
+  bench: 'http',
+  title: 'HTTP middleware: throughput and latency',
+  command: 'pnpm --filter @tollgate/bench bench:http',
+  startedAt: startedAt.toISOString(),
+  finishedAt: new Date().toISOString(),
+  machine: machineAtStart,
+  loadavgEnd: machine().loadavg,
+  settings: {
+    rounds: ROUNDS,
+    'warm-up s': WARMUP,
+    'duration s': DURATION,
+    connections: CONNECTIONS,
+    'fixed-rate s': FIXED_DURATION,
+    'fixed rate': `${RATE_FRACTION} × bare (first round)`,
+    'fixed-rate scenarios': fixedPattern.source,
+    'server store': SERVER_STORE,
+    only: values.only ?? '',
+    quick,
+  },
+  tables,
+  notes,
+  data,
+}
+const file = writeResult(result)
+const { markdownTable } = await import('./common.js')
+for (const t of tables) console.log(`\n${t.title}\n\n${markdownTable(t)}`)
 console.log(
-  '\nserver CPU = user + system time of the server process during the measurement, per request;' +
-    ' “vs bare” there is the extra µs.\nspread = (max − min) / min of the rounds’ req/s.',
+  `\n${notes.map((n) => `- ${n}`).join('\n')}\n\nwrote ${path.relative(process.cwd(), file)}`,
 )
 if (values.profile) console.log(`CPU profiles: ${profileDir}`)
+process.exit(0)

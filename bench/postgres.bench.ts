@@ -7,24 +7,56 @@
  * Each scenario runs in a fresh process (its own pool, its own JIT state), in interleaved
  * rounds; the table reports the median of the rounds.
  *
- *   pnpm --filter @tollgate/bench bench:postgres
+ *   pnpm --filter @tollgate/bench bench:postgres [--rounds 3] [--duration 5] [--concurrency 64]
+ *                                                [--only 'group commit'] [--quick]
  *   TOLLGATE_BENCH_DATABASE_URL=postgres://… (default: the local `test` database)
- *   BENCH_SECONDS=5 BENCH_ROUNDS=3 BENCH_CONCURRENCY=64
+ *   (BENCH_SECONDS, BENCH_ROUNDS, BENCH_CONCURRENCY still work as defaults.)
+ *
+ * PostgreSQL unreachable: the PostgreSQL scenarios are reported skipped, the PGlite ones run.
  */
 import { execFileSync } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import os from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
 import { createMeter, type Meter, type Store } from '@tollgate/core'
 import { pgliteStore, postgresStore } from '@tollgate/postgres'
 import pg from 'pg'
 import { RateLimiterPostgres } from 'rate-limiter-flexible'
+import {
+  DATABASE_URL,
+  fixed,
+  int,
+  machine,
+  markdownTable,
+  matchesOnly,
+  median,
+  postgresUnreachable,
+  ratio,
+  spreadPct,
+  type Table,
+  writeResult,
+} from './common.js'
 
-const url = process.env.TOLLGATE_BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
-const SECONDS = Number(process.env.BENCH_SECONDS ?? 5)
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3)
-const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 64)
+const { values } = parseArgs({
+  options: {
+    rounds: { type: 'string' },
+    duration: { type: 'string' },
+    warmup: { type: 'string' },
+    concurrency: { type: 'string' },
+    only: { type: 'string' },
+    quick: { type: 'boolean', default: false },
+    /** Internal: run one scenario and print its result as JSON. */
+    scenario: { type: 'string' },
+  },
+})
+const url = DATABASE_URL
+const quick = values.quick
+const SECONDS = Number(values.duration ?? process.env.BENCH_SECONDS ?? (quick ? 1 : 5))
+const ROUNDS = Number(values.rounds ?? process.env.BENCH_ROUNDS ?? (quick ? 1 : 3))
+const WARMUP = Number(values.warmup ?? (quick ? 0.5 : 1))
+const CONCURRENCY = Number(values.concurrency ?? process.env.BENCH_CONCURRENCY ?? 64)
 const MANY = 10_000
 const CREDITS = 2 ** 50
 
@@ -46,7 +78,7 @@ async function measure(op: (i: number) => Promise<unknown>): Promise<Result> {
     }
   }
   const loops = Array.from({ length: CONCURRENCY }, loop)
-  await new Promise((r) => setTimeout(r, 1_000))
+  await new Promise((r) => setTimeout(r, WARMUP * 1_000))
   const start = performance.now()
   const before = count
   await new Promise((r) => setTimeout(r, SECONDS * 1_000))
@@ -153,56 +185,121 @@ async function pglite(accounts: number): Promise<Result> {
   }
 }
 
-const only = process.argv[2]
-if (only !== undefined) {
-  const scenario = scenarios[only]
-  if (!scenario) throw new Error(`unknown scenario: ${only}`)
+if (values.scenario !== undefined) {
+  const scenario = scenarios[values.scenario]
+  if (!scenario) throw new Error(`unknown scenario: ${values.scenario}`)
   process.stdout.write(`${JSON.stringify(await scenario())}\n`)
   process.exit(0)
 }
 
-const names = Object.keys(scenarios)
+const startedAt = new Date().toISOString()
+const machineAtStart = machine()
+const unreachable = await postgresUnreachable(url)
+const chosen = Object.keys(scenarios).filter((n) => matchesOnly(n, values.only))
+const skipped = unreachable === null ? [] : chosen.filter((n) => !n.startsWith('tollgate pglite'))
+const names = chosen.filter((n) => !skipped.includes(n))
+if (unreachable !== null) {
+  console.error(`PostgreSQL unreachable at ${url} (${unreachable}): skipping its scenarios`)
+}
 const runs = new Map<string, Result[]>(names.map((n) => [n, []]))
+const failures: string[] = []
 const self = fileURLToPath(import.meta.url)
+const settings = ['--duration', String(SECONDS), '--warmup', String(WARMUP)]
+settings.push('--concurrency', String(CONCURRENCY))
 for (let round = 1; round <= ROUNDS; round++) {
   for (const name of names) {
-    const out = execFileSync(process.execPath, [...process.execArgv, self, name], {
-      encoding: 'utf8',
-      stdio: ['ignore', 'pipe', 'inherit'],
-    })
-    const r = JSON.parse(out.trim().split('\n').at(-1)!) as Result
-    runs.get(name)!.push(r)
-    console.error(`round ${round}: ${name}: ${Math.round(r.ops).toLocaleString('en')}/s`)
+    try {
+      const out = execFileSync(
+        process.execPath,
+        [...process.execArgv, self, '--scenario', name, ...settings],
+        { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] },
+      )
+      const r = JSON.parse(out.trim().split('\n').at(-1)!) as Result
+      runs.get(name)!.push(r)
+      console.error(`round ${round}: ${name}: ${int(r.ops)}/s`)
+    } catch (error) {
+      failures.push(`${name}, round ${round}: ${error instanceof Error ? error.message : error}`)
+      console.error(`round ${round}: ${name}: FAILED`)
+    }
   }
 }
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b)
-  return s[Math.floor(s.length / 2)]!
-}
 const med = new Map(names.map((n) => [n, median(runs.get(n)!.map((r) => r.ops))]))
-const m = (name: string) => med.get(name)!
-const cpu = os.cpus()[0]?.model ?? 'unknown CPU'
-console.log(
-  `\n${os.cpus().length} × ${cpu}, Node ${process.version}, ${SECONDS} s × ${ROUNDS} rounds, ${CONCURRENCY} concurrent loops, ${new Date().toISOString().slice(0, 10)}\n`,
-)
-console.log('| scenario | per second (median) | rounds |')
-console.log('|---|---:|---|')
-for (const name of names) {
-  const all = runs
-    .get(name)!
-    .map((r) => Math.round(r.ops).toLocaleString('en'))
-    .join(', ')
-  console.log(`| ${name} | ${Math.round(m(name)).toLocaleString('en')} | ${all} |`)
+const m = (name: string) => med.get(name) ?? Number.NaN
+const table: Table = {
+  columns: ['scenario', 'per second (median)', 'spread %', 'rounds'],
+  align: ['l', 'r', 'r', 'l'],
+  rows: [
+    ...names.map((name) => {
+      const ops = runs.get(name)!.map((r) => r.ops)
+      return [name, int(m(name)), fixed(spreadPct(ops)), ops.map(int).join(' · ')]
+    }),
+    ...skipped.map((name) => [name, 'skipped', '', 'PostgreSQL unreachable']),
+  ],
 }
-const ratio = (a: string, b: string) => `${(m(a) / m(b)).toFixed(2)}×`
-const [gcHot, gcMany, opHot, opMany, rlfHot, rlfMany] = names
-console.log('\nRatios (pairs are reserve+commit: two ledger operations; a consume is one upsert):')
-console.log(`- group commit ÷ per operation, hot account: ${ratio(gcHot!, opHot!)}`)
-console.log(`- group commit ÷ per operation, 10,000 accounts: ${ratio(gcMany!, opMany!)}`)
-console.log(`- group commit ÷ rate-limiter-flexible, hot: ${ratio(gcHot!, rlfHot!)}`)
-console.log(`- group commit ÷ rate-limiter-flexible, 10,000: ${ratio(gcMany!, rlfMany!)}`)
+const ratioRows: [string, string, string][] = [
+  [
+    'group commit ÷ one transaction per operation, hot account',
+    'tollgate postgres, group commit: 1 hot account',
+    'tollgate postgres, one transaction per operation: 1 hot account',
+  ],
+  [
+    'group commit ÷ one transaction per operation, 10,000 accounts',
+    'tollgate postgres, group commit: 10,000 accounts',
+    'tollgate postgres, one transaction per operation: 10,000 accounts',
+  ],
+  [
+    'group commit ÷ rate-limiter-flexible, hot',
+    'tollgate postgres, group commit: 1 hot account',
+    'rate-limiter-flexible RateLimiterPostgres.consume: 1 hot key',
+  ],
+  [
+    'group commit ÷ rate-limiter-flexible, 10,000',
+    'tollgate postgres, group commit: 10,000 accounts',
+    'rate-limiter-flexible RateLimiterPostgres.consume: 10,000 keys',
+  ],
+]
+const ratios: Table = {
+  title: 'Ratios (a pair is two ledger operations; a consume is one upsert)',
+  columns: ['ratio', 'value'],
+  rows: ratioRows
+    .filter(([, a, b]) => med.has(a) && med.has(b))
+    .map(([label, a, b]) => [label, ratio(m(a) / m(b))]),
+}
+const mNow = machine()
+console.log(
+  `\n${mNow.cores} × ${mNow.cpu}, Node ${process.version}, ${SECONDS} s × ${ROUNDS} rounds, ${CONCURRENCY} concurrent loops, ${new Date().toISOString().slice(0, 10)}\n`,
+)
+console.log(markdownTable(table))
+if (ratios.rows.length > 0) console.log(`\n${ratios.title}\n\n${markdownTable(ratios)}`)
+const notes = [
+  `Reserve+commit pairs per second from ${CONCURRENCY} concurrent loops in one process (a pair is two ledger operations; rate-limiter-flexible's figure is consume() calls, one upsert each); ${WARMUP} s warm-up, ${SECONDS} s measured; each scenario in a fresh process, rounds interleaved.`,
+  'Tollgate runs on the default `tollgate` schema (tables that hold data and have statistics) with a tenant per run; rate-limiter-flexible on a table of its own per run, dropped after.',
+  ...failures,
+]
 for (const name of names) {
   const extra = runs.get(name)!.at(-1)?.extra
   if (extra) console.log(`\n${name}, last round store stats: ${JSON.stringify(extra)}`)
+}
+if (names.length + skipped.length > 0) {
+  writeResult({
+    bench: 'postgres',
+    title: 'Durable stores: PostgreSQL and PGlite',
+    command: 'pnpm --filter @tollgate/bench bench:postgres',
+    startedAt,
+    finishedAt: new Date().toISOString(),
+    machine: machineAtStart,
+    loadavgEnd: mNow.loadavg,
+    settings: {
+      rounds: ROUNDS,
+      'warm-up s': WARMUP,
+      'duration s': SECONDS,
+      concurrency: CONCURRENCY,
+      postgres: unreachable === null ? 'reachable' : `unreachable: ${unreachable}`,
+      only: values.only ?? '',
+    },
+    tables: ratios.rows.length > 0 ? [table, ratios] : [table],
+    notes,
+    data: { runs: Object.fromEntries(runs), skipped },
+  })
 }

@@ -13,7 +13,7 @@
  *
  *   pnpm --filter @tollgate/bench bench:server [--rounds 3] [--duration 5] [--warmup 1]
  *                                              [--concurrency 64] [--connections 64]
- *                                              [--only http-hot,local-hot]
+ *                                              [--only http-hot,local-hot] [--quick]
  *
  * Scenarios: local-hot, http-hot, http-hot-16, local-many, http-many. The HTTP ones open one
  * connection per loop (`--connections`), except `http-hot-16`, which caps httpStore at 16: the
@@ -30,25 +30,27 @@ import { parseArgs } from 'node:util'
 import { createMeter, httpStore, type Store } from '@tollgate/core'
 import { pgliteStore } from '@tollgate/postgres'
 import { createServer } from '@tollgate/server'
+import { machine, markdownTable, matchesOnly, type Table, writeResult } from './common.js'
 
 const { values } = parseArgs({
   options: {
-    rounds: { type: 'string', default: '3' },
-    duration: { type: 'string', default: '5' },
-    warmup: { type: 'string', default: '1' },
+    rounds: { type: 'string' },
+    duration: { type: 'string' },
+    warmup: { type: 'string' },
     concurrency: { type: 'string', default: '64' },
     /** httpStore connections of the HTTP scenarios (default: one per loop); `http-hot-16` keeps 16. */
     connections: { type: 'string' },
     only: { type: 'string' },
+    quick: { type: 'boolean', default: false },
     /** Internal: run one scenario and print its result as JSON. */
     scenario: { type: 'string' },
     /** Internal: serve a PGlite store in this data directory (a child of an HTTP scenario). */
     serve: { type: 'string' },
   },
 })
-const ROUNDS = Number(values.rounds)
-const SECONDS = Number(values.duration)
-const WARMUP = Number(values.warmup)
+const ROUNDS = Number(values.rounds ?? (values.quick ? 1 : 3))
+const SECONDS = Number(values.duration ?? (values.quick ? 1.5 : 5))
+const WARMUP = Number(values.warmup ?? (values.quick ? 0.5 : 1))
 const CONCURRENCY = Number(values.concurrency)
 const CONNECTIONS = Number(values.connections ?? values.concurrency)
 const MANY = 1_000
@@ -195,7 +197,9 @@ if (values.scenario !== undefined) {
 
 if (values.serve === undefined) {
   const all = Object.keys(SCENARIOS) as Scenario[]
-  const chosen = values.only ? all.filter((s) => values.only!.split(',').includes(s)) : all
+  const startedAt = new Date().toISOString()
+  const machineAtStart = machine()
+  const chosen = all.filter((s) => matchesOnly(s, values.only))
   const settings = [
     '--duration',
     String(SECONDS),
@@ -237,49 +241,83 @@ if (values.serve === undefined) {
       ? '–'
       : x.toLocaleString('en', { minimumFractionDigits: digits, maximumFractionDigits: digits })
 
-  const cpu = os.cpus()[0]?.model ?? 'unknown CPU'
-  const load = os
-    .loadavg()
-    .map((l) => l.toFixed(2))
-    .join(' ')
+  const m = machine()
   console.log(
-    `\n${os.cpus().length} × ${cpu}, Node ${process.version}, load average ${load}, ` +
+    `\n${m.cores} × ${m.cpu}, Node ${process.version}, load average ${m.loadavg.map((l) => l.toFixed(2)).join(' ')}, ` +
       `${SECONDS} s (+${WARMUP} s warm-up) × ${ROUNDS} rounds, ${CONCURRENCY} concurrent loops, ` +
       `${CONNECTIONS} HTTP connections, ${new Date().toISOString().slice(0, 10)}\n`,
   )
-  console.log(
-    '| scenario | pairs/s (median) | p50 ms | p99 ms | client CPU µs/pair | server CPU µs/pair | rounds (pairs/s) |',
-  )
-  console.log('|---|---:|---:|---:|---:|---:|---|')
-  for (const s of chosen) {
-    const rounds = runs
-      .get(s)!
-      .map((r) => fmt(r.ops))
-      .join(', ')
-    console.log(
-      `| ${SCENARIOS[s]} | ${fmt(med(s, (r) => r.ops))} | ${fmt(
+  const table: Table = {
+    columns: [
+      'scenario',
+      'pairs/s (median)',
+      'p50 ms',
+      'p99 ms',
+      'client CPU µs/pair',
+      'server CPU µs/pair',
+      'rounds (pairs/s)',
+    ],
+    align: ['l', 'r', 'r', 'r', 'r', 'r', 'l'],
+    rows: chosen.map((s) => [
+      SCENARIOS[s],
+      fmt(med(s, (r) => r.ops)),
+      fmt(
         med(s, (r) => r.p50),
         1,
-      )} | ` +
-        `${fmt(
-          med(s, (r) => r.p99),
-          1,
-        )} | ${fmt(med(s, (r) => r.clientUs))} | ` +
-        `${fmt(med(s, (r) => r.serverUs))} | ${rounds} |`,
-    )
+      ),
+      fmt(
+        med(s, (r) => r.p99),
+        1,
+      ),
+      fmt(med(s, (r) => r.clientUs)),
+      fmt(med(s, (r) => r.serverUs)),
+      runs
+        .get(s)!
+        .map((r) => fmt(r.ops))
+        .join(' · '),
+    ]),
   }
+  console.log(markdownTable(table))
   const ratio = (a: Scenario, b: Scenario) =>
-    runs.has(a) && runs.has(b)
+    runs.has(a) && runs.has(b) && runs.get(a)!.length > 0 && runs.get(b)!.length > 0
       ? `${(med(a, (r) => r.ops)! / med(b, (r) => r.ops)!).toFixed(2)}×`
-      : '–'
-  console.log('\nRatios (a pair is two store operations: two HTTP round trips over httpStore):')
-  console.log(`- httpStore ÷ in process, 1 hot account: ${ratio('http-hot', 'local-hot')}`)
-  console.log(`- httpStore ÷ in process, 1,000 accounts: ${ratio('http-many', 'local-many')}`)
-  console.log(
-    `- httpStore, ${CONNECTIONS} ÷ 16 connections, 1 hot account: ${ratio('http-hot', 'http-hot-16')}`,
-  )
-  console.log(
-    '\nclient CPU: the process running the meter (and, in process, the store); server CPU: the' +
-      ' server process. Both are user + system time over the measurement, per pair.',
-  )
+      : null
+  const ratioRows = [
+    ['httpStore ÷ in process, 1 hot account', ratio('http-hot', 'local-hot')],
+    ['httpStore ÷ in process, 1,000 accounts', ratio('http-many', 'local-many')],
+    [`httpStore, ${CONNECTIONS} ÷ 16 connections, 1 hot account`, ratio('http-hot', 'http-hot-16')],
+  ].filter((r): r is [string, string] => r[1] !== null)
+  const ratios: Table = {
+    title: 'Ratios (a pair is two store operations: two HTTP round trips over httpStore)',
+    columns: ['ratio', 'value'],
+    rows: ratioRows,
+  }
+  if (ratioRows.length > 0) console.log(`\n${ratios.title}\n\n${markdownTable(ratios)}`)
+  const notes = [
+    `Reserve+commit pairs per second from ${CONCURRENCY} concurrent loops; the HTTP scenarios use ${CONNECTIONS} httpStore connections (http-hot-16: 16) to @tollgate/server on a file-backed PGlite store in another process; in process: the same PGlite store in the meter's process.`,
+    'client CPU: the process running the meter (and, in process, the store); server CPU: the server process. Both are user + system time over the measurement, per pair.',
+  ]
+  console.log(`\n${notes.join('\n')}`)
+  if (chosen.length > 0) {
+    writeResult({
+      bench: 'server',
+      title: 'Tollgate server over HTTP (httpStore) vs in process',
+      command: 'pnpm --filter @tollgate/bench bench:server',
+      startedAt,
+      finishedAt: new Date().toISOString(),
+      machine: machineAtStart,
+      loadavgEnd: m.loadavg,
+      settings: {
+        rounds: ROUNDS,
+        'warm-up s': WARMUP,
+        'duration s': SECONDS,
+        concurrency: CONCURRENCY,
+        connections: CONNECTIONS,
+        only: values.only ?? '',
+      },
+      tables: ratioRows.length > 0 ? [table, ratios] : [table],
+      notes,
+      data: { runs: Object.fromEntries(runs) },
+    })
+  }
 }

@@ -1,0 +1,86 @@
+/**
+ * Summarizes V8 CPU profiles (`bench:http --profile` writes one per server process): self time
+ * by where the code lives (Tollgate's packages, the framework, Node internals, GC, idle) and the
+ * top functions, each in µs per request when `--requests` says how many requests the profile
+ * covers.
+ *
+ *   tsx profile-summary.ts <file.cpuprofile> [--requests N] [--top 15]
+ */
+import { readFileSync } from 'node:fs'
+import { parseArgs } from 'node:util'
+
+interface ProfileNode {
+  id: number
+  callFrame: { functionName: string; url: string; lineNumber: number }
+  hitCount?: number
+}
+interface Profile {
+  nodes: ProfileNode[]
+  startTime: number
+  endTime: number
+  samples: number[]
+  timeDeltas: number[]
+}
+
+const { values, positionals } = parseArgs({
+  allowPositionals: true,
+  options: { requests: { type: 'string' }, top: { type: 'string', default: '15' } },
+})
+if (positionals.length === 0) {
+  console.error('usage: tsx profile-summary.ts <file.cpuprofile> [--requests N] [--top 15]')
+  process.exit(2)
+}
+
+/** Where a frame's code lives, coarsely. */
+function area(url: string, name: string): string {
+  if (name === '(idle)') return 'idle'
+  if (name === '(garbage collector)') return 'gc'
+  if (name === '(program)') return 'V8 / native'
+  if (url.includes('/packages/core/')) return 'tollgate: core'
+  if (url.includes('/packages/postgres/')) return 'tollgate: postgres'
+  if (url.includes('/packages/express/')) return 'tollgate: express adapter'
+  if (url.includes('/packages/koa/')) return 'tollgate: koa adapter'
+  const pkg = /node_modules\/(?:\.pnpm\/[^/]+\/node_modules\/)?((?:@[^/]+\/)?[^/]+)/.exec(url)
+  if (pkg) return pkg[1]!
+  if (url.startsWith('node:')) return 'node internals'
+  if (url === '') return 'V8 / native'
+  return 'other'
+}
+
+for (const file of positionals) {
+  const p = JSON.parse(readFileSync(file, 'utf8')) as Profile
+  const byId = new Map(p.nodes.map((n) => [n.id, n]))
+  const selfUs = new Map<number, number>()
+  for (let i = 0; i < p.samples.length; i++) {
+    const id = p.samples[i]!
+    selfUs.set(id, (selfUs.get(id) ?? 0) + (p.timeDeltas[i] ?? 0))
+  }
+  const total = p.endTime - p.startTime
+  const areas = new Map<string, number>()
+  const fns = new Map<string, number>()
+  for (const [id, us] of selfUs) {
+    const n = byId.get(id)!
+    const { functionName, url, lineNumber } = n.callFrame
+    const a = area(url, functionName)
+    areas.set(a, (areas.get(a) ?? 0) + us)
+    const short = url.replace(/^.*\/(node_modules|packages)\//, '')
+    const key = `${functionName || '(anonymous)'} ${short}:${lineNumber + 1}`
+    fns.set(key, (fns.get(key) ?? 0) + us)
+  }
+  const requests = values.requests ? Number(values.requests) : null
+  const fmt = (us: number) =>
+    requests
+      ? `${(us / requests).toFixed(2).padStart(8)} µs/req`
+      : `${((us / total) * 100).toFixed(1).padStart(6)} %`
+  console.log(`\n${file}: ${(total / 1e6).toFixed(1)} s profiled`)
+  console.log('by area:')
+  for (const [a, us] of [...areas].sort((x, y) => y[1] - x[1])) {
+    console.log(`  ${fmt(us)}  ${((us / total) * 100).toFixed(1).padStart(5)} %  ${a}`)
+  }
+  console.log(`top ${values.top} functions (self time, idle excluded):`)
+  const top = [...fns]
+    .filter(([k]) => !k.startsWith('(idle)'))
+    .sort((x, y) => y[1] - x[1])
+    .slice(0, Number(values.top))
+  for (const [k, us] of top) console.log(`  ${fmt(us)}  ${k}`)
+}
