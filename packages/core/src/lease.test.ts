@@ -113,6 +113,18 @@ describe('leases', () => {
     await meter.close()
   })
 
+  it('a lease that runs out settles as soon as its holds resolve, without a flush', async () => {
+    const { meter, plain } = setup({ lease: { ...LEASE, size: 5 } })
+    await plain.grant('a', 100)
+    for (let i = 0; i < 5; i++) await spend(meter, 'a')
+    await vi.waitFor(async () =>
+      expect(await plain.balance('a')).toMatchObject({ total: 95, held: 0 }),
+    )
+    // The next reserve takes a fresh lease; the account never has a pile of used-up ones.
+    expect(await spend(meter, 'a')).toBe(true)
+    expect(await plain.balance('a')).toMatchObject({ total: 95, held: 5 })
+  })
+
   it('never spend more than the leased credits, however many requests race', async () => {
     const { meter, plain } = setup()
     await plain.grant('a', 50)

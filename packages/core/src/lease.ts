@@ -147,7 +147,7 @@ export interface LeasedHold {
   balance: Balance
 }
 
-/** Resolutions kept for replays and `hold_resolved` answers. */
+/** Resolutions kept for replays and `hold_resolved` answers (per generation). */
 const RESOLVED_KEPT = 10_000
 /** Store attempts to take a lease when other meters keep changing the account meanwhile. */
 const ACQUIRE_ATTEMPTS = 4
@@ -161,7 +161,9 @@ export class LeaseManager {
   readonly #b: LeaseBackend
   readonly #accounts = new Map<string, AccountLeases>()
   readonly #holds = new Map<string, LocalHold>()
-  readonly #resolved = new Map<string, Resolution>()
+  /** Recent resolutions, in two generations: a full one becomes the old one, dropped whole. */
+  #resolved = new Map<string, Resolution>()
+  #resolvedOld = new Map<string, Resolution>()
   readonly #idPrefix = `${LOCAL_HOLD_PREFIX}${randomChars(8)}_`
   #seq = 0
   #timer: NodeJS.Timeout | null = null
@@ -219,6 +221,9 @@ export class LeaseManager {
       l.lastUse = now
       parts.push([l, take])
       left -= take
+      // Used up: it settles as soon as its holds resolve (a lease runs out, it settles), so
+      // the account's open leases stay few.
+      if (l.free === 0) l.closing = true
     }
     if (parts.length === 0 && acc.leases.length > 0) {
       // A cost-0 hold still belongs to a lease, so that it settles with it.
@@ -441,9 +446,11 @@ export class LeaseManager {
   }
 
   #remember(id: string, r: Resolution): void {
+    // Not a FIFO Map with deletes at the front: V8 walks the deleted entries on every
+    // `keys().next()`, and that grew to microseconds per commit.
     if (this.#resolved.size >= RESOLVED_KEPT) {
-      const oldest = this.#resolved.keys().next().value
-      if (oldest !== undefined) this.#resolved.delete(oldest)
+      this.#resolvedOld = this.#resolved
+      this.#resolved = new Map()
     }
     this.#resolved.set(id, r)
   }
@@ -462,7 +469,7 @@ export class LeaseManager {
       }
       return hold
     }
-    const done = this.#resolved.get(holdId)
+    const done = this.#resolved.get(holdId) ?? this.#resolvedOld.get(holdId)
     if (done === undefined) throw new NotFoundError('hold', holdId)
     if (idempotencyKey !== undefined && done.idempotencyKey === idempotencyKey) {
       return { ...done.result, replayed: true }
