@@ -113,16 +113,25 @@ describe('leases', () => {
     await meter.close()
   })
 
-  it('a lease that runs out settles as soon as its holds resolve, without a flush', async () => {
-    const { meter, plain } = setup({ lease: { ...LEASE, size: 5 } })
+  it('a lease running low takes the next one ahead; one that runs out settles at once', async () => {
+    const { meter, plain, store } = setup({ lease: { ...LEASE, size: 8 } })
     await plain.grant('a', 100)
-    for (let i = 0; i < 5; i++) await spend(meter, 'a')
+    for (let i = 0; i < 8; i++) await spend(meter, 'a')
+    // Below a quarter left, the next lease was taken in the background; the used-up one
+    // settled as soon as its last hold resolved, without a flush.
     await vi.waitFor(async () =>
-      expect(await plain.balance('a')).toMatchObject({ total: 95, held: 0 }),
+      expect((await fullLedger(plain, 'a')).map((e) => [e.type, e.delta, e.heldDelta])).toEqual([
+        ['grant', 100, 0],
+        ['hold', 0, 8],
+        ['hold', 0, 8],
+        ['commit', -8, -8],
+      ]),
     )
-    // The next reserve takes a fresh lease; the account never has a pile of used-up ones.
+    // The reserve that found the first lease empty did not wait for the store.
+    const before = store.calls.execute
     expect(await spend(meter, 'a')).toBe(true)
-    expect(await plain.balance('a')).toMatchObject({ total: 95, held: 5 })
+    expect(store.calls.execute).toBe(before)
+    expect(await meter.balance('a', { fresh: true })).toMatchObject({ total: 91, available: 91 })
   })
 
   it('never spend more than the leased credits, however many requests race', async () => {

@@ -230,6 +230,9 @@ export class LeaseManager {
       const open = acc.leases.find((l) => !l.closing)
       if (open) open.lastUse = now
     }
+    // Running low: take the next lease now, in the background, so that the reserve that
+    // finds this one empty does not wait for the store.
+    if (free - amount < this.#o.size / 4 && acc.acquiring === null) this.#refill(account, acc)
     const id = this.#idPrefix + (this.#seq++).toString(36)
     const hold: LocalHold = { id, account, amount, parts, expiresAt: now + ttlMs, createdAt: now }
     this.#holds.set(id, hold)
@@ -255,6 +258,19 @@ export class LeaseManager {
       if (this.#closed) throw new InvalidInputError('lease', 'the meter is closing')
       await this.#acquire(account, amount, attempt)
     }
+  }
+
+  #refill(account: string, acc: AccountLeases): void {
+    acc.acquiring = this.#take(account, acc, 0)
+      .catch((err: unknown) => {
+        // Nothing left to lease is no error here: the reserve that needs it will say so.
+        if (!isTollgateError(err, 'insufficient_credits')) {
+          this.#b.warn(`lease refill failed: ${String(err)}`)
+        }
+      })
+      .finally(() => {
+        acc.acquiring = null
+      })
   }
 
   /** Takes a new lease covering at least what `amount` lacks; one at a time per account. */
