@@ -17,6 +17,7 @@ import {
   contend as contendWith,
   countTypes,
   databaseUrl,
+  expectManyAccountsSettle,
   expectReplays as expectReplaysIn,
   gateOnDatabase,
   kill,
@@ -156,23 +157,7 @@ function describeServerProcesses(
     }, 120_000)
 
     it(`${APPS} app processes × ${LOOPS} loops over 1,000 accounts with 2 credits each, 3 attempts each`, async () => {
-      const accounts = Array.from({ length: 1_000 }, (_, i) => `acct-${i}`)
-      for (let i = 0; i < accounts.length; i += 50) {
-        await Promise.all(accounts.slice(i, i + 50).map((a) => meter.grant(a, 2)))
-      }
-      const r = await contend(accounts, 3_000)
-      expect(r.errors).toEqual([])
-      expect(r.ok).toBe(2_000)
-      expect(r.insufficient).toBe(1_000)
-      for (let i = 0; i < accounts.length; i += 50) {
-        await Promise.all(
-          accounts.slice(i, i + 50).map(async (a) => {
-            const { balance, entries } = await expectReplays(meter, a)
-            expect(balance).toMatchObject({ total: 0, held: 0 })
-            expect(entries.filter((e) => e.type === 'commit')).toHaveLength(2)
-          }),
-        )
-      }
+      await expectManyAccountsSettle(meter, contend)
     }, 120_000)
 
     it('answers lost on the way back (a lossy proxy): every operation still applies exactly once', async () => {

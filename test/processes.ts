@@ -184,3 +184,31 @@ export function countTypes(entries: LedgerEntry[]): Record<string, number> {
   for (const e of entries) counts[e.type] = (counts[e.type] ?? 0) + 1
   return counts
 }
+
+/**
+ * The many-accounts scenario: 1,000 accounts with 2 credits each and 3,000 attempts over
+ * them. Exactly 2,000 are served and 1,000 refused; every account ends at 0 with two commits
+ * and a ledger that replays.
+ */
+export async function expectManyAccountsSettle(
+  meter: Meter,
+  run: (accounts: string[], attempts: number) => Promise<Contention>,
+): Promise<void> {
+  const accounts = Array.from({ length: 1_000 }, (_, i) => `acct-${i}`)
+  for (let i = 0; i < accounts.length; i += 50) {
+    await Promise.all(accounts.slice(i, i + 50).map((a) => meter.grant(a, 2)))
+  }
+  const r = await run(accounts, 3_000)
+  expect(r.errors).toEqual([])
+  expect(r.ok).toBe(2_000)
+  expect(r.insufficient).toBe(1_000)
+  for (let i = 0; i < accounts.length; i += 50) {
+    await Promise.all(
+      accounts.slice(i, i + 50).map(async (a) => {
+        const { balance, entries } = await expectReplays(meter, a)
+        expect(balance).toMatchObject({ total: 0, held: 0 })
+        expect(entries.filter((e) => e.type === 'commit')).toHaveLength(2)
+      }),
+    )
+  }
+}
