@@ -44,15 +44,19 @@ export class BalanceCache {
     return copyBalance(entry.balance)
   }
 
-  /** The cached `available` of the account (no copy), or undefined when none is fresh. */
-  available(account: string): number | undefined {
+  /**
+   * The cached `available` of an account known to be short: fresh, and with nothing held (a
+   * pending hold, or a commit still on its way, could free credits at any moment; a grant
+   * clears the entry). Undefined otherwise.
+   */
+  settledAvailable(account: string): number | undefined {
     const entry = this.#lru.get(account)
     if (!entry) return undefined
     if (this.#clock() >= entry.staleAt) {
       this.#lru.delete(account)
       return undefined
     }
-    return entry.balance.available
+    return entry.balance.held === 0 ? entry.balance.available : undefined
   }
 
   /**

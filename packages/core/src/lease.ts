@@ -195,13 +195,6 @@ export class LeaseManager {
     return holdId.startsWith(LOCAL_HOLD_PREFIX)
   }
 
-  /** Free credits of the account's open leases. */
-  freeOf(account: string): number {
-    let free = 0
-    for (const l of this.#accounts.get(account)?.leases ?? []) if (!l.closing) free += l.free
-    return free
-  }
-
   /** Serves a reserve from open leases at once; undefined when they do not cover it. */
   reserveNow(account: string, amount: number, ttlMs: number): LeasedHold | undefined {
     const acc = this.#accounts.get(account)

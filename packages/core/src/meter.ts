@@ -630,7 +630,6 @@ export class Meter {
       this.#checkOpen()
       const now = leases.reserveNow(account, amount, ttlMs)
       if (now !== undefined) return new Hold(this, now.data, now.balance, false)
-      this.#refuseIfKnownShort(account, amount, leases.freeOf(account))
       return leases
         .reserve(account, amount, ttlMs)
         .then((leased) => new Hold(this, leased.data, leased.balance, false))
@@ -653,14 +652,14 @@ export class Meter {
   }
 
   /**
-   * The cached fast path: an account whose cached balance cannot cover `amount` is refused
-   * without a round trip. A figure is only ever used to refuse, never to grant credit; a grant,
+   * The cached fast path: an account whose cached balance cannot cover `amount`, with nothing
+   * held that could come back, is refused without a round trip. A figure is only ever used to refuse, never to grant credit; a grant,
    * release or redemption through any meter on this store clears it, else it lasts the cache TTL.
    */
-  #refuseIfKnownShort(account: string, amount: number, leased = 0): void {
-    const available = this.#cache?.available(account)
-    if (available !== undefined && available + leased < amount) {
-      throw new InsufficientCreditsError(account, amount, Math.max(0, available) + leased)
+  #refuseIfKnownShort(account: string, amount: number): void {
+    const available = this.#cache?.settledAvailable(account)
+    if (available !== undefined && available < amount) {
+      throw new InsufficientCreditsError(account, amount, Math.max(0, available))
     }
   }
 
