@@ -20,6 +20,7 @@ import type {
 } from './store.js'
 import { TRANSPORT_KEY_PREFIX } from './transport-key.js'
 import type { LedgerPage } from './types.js'
+import { checkInt } from './validation.js'
 import { errorFromProblem, outcomeFromWire, type WireOutcome } from './wire.js'
 
 /** Options of {@link httpStore}. */
@@ -97,13 +98,6 @@ const OPTION_KEYS = new Set<string>([
   'retryMaxMs',
 ])
 
-function intOption(value: unknown, field: string, min: number, max: number): number {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max) {
-    throw new InvalidInputError(field, `must be an integer from ${min} to ${max}`)
-  }
-  return value
-}
-
 function resolveOptions(options: HttpStoreOptions): ResolvedHttpStoreOptions {
   if (typeof options !== 'object' || options === null) {
     throw new InvalidInputError('options', 'httpStore takes an options object')
@@ -145,12 +139,12 @@ function resolveOptions(options: HttpStoreOptions): ResolvedHttpStoreOptions {
     origin: url.origin,
     basePath: url.pathname.replace(/\/+$/, ''),
     authorization: `Bearer ${apiKey}`,
-    connections: intOption(o.connections, 'connections', 1, 10_000),
-    timeoutMs: intOption(o.timeoutMs, 'timeoutMs', 1, 3_600_000),
-    connectTimeoutMs: intOption(o.connectTimeoutMs, 'connectTimeoutMs', 1, 3_600_000),
-    retries: intOption(o.retries, 'retries', 0, 100),
-    retryBaseMs: intOption(o.retryBaseMs, 'retryBaseMs', 0, 3_600_000),
-    retryMaxMs: intOption(o.retryMaxMs, 'retryMaxMs', 0, 3_600_000),
+    connections: checkInt(o.connections, 'connections', 1, 10_000),
+    timeoutMs: checkInt(o.timeoutMs, 'timeoutMs', 1, 3_600_000),
+    connectTimeoutMs: checkInt(o.connectTimeoutMs, 'connectTimeoutMs', 1, 3_600_000),
+    retries: checkInt(o.retries, 'retries', 0, 100),
+    retryBaseMs: checkInt(o.retryBaseMs, 'retryBaseMs', 0, 3_600_000),
+    retryMaxMs: checkInt(o.retryMaxMs, 'retryMaxMs', 0, 3_600_000),
   }
 }
 
@@ -427,11 +421,19 @@ class HttpStore implements Store {
     throw error
   }
 
-  /** Exponential, capped, with jitter so that clients that failed together do not retry together. */
   #backoff(attempt: number): number {
-    const ceiling = Math.min(this.#o.retryMaxMs, this.#o.retryBaseMs * 2 ** attempt)
-    return ceiling / 2 + Math.random() * (ceiling / 2)
+    return backoffMs(attempt, this.#o.retryBaseMs, this.#o.retryMaxMs, Math.random())
   }
+}
+
+/**
+ * The wait before retry `attempt + 1`: exponential from `baseMs`, capped at `maxMs`, with
+ * jitter (`random` in [0, 1)) over its upper half, so that clients that failed together do not
+ * retry together.
+ */
+export function backoffMs(attempt: number, baseMs: number, maxMs: number, random: number): number {
+  const ceiling = Math.min(maxMs, baseMs * 2 ** attempt)
+  return ceiling / 2 + random * (ceiling / 2)
 }
 
 /** The problem details of an error answer; a body that is none (a proxy's page) becomes one. */

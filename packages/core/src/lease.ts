@@ -25,6 +25,7 @@ import {
 } from './errors.js'
 import { randomChars } from './ids.js'
 import type { Balance, CommitResult, HoldData, OveragePolicy, ReleaseResult } from './types.js'
+import { checkInt } from './validation.js'
 
 /** Options of leases: `createMeter({ lease: { size, ttlMs, flushMs } })`. */
 export interface LeaseOptions {
@@ -57,15 +58,9 @@ export function resolveLeaseOptions(lease: unknown): ResolvedLeaseOptions {
       throw new InvalidInputError(`lease.${key}`, 'is not a known option')
     }
   }
-  const int = (v: unknown, field: string, min: number, max: number) => {
-    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min || v > max) {
-      throw new InvalidInputError(field, `must be an integer from ${min} to ${max}`)
-    }
-    return v
-  }
-  const size = int(l.size, 'lease.size', 1, Number.MAX_SAFE_INTEGER)
-  const ttlMs = int(l.ttlMs ?? 30_000, 'lease.ttlMs', 2_000, 86_400_000)
-  const flushMs = int(l.flushMs ?? 1_000, 'lease.flushMs', 10, Math.floor(ttlMs / 2))
+  const size = checkInt(l.size, 'lease.size', 1, Number.MAX_SAFE_INTEGER)
+  const ttlMs = checkInt(l.ttlMs ?? 30_000, 'lease.ttlMs', 2_000, 86_400_000)
+  const flushMs = checkInt(l.flushMs ?? 1_000, 'lease.flushMs', 10, Math.floor(ttlMs / 2))
   return { size, ttlMs, flushMs }
 }
 
@@ -123,6 +118,13 @@ interface AccountLeases {
   acquiring: Promise<void> | null
   /** The last balance the store answered for this account (its leases counted as held). */
   storeBalance: Balance | null
+}
+
+/** Free credits of the account's open leases (those still taking holds). */
+function openFree(acc: AccountLeases): number {
+  let free = 0
+  for (const l of acc.leases) if (!l.closing) free += l.free
+  return free
 }
 
 interface LocalHold {
@@ -199,8 +201,7 @@ export class LeaseManager {
   reserveNow(account: string, amount: number, ttlMs: number): LeasedHold | undefined {
     const acc = this.#accounts.get(account)
     if (acc === undefined) return undefined
-    let free = 0
-    for (const l of acc.leases) if (!l.closing) free += l.free
+    const free = openFree(acc)
     if (free < amount) return undefined
     const now = this.#b.now()
     const parts: Array<[Lease, number]> = []
@@ -219,7 +220,7 @@ export class LeaseManager {
       if (l.free === 0) l.closing = true
     }
     if (parts.length === 0 && acc.leases.length > 0) {
-      // A cost-0 hold still belongs to a lease, so that it settles with it.
+      // A cost-0 hold takes no credits, but it is use: the account's lease is not idle.
       const open = acc.leases.find((l) => !l.closing)
       if (open) open.lastUse = now
     }
@@ -254,16 +255,21 @@ export class LeaseManager {
   }
 
   #refill(account: string, acc: AccountLeases): void {
-    acc.acquiring = this.#take(account, acc, 0)
-      .catch((err: unknown) => {
-        // Nothing left to lease is no error here: the reserve that needs it will say so.
-        if (!isTollgateError(err, 'insufficient_credits')) {
-          this.#b.warn(`lease refill failed: ${String(err)}`)
-        }
-      })
-      .finally(() => {
-        acc.acquiring = null
-      })
+    this.#startTaking(account, acc, 0).catch((err: unknown) => {
+      // Nothing left to lease is no error here: the reserve that needs it will say so.
+      if (!isTollgateError(err, 'insufficient_credits')) {
+        this.#b.warn(`lease refill failed: ${String(err)}`)
+      }
+    })
+  }
+
+  /** Starts taking a lease for the account: the one acquisition in flight, others wait on it. */
+  #startTaking(account: string, acc: AccountLeases, amount: number): Promise<void> {
+    const taking = this.#take(account, acc, amount).finally(() => {
+      acc.acquiring = null
+    })
+    acc.acquiring = taking
+    return taking
   }
 
   /** Takes a new lease covering at least what `amount` lacks; one at a time per account. */
@@ -279,16 +285,11 @@ export class LeaseManager {
       return
     }
     if (attempt >= ACQUIRE_ATTEMPTS) throw this.#insufficient(account, amount, acc)
-    const a = acc
-    a.acquiring = this.#take(account, a, amount).finally(() => {
-      a.acquiring = null
-    })
-    await a.acquiring
+    await this.#startTaking(account, acc, amount)
   }
 
   async #take(account: string, acc: AccountLeases, amount: number): Promise<void> {
-    let free = 0
-    for (const l of acc.leases) if (!l.closing) free += l.free
+    const free = openFree(acc)
     const need = amount - free
     let want = Math.max(this.#o.size, need)
     for (let attempt = 0; attempt < ACQUIRE_ATTEMPTS; attempt++) {
@@ -313,12 +314,10 @@ export class LeaseManager {
   }
 
   #insufficient(account: string, amount: number, acc: AccountLeases): InsufficientCreditsError {
-    let free = 0
-    for (const l of acc.leases) if (!l.closing) free += l.free
     return new InsufficientCreditsError(
       account,
       amount,
-      free + Math.max(0, acc.storeBalance?.available ?? 0),
+      openFree(acc) + Math.max(0, acc.storeBalance?.available ?? 0),
     )
   }
 
@@ -411,14 +410,9 @@ export class LeaseManager {
    * credits come back to whoever needs them).
    */
   async #rotate(account: string, acc: AccountLeases, lease: Lease): Promise<void> {
-    if (acc.acquiring === null && !this.#closed) {
-      const a = acc
-      a.acquiring = this.#take(account, a, 0).finally(() => {
-        a.acquiring = null
-      })
-    }
+    const taking = acc.acquiring ?? (this.#closed ? null : this.#startTaking(account, acc, 0))
     try {
-      await acc.acquiring
+      await taking
     } catch (err) {
       if (!isTollgateError(err, 'insufficient_credits')) throw err
     } finally {

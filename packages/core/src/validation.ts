@@ -29,6 +29,14 @@ export function checkAccount(account: unknown, field = 'account'): string {
   return account
 }
 
+/** Checks an integer option: a safe integer from `min` to `max`. */
+export function checkInt(value: unknown, field: string, min: number, max: number): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max) {
+    throw new InvalidInputError(field, `must be an integer from ${min} to ${max}`)
+  }
+  return value
+}
+
 /** Checks an amount: a safe integer ≥ `min` (0 unless said). */
 export function checkAmount(amount: unknown, field = 'amount', min = 0): number {
   if (typeof amount !== 'number' || !Number.isSafeInteger(amount) || amount < min) {
