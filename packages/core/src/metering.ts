@@ -330,53 +330,47 @@ export class MeteredRequest<Req, Res = unknown> {
   admit(): Admission | Promise<Admission> {
     const skip = this.#rm.options.skip
     if (skip === null) return this.#fromAccount()
-    let s: Awaitable<boolean>
-    try {
-      s = skip(this.req)
-    } catch (err) {
-      return this.#refusal(err)
-    }
-    if (isThenable(s)) {
-      return Promise.resolve(s).then(
-        (yes) => (yes ? this.#done(SKIPPED) : this.#fromAccount()),
-        (err: unknown) => this.#refusal(err),
-      )
-    }
-    return s ? this.#done(SKIPPED) : this.#fromAccount()
+    return this.#step(
+      () => skip(this.req),
+      (yes) => (yes ? this.#done(SKIPPED) : this.#fromAccount()),
+    )
   }
 
   #fromAccount(): Admission | Promise<Admission> {
-    let a: Awaitable<string>
-    try {
-      a = this.#rm.options.account(this.req)
-    } catch (err) {
-      return this.#refusal(err)
-    }
-    if (isThenable(a)) {
-      return Promise.resolve(a).then(
-        (account) => this.#fromCost(account),
-        (err: unknown) => this.#refusal(err),
-      )
-    }
-    return this.#fromCost(a)
+    return this.#step(
+      () => this.#rm.options.account(this.req),
+      (account) => this.#fromCost(account),
+    )
   }
 
   #fromCost(account: string): Admission | Promise<Admission> {
-    const o = this.#rm.options
-    if (o.costOf === null) return this.#reserve(account, o.cost)
-    let c: Awaitable<number>
+    const costOf = this.#rm.options.costOf
+    if (costOf === null) return this.#reserve(account, this.#rm.options.cost)
+    return this.#step(
+      () => costOf(this.req),
+      (cost) => this.#reserve(account, cost),
+    )
+  }
+
+  /**
+   * One step of admission: an app callback, then what follows from its answer. At once when
+   * the callback answered at once; after it resolves otherwise. What it throws or rejects with
+   * goes to {@link MeteredRequest.#refusal}.
+   */
+  #step<T>(
+    get: () => Awaitable<T>,
+    next: (value: T) => Admission | Promise<Admission>,
+  ): Admission | Promise<Admission> {
+    let value: Awaitable<T>
     try {
-      c = o.costOf(this.req)
+      value = get()
     } catch (err) {
       return this.#refusal(err)
     }
-    if (isThenable(c)) {
-      return Promise.resolve(c).then(
-        (cost) => this.#reserve(account, cost),
-        (err: unknown) => this.#refusal(err),
-      )
+    if (isThenable(value)) {
+      return Promise.resolve(value).then(next, (err: unknown) => this.#refusal(err))
     }
-    return this.#reserve(account, c)
+    return next(value)
   }
 
   #reserve(account: string, cost: number): Admission | Promise<Admission> {
