@@ -45,7 +45,9 @@ export const accountSchema = z.string().superRefine((value, ctx) => {
   try {
     checkAccount(value)
   } catch (err) {
-    ctx.addIssue({ code: 'custom', message: (err as InvalidInputError).message.slice(9) })
+    // The check's own words, without the "account: " it puts before them.
+    const e = err as InvalidInputError
+    ctx.addIssue({ code: 'custom', message: e.message.slice(e.field.length + 2) })
   }
 })
 const holdId = z.string().min(1).max(100)
