@@ -12,16 +12,15 @@
 import { execFileSync } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
+import { createMeter, memoryStore } from '@tollgate/core'
 import {
   type AccountState,
   applyOperation,
-  createMeter,
   type EngineConfig,
-  memoryStore,
   NO_METADATA,
   newAccountState,
-  newId,
-} from '@tollgate/core'
+} from '@tollgate/core/engine'
+import { newId } from '@tollgate/core/store'
 import { Bench } from 'tinybench'
 import {
   fixed,

@@ -23,7 +23,8 @@ describe('package entry points', () => {
         engines: { node: string }
       }
       expect(pkg.type).toBe('module')
-      expect(Object.keys(pkg.exports['.'] as object)).toEqual(['types', 'import'])
+      // types first; `default` serves both import and require() (Node >= 20.19 loads ESM).
+      expect(Object.keys(pkg.exports['.'] as object)).toEqual(['types', 'default'])
       expect(pkg.exports['./package.json']).toBe('./package.json')
       expect(pkg.engines.node).toBe('>=20.19')
       expect(import.meta.resolve(name)).toMatch(/\/dist\/index\.js$/)
@@ -36,12 +37,14 @@ describe('package entry points', () => {
       'memoryStore',
       'httpStore',
       'isTollgateError',
-      'applyOperation',
-      'newAccountState',
-      'canonicalCode',
-      'hashCode',
     ]) {
       expect(typeof (core as Record<string, unknown>)[fn], fn).toBe('function')
+    }
+    // The root is what an app calls: the engine, wire and schemas have entries of their own.
+    const runtime = Object.keys(core)
+    expect(runtime.length).toBeLessThanOrEqual(45)
+    for (const name of ['applyOperation', 'newAccountState', 'hashCode', 'operationSchema']) {
+      expect(runtime, name).not.toContain(name)
     }
     const meter = core.createMeter({ store: core.memoryStore() })
     for (const method of [
@@ -64,6 +67,18 @@ describe('package entry points', () => {
     ]) {
       expect(typeof (meter as unknown as Record<string, unknown>)[method], method).toBe('function')
     }
+  })
+
+  it('each audience has its own entry', async () => {
+    const engine = await import('@tollgate/core/engine')
+    const store = await import('@tollgate/core/store')
+    const protocol = await import('@tollgate/core/protocol')
+    const metering = await import('@tollgate/core/metering')
+    expect(typeof engine.applyOperation).toBe('function')
+    expect(typeof engine.hashCode).toBe('function')
+    expect(typeof store.encodeCursor).toBe('function')
+    expect(typeof protocol.operationSchema.parse).toBe('function')
+    expect(typeof metering.createRequestMeter).toBe('function')
   })
 
   it('@tollgate/conformance exports the suite and the reference model', () => {

@@ -6,8 +6,6 @@ import { createServer, type RequestListener } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type {
   Balance,
-  CodeBatch,
-  ExecuteRequest,
   LedgerEntry,
   LedgerEntryType,
   LedgerQuery,
@@ -15,6 +13,7 @@ import type {
   Store,
 } from '@tollgate/core'
 import { createMeter, memoryStore, StoreUnavailableError } from '@tollgate/core'
+import type { CodeBatch, ExecuteRequest } from '@tollgate/core/store'
 import { expect, vi } from 'vitest'
 
 /** Crockford base32, as redeem codes use it (no I, L, O, U). */

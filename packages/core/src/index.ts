@@ -1,33 +1,11 @@
-export { BalanceCache, type BalanceCacheOptions } from './balance-cache.js'
-export { canonicalCode, checkCharacter, generateCode, hashCode, isValidPrefix } from './codes.js'
-export {
-  applyOperation,
-  fingerprintOf,
-  NO_METADATA,
-  newAccountState,
-  toLedgerEntry,
-} from './engine/apply.js'
-export { compareBuckets, ensureBurnOrder, insertBucket } from './engine/burn-order.js'
-export { periodStart } from './engine/periods.js'
-export type {
-  AccountRecord,
-  AccountState,
-  AlertLevel,
-  BucketState,
-  CodeLookup,
-  CodeRecord,
-  CycleState,
-  Effects,
-  EngineConfig,
-  EngineContext,
-  EngineEvent,
-  EntryDraft,
-  HoldOperation,
-  HoldState,
-  HoldStatus,
-  IdempotencyRecord,
-  Operation,
-} from './engine/state.js'
+/**
+ * `@tollgate/core`: what an app calls. A meter over a store, holds, the stores an app picks
+ * without another package (memory, a Tollgate server), the typed errors and the public types.
+ *
+ * Other audiences have entries of their own: `/engine` (the pure ledger rules, for store
+ * authors), `/store` (the Store contract), `/protocol` (wire and input schemas, for the server)
+ * and `/metering` (the request-metering kit, for framework adapters).
+ */
 export {
   AuthError,
   CodeUnavailableError,
@@ -45,10 +23,8 @@ export {
   StoreUnavailableError,
   TollgateError,
 } from './errors.js'
-export { type HttpStoreOptions, httpStore } from './http-store.js'
-export { newId } from './ids.js'
-export { type LeaseOptions, LOCAL_HOLD_PREFIX } from './lease.js'
-export { type MemoryStoreOptions, memoryStore } from './memory-store.js'
+export type { BalanceCacheOptions } from './meter/balance-cache.js'
+export type { LeaseOptions } from './meter/lease.js'
 export {
   type CommitOptions,
   type CreateCodesOptions,
@@ -63,77 +39,9 @@ export {
   type MutationOptions,
   type ReserveOptions,
   type StartCycleOptions,
-} from './meter.js'
-export {
-  type Admission,
-  type Awaitable,
-  type CreditHeaderNames,
-  createRequestMeter,
-  type FinishReason,
-  MeteredRequest,
-  type MeteringOptions,
-  type RefusedCredits,
-  type RequestCredits,
-  RequestMeter,
-  type ResolvedMeteringOptions,
-  resolveMeteringOptions,
-} from './metering.js'
-export {
-  PROBLEM_CONTENT_TYPE,
-  type ProblemDetails,
-  problemDetails,
-  problemType,
-} from './problem.js'
-export {
-  type ApiKeyRecord,
-  type CodeBatch,
-  type CodeBatchOutcome,
-  decodeCursor,
-  type ExecuteRequest,
-  encodeCursor,
-  errorOutcome,
-  type KeyRegistry,
-  type LedgerRequest,
-  memoryKeyRegistry,
-  type Outcome,
-  type Store,
-} from './store.js'
-export { isTransportKey, TRANSPORT_KEY_PREFIX } from './transport-key.js'
+} from './meter/meter.js'
+export { type HttpStoreOptions, httpStore } from './protocol/http-store.js'
+export { PROBLEM_CONTENT_TYPE, type ProblemDetails, problemDetails } from './protocol/problem.js'
+export { type MemoryStoreOptions, memoryStore } from './store/memory-store.js'
+export type { Store } from './store/store.js'
 export * from './types.js'
-export {
-  adjustOptionsSchema,
-  checkAccount,
-  checkAmount,
-  commitOptionsSchema,
-  configureSchema,
-  createCodesSchema,
-  debitOptionsSchema,
-  extendOptionsSchema,
-  grantOptionsSchema,
-  idempotencyKey as idempotencyKeySchema,
-  ledgerQuerySchema,
-  parse as parseInput,
-  redeemOptionsSchema,
-  releaseOptionsSchema,
-  reserveOptionsSchema,
-  startCycleSchema,
-  stopCycleSchema,
-  ttlSchema,
-} from './validation.js'
-export {
-  accountSchema,
-  type CodeBatchBody,
-  codeBatchBodySchema,
-  dueBodySchema,
-  type ExecuteBody,
-  engineConfigSchema,
-  errorFromProblem,
-  executeBodySchema,
-  HOLD_OPERATIONS,
-  ledgerBodySchema,
-  operationSchema,
-  outcomeFromWire,
-  outcomeToWire,
-  pruneBodySchema,
-  type WireOutcome,
-} from './wire.js'

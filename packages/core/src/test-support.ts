@@ -3,9 +3,9 @@
  * `expectLedgerReplays` of `@tollgate/conformance`, which depends on this package.
  */
 import { expect } from 'vitest'
-import { memoryStore } from './memory-store.js'
-import type { Meter } from './meter.js'
-import type { Store } from './store.js'
+import type { Meter } from './meter/meter.js'
+import { memoryStore } from './store/memory-store.js'
+import type { Store } from './store/store.js'
 import type { Balance, LedgerEntry } from './types.js'
 
 /** The whole ledger of an account, oldest first. */

@@ -4,7 +4,7 @@
  * method into its awaits and, for async generators, into each resumption.
  */
 import { AsyncLocalStorage } from 'node:async_hooks'
-import type { RequestCredits } from '@tollgate/core'
+import type { RequestCredits } from '@tollgate/core/metering'
 
 const KEY = Symbol.for('tollgate.decorators.credits')
 

@@ -5,18 +5,17 @@
  * by every adapter (DESIGN section 3). One implementation serves both decorator flavours: TC39
  * standard decorators and TypeScript's `experimentalDecorators`.
  */
+
+import { type InsufficientCreditsError, InvalidInputError, type Meter } from '@tollgate/core'
 import {
   type Awaitable,
   type FinishReason,
-  type InsufficientCreditsError,
-  InvalidInputError,
-  type Meter,
   type MeteredRequest,
   type MeteringOptions,
   type RequestCredits,
   RequestMeter,
   resolveMeteringOptions,
-} from '@tollgate/core'
+} from '@tollgate/core/metering'
 import { runWithCredits } from './credits.js'
 
 const ADAPTER = '@tollgate/decorators'

@@ -1,2 +1,2 @@
-export type { RequestCredits } from '@tollgate/core'
+export type { RequestCredits } from '@tollgate/core/metering'
 export { type MeteredOptions, metered } from './metered.js'

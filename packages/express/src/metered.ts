@@ -4,17 +4,20 @@
  * 'finish'), and how a refusal is answered. The rules (options, reserve, settle once, the
  * heartbeat for long responses) live in `@tollgate/core`.
  */
+
 import {
-  type Admission,
-  createRequestMeter,
   type InsufficientCreditsError,
   isTollgateError,
   type Meter,
-  type MeteringOptions,
   PROBLEM_CONTENT_TYPE,
+} from '@tollgate/core'
+import {
+  type Admission,
+  createRequestMeter,
+  type MeteringOptions,
   type RequestCredits,
   type RequestMeter,
-} from '@tollgate/core'
+} from '@tollgate/core/metering'
 import type { NextFunction, Request, RequestHandler, Response } from 'express'
 
 declare global {

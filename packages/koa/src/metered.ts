@@ -4,18 +4,21 @@
  * not when the middleware chain returns), and refusals raised with `ctx.throw` so they travel
  * Koa's error path like any HTTP error.
  */
+
+import {
+  type InsufficientCreditsError,
+  isTollgateError,
+  type Meter,
+  PROBLEM_CONTENT_TYPE,
+  type ProblemDetails,
+} from '@tollgate/core'
 import {
   type Admission,
   type Awaitable,
   createRequestMeter,
-  type InsufficientCreditsError,
-  isTollgateError,
-  type Meter,
   type MeteringOptions,
-  PROBLEM_CONTENT_TYPE,
-  type ProblemDetails,
   type RequestCredits,
-} from '@tollgate/core'
+} from '@tollgate/core/metering'
 import type { Context, Next, ParameterizedContext } from 'koa'
 import onFinished from 'on-finished'
 

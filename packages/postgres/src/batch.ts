@@ -7,19 +7,18 @@
  * at a time: a hold created by an earlier operation is visible to a later one, and so is an
  * idempotency record or a code redemption saved earlier in the batch.
  */
+
+import { NotFoundError } from '@tollgate/core'
 import {
   type AccountState,
   applyOperation,
   type CodeLookup,
   type CodeRecord,
-  type ExecuteRequest,
-  errorOutcome,
   type HoldState,
   type IdempotencyRecord,
-  NotFoundError,
   newAccountState,
-  type Outcome,
-} from '@tollgate/core'
+} from '@tollgate/core/engine'
+import { type ExecuteRequest, errorOutcome, type Outcome } from '@tollgate/core/store'
 import type { SqlClient } from './driver.js'
 import {
   type AccountRow,

@@ -3,14 +3,9 @@
  * and the outcome is the same as running them one at a time.
  */
 import { PGlite } from '@electric-sql/pglite'
-import {
-  createMeter,
-  type EngineConfig,
-  type ExecuteRequest,
-  type Meter,
-  newId,
-  type Operation,
-} from '@tollgate/core'
+import { createMeter, type Meter } from '@tollgate/core'
+import type { EngineConfig, Operation } from '@tollgate/core/engine'
+import { type ExecuteRequest, newId } from '@tollgate/core/store'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { sizeRange } from './group-commit.js'
 import { pgliteStore } from './pglite-store.js'

@@ -2,7 +2,7 @@
  * The API keys of a Tollgate server running on this store, in `<schema>.api_keys` (migration 2):
  * the key's id, tenant, role and the SHA-256 of the key, never the key itself.
  */
-import type { ApiKeyRecord, KeyRegistry } from '@tollgate/core'
+import type { ApiKeyRecord, KeyRegistry } from '@tollgate/core/store'
 import type { SqlClient } from './driver.js'
 import { statement } from './statements.js'
 

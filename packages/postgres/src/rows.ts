@@ -2,24 +2,22 @@
  * Rows ↔ engine state. int8 arrives as a string from node-postgres and as a number from PGlite
  * and from JSON: `Number()` takes all three (values are safe integers by construction).
  */
+
+import type { Category, LedgerEntry, LedgerEntryType, Metadata } from '@tollgate/core'
 import {
   type AccountRecord,
   type AlertLevel,
   type BucketState,
-  type Category,
   type CodeRecord,
   type CycleState,
   type EntryDraft,
   type HoldState,
   type HoldStatus,
   type IdempotencyRecord,
-  type LedgerEntry,
-  type LedgerEntryType,
-  type Metadata,
   NO_METADATA,
   periodStart,
   toLedgerEntry,
-} from '@tollgate/core'
+} from '@tollgate/core/engine'
 
 const num = (v: unknown): number => (typeof v === 'number' ? v : Number(v))
 const numOrNull = (v: unknown): number | null => (v === null || v === undefined ? null : num(v))

@@ -2,22 +2,25 @@
  * The one SQL store behind `postgresStore()` and `pgliteStore()`: the Store contract over a
  * {@link SqlDriver}, with group commit in front of `execute`.
  */
+
+import {
+  InvalidInputError,
+  isTollgateError,
+  type LedgerPage,
+  NotFoundError,
+  type Store,
+  StoreUnavailableError,
+} from '@tollgate/core'
 import {
   type CodeBatch,
   type CodeBatchOutcome,
   type ExecuteRequest,
   encodeCursor,
   errorOutcome,
-  InvalidInputError,
-  isTollgateError,
   type KeyRegistry,
-  type LedgerPage,
   type LedgerRequest,
-  NotFoundError,
   type Outcome,
-  type Store,
-  StoreUnavailableError,
-} from '@tollgate/core'
+} from '@tollgate/core/store'
 import { type BatchItem, runBatch } from './batch.js'
 import { isRetryable, type SqlDriver } from './driver.js'
 import { emptyStats, GroupCommit, type StoreStats, sizeRange } from './group-commit.js'

@@ -4,7 +4,7 @@
  * time, so neither a database dump nor response timing gives a key away.
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
-import type { ApiKeyRecord, KeyRegistry } from '@tollgate/core'
+import type { ApiKeyRecord, KeyRegistry } from '@tollgate/core/store'
 
 /** The role of a key: `admin` keys manage keys and act for any tenant. */
 export type KeyRole = ApiKeyRecord['role']

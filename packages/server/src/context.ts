@@ -2,7 +2,9 @@
  * What the route modules share: the resolved options, the per-tenant meters and the caller's
  * authentication, attached to each request by the `onRequest` hook.
  */
-import type { ApiKeyRecord, Meter } from '@tollgate/core'
+
+import type { Meter } from '@tollgate/core'
+import type { ApiKeyRecord } from '@tollgate/core/store'
 import type {
   FastifyBaseLogger,
   FastifyInstance,

@@ -2,13 +2,8 @@
  * `CreateServerOptions` and their one `resolveOptions()`: defaults spread, unknown keys warned,
  * everything the hot path needs precomputed once.
  */
-import {
-  InvalidInputError,
-  type KeyRegistry,
-  type MeterOptions,
-  memoryKeyRegistry,
-  type Store,
-} from '@tollgate/core'
+import { InvalidInputError, type MeterOptions, type Store } from '@tollgate/core'
+import { type KeyRegistry, memoryKeyRegistry } from '@tollgate/core/store'
 import type { FastifyServerOptions } from 'fastify'
 import { parseApiKey } from './api-keys.js'
 

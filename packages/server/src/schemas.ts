@@ -4,6 +4,8 @@
  * field. Response schemas describe what the routes send: the OpenAPI document is generated
  * from all of them, never written by hand.
  */
+
+import { LEDGER_ENTRY_TYPES, PROBLEM_CONTENT_TYPE } from '@tollgate/core'
 import {
   accountSchema,
   adjustOptionsSchema,
@@ -12,13 +14,11 @@ import {
   createCodesSchema,
   grantOptionsSchema,
   idempotencyKeySchema,
-  LEDGER_ENTRY_TYPES,
-  PROBLEM_CONTENT_TYPE,
   releaseOptionsSchema,
   reserveOptionsSchema,
   startCycleSchema,
   ttlSchema,
-} from '@tollgate/core'
+} from '@tollgate/core/protocol'
 import { z } from 'zod'
 
 const amount = z.int().min(0)

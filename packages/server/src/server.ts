@@ -7,13 +7,13 @@
 import type { AddressInfo } from 'node:net'
 import fastifySwagger from '@fastify/swagger'
 import {
-  checkAccount,
   createMeter,
   InvalidInputError,
   isTollgateError,
   type Meter,
   StoreUnavailableError,
 } from '@tollgate/core'
+import { checkAccount } from '@tollgate/core/protocol'
 import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify'
 import {
   jsonSchemaTransform,

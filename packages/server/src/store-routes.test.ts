@@ -1,11 +1,6 @@
 import { randomBytes } from 'node:crypto'
-import {
-  type EngineConfig,
-  errorFromProblem,
-  generateCode,
-  hashCode,
-  type WireOutcome,
-} from '@tollgate/core'
+import { type EngineConfig, generateCode, hashCode } from '@tollgate/core/engine'
+import { errorFromProblem, type WireOutcome } from '@tollgate/core/protocol'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { fakeClock, startServer, type TestServer } from './test-support.js'
 

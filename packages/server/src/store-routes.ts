@@ -4,25 +4,25 @@
  * Domain errors travel inside the outcome (200); only a transport failure (auth, a malformed
  * body, the store down) is an HTTP error.
  */
+
 import {
-  codeBatchBodySchema,
-  dueBodySchema,
-  type EngineConfig,
-  errorOutcome,
-  executeBodySchema,
-  HOLD_OPERATIONS,
   InvalidInputError,
   isTollgateError,
   type LedgerEntryType,
-  ledgerBodySchema,
-  newId,
-  type Operation,
-  type Outcome,
-  outcomeToWire,
-  pruneBodySchema,
   StoreUnavailableError,
   type TollgateError,
 } from '@tollgate/core'
+import type { EngineConfig, Operation } from '@tollgate/core/engine'
+import {
+  codeBatchBodySchema,
+  dueBodySchema,
+  executeBodySchema,
+  HOLD_OPERATIONS,
+  ledgerBodySchema,
+  outcomeToWire,
+  pruneBodySchema,
+} from '@tollgate/core/protocol'
+import { errorOutcome, newId, type Outcome } from '@tollgate/core/store'
 import type { App, ServerContext } from './context.js'
 import { isFailedRedemption } from './redeem-limiter.js'
 import {

@@ -1,4 +1,5 @@
-import { type Admission, isTollgateError } from '@tollgate/core'
+import { isTollgateError } from '@tollgate/core'
+import type { Admission } from '@tollgate/core/metering'
 import { type TRPC_ERROR_CODE_KEY, TRPCError } from '@trpc/server'
 
 /** A refusal as the request-metering kit reports it. */

@@ -4,9 +4,9 @@ import {
   InvalidInputError,
   type Meter,
   memoryStore,
-  type RequestCredits,
   StoreUnavailableError,
 } from '@tollgate/core'
+import type { RequestCredits } from '@tollgate/core/metering'
 import { TRPCClientError } from '@trpc/client'
 import { initTRPC, TRPCError } from '@trpc/server'
 import { observable } from '@trpc/server/observable'

@@ -3,17 +3,17 @@
  * settles them once the outcome is known. It maps tRPC's middleware onto the request-metering
  * kit of `@tollgate/core`, which holds the rules shared by every adapter (DESIGN section 3).
  */
+
+import type { InsufficientCreditsError, Meter } from '@tollgate/core'
 import {
   type Awaitable,
   type FinishReason,
-  type InsufficientCreditsError,
-  type Meter,
   type MeteredRequest,
   type MeteringOptions,
   type RequestCredits,
   RequestMeter,
   resolveMeteringOptions,
-} from '@tollgate/core'
+} from '@tollgate/core/metering'
 import { getTRPCErrorFromUnknown, TRPCError, type TRPCMiddlewareFunction } from '@trpc/server'
 import { refusalError } from './errors.js'
 import {

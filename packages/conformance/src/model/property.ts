@@ -30,7 +30,6 @@ import {
   type ExtendResult,
   type Grant,
   type GrantOptions,
-  generateCode,
   type Hold,
   isTollgateError,
   type LedgerEntry,
@@ -40,6 +39,7 @@ import {
   type ReleaseResult,
   type Store,
 } from '@tollgate/core'
+import { generateCode } from '@tollgate/core/engine'
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import type { ConformanceOptions } from '../describe-store-conformance.js'

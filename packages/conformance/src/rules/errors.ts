@@ -2,10 +2,10 @@ import {
   AuthError,
   createMeter,
   type ErrorCode,
-  generateCode,
   isTollgateError,
   StoreUnavailableError,
 } from '@tollgate/core'
+import { generateCode } from '@tollgate/core/engine'
 import { expect } from 'vitest'
 import { ruleGroup, SECOND, START, useMeter } from '../context.js'
 import type { ConformanceOptions } from '../describe-store-conformance.js'

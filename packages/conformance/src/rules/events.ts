@@ -1,4 +1,5 @@
-import type { EngineEvent, Meter, MeterEventName } from '@tollgate/core'
+import type { Meter, MeterEventName } from '@tollgate/core'
+import type { EngineEvent } from '@tollgate/core/engine'
 import { expect, vi } from 'vitest'
 import { HOUR, ruleGroup, SECOND, START, useMeter } from '../context.js'
 import type { ConformanceOptions } from '../describe-store-conformance.js'

@@ -1,4 +1,5 @@
-import { createMeter, generateCode } from '@tollgate/core'
+import { createMeter } from '@tollgate/core'
+import { generateCode } from '@tollgate/core/engine'
 import { expect } from 'vitest'
 import { DAY, HOUR, MINUTE, ruleGroup, START, useMeter } from '../context.js'
 import type { ConformanceOptions } from '../describe-store-conformance.js'

@@ -18,7 +18,7 @@ import {
   RateLimitedError,
   TollgateError,
 } from '../errors.js'
-import { TRANSPORT_KEY_PREFIX } from '../transport-key.js'
+import { TRANSPORT_KEY_PREFIX } from '../protocol/transport-key.js'
 import type {
   Allocation,
   Balance,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { periodStart } from './engine/periods.js'
+import { periodStart } from './periods.js'
 
 const DAY = 86_400_000
 const utc = (iso: string) => Date.parse(iso)

@@ -13,7 +13,7 @@ import {
 } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import type { Operation } from './engine/state.js'
+import type { Operation } from '../engine/state.js'
 import {
   AuthError,
   HoldExpiredError,
@@ -23,14 +23,14 @@ import {
   NotFoundError,
   StoreUnavailableError,
   type TollgateError,
-} from './errors.js'
+} from '../errors.js'
+import { createMeter, type Meter } from '../meter/meter.js'
+import { newId } from '../store/ids.js'
+import { memoryStore } from '../store/memory-store.js'
+import type { Store } from '../store/store.js'
+import { expectLedgerReplays, fullLedger } from '../test-support.js'
 import { backoffMs, httpStore } from './http-store.js'
-import { newId } from './ids.js'
-import { memoryStore } from './memory-store.js'
-import { createMeter, type Meter } from './meter.js'
 import { PROBLEM_CONTENT_TYPE, problemDetails } from './problem.js'
-import type { Store } from './store.js'
-import { expectLedgerReplays, fullLedger } from './test-support.js'
 import { isTransportKey } from './transport-key.js'
 import {
   codeBatchBodySchema,

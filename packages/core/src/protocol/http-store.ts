@@ -7,9 +7,8 @@
  */
 import { randomUUID } from 'node:crypto'
 import { Pool } from 'undici'
-import type { CodeRecord, Operation } from './engine/state.js'
-import { InvalidInputError, isTollgateError, StoreUnavailableError } from './errors.js'
-import type { ProblemDetails } from './problem.js'
+import type { CodeRecord, Operation } from '../engine/state.js'
+import { InvalidInputError, isTollgateError, StoreUnavailableError } from '../errors.js'
 import type {
   CodeBatch,
   CodeBatchOutcome,
@@ -17,9 +16,10 @@ import type {
   LedgerRequest,
   Outcome,
   Store,
-} from './store.js'
+} from '../store/store.js'
+import type { LedgerPage } from '../types.js'
+import type { ProblemDetails } from './problem.js'
 import { TRANSPORT_KEY_PREFIX } from './transport-key.js'
-import type { LedgerPage } from './types.js'
 import { checkInt } from './validation.js'
 import { errorFromProblem, outcomeFromWire, type WireOutcome } from './wire.js'
 

@@ -22,10 +22,10 @@ import {
   isTollgateError,
   NotFoundError,
   OverageError,
-} from './errors.js'
-import { randomChars } from './ids.js'
-import type { Balance, CommitResult, HoldData, OveragePolicy, ReleaseResult } from './types.js'
-import { checkInt } from './validation.js'
+} from '../errors.js'
+import { checkInt } from '../protocol/validation.js'
+import { randomChars } from '../store/ids.js'
+import type { Balance, CommitResult, HoldData, OveragePolicy, ReleaseResult } from '../types.js'
 
 /** Options of leases: `createMeter({ lease: { size, ttlMs, flushMs } })`. */
 export interface LeaseOptions {

@@ -2,7 +2,7 @@
  * RFC 9457 problem details for Tollgate errors: one shape for the middleware's 402/503 and the
  * server's error responses, so clients parse every refusal the same way.
  */
-import { type ErrorCode, isTollgateError, type TollgateError } from './errors.js'
+import { type ErrorCode, isTollgateError, type TollgateError } from '../errors.js'
 
 /** The media type of a problem details body. */
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json'

@@ -5,7 +5,7 @@
  * OpenAPI document from these schemas. See docs/server.md, "Store protocol".
  */
 import { z } from 'zod'
-import type { EngineEvent, Operation } from './engine/state.js'
+import type { EngineEvent, Operation } from '../engine/state.js'
 import {
   AuthError,
   CodeUnavailableError,
@@ -21,11 +21,11 @@ import {
   RateLimitedError,
   StoreUnavailableError,
   type TollgateError,
-} from './errors.js'
+} from '../errors.js'
+import type { CodeBatch, Outcome } from '../store/store.js'
+import type { Balance } from '../types.js'
+import { LEDGER_ENTRY_TYPES } from '../types.js'
 import { type ProblemDetails, problemDetails } from './problem.js'
-import type { CodeBatch, Outcome } from './store.js'
-import type { Balance } from './types.js'
-import { LEDGER_ENTRY_TYPES } from './types.js'
 import {
   category,
   checkAccount,

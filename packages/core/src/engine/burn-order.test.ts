@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
-import { compareBuckets, ensureBurnOrder, insertBucket } from './engine/burn-order.js'
-import type { BucketState } from './engine/state.js'
+import { compareBuckets, ensureBurnOrder, insertBucket } from './burn-order.js'
+import type { BucketState } from './state.js'
 
 function bucket(id: string, over: Partial<BucketState> = {}): BucketState {
   return {

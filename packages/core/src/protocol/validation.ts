@@ -4,10 +4,10 @@
  * {@link InvalidInputError} naming the field, raised before anything reaches the store.
  */
 import { z } from 'zod'
-import { NO_METADATA } from './engine/apply.js'
-import { InvalidInputError } from './errors.js'
+import { NO_METADATA } from '../engine/apply.js'
+import { InvalidInputError } from '../errors.js'
+import { LEDGER_ENTRY_TYPES, type Metadata } from '../types.js'
 import { isTransportKey, TRANSPORT_KEY_PREFIX } from './transport-key.js'
-import { LEDGER_ENTRY_TYPES, type Metadata } from './types.js'
 
 const MAX_ACCOUNT_CHARS = 200
 const MAX_METADATA_BYTES = 4096

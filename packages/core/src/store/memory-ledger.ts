@@ -4,9 +4,9 @@
  * collector must trace, where an entry object costs several hundred: the memory store
  * appends two entries per reserve+commit, so this is most of what it keeps.
  */
-import { hasMetadata, toLedgerEntry } from './engine/apply.js'
-import type { EntryDraft } from './engine/state.js'
-import { LEDGER_ENTRY_TYPES, type LedgerEntry, type LedgerEntryType } from './types.js'
+import { hasMetadata, toLedgerEntry } from '../engine/apply.js'
+import type { EntryDraft } from '../engine/state.js'
+import { LEDGER_ENTRY_TYPES, type LedgerEntry, type LedgerEntryType } from '../types.js'
 
 // Numbers per entry: tenant sequence, delta, heldDelta, debtDelta, balanceAfter, at, hold number.
 const STRIDE = 7

@@ -4,9 +4,9 @@
  * account's state, calls {@link applyOperation} and persists the returned effects atomically.
  * See docs/store.md.
  */
-import type { CodeRecord, Effects, EngineConfig, Operation } from './engine/state.js'
-import type { TollgateError } from './errors.js'
-import type { Balance, LedgerEntryType, LedgerPage } from './types.js'
+import type { CodeRecord, Effects, EngineConfig, Operation } from '../engine/state.js'
+import type { TollgateError } from '../errors.js'
+import type { Balance, LedgerEntryType, LedgerPage } from '../types.js'
 
 /** One operation for one account (or, for hold operations, for the hold's account). */
 export interface ExecuteRequest {

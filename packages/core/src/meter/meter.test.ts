@@ -1,17 +1,17 @@
 import { afterEach, describe, expect, it, vi } from 'vitest'
-import { generateCode } from './codes.js'
+import { generateCode } from '../engine/codes.js'
 import {
   HoldExpiredError,
   HoldResolvedError,
   InsufficientCreditsError,
   NotFoundError,
   StoreUnavailableError,
-} from './errors.js'
-import { memoryStore } from './memory-store.js'
+} from '../errors.js'
+import { memoryStore } from '../store/memory-store.js'
+import type { Store } from '../store/store.js'
+import { countingStore, expectLedgerReplays, fullLedger } from '../test-support.js'
+import type { Balance } from '../types.js'
 import { createMeter, Hold, type Meter, type MeterOptions } from './meter.js'
-import type { Store } from './store.js'
-import { countingStore, expectLedgerReplays, fullLedger } from './test-support.js'
-import type { Balance } from './types.js'
 
 const T0 = Date.UTC(2030, 0, 1)
 const DAY = 86_400_000

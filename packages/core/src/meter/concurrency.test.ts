@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest'
-import { InsufficientCreditsError, isTollgateError } from './errors.js'
-import { memoryStore } from './memory-store.js'
+import { InsufficientCreditsError, isTollgateError } from '../errors.js'
+import { memoryStore } from '../store/memory-store.js'
+import type { Store } from '../store/store.js'
+import { expectLedgerReplays, fullLedger } from '../test-support.js'
+import type { Balance } from '../types.js'
 import { createMeter, type Hold, type Meter } from './meter.js'
-import type { Store } from './store.js'
-import { expectLedgerReplays, fullLedger } from './test-support.js'
-import type { Balance } from './types.js'
 
 const T0 = Date.UTC(2030, 0, 1)
 

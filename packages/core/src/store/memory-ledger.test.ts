@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
-import { NO_METADATA } from './engine/apply.js'
-import type { EntryDraft } from './engine/state.js'
+import { NO_METADATA } from '../engine/apply.js'
+import type { EntryDraft } from '../engine/state.js'
 import { MemoryLedger } from './memory-ledger.js'
 
 function draft(i: number, extra: Partial<EntryDraft> = {}): EntryDraft {

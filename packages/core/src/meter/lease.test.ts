@@ -1,9 +1,9 @@
 import { describe, expect, it, vi } from 'vitest'
-import { isTollgateError } from './errors.js'
-import { memoryStore } from './memory-store.js'
+import { isTollgateError } from '../errors.js'
+import { memoryStore } from '../store/memory-store.js'
+import type { Store } from '../store/store.js'
+import { countingStore, expectLedgerReplays, fullLedger } from '../test-support.js'
 import { createMeter, type Meter, type MeterOptions } from './meter.js'
-import type { Store } from './store.js'
-import { countingStore, expectLedgerReplays, fullLedger } from './test-support.js'
 
 const T0 = Date.UTC(2030, 0, 1)
 // Real timers never fire during these tests: flushes are called by hand.

@@ -3,10 +3,11 @@
  * between two awaits, so operations on one account are serialised without locks. Nothing
  * survives the process: use it for tests, demos and single-process apps that re-grant on start.
  */
-import { applyOperation, newAccountState } from './engine/apply.js'
-import { periodStart } from './engine/periods.js'
-import type { AccountState, CodeRecord, HoldState, IdempotencyRecord } from './engine/state.js'
-import { NotFoundError } from './errors.js'
+import { applyOperation, newAccountState } from '../engine/apply.js'
+import { periodStart } from '../engine/periods.js'
+import type { AccountState, CodeRecord, HoldState, IdempotencyRecord } from '../engine/state.js'
+import { NotFoundError } from '../errors.js'
+import type { LedgerEntry, LedgerPage } from '../types.js'
 import { randomChars } from './ids.js'
 import { MemoryLedger } from './memory-ledger.js'
 import type {
@@ -18,7 +19,6 @@ import type {
   Store,
 } from './store.js'
 import { encodeCursor, errorOutcome, type KeyRegistry, memoryKeyRegistry } from './store.js'
-import type { LedgerEntry, LedgerPage } from './types.js'
 
 /** Options of {@link memoryStore}. None yet; the object is accepted for symmetry with other stores. */
 export type MemoryStoreOptions = Record<string, never>

@@ -1,9 +1,9 @@
 import { afterEach, describe, expect, it, vi } from 'vitest'
-import { generateCode } from './codes.js'
-import { InvalidInputError } from './errors.js'
-import { memoryStore } from './memory-store.js'
-import { createMeter, type Meter, type MeterOptions } from './meter.js'
-import { encodeCursor, type Store } from './store.js'
+import { generateCode } from '../engine/codes.js'
+import { InvalidInputError } from '../errors.js'
+import { createMeter, type Meter, type MeterOptions } from '../meter/meter.js'
+import { memoryStore } from '../store/memory-store.js'
+import { encodeCursor, type Store } from '../store/store.js'
 
 const T0 = Date.UTC(2030, 0, 1)
 const DAY = 86_400_000

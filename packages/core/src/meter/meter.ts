@@ -3,43 +3,16 @@
  * operation at a time to the store (which runs the engine) and turns outcomes into results,
  * typed errors, cache refreshes and events.
  */
-import { BalanceCache, type BalanceCacheOptions } from './balance-cache.js'
-import { canonicalCode, generateCode, hashCode } from './codes.js'
-import type { CodeRecord, EngineConfig, EngineEvent, Operation } from './engine/state.js'
+
+import { canonicalCode, generateCode, hashCode } from '../engine/codes.js'
+import type { CodeRecord, EngineConfig, EngineEvent, Operation } from '../engine/state.js'
 import {
   IdempotencyConflictError,
   InsufficientCreditsError,
   InvalidInputError,
   isTollgateError,
   StoreUnavailableError,
-} from './errors.js'
-import { newId } from './ids.js'
-import {
-  LeaseManager,
-  type LeaseOptions,
-  type ResolvedLeaseOptions,
-  resolveLeaseOptions,
-} from './lease.js'
-import type { Outcome, Store } from './store.js'
-import { decodeCursor } from './store.js'
-import type {
-  AccountSettings,
-  Balance,
-  CommitResult,
-  CreateCodesResult,
-  CycleEvery,
-  CycleResult,
-  DebitResult,
-  Grant,
-  HoldData,
-  LedgerEntryType,
-  LedgerPage,
-  LedgerQuery,
-  Metadata,
-  OveragePolicy,
-  RedeemResult,
-  ReleaseResult,
-} from './types.js'
+} from '../errors.js'
 import {
   adjustOptionsSchema,
   balanceOptionsSchema,
@@ -62,7 +35,35 @@ import {
   stopCycleSchema,
   sweepOptionsSchema,
   ttlSchema,
-} from './validation.js'
+} from '../protocol/validation.js'
+import { newId } from '../store/ids.js'
+import type { Outcome, Store } from '../store/store.js'
+import { decodeCursor } from '../store/store.js'
+import type {
+  AccountSettings,
+  Balance,
+  CommitResult,
+  CreateCodesResult,
+  CycleEvery,
+  CycleResult,
+  DebitResult,
+  Grant,
+  HoldData,
+  LedgerEntryType,
+  LedgerPage,
+  LedgerQuery,
+  Metadata,
+  OveragePolicy,
+  RedeemResult,
+  ReleaseResult,
+} from '../types.js'
+import { BalanceCache, type BalanceCacheOptions } from './balance-cache.js'
+import {
+  LeaseManager,
+  type LeaseOptions,
+  type ResolvedLeaseOptions,
+  resolveLeaseOptions,
+} from './lease.js'
 
 const DAY_MS = 86_400_000
 /** Operations that never give an account credits back (so leave other meters' figures valid). */

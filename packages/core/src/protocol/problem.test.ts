@@ -4,7 +4,7 @@ import {
   InsufficientCreditsError,
   InvalidInputError,
   StoreUnavailableError,
-} from './errors.js'
+} from '../errors.js'
 import { problemDetails, problemType } from './problem.js'
 
 describe('problemDetails', () => {

@@ -4,8 +4,8 @@
  * conflict on the server), and every typed error survives the trip as problem details.
  */
 import { describe, expect, it } from 'vitest'
-import { fingerprintOf } from './engine/apply.js'
-import type { Operation } from './engine/state.js'
+import { fingerprintOf } from '../engine/apply.js'
+import type { Operation } from '../engine/state.js'
 import {
   AuthError,
   CodeUnavailableError,
@@ -20,11 +20,11 @@ import {
   RateLimitedError,
   StoreUnavailableError,
   type TollgateError,
-} from './errors.js'
-import { memoryStore } from './memory-store.js'
-import { createMeter } from './meter.js'
+} from '../errors.js'
+import { createMeter } from '../meter/meter.js'
+import { memoryStore } from '../store/memory-store.js'
+import type { ExecuteRequest, Store } from '../store/store.js'
 import { problemDetails } from './problem.js'
-import type { ExecuteRequest, Store } from './store.js'
 import { TRANSPORT_KEY_PREFIX } from './transport-key.js'
 import {
   errorFromProblem,

@@ -1,16 +1,16 @@
 import { afterEach, describe, expect, it, vi } from 'vitest'
-import { InvalidInputError, StoreUnavailableError } from './errors.js'
-import { memoryStore } from './memory-store.js'
-import { createMeter, type Meter } from './meter.js'
+import { InvalidInputError, StoreUnavailableError } from '../errors.js'
+import { createMeter, type Meter } from '../meter/meter.js'
+import { PROBLEM_CONTENT_TYPE, problemDetails } from '../protocol/problem.js'
+import { memoryStore } from '../store/memory-store.js'
+import type { Store } from '../store/store.js'
+import { expectLedgerReplays } from '../test-support.js'
 import {
   createRequestMeter,
   type MeteringOptions,
   type RequestCredits,
   resolveMeteringOptions,
 } from './metering.js'
-import { PROBLEM_CONTENT_TYPE, problemDetails } from './problem.js'
-import type { Store } from './store.js'
-import { expectLedgerReplays } from './test-support.js'
 
 interface Req {
   user: string

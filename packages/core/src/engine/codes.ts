@@ -4,8 +4,8 @@
  * Only the SHA-256 of the canonical form is stored.
  */
 import { createHash } from 'node:crypto'
-import { InvalidInputError } from './errors.js'
-import { CROCKFORD, randomChars } from './ids.js'
+import { InvalidInputError } from '../errors.js'
+import { CROCKFORD, randomChars } from '../store/ids.js'
 
 const PREFIX = /^[A-Z0-9]{1,10}$/
 const VALUE: Record<string, number> = {}

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto'
 import { describe, expect, it } from 'vitest'
+import { CROCKFORD } from '../store/ids.js'
 import { canonicalCode, checkCharacter, generateCode, hashCode, isValidPrefix } from './codes.js'
-import { CROCKFORD } from './ids.js'
 
 const FORMAT =
   /^TG-[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]$/

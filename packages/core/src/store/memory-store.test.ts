@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
+import { createMeter } from '../meter/meter.js'
 import { memoryStore } from './memory-store.js'
-import { createMeter } from './meter.js'
 
 describe('memoryStore hold ids', () => {
   it('are unique across tenants, and one tenant cannot settle another tenant’s hold', async () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
+import type { Balance, BalanceBucket } from '../types.js'
 import { BalanceCache } from './balance-cache.js'
-import type { Balance, BalanceBucket } from './types.js'
 
 const T0 = Date.UTC(2030, 0, 1)
 

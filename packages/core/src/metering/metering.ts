@@ -9,11 +9,11 @@ import {
   InvalidInputError,
   isTollgateError,
   type TollgateError,
-} from './errors.js'
-import type { Hold, Meter } from './meter.js'
-import { type ProblemDetails, problemDetails } from './problem.js'
-import type { Balance, CommitResult, ReleaseResult } from './types.js'
-import { checkAmount, parse, ttlSchema } from './validation.js'
+} from '../errors.js'
+import type { Hold, Meter } from '../meter/meter.js'
+import { type ProblemDetails, problemDetails } from '../protocol/problem.js'
+import { checkAmount, parse, ttlSchema } from '../protocol/validation.js'
+import type { Balance, CommitResult, ReleaseResult } from '../types.js'
 
 /** A value or a promise of it: option callbacks may be sync or async. */
 export type Awaitable<T> = T | PromiseLike<T>

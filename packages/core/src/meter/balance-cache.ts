@@ -4,7 +4,7 @@
  * it knows the account cannot cover; it is never used to grant credit.
  */
 import { LRUCache } from 'lru-cache'
-import type { Balance } from './types.js'
+import type { Balance } from '../types.js'
 
 /** Options of the balance cache (`createMeter({ cache })`). */
 export interface BalanceCacheOptions {

@@ -1,0 +1,21 @@
+/**
+ * `@tollgate/core/metering`: the request-metering kit every framework adapter builds on
+ * (DESIGN section 3: options, reserve before the handler, settle exactly once, heartbeats,
+ * refusals as problem+json). Imported by `@tollgate/express`, `/koa`, `/trpc`, `/decorators`
+ * and every new adapter; apps use the adapters instead.
+ */
+export { PROBLEM_CONTENT_TYPE, type ProblemDetails, problemDetails } from '../protocol/problem.js'
+export {
+  type Admission,
+  type Awaitable,
+  type CreditHeaderNames,
+  createRequestMeter,
+  type FinishReason,
+  MeteredRequest,
+  type MeteringOptions,
+  type RefusedCredits,
+  type RequestCredits,
+  RequestMeter,
+  type ResolvedMeteringOptions,
+  resolveMeteringOptions,
+} from './metering.js'

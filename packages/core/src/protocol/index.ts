@@ -1,0 +1,49 @@
+/**
+ * `@tollgate/core/protocol`: what the Tollgate server and `httpStore()` share: the wire
+ * schemas of the store protocol, the input schemas of every operation, the problem+json
+ * codec and transport keys. Imported by `@tollgate/server` and the CLI; apps never need it.
+ */
+export {
+  PROBLEM_CONTENT_TYPE,
+  type ProblemDetails,
+  problemDetails,
+  problemType,
+} from './problem.js'
+export { isTransportKey, TRANSPORT_KEY_PREFIX } from './transport-key.js'
+export {
+  adjustOptionsSchema,
+  checkAccount,
+  checkAmount,
+  commitOptionsSchema,
+  configureSchema,
+  createCodesSchema,
+  debitOptionsSchema,
+  extendOptionsSchema,
+  grantOptionsSchema,
+  idempotencyKey as idempotencyKeySchema,
+  ledgerQuerySchema,
+  parse as parseInput,
+  redeemOptionsSchema,
+  releaseOptionsSchema,
+  reserveOptionsSchema,
+  startCycleSchema,
+  stopCycleSchema,
+  ttlSchema,
+} from './validation.js'
+export {
+  accountSchema,
+  type CodeBatchBody,
+  codeBatchBodySchema,
+  dueBodySchema,
+  type ExecuteBody,
+  engineConfigSchema,
+  errorFromProblem,
+  executeBodySchema,
+  HOLD_OPERATIONS,
+  ledgerBodySchema,
+  operationSchema,
+  outcomeFromWire,
+  outcomeToWire,
+  pruneBodySchema,
+  type WireOutcome,
+} from './wire.js'
