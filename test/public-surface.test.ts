@@ -32,12 +32,7 @@ describe('package entry points', () => {
   })
 
   it('@tollgate/core exports the public surface of the design', () => {
-    for (const fn of [
-      'createMeter',
-      'memoryStore',
-      'httpStore',
-      'isTollgateError',
-    ]) {
+    for (const fn of ['createMeter', 'memoryStore', 'httpStore', 'isTollgateError']) {
       expect(typeof (core as Record<string, unknown>)[fn], fn).toBe('function')
     }
     // The root is what an app calls: the engine, wire and schemas have entries of their own.
