@@ -5,6 +5,8 @@
  * `--tenant` and the environment, and print the answer as JSON with `--json`, as text without.
  */
 import type { Balance } from '@tollgate/core'
+import { InvalidInputError, isTollgateError } from '@tollgate/core'
+import { parseApiKey } from '@tollgate/server'
 import { Argument, type Command, CommanderError, Option } from 'commander'
 import { parseAccount, parseIdempotencyKey, parseMetadata, parseNonNegative } from './args.js'
 import { createClient, DEFAULT_URL, type TollgateClient } from './client.js'
@@ -167,10 +169,19 @@ export function createCommandKit(io: CliIo): CommandKit {
 /** How a failure is reported: its one line, and whether it is the caller's mistake (exit 2). */
 function describeFailure(err: unknown): { usage: boolean; message: string } {
   if (err instanceof UsageError) return { usage: true, message: err.message }
+  // Raised here, before any request (the client reports the server's refusals as its own
+  // errors): bad input is a usage mistake; the line leads with the code, as a refusal's does.
+  if (isTollgateError(err)) {
+    return { usage: err.code === 'invalid_input', message: `${err.code}: ${err.message}` }
+  }
   return { usage: false, message: err instanceof Error ? err.message : String(err) }
 }
 
-/** A client from the flags and the environment, the URL and the key checked first. */
+/**
+ * A client from the flags and the environment, every setting checked first: a setting the
+ * request could not carry (a key with a trailing newline, say) fails here as a usage error
+ * naming it, not later as an unreachable server.
+ */
 function connect(
   flags: ClientFlags,
   actAs: boolean,
@@ -187,10 +198,31 @@ function connect(
       'no API key: pass --api-key or set TOLLGATE_API_KEY (tollgate serve prints the admin key on its first start)',
     )
   }
+  checkApiKey(apiKey, flags.apiKey !== undefined ? '--api-key' : 'TOLLGATE_API_KEY')
   try {
     return createClient({ url, apiKey, ...(tenant ? { tenant } : {}) })
   } catch (err) {
     throw new UsageError(`--url: ${(err as Error).message}`)
+  }
+}
+
+/**
+ * Refuses a key that cannot travel in the `Authorization` header (the rule `httpStore` applies)
+ * or is not shaped like a server's key (`tg_sk_<id>_<secret>`, which the server would refuse).
+ * The key itself is never echoed: it is a secret.
+ */
+function checkApiKey(apiKey: string, source: string): void {
+  if (!/^[\x21-\x7e]+$/.test(apiKey)) {
+    throw new InvalidInputError(
+      'apiKey',
+      `${source} must be printable ASCII without spaces or line breaks`,
+    )
+  }
+  if (parseApiKey(apiKey) === null) {
+    throw new InvalidInputError(
+      'apiKey',
+      `${source} is not a Tollgate API key (tg_sk_<id>_<secret>)`,
+    )
   }
 }
 
