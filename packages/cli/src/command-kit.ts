@@ -8,7 +8,13 @@ import type { Balance } from '@tollgate/core'
 import { InvalidInputError, isTollgateError } from '@tollgate/core'
 import { parseApiKey } from '@tollgate/server'
 import { Argument, type Command, CommanderError, Option } from 'commander'
-import { parseAccount, parseIdempotencyKey, parseMetadata, parseNonNegative } from './args.js'
+import {
+  HEADER_TEXT,
+  parseAccount,
+  parseIdempotencyKey,
+  parseMetadata,
+  parseNonNegative,
+} from './args.js'
 import { createClient, DEFAULT_URL, type TollgateClient } from './client.js'
 import { formatCredits, formatJson } from './format.js'
 import type { CliIo } from './io.js'
@@ -199,6 +205,7 @@ function connect(
     )
   }
   checkApiKey(apiKey, flags.apiKey !== undefined ? '--api-key' : 'TOLLGATE_API_KEY')
+  if (tenant) checkTenant(tenant, flags.tenant !== undefined ? '--tenant' : 'TOLLGATE_TENANT')
   try {
     return createClient({ url, apiKey, ...(tenant ? { tenant } : {}) })
   } catch (err) {
@@ -222,6 +229,16 @@ function checkApiKey(apiKey: string, source: string): void {
     throw new InvalidInputError(
       'apiKey',
       `${source} is not a Tollgate API key (tg_sk_<id>_<secret>)`,
+    )
+  }
+}
+
+/** Refuses a tenant the `Tollgate-Tenant` header cannot carry (Latin-1, as `httpStore`). */
+function checkTenant(tenant: string, source: string): void {
+  if (!HEADER_TEXT.test(tenant)) {
+    throw new InvalidInputError(
+      'tenant',
+      `${source} must be Latin-1 text without control characters to travel in the Tollgate-Tenant header`,
     )
   }
 }

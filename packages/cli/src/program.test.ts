@@ -188,6 +188,49 @@ describe('a bad API key: exit 2 naming the setting, before any request', () => {
   })
 })
 
+describe('header values the request could not carry: exit 2 before any request', () => {
+  const cases: [string, string[], Record<string, string>, RegExp][] = [
+    [
+      '--tenant with a newline',
+      ['balance', 'alice', '--tenant', 'acme\n'],
+      {},
+      /^error: invalid_input: tenant: --tenant must be Latin-1 text without control characters/,
+    ],
+    [
+      'TOLLGATE_TENANT beyond Latin-1',
+      ['balance', 'alice'],
+      { TOLLGATE_TENANT: '日本' },
+      /^error: invalid_input: tenant: TOLLGATE_TENANT must be Latin-1 text/,
+    ],
+    [
+      '--idempotency-key with a newline',
+      ['grant', 'alice', '5', '--idempotency-key', 'order-17\n'],
+      {},
+      /^error: option '--idempotency-key <key>' argument .* is invalid\. must be Latin-1 text without control characters$/s,
+    ],
+    [
+      'codes --idempotency-key beyond Latin-1',
+      ['codes', 'create', '--credits', '5', '--count', '2', '--idempotency-key', '批次'],
+      {},
+      /must be Latin-1 text without control characters/,
+    ],
+  ]
+  it.each(cases)('%s', async (_name, args, env, message) => {
+    // NOWHERE: had a request been sent, the run would fail to connect with exit 1.
+    const r = await runIn(args, { TOLLGATE_URL: NOWHERE, TOLLGATE_API_KEY: srv.adminKey, ...env })
+    expect(r.code).toBe(2)
+    expect(r.stdout).toBe('')
+    expect(r.stderr.split('\n(run with')[0]).toMatch(message)
+  })
+
+  it('Latin-1 beyond ASCII still goes through', async () => {
+    const r = await admin(['grant', 'alice', '5', '--tenant', 'café', '--idempotency-key', 'né'])
+    expect(r.code).toBe(0)
+    const b = json<Balance>(await admin(['balance', 'alice', '--tenant', 'café', '--json']))
+    expect(b.available).toBe(5)
+  })
+})
+
 describe('credits', () => {
   it('grant, then balance as text and as JSON', async () => {
     const g = await tenant(['grant', 'carol', '1000', '--validity-days', '30'])
