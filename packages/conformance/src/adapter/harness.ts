@@ -186,7 +186,7 @@ export class Run {
   }
 }
 
-/** The view of a suite request the options are built over, per adapter request type. */
+/** The options of a test as an adapter takes them: each callback reads the request through `view`. */
 function optionsFor<Req>(
   options: TestOptions,
   errors: unknown[],
