@@ -323,8 +323,8 @@ function housekeep(run: Run): void {
     let hold: HoldState | undefined
     let bucket: BucketState | undefined
     const next = nextCycleAt(state.record)
-    if (next !== null && isDue(next, now)) {
-      t = next
+    if (isDue(next, now)) {
+      t = next!
       kind = 1
     }
     for (const h of state.holds) {
