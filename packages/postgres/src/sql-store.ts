@@ -11,6 +11,7 @@ import {
   type Store,
   StoreUnavailableError,
 } from '@tollgate/core'
+import { codeBatchRecord, decideCodeBatch } from '@tollgate/core/engine'
 import {
   type CodeBatch,
   type CodeBatchOutcome,
@@ -199,22 +200,27 @@ export class SqlStore implements PostgresStore {
     }
     return this.#driver.transaction(async (tx) => {
       if (key) {
-        const saved = await tx.query(st.saveCodesKey, [
-          tenant,
-          key.key,
-          key.fingerprint,
-          JSON.stringify(key.result),
-          batch.now,
-        ])
-        if (saved.length === 0) {
+        const record = codeBatchRecord(key, batch.now)
+        for (let attempt = 0; ; attempt++) {
+          // Insert first, decide on a conflict: the unique key serialises concurrent batches.
+          const saved = await tx.query(st.saveCodesKey, [
+            tenant,
+            record.key,
+            record.account,
+            record.fingerprint,
+            JSON.stringify(record.result),
+            record.createdAt,
+          ])
+          if (saved.length > 0) break
           // The key was used before (or is being, by a transaction we just waited for).
           const [row] = await tx.query<{ account: string; fingerprint: string; result: unknown }>(
             st.readKey,
             [tenant, key.key],
           )
-          return row && row.account === '' && row.fingerprint === key.fingerprint
-            ? { status: 'replayed', result: row.result }
-            : { status: 'conflict' }
+          const decided = decideCodeBatch(row ?? null, key, batch.now)
+          if (decided.status !== 'created') return decided
+          // No record after all: pruned between the two statements. Once more, then give up.
+          if (attempt > 0) throw new StoreUnavailableError('idempotency record kept changing')
         }
       }
       const c = batch.codes

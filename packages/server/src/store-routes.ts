@@ -19,6 +19,7 @@ import {
   executeBodySchema,
   HOLD_OPERATIONS,
   ledgerBodySchema,
+  markTransportKey,
   outcomeToWire,
   pruneBodySchema,
 } from '@tollgate/core/protocol'
@@ -70,7 +71,8 @@ export function storeRoutes(app: App, ctx: ServerContext): void {
     },
     async (request) => {
       const body = request.body
-      const op = body.op as Operation
+      // A key httpStore made for its retries dedupes, but entries leave it out (hideKey).
+      const op = markTransportKey(body.op as Operation)
       const tenant = ctx.callerOf(request).tenant
       const holdOp = HOLD_OPERATIONS.has(op.type)
       if (holdOp && body.account !== null) {

@@ -5,6 +5,7 @@
  */
 
 import { canonicalCode, generateCode, hashCode } from '../engine/codes.js'
+import { codeBatchFingerprint } from '../engine/idempotency.js'
 import type { CodeRecord, EngineConfig, EngineEvent, Operation } from '../engine/state.js'
 import {
   IdempotencyConflictError,
@@ -866,7 +867,7 @@ export class Meter {
             ? null
             : {
                 key: idempotencyKey,
-                fingerprint: JSON.stringify(['createCodes', input]),
+                fingerprint: codeBatchFingerprint(input),
                 result: summary,
               },
         now,

@@ -242,6 +242,11 @@ class HttpStore implements Store {
     if (op.idempotencyKey === undefined && op.type !== 'balance') {
       transportKey = TRANSPORT_KEY_PREFIX + randomUUID()
       op = { ...op, idempotencyKey: transportKey }
+    } else if (op.hideKey !== undefined) {
+      // Not part of the protocol: the server derives it from the key (a server chained to
+      // another through httpStore passes it on marked).
+      const { hideKey: _hide, ...rest } = op
+      op = rest as Operation
     }
     // The meter validated the operation: no schema work here, one stringify and one parse.
     const body = JSON.stringify({

@@ -9,7 +9,7 @@ export {
   problemDetails,
   problemType,
 } from './problem.js'
-export { isTransportKey, TRANSPORT_KEY_PREFIX } from './transport-key.js'
+export { isTransportKey, markTransportKey, TRANSPORT_KEY_PREFIX } from './transport-key.js'
 export {
   adjustOptionsSchema,
   checkAccount,
