@@ -104,6 +104,7 @@ export {
   adjustOptionsSchema,
   checkAccount,
   checkAmount,
+  checkText,
   commitOptionsSchema,
   configureSchema,
   createCodesSchema,
@@ -111,6 +112,7 @@ export {
   extendOptionsSchema,
   grantOptionsSchema,
   idempotencyKey as idempotencyKeySchema,
+  isStorableText,
   ledgerQuerySchema,
   parse as parseInput,
   redeemOptionsSchema,
@@ -118,7 +120,9 @@ export {
   reserveOptionsSchema,
   startCycleSchema,
   stopCycleSchema,
+  text as textSchema,
   ttlSchema,
+  wholeNumber as wholeNumberSchema,
 } from './validation.js'
 export {
   accountSchema,
