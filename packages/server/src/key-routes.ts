@@ -53,7 +53,9 @@ export function keyRoutes(app: App, ctx: ServerContext): void {
         revokedAt: null,
       } as const
       await keys.createKey(record)
-      ctx.tenants.add(record.tenant)
+      // Drops a negative-cache entry should someone have tried this (random) id already.
+      ctx.verifier.forget(id)
+      ctx.sawTenant(record.tenant)
       reply.code(201)
       return { ...keyInfo(record), key }
     },
