@@ -4,7 +4,12 @@
  * time, so neither a database dump nor response timing gives a key away.
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
-import { type ApiKeyRecord, isTollgateError, type KeyRegistry, StoreUnavailableError } from '@tollgate/core'
+import {
+  type ApiKeyRecord,
+  isTollgateError,
+  type KeyRegistry,
+  StoreUnavailableError,
+} from '@tollgate/core'
 import { LRUCache } from 'lru-cache'
 
 /** The role of a key: `admin` keys manage keys and act for any tenant. */

@@ -50,7 +50,11 @@ function validationProblem(error: FastifyError): ProblemDetails {
     message = 'is not a known field'
   }
   let field: string = path.join('.')
-  if (field === '') field = error.validationContext ?? 'request'
+  if (field === '') {
+    field = error.validationContext ?? 'request'
+    // A JSON array, string or number where an object belongs: say it in words.
+    if (issue.keyword === 'invalid_type') message = 'must be a JSON object'
+  }
   if (error.validationContext === 'headers') field = HEADER_NAMES[field] ?? field
   return problemDetails(new InvalidInputError(field, message))
 }
@@ -102,7 +106,9 @@ export function problemOf(error: unknown, bodyLimit: number): ProblemDetails {
     case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
       return problemDetails(new InvalidInputError('body', 'is not valid JSON'))
     case 'FST_ERR_BAD_URL':
-      return problemDetails(new InvalidInputError('path', 'is not a valid URL (bad percent-encoding)'))
+      return problemDetails(
+        new InvalidInputError('path', 'is not a valid URL (bad percent-encoding)'),
+      )
     case 'FST_ERR_MAX_PARAM_LENGTH':
       return inputProblem(414, 'URI too long', 'path', 'has a parameter that is too long')
   }
@@ -113,11 +119,13 @@ export function problemOf(error: unknown, bodyLimit: number): ProblemDetails {
 }
 
 /** Statuses Node's HTTP parser refuses a connection with, before any route runs. */
-const CLIENT_ERRORS: Record<string, [status: number, title: string, field: string, detail: string]> =
-  {
-    HPE_HEADER_OVERFLOW: [431, 'Request header fields too large', 'headers', 'are too large'],
-    ERR_HTTP_REQUEST_TIMEOUT: [408, 'Request timeout', 'request', 'did not arrive in time'],
-  }
+const CLIENT_ERRORS: Record<
+  string,
+  [status: number, title: string, field: string, detail: string]
+> = {
+  HPE_HEADER_OVERFLOW: [431, 'Request header fields too large', 'headers', 'are too large'],
+  ERR_HTTP_REQUEST_TIMEOUT: [408, 'Request timeout', 'request', 'did not arrive in time'],
+}
 
 /**
  * The raw HTTP answer to a request Node's parser refused (malformed request line or headers,

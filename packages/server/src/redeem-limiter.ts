@@ -91,7 +91,8 @@ export class RedeemLimiter {
       roll(a, now)
     }
     const t = this.#tenant(tenant, now)
-    const strict = a.strict || (a.failures === 0 && t.failing >= this.#limits.failingAccountsPerMinute)
+    const strict =
+      a.strict || (a.failures === 0 && t.failing >= this.#limits.failingAccountsPerMinute)
     const allowance = strict ? 1 : this.#limits.accountFailuresPerMinute
     if (a.failures + a.pending >= allowance) {
       const retryAfter = a.failures >= allowance ? a.start + MINUTE_MS - now : IN_FLIGHT_RETRY_MS

@@ -15,13 +15,13 @@ import {
   StoreUnavailableError,
 } from '@tollgate/core'
 import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify'
-import { LRUCache } from 'lru-cache'
 import {
   jsonSchemaTransform,
   jsonSchemaTransformObject,
   validatorCompiler,
   type ZodTypeProvider,
 } from 'fastify-type-provider-zod'
+import { LRUCache } from 'lru-cache'
 import { generateApiKey, hashApiKey, KeyVerifier, parseApiKey } from './api-keys.js'
 import type { App, Caller, ServerContext } from './context.js'
 import { keyRoutes } from './key-routes.js'
@@ -129,6 +129,9 @@ export class TollgateServer {
       frameworkErrors: (error, request, reply) => {
         void sendProblem(reply, problemOf(error, o.bodyLimit))
       },
+      // Node answers an HTTP/1.1 request without Host with a bare 400 of its own; nothing here
+      // routes by host, so such a request is served (or refused as problem+json) like any other.
+      http: { requireHostHeader: false },
       // Requests Node's parser refuses (headers too large, a malformed request line).
       clientErrorHandler: (error, socket) => {
         if ((error as NodeJS.ErrnoException).code === 'ECONNRESET' || socket.destroyed) return
@@ -143,7 +146,7 @@ export class TollgateServer {
     // re-validating every answer would cost the hot path and turn a drift into a 500.
     app.setSerializerCompiler(() => (data) => JSON.stringify(data))
 
-    app.removeContentTypeParser('application/json')
+    app.removeAllContentTypeParsers()
     app.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body, done) => {
       try {
         done(null, parseJson(body as string))

@@ -1,4 +1,5 @@
 /** Test helpers: a server on a free port and a small JSON client over real sockets (undici). */
+import { connect } from 'node:net'
 import { Writable } from 'node:stream'
 import { memoryStore, type Store } from '@tollgate/core'
 import { request } from 'undici'
@@ -112,4 +113,64 @@ export function fakeClock(start = Date.UTC(2030, 0, 1)): {
       t += ms
     },
   }
+}
+
+/** What {@link rawRequest} read back. */
+export interface RawAnswer {
+  status: number
+  headers: Record<string, string>
+  body: string
+}
+
+/**
+ * Sends `request` byte for byte on a fresh socket (for what an HTTP client would refuse to send:
+ * malformed request lines, bad percent-encoding, huge headers) and reads the answer until the
+ * server closes the connection (send `Connection: close`). Status 0 when nothing came back.
+ */
+export function rawRequest(url: string, request: string | Buffer): Promise<RawAnswer> {
+  const { hostname, port } = new URL(url)
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: hostname, port: Number(port) })
+    const chunks: Buffer[] = []
+    socket.setTimeout(20_000, () => socket.destroy(new Error('raw request timed out')))
+    socket.on('data', (c: Buffer) => chunks.push(c))
+    // A server that answers before reading everything may reset the socket: keep what came.
+    socket.on('error', (err) => (chunks.length > 0 ? finish() : reject(err)))
+    socket.on('close', () => finish())
+    let done = false
+    function finish(): void {
+      if (done) return
+      done = true
+      resolve(parseRaw(Buffer.concat(chunks)))
+    }
+    socket.write(request)
+  })
+}
+
+/** Parses the first HTTP response in `data` (Content-Length or chunked or until close). */
+function parseRaw(data: Buffer): RawAnswer {
+  const end = data.indexOf('\r\n\r\n')
+  if (end < 0) return { status: 0, headers: {}, body: data.toString() }
+  const [statusLine, ...lines] = data.subarray(0, end).toString('latin1').split('\r\n')
+  const headers: Record<string, string> = {}
+  for (const line of lines) {
+    const i = line.indexOf(':')
+    if (i > 0) headers[line.slice(0, i).trim().toLowerCase()] = line.slice(i + 1).trim()
+  }
+  let rest = data.subarray(end + 4)
+  if (headers['transfer-encoding'] === 'chunked') {
+    const parts: Buffer[] = []
+    for (;;) {
+      const eol = rest.indexOf('\r\n')
+      const size = Number.parseInt(rest.subarray(0, eol).toString(), 16)
+      if (!(size > 0)) break
+      parts.push(rest.subarray(eol + 2, eol + 2 + size))
+      rest = rest.subarray(eol + 4 + size)
+    }
+    rest = Buffer.concat(parts)
+  } else if (headers['content-length'] !== undefined) {
+    rest = rest.subarray(0, Number(headers['content-length']))
+  }
+  const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(statusLine ?? '')?.[1] ?? 0)
+  return { status, headers, body: rest.toString() }
 }
