@@ -126,7 +126,7 @@ export class TollgateServer {
       routerOptions: { maxParamLength: 2_500 },
       // Refusals before any route runs (bad percent-encoding, an over-long parameter) are
       // problem+json like every other answer.
-      frameworkErrors: (error, request, reply) => {
+      frameworkErrors: (error, _request, reply) => {
         void sendProblem(reply, problemOf(error, o.bodyLimit))
       },
       // Node answers an HTTP/1.1 request without Host with a bare 400 of its own; nothing here

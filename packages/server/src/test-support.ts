@@ -1,8 +1,12 @@
 /** Test helpers: a server on a free port and a small JSON client over real sockets (undici). */
+
+import { randomBytes } from 'node:crypto'
 import { connect } from 'node:net'
 import { Writable } from 'node:stream'
 import { memoryStore, type Store } from '@tollgate/core'
+import { pgliteStore, postgresStore } from '@tollgate/postgres'
 import { request } from 'undici'
+import { afterAll, describe, it } from 'vitest'
 import type { CreateServerOptions } from './options.js'
 import { createServer, type TollgateServer } from './server.js'
 
@@ -173,4 +177,57 @@ function parseRaw(data: Buffer): RawAnswer {
   }
   const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(statusLine ?? '')?.[1] ?? 0)
   return { status, headers, body: rest.toString() }
+}
+
+const DATABASE_URL = process.env.TOLLGATE_TEST_DATABASE_URL
+
+/** A SQL store to run a server test on: a fresh one per call to `make`. */
+export interface SqlStoreKind {
+  name: 'pglite' | 'postgres'
+  make(): Store
+}
+
+/**
+ * Runs `body` once on PGlite and once on PostgreSQL (TOLLGATE_TEST_DATABASE_URL; each call of
+ * `make` gets a schema of its own, dropped afterwards). Without the URL, the PostgreSQL half
+ * fails on CI (a silently skipped database suite would pass CI) and is skipped, with a line
+ * saying so, elsewhere.
+ */
+export function describeSqlStores(name: string, body: (kind: SqlStoreKind) => void): void {
+  describe(`${name} (pglite)`, () => body({ name: 'pglite', make: () => pgliteStore() }))
+  const url = DATABASE_URL
+  if (!url) {
+    if (process.env.CI) {
+      describe(`${name} (postgres)`, () => {
+        it('needs TOLLGATE_TEST_DATABASE_URL', () => {
+          throw new Error('TOLLGATE_TEST_DATABASE_URL is not set: on CI the PostgreSQL half runs')
+        })
+      })
+    } else {
+      console.warn(`SKIPPED: "${name}" on PostgreSQL (set TOLLGATE_TEST_DATABASE_URL to run it)`)
+    }
+    return
+  }
+  describe(`${name} (postgres)`, () => {
+    const schemas: string[] = []
+    afterAll(async () => {
+      const pg = await import('pg')
+      const client = new pg.default.Client({ connectionString: url })
+      await client.connect()
+      try {
+        for (const schema of schemas)
+          await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`)
+      } finally {
+        await client.end()
+      }
+    })
+    body({
+      name: 'postgres',
+      make: () => {
+        const schema = `tg_srv_${process.pid}_${randomBytes(4).toString('hex')}`
+        schemas.push(schema)
+        return postgresStore({ connectionString: url, schema })
+      },
+    })
+  })
 }
