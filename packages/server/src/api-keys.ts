@@ -93,9 +93,10 @@ export class KeyVerifier {
 
   constructor(keys: KeyRegistry, clock: () => number = Date.now) {
     this.#keys = keys
+    // ttlResolution 0: read the clock on every check (no timer, and a test clock is obeyed).
     const perf = { now: clock }
-    this.#found = new LRUCache({ max: CACHE_MAX, ttl: CACHE_MS, perf })
-    this.#unknown = new LRUCache({ max: CACHE_MAX, ttl: NEGATIVE_CACHE_MS, perf })
+    this.#found = new LRUCache({ max: CACHE_MAX, ttl: CACHE_MS, ttlResolution: 0, perf })
+    this.#unknown = new LRUCache({ max: CACHE_MAX, ttl: NEGATIVE_CACHE_MS, ttlResolution: 0, perf })
   }
 
   /**
@@ -142,6 +143,11 @@ export class KeyVerifier {
     if (record) this.#found.set(id, record)
     else this.#unknown.set(id, true)
     return record
+  }
+
+  /** Cached ids, found and unknown (each bounded). */
+  get size(): number {
+    return this.#found.size + this.#unknown.size
   }
 
   /** Drops what is cached about an id: a revocation or creation here takes effect at once. */

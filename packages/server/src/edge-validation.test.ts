@@ -154,7 +154,7 @@ describeSqlStores('bad text is refused at the edge and fails no other tenant', (
   let victim: string
 
   beforeAll(async () => {
-    t = await startServer({ store: kind.make() })
+    t = await startServer({ store: kind.make().store })
     attacker = (await t.createKey('attacker')).key
     victim = (await t.createKey('victim')).key
   }, 60_000)

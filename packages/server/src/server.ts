@@ -241,6 +241,16 @@ export class TollgateServer {
     })
   }
 
+  /**
+   * What the server holds in memory per tenant, each bounded whatever the number of tenants:
+   * REST meters (LRU) and, for a store without `tenants()`, the tenants remembered for the
+   * sweeper.
+   * @example server.stats() // { meters: 12, sweptTenants: 0 }
+   */
+  stats(): { meters: number; sweptTenants: number } {
+    return { meters: this.#meters.size, sweptTenants: this.#seen.size }
+  }
+
   /** The URL once listening, else null. */
   get url(): string | null {
     return this.#url

@@ -3,8 +3,10 @@
 import { randomBytes } from 'node:crypto'
 import { connect } from 'node:net'
 import { Writable } from 'node:stream'
+import { PGlite } from '@electric-sql/pglite'
 import { memoryStore, type Store } from '@tollgate/core'
 import { pgliteStore, postgresStore } from '@tollgate/postgres'
+import pg from 'pg'
 import { request } from 'undici'
 import { afterAll, describe, it } from 'vitest'
 import type { CreateServerOptions } from './options.js'
@@ -181,20 +183,53 @@ function parseRaw(data: Buffer): RawAnswer {
 
 const DATABASE_URL = process.env.TOLLGATE_TEST_DATABASE_URL
 
-/** A SQL store to run a server test on: a fresh one per call to `make`. */
+/** A fresh SQL store of one kind, with a side door to its database for injecting faults. */
+export interface SqlTestStore {
+  store: Store
+  /** The store's schema (quoted), for statements run through `sql`. */
+  schema: string
+  /** Runs SQL on the store's database outside the store (another connection on PostgreSQL). */
+  sql(text: string): Promise<void>
+}
+
+/** How a server test gets SQL stores of one kind. */
 export interface SqlStoreKind {
   name: 'pglite' | 'postgres'
-  make(): Store
+  make(): SqlTestStore
+}
+
+function schemaName(): string {
+  return `tg_srv_${process.pid}_${randomBytes(4).toString('hex')}`
 }
 
 /**
- * Runs `body` once on PGlite and once on PostgreSQL (TOLLGATE_TEST_DATABASE_URL; each call of
- * `make` gets a schema of its own, dropped afterwards). Without the URL, the PostgreSQL half
- * fails on CI (a silently skipped database suite would pass CI) and is skipped, with a line
- * saying so, elsewhere.
+ * Runs `body` once on PGlite and once on PostgreSQL (TOLLGATE_TEST_DATABASE_URL; each store gets
+ * a schema of its own, dropped afterwards). Without the URL, the PostgreSQL half fails on CI (a
+ * silently skipped database suite would pass CI) and is skipped, with a line saying so,
+ * elsewhere.
  */
 export function describeSqlStores(name: string, body: (kind: SqlStoreKind) => void): void {
-  describe(`${name} (pglite)`, () => body({ name: 'pglite', make: () => pgliteStore() }))
+  describe(`${name} (pglite)`, () => {
+    const clients: PGlite[] = []
+    afterAll(async () => {
+      for (const c of clients) await c.close()
+    })
+    body({
+      name: 'pglite',
+      make: () => {
+        const client = new PGlite()
+        clients.push(client)
+        const schema = schemaName()
+        return {
+          store: pgliteStore({ client, schema }),
+          schema: `"${schema}"`,
+          sql: async (text) => {
+            await client.exec(text)
+          },
+        }
+      },
+    })
+  })
   const url = DATABASE_URL
   if (!url) {
     if (process.env.CI) {
@@ -210,23 +245,28 @@ export function describeSqlStores(name: string, body: (kind: SqlStoreKind) => vo
   }
   describe(`${name} (postgres)`, () => {
     const schemas: string[] = []
-    afterAll(async () => {
-      const pg = await import('pg')
-      const client = new pg.default.Client({ connectionString: url })
+    const sql = async (text: string) => {
+      const client = new pg.Client({ connectionString: url })
       await client.connect()
       try {
-        for (const schema of schemas)
-          await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`)
+        await client.query(text)
       } finally {
         await client.end()
       }
+    }
+    afterAll(async () => {
+      for (const schema of schemas) await sql(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`)
     })
     body({
       name: 'postgres',
       make: () => {
-        const schema = `tg_srv_${process.pid}_${randomBytes(4).toString('hex')}`
+        const schema = schemaName()
         schemas.push(schema)
-        return postgresStore({ connectionString: url, schema })
+        return {
+          store: postgresStore({ connectionString: url, schema }),
+          schema: `"${schema}"`,
+          sql,
+        }
       },
     })
   })
