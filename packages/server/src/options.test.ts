@@ -18,7 +18,7 @@ describe('resolveOptions', () => {
       sweepIntervalMs: 30_000,
       codesBodyLimit: 1_048_576,
       adminCodesBodyLimit: 32 * 1024 * 1024,
-      redeemLimit: { accountFailuresPerMinute: 10, failingAccountsPerMinute: 100 },
+      redeemLimit: { accountFailuresPerMinute: 20, failingAccountsPerMinute: 100 },
       redeemMaxFailures: 10,
       redeemWindowMs: 3_600_000,
       adminKey: process.env.TOLLGATE_ADMIN_KEY ?? null,

@@ -70,14 +70,18 @@ export interface CreateServerOptions {
   meter?: ServerMeterOptions
   /**
    * The server's redeem brakes (per process), on top of the engine's `meter.redeemAttempts`.
-   * @default { accountFailuresPerMinute: 10, failingAccountsPerMinute: 100 }
+   * @default { accountFailuresPerMinute: 20, failingAccountsPerMinute: 100 }
    */
   redeemLimit?: RedeemLimitOptions
 }
 
 /** Options of the server's redeem limiter; see docs/server.md, "Redeem throttling". */
 export interface RedeemLimitOptions {
-  /** Failed redemptions per account per minute; past it that account gets 429. @default 10 */
+  /**
+   * Failed redemptions per account per minute; past it that account gets 429 without a store
+   * round trip. Above the engine's own limit (`meter.redeemAttempts`, 10 an hour), so the engine
+   * answers first, with its exact Retry-After; the engine's refusals count here too. @default 20
+   */
   accountFailuresPerMinute?: number
   /**
    * Distinct accounts of a tenant that may fail per minute; past it each further failing account
@@ -230,7 +234,7 @@ export function resolveOptions(options: CreateServerOptions): ResolvedServerOpti
     ) as ServerMeterOptions,
     redeemLimit: {
       accountFailuresPerMinute: positiveInt(
-        redeemLimit.accountFailuresPerMinute ?? 10,
+        redeemLimit.accountFailuresPerMinute ?? 20,
         'redeemLimit.accountFailuresPerMinute',
         1,
       ),
