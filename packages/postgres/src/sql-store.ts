@@ -31,6 +31,7 @@ import { type MigrationStatements, migrate, migrationStatements } from './migrat
 import type { ResolvedSqlStoreOptions } from './options.js'
 import { entryFrom, type LedgerRow } from './rows.js'
 import { buildStatements, type Statements } from './statements.js'
+import { sqlTenantList } from './tenant-list.js'
 
 /** A Tollgate store on PostgreSQL or PGlite, as both factories return it. */
 export interface PostgresStore extends Store {
@@ -77,6 +78,7 @@ export class SqlStore implements PostgresStore {
   #migration: Promise<void> | null = null
   #closing: Promise<void> | null = null
   readonly keys: KeyRegistry
+  readonly #tenantList: (after: string | null, limit: number) => Promise<string[]>
 
   constructor(settings: SqlStoreSettings) {
     this.kind = settings.kind
@@ -85,6 +87,7 @@ export class SqlStore implements PostgresStore {
     this.#st = buildStatements(this.#o.quotedSchema)
     this.#mst = migrationStatements(this.#o.schema, this.#o.quotedSchema)
     this.#holds = new HoldAccounts(this.#o.holdCacheSize)
+    this.#tenantList = sqlTenantList(this.#driver, this.#o.quotedSchema)
     this.keys = sqlKeyRegistry(this.#driver, this.#o.quotedSchema, () => {
       this.#checkOpen()
       return this.migrate()
@@ -269,6 +272,12 @@ export class SqlStore implements PostgresStore {
       }
     }
     return total
+  }
+
+  /** Tenants that hold accounts, for a sweeper (see `Store.tenants`). */
+  tenants(after: string | null, limit: number): Promise<string[]> {
+    this.#checkOpen()
+    return this.#tenantList(after, limit)
   }
 
   // ---------------------------------------------------------------- lifecycle

@@ -16,7 +16,9 @@ describe('resolveOptions', () => {
       clientClock: false,
       bodyLimit: 65_536,
       sweepIntervalMs: 30_000,
-      redeemFailuresPerMinute: 600,
+      codesBodyLimit: 1_048_576,
+      adminCodesBodyLimit: 32 * 1024 * 1024,
+      redeemLimit: { accountFailuresPerMinute: 20, failingAccountsPerMinute: 100 },
       redeemMaxFailures: 10,
       redeemWindowMs: 3_600_000,
       adminKey: process.env.TOLLGATE_ADMIN_KEY ?? null,
@@ -27,11 +29,28 @@ describe('resolveOptions', () => {
 
   it('warns about unknown keys and refuses bad values by name', () => {
     const warn = vi.spyOn(process, 'emitWarning').mockImplementation(() => {})
-    resolveOptions({ store: memoryStore(), colour: 'red', meter: { speed: 1 } } as never)
+    resolveOptions({
+      store: memoryStore(),
+      colour: 'red',
+      meter: { speed: 1 },
+      redeemLimit: { perTenant: 5 },
+    } as never)
     expect(warn.mock.calls.map((c) => String(c[0]))).toEqual([
       'createServer: unknown option "colour" is ignored',
       'createServer: unknown option "meter.speed" is ignored',
+      'createServer: unknown option "redeemLimit.perTenant" is ignored',
     ])
+    expect(() =>
+      resolveOptions({ store: memoryStore(), redeemLimit: { accountFailuresPerMinute: 0.5 } }),
+    ).toThrow(/redeemLimit.accountFailuresPerMinute/)
+    expect(() => resolveOptions({ store: memoryStore(), codesBodyLimit: -1 })).toThrow(
+      /codesBodyLimit/,
+    )
+    // Never below bodyLimit: a tenant can always send what every other route takes.
+    expect(
+      resolveOptions({ store: memoryStore(), bodyLimit: 2_000_000, codesBodyLimit: 10 })
+        .codesBodyLimit,
+    ).toBe(2_000_000)
     expect(() => resolveOptions({} as never)).toThrow(/store/)
     expect(() => resolveOptions({ store: memoryStore(), bodyLimit: 0 })).toThrow(/bodyLimit/)
     expect(() => resolveOptions({ store: memoryStore(), sweepIntervalMs: -1 })).toThrow(

@@ -6,6 +6,7 @@ import { InvalidInputError, type MeterOptions, type Store } from '@tollgate/core
 import { type KeyRegistry, memoryKeyRegistry } from '@tollgate/core/store'
 import type { FastifyServerOptions } from 'fastify'
 import { parseApiKey } from './api-keys.js'
+import type { RedeemLimits } from './redeem-limiter.js'
 
 /** Engine settings of the REST routes' meters (one per tenant). */
 export type ServerMeterOptions = Pick<
@@ -44,6 +45,12 @@ export interface CreateServerOptions {
   /** Largest request body in bytes; larger ones are 413 before they are parsed. @default 65_536 */
   bodyLimit?: number
   /**
+   * Largest `/v1/store/codes` body of a tenant key, in bytes (at least `bodyLimit`). `httpStore()`
+   * sends 1,000 code hashes (about 270 KB) per request. Admin keys may send up to 32 MiB.
+   * @default 1_048_576
+   */
+  codesBodyLimit?: number
+  /**
    * How often every known tenant is swept (expired holds released, expiry and cycles applied,
    * old idempotency records pruned). `0` turns the sweeper off.
    * @default 30_000
@@ -57,10 +64,25 @@ export interface CreateServerOptions {
   /** Engine settings for the REST routes. @default {} */
   meter?: ServerMeterOptions
   /**
-   * Failed redemptions per tenant per minute before redeem answers 429, on top of the engine's
-   * per-account limit: it stops guessing across many accounts. @default 600
+   * The server's redeem brakes (per process), on top of the engine's `meter.redeemAttempts`.
+   * @default { accountFailuresPerMinute: 20, failingAccountsPerMinute: 100 }
    */
-  redeemFailuresPerMinute?: number
+  redeemLimit?: RedeemLimitOptions
+}
+
+/** Options of the server's redeem limiter; see docs/server.md, "Redeem throttling". */
+export interface RedeemLimitOptions {
+  /**
+   * Failed redemptions per account per minute; past it that account gets 429 without a store
+   * round trip. Above the engine's own limit (`meter.redeemAttempts`, 10 an hour), so the engine
+   * answers first, with its exact Retry-After; the engine's refusals count here too. @default 20
+   */
+  accountFailuresPerMinute?: number
+  /**
+   * Distinct accounts of a tenant that may fail per minute; past it each further failing account
+   * is stopped at its first failure (correct redemptions still pass). @default 100
+   */
+  failingAccountsPerMinute?: number
 }
 
 /** The options with defaults applied. */
@@ -71,12 +93,14 @@ export interface ResolvedServerOptions {
   clock: () => number
   clientClock: boolean
   bodyLimit: number
-  /** The limit of `/v1/store/codes`: a batch carries up to 100,000 code hashes. */
+  /** The limit of `/v1/store/codes` for tenant keys. */
   codesBodyLimit: number
+  /** The limit of `/v1/store/codes` for admin keys: a batch carries up to 100,000 code hashes. */
+  adminCodesBodyLimit: number
   sweepIntervalMs: number
   logger: FastifyServerOptions['logger']
   meter: ServerMeterOptions
-  redeemFailuresPerMinute: number
+  redeemLimit: RedeemLimits
   /** The server's own redeem throttle; store-protocol clients cannot loosen it. */
   redeemMaxFailures: number
   redeemWindowMs: number
@@ -88,11 +112,13 @@ const KEYS = new Set([
   'clock',
   'clientClock',
   'bodyLimit',
+  'codesBodyLimit',
   'sweepIntervalMs',
   'logger',
   'meter',
-  'redeemFailuresPerMinute',
+  'redeemLimit',
 ])
+const REDEEM_LIMIT_KEYS = new Set(['accountFailuresPerMinute', 'failingAccountsPerMinute'])
 const METER_KEYS = new Set([
   'lowBalanceThreshold',
   'overdraftLimit',
@@ -101,8 +127,10 @@ const METER_KEYS = new Set([
   'defaultTtlMs',
   'retentionMs',
 ])
-/** Room for a full batch of 100,000 code records (about 260 bytes each as JSON). */
-const CODES_BODY_LIMIT = 32 * 1024 * 1024
+/** Room for a full batch of 100,000 code records (about 260 bytes each as JSON): admin keys. */
+const ADMIN_CODES_BODY_LIMIT = 32 * 1024 * 1024
+/** Tenant keys: parsing 1 MiB takes milliseconds, so no tenant can stall the event loop. */
+const CODES_BODY_LIMIT = 1024 * 1024
 /** Paths pino blanks, should a custom serializer ever log request headers. */
 const REDACT = [
   'req.headers.authorization',
@@ -155,6 +183,10 @@ export function resolveOptions(options: CreateServerOptions): ResolvedServerOpti
     throw new InvalidInputError('clientClock', 'must be a boolean')
   }
   const bodyLimit = positiveInt(options.bodyLimit ?? 65_536, 'bodyLimit', 1)
+  const codesBodyLimit = Math.max(
+    bodyLimit,
+    positiveInt(options.codesBodyLimit ?? CODES_BODY_LIMIT, 'codesBodyLimit', 1),
+  )
   const sweepIntervalMs = positiveInt(options.sweepIntervalMs ?? 30_000, 'sweepIntervalMs', 0)
   const meter = options.meter ?? {}
   if (typeof meter !== 'object' || meter === null) {
@@ -169,6 +201,18 @@ export function resolveOptions(options: CreateServerOptions): ResolvedServerOpti
     }
   }
   const redeem = meter.redeemAttempts ?? {}
+  const redeemLimit = options.redeemLimit ?? {}
+  if (typeof redeemLimit !== 'object' || redeemLimit === null) {
+    throw new InvalidInputError('redeemLimit', 'must be an object')
+  }
+  for (const key of Object.keys(redeemLimit)) {
+    if (!REDEEM_LIMIT_KEYS.has(key)) {
+      process.emitWarning(
+        `createServer: unknown option "redeemLimit.${key}" is ignored`,
+        'TollgateWarning',
+      )
+    }
+  }
   return {
     store,
     keys: store.keys ?? memoryKeyRegistry(),
@@ -176,17 +220,25 @@ export function resolveOptions(options: CreateServerOptions): ResolvedServerOpti
     clock,
     clientClock,
     bodyLimit,
-    codesBodyLimit: Math.max(bodyLimit, CODES_BODY_LIMIT),
+    codesBodyLimit,
+    adminCodesBodyLimit: Math.max(codesBodyLimit, ADMIN_CODES_BODY_LIMIT),
     sweepIntervalMs,
     logger: resolveLogger(options.logger),
     meter: Object.fromEntries(
       Object.entries(meter).filter(([k]) => METER_KEYS.has(k)),
     ) as ServerMeterOptions,
-    redeemFailuresPerMinute: positiveInt(
-      options.redeemFailuresPerMinute ?? 600,
-      'redeemFailuresPerMinute',
-      1,
-    ),
+    redeemLimit: {
+      accountFailuresPerMinute: positiveInt(
+        redeemLimit.accountFailuresPerMinute ?? 20,
+        'redeemLimit.accountFailuresPerMinute',
+        1,
+      ),
+      failingAccountsPerMinute: positiveInt(
+        redeemLimit.failingAccountsPerMinute ?? 100,
+        'redeemLimit.failingAccountsPerMinute',
+        1,
+      ),
+    },
     redeemMaxFailures: positiveInt(redeem.max ?? 10, 'meter.redeemAttempts.max', 1),
     redeemWindowMs: positiveInt(redeem.windowMs ?? 3_600_000, 'meter.redeemAttempts.windowMs', 1),
   }

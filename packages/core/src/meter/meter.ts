@@ -78,6 +78,10 @@ const TAKES_ONLY: ReadonlySet<Operation['type']> = new Set([
 /** The balance caches of every meter on one store, by tenant: a grant through one clears the rest. */
 const CACHES = new WeakMap<Store, Map<string, Set<BalanceCache>>>()
 
+/**
+ * The caches of the meters on `store` and `tenant`, made on first use. Only a meter with a cache
+ * makes the set: a server making cache-less meters for many tenants leaves no set per tenant.
+ */
 function siblingCaches(store: Store, tenant: string): Set<BalanceCache> {
   let byTenant = CACHES.get(store)
   if (!byTenant) {
@@ -377,16 +381,16 @@ export class Meter {
   #migration: Promise<void> | null = null
   /** Leases, when the meter has them (`createMeter({ lease })`). */
   readonly #leases: LeaseManager | null
-  /** Caches of the meters on the same store and tenant (this one's included). */
-  readonly #siblings: Set<BalanceCache>
+  /** Caches of the meters on the same store and tenant (this one's included), if it has one. */
+  readonly #siblings: Set<BalanceCache> | null
 
   constructor(options: MeterOptions) {
     this.#o = resolveOptions(options)
     this.#store = this.#o.store
     this.tenant = this.#o.tenant
     this.#cache = this.#o.cache ? new BalanceCache(this.#o.cache, this.#o.clock) : null
-    this.#siblings = siblingCaches(this.#store, this.tenant)
-    if (this.#cache) this.#siblings.add(this.#cache)
+    this.#siblings = this.#cache ? siblingCaches(this.#store, this.tenant) : null
+    this.#siblings?.add(this.#cache!)
     this.#leases = this.#o.lease ? this.#newLeases(this.#o.lease) : null
     this.#migrated = !this.#o.migrate || typeof this.#store.migrate !== 'function'
     // Start at once so the first request does not wait for all of it; a failure here is
@@ -504,10 +508,13 @@ export class Meter {
       this.#cache?.set(out.balance)
       // Credits that came back (a grant, a release…) make the other meters' figures of this
       // account stale: they must not refuse a reserve on them. (Reserves and debits only take.)
-      const siblings = this.#siblings
-      if (out.error === null && !TAKES_ONLY.has(type) && siblings.size > 0) {
-        for (const cache of siblings) {
-          if (cache !== this.#cache) cache.delete(out.balance.account)
+      if (out.error === null && !TAKES_ONLY.has(type)) {
+        // A cache-less meter looks the set up: other meters' caches may have come since.
+        const siblings = this.#siblings ?? CACHES.get(this.#store)?.get(this.tenant)
+        if (siblings !== undefined) {
+          for (const cache of siblings) {
+            if (cache !== this.#cache) cache.delete(out.balance.account)
+          }
         }
       }
     }
@@ -969,7 +976,7 @@ export class Meter {
       this.#listeners.clear()
       if (this.#cache) {
         this.#cache.clear()
-        this.#siblings.delete(this.#cache)
+        this.#siblings?.delete(this.#cache)
       }
       await this.#store.close()
     }

@@ -14,6 +14,7 @@ export {
   adjustOptionsSchema,
   checkAccount,
   checkAmount,
+  checkText,
   commitOptionsSchema,
   configureSchema,
   createCodesSchema,
@@ -21,6 +22,7 @@ export {
   extendOptionsSchema,
   grantOptionsSchema,
   idempotencyKey as idempotencyKeySchema,
+  isStorableText,
   ledgerQuerySchema,
   parse as parseInput,
   redeemOptionsSchema,
@@ -28,7 +30,9 @@ export {
   reserveOptionsSchema,
   startCycleSchema,
   stopCycleSchema,
+  text as textSchema,
   ttlSchema,
+  wholeNumber as wholeNumberSchema,
 } from './validation.js'
 export {
   accountSchema,

@@ -83,6 +83,8 @@ class MemoryStore implements Store {
   readonly kind = 'memory'
   readonly keys: KeyRegistry = memoryKeyRegistry()
   readonly #tenants = new Map<string, MemTenant>()
+  /** Tenant names in order, for `tenants()`; remade when a tenant was added (none is removed). */
+  #sorted: string[] | null = null
   /**
    * Hold ids are `hld_<store tag><tenant no>_<account no>_<sequence>` (base 36): unique in the
    * process, and the id itself locates the hold, so the store keeps no index of holds; an id
@@ -310,6 +312,25 @@ class MemoryStore implements Store {
     }
     for (const code of batch.codes) t.codes.set(code.hash, code)
     return { status: 'created' }
+  }
+
+  async tenants(after: string | null, limit: number): Promise<string[]> {
+    // Sorted once per new tenant, not per page: a sweep pages through all of them.
+    if (this.#sorted === null || this.#sorted.length !== this.#tenants.size) {
+      this.#sorted = [...this.#tenants.keys()].sort()
+    }
+    const list = this.#sorted
+    let from = 0
+    if (after !== null) {
+      // Binary search for the first tenant after `after`.
+      let hi = list.length
+      while (from < hi) {
+        const mid = (from + hi) >>> 1
+        if (list[mid]! <= after) from = mid + 1
+        else hi = mid
+      }
+    }
+    return list.slice(from, from + limit)
   }
 
   async dueAccounts(tenant: string, now: number, limit: number): Promise<string[]> {
