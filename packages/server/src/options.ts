@@ -3,7 +3,15 @@
  * everything the hot path needs precomputed once.
  */
 import { InvalidInputError, type MeterOptions, type Store } from '@tollgate/core'
-import { type KeyRegistry, memoryKeyRegistry } from '@tollgate/core/store'
+import {
+  checkBoolean,
+  checkFunction,
+  checkInt,
+  type KeyRegistry,
+  memoryKeyRegistry,
+  type OptionDefaults,
+  readOptions,
+} from '@tollgate/core/store'
 import type { FastifyServerOptions } from 'fastify'
 import { parseApiKey } from './api-keys.js'
 
@@ -82,25 +90,34 @@ export interface ResolvedServerOptions {
   redeemWindowMs: number
 }
 
-const KEYS = new Set([
-  'store',
-  'adminKey',
-  'clock',
-  'clientClock',
-  'bodyLimit',
-  'sweepIntervalMs',
-  'logger',
-  'meter',
-  'redeemFailuresPerMinute',
-])
-const METER_KEYS = new Set([
-  'lowBalanceThreshold',
-  'overdraftLimit',
-  'overage',
-  'redeemAttempts',
-  'defaultTtlMs',
-  'retentionMs',
-])
+const DEFAULTS = {
+  store: undefined,
+  // Read from the environment at creation, not at import.
+  adminKey: undefined,
+  clock: undefined,
+  clientClock: false,
+  bodyLimit: 65_536,
+  sweepIntervalMs: 30_000,
+  logger: undefined,
+  meter: {},
+  redeemFailuresPerMinute: 600,
+} satisfies OptionDefaults<CreateServerOptions>
+
+/** No defaults: what is not given is left to `createMeter`'s own. */
+const METER_DEFAULTS = {
+  lowBalanceThreshold: undefined,
+  overdraftLimit: undefined,
+  overage: undefined,
+  redeemAttempts: undefined,
+  defaultTtlMs: undefined,
+  retentionMs: undefined,
+} satisfies OptionDefaults<ServerMeterOptions>
+
+const REDEEM_ATTEMPTS_DEFAULTS = {
+  max: 10,
+  windowMs: 3_600_000,
+} satisfies OptionDefaults<NonNullable<ServerMeterOptions['redeemAttempts']>>
+
 /** Room for a full batch of 100,000 code records (about 260 bytes each as JSON). */
 const CODES_BODY_LIMIT = 32 * 1024 * 1024
 /** Paths pino blanks, should a custom serializer ever log request headers. */
@@ -109,13 +126,6 @@ const REDACT = [
   'req.headers["idempotency-key"]',
   'headers.authorization',
 ]
-
-function positiveInt(value: unknown, field: string, min: number): number {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min) {
-    throw new InvalidInputError(field, `must be an integer ≥ ${min}`)
-  }
-  return value
-}
 
 function resolveLogger(logger: FastifyServerOptions['logger']): FastifyServerOptions['logger'] {
   if (logger === false) return false
@@ -131,44 +141,34 @@ function resolveLogger(logger: FastifyServerOptions['logger']): FastifyServerOpt
 
 /** Defaults, checks and warnings for {@link CreateServerOptions}. */
 export function resolveOptions(options: CreateServerOptions): ResolvedServerOptions {
-  if (typeof options !== 'object' || options === null) {
-    throw new InvalidInputError('options', 'createServer needs an options object with a store')
-  }
-  for (const key of Object.keys(options)) {
-    if (!KEYS.has(key)) {
-      process.emitWarning(`createServer: unknown option "${key}" is ignored`, 'TollgateWarning')
-    }
-  }
-  const store = options.store
+  const o = readOptions(options, {
+    owner: 'createServer',
+    defaults: DEFAULTS,
+    expected: 'createServer needs an options object with a store',
+  })
+  const store = o.store
   if (typeof store !== 'object' || store === null || typeof store.execute !== 'function') {
     throw new InvalidInputError('store', 'must be a Tollgate store, e.g. pgliteStore()')
   }
-  const adminKey = options.adminKey ?? process.env.TOLLGATE_ADMIN_KEY ?? null
+  const adminKey = o.adminKey ?? process.env.TOLLGATE_ADMIN_KEY ?? null
   if (adminKey !== null && parseApiKey(adminKey) === null) {
     // The value itself is never echoed: it is a secret.
     throw new InvalidInputError('adminKey', 'must look like tg_sk_<id>_<secret>')
   }
-  const clock = options.clock ?? Date.now
-  if (typeof clock !== 'function') throw new InvalidInputError('clock', 'must be a function')
-  const clientClock = options.clientClock ?? false
-  if (typeof clientClock !== 'boolean') {
-    throw new InvalidInputError('clientClock', 'must be a boolean')
-  }
-  const bodyLimit = positiveInt(options.bodyLimit ?? 65_536, 'bodyLimit', 1)
-  const sweepIntervalMs = positiveInt(options.sweepIntervalMs ?? 30_000, 'sweepIntervalMs', 0)
-  const meter = options.meter ?? {}
-  if (typeof meter !== 'object' || meter === null) {
-    throw new InvalidInputError('meter', 'must be an object')
-  }
-  for (const key of Object.keys(meter)) {
-    if (!METER_KEYS.has(key)) {
-      process.emitWarning(
-        `createServer: unknown option "meter.${key}" is ignored`,
-        'TollgateWarning',
-      )
-    }
-  }
-  const redeem = meter.redeemAttempts ?? {}
+  const clock = checkFunction<() => number>(o.clock ?? Date.now, 'clock')
+  const clientClock = checkBoolean(o.clientClock, 'clientClock')
+  const bodyLimit = checkInt(o.bodyLimit, 'bodyLimit', 1)
+  const sweepIntervalMs = checkInt(o.sweepIntervalMs, 'sweepIntervalMs')
+  const meter = readOptions(o.meter, {
+    owner: 'createServer',
+    field: 'meter',
+    defaults: METER_DEFAULTS,
+  })
+  const redeem = readOptions(meter.redeemAttempts ?? {}, {
+    owner: 'createServer',
+    field: 'meter.redeemAttempts',
+    defaults: REDEEM_ATTEMPTS_DEFAULTS,
+  })
   return {
     store,
     keys: store.keys ?? memoryKeyRegistry(),
@@ -178,16 +178,11 @@ export function resolveOptions(options: CreateServerOptions): ResolvedServerOpti
     bodyLimit,
     codesBodyLimit: Math.max(bodyLimit, CODES_BODY_LIMIT),
     sweepIntervalMs,
-    logger: resolveLogger(options.logger),
-    meter: Object.fromEntries(
-      Object.entries(meter).filter(([k]) => METER_KEYS.has(k)),
-    ) as ServerMeterOptions,
-    redeemFailuresPerMinute: positiveInt(
-      options.redeemFailuresPerMinute ?? 600,
-      'redeemFailuresPerMinute',
-      1,
-    ),
-    redeemMaxFailures: positiveInt(redeem.max ?? 10, 'meter.redeemAttempts.max', 1),
-    redeemWindowMs: positiveInt(redeem.windowMs ?? 3_600_000, 'meter.redeemAttempts.windowMs', 1),
+    logger: resolveLogger(o.logger),
+    // Its known keys only: each tenant's createMeter() would warn again about the others.
+    meter: { ...meter, redeemAttempts: meter.redeemAttempts === undefined ? undefined : redeem },
+    redeemFailuresPerMinute: checkInt(o.redeemFailuresPerMinute, 'redeemFailuresPerMinute', 1),
+    redeemMaxFailures: checkInt(redeem.max, 'meter.redeemAttempts.max', 1),
+    redeemWindowMs: checkInt(redeem.windowMs, 'meter.redeemAttempts.windowMs', 1),
   }
 }

@@ -1,8 +1,22 @@
 /**
  * `@tollgate/core/store`: the Store contract and what a new store needs beside the engine:
- * the request and outcome shapes, ledger cursors, the API key registry, id generation.
+ * the request and outcome shapes, ledger cursors, the API key registry, id generation, and the
+ * options kit its factory resolves its options with (as every Tollgate factory does).
  * Imported by store authors (`@tollgate/postgres`) and the server; apps never need it.
  */
+export {
+  checkBoolean,
+  checkFunction,
+  checkInt,
+  checkOneOf,
+  type OptionDefaults,
+  type OptionsSpec,
+  type ResolvedOptions,
+  readOptions,
+  UNKNOWN_OPTION_WARNING,
+  WARNING_TYPE,
+  warn,
+} from '../options-kit.js'
 export { newId } from './ids.js'
 export {
   type ApiKeyRecord,

@@ -7,6 +7,7 @@ import { applyOperation, newAccountState } from '../engine/apply.js'
 import { periodStart } from '../engine/periods.js'
 import type { AccountState, CodeRecord, HoldState, IdempotencyRecord } from '../engine/state.js'
 import { NotFoundError } from '../errors.js'
+import { readOptions } from '../options-kit.js'
 import type { LedgerEntry, LedgerPage } from '../types.js'
 import { randomChars } from './ids.js'
 import { MemoryLedger } from './memory-ledger.js'
@@ -367,6 +368,7 @@ function isDue(acct: MemAccount, now: number): boolean {
  * @example
  * const meter = createMeter({ store: memoryStore() })
  */
-export function memoryStore(_options: MemoryStoreOptions = {}): Store {
+export function memoryStore(options: MemoryStoreOptions = {}): Store {
+  readOptions(options, { owner: 'memoryStore', defaults: {} })
   return new MemoryStore()
 }
