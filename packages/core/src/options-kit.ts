@@ -7,6 +7,7 @@
  * here runs on the hot path.
  */
 import { InvalidInputError } from './errors.js'
+import type { Store } from './store/store.js'
 
 /** The `name` (Node's warning type) of every warning Tollgate emits. */
 export const WARNING_TYPE = 'TollgateWarning'
@@ -154,4 +155,20 @@ export function checkOneOf<const T extends string>(
     throw new InvalidInputError(field, `must be ${list}`)
   }
   return value as T
+}
+
+/**
+ * A Tollgate store, as `createMeter` and `createServer` take one; `example` names a store the
+ * message suggests.
+ * @example checkStore(o.store, 'memoryStore()')
+ */
+export function checkStore(value: unknown, example: string): Store {
+  if (
+    typeof value !== 'object' ||
+    value === null ||
+    typeof (value as Store).execute !== 'function'
+  ) {
+    throw new InvalidInputError('store', `must be a Tollgate store, e.g. ${example}`)
+  }
+  return value as Store
 }

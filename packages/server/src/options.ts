@@ -7,10 +7,12 @@ import {
   checkBoolean,
   checkFunction,
   checkInt,
+  checkStore,
   type KeyRegistry,
   memoryKeyRegistry,
   type OptionDefaults,
   readOptions,
+  resolveRedeemAttempts,
 } from '@tollgate/core/store'
 import type { FastifyServerOptions } from 'fastify'
 import { parseApiKey } from './api-keys.js'
@@ -113,11 +115,6 @@ const METER_DEFAULTS = {
   retentionMs: undefined,
 } satisfies OptionDefaults<ServerMeterOptions>
 
-const REDEEM_ATTEMPTS_DEFAULTS = {
-  max: 10,
-  windowMs: 3_600_000,
-} satisfies OptionDefaults<NonNullable<ServerMeterOptions['redeemAttempts']>>
-
 /** Room for a full batch of 100,000 code records (about 260 bytes each as JSON). */
 const CODES_BODY_LIMIT = 32 * 1024 * 1024
 /** Paths pino blanks, should a custom serializer ever log request headers. */
@@ -146,10 +143,7 @@ export function resolveOptions(options: CreateServerOptions): ResolvedServerOpti
     defaults: DEFAULTS,
     expected: 'createServer needs an options object with a store',
   })
-  const store = o.store
-  if (typeof store !== 'object' || store === null || typeof store.execute !== 'function') {
-    throw new InvalidInputError('store', 'must be a Tollgate store, e.g. pgliteStore()')
-  }
+  const store = checkStore(o.store, 'pgliteStore()')
   const adminKey = o.adminKey ?? process.env.TOLLGATE_ADMIN_KEY ?? null
   if (adminKey !== null && parseApiKey(adminKey) === null) {
     // The value itself is never echoed: it is a secret.
@@ -164,11 +158,8 @@ export function resolveOptions(options: CreateServerOptions): ResolvedServerOpti
     field: 'meter',
     defaults: METER_DEFAULTS,
   })
-  const redeem = readOptions(meter.redeemAttempts ?? {}, {
-    owner: 'createServer',
-    field: 'meter.redeemAttempts',
-    defaults: REDEEM_ATTEMPTS_DEFAULTS,
-  })
+  // The server's own redeem throttle: what its meters run with, whatever a client sends.
+  const redeem = resolveRedeemAttempts(meter.redeemAttempts, 'createServer', 'meter.redeemAttempts')
   return {
     store,
     keys: store.keys ?? memoryKeyRegistry(),
@@ -179,10 +170,12 @@ export function resolveOptions(options: CreateServerOptions): ResolvedServerOpti
     codesBodyLimit: Math.max(bodyLimit, CODES_BODY_LIMIT),
     sweepIntervalMs,
     logger: resolveLogger(o.logger),
-    // Its known keys only: each tenant's createMeter() would warn again about the others.
-    meter: { ...meter, redeemAttempts: meter.redeemAttempts === undefined ? undefined : redeem },
+    // Known keys only, and the throttle checked: each tenant's createMeter() would warn again.
+    meter: {
+      ...meter,
+      redeemAttempts: { max: redeem.redeemMaxFailures, windowMs: redeem.redeemWindowMs },
+    },
     redeemFailuresPerMinute: checkInt(o.redeemFailuresPerMinute, 'redeemFailuresPerMinute', 1),
-    redeemMaxFailures: checkInt(redeem.max, 'meter.redeemAttempts.max', 1),
-    redeemWindowMs: checkInt(redeem.windowMs, 'meter.redeemAttempts.windowMs', 1),
+    ...redeem,
   }
 }

@@ -9,6 +9,7 @@ import {
   checkFunction,
   checkInt,
   checkOneOf,
+  checkStore,
   type OptionDefaults,
   readOptions,
 } from '../options-kit.js'
@@ -17,6 +18,7 @@ import type { Store } from '../store/store.js'
 import type { OveragePolicy } from '../types.js'
 import { type BalanceCacheOptions, resolveCacheOptions } from './balance-cache.js'
 import { type LeaseOptions, type ResolvedLeaseOptions, resolveLeaseOptions } from './lease.js'
+import { type RedeemAttemptsOptions, resolveRedeemAttempts } from './redeem-attempts.js'
 
 /** Options of {@link createMeter}. */
 export interface MeterOptions {
@@ -37,7 +39,7 @@ export interface MeterOptions {
   /** Hold TTL when `reserve` is not given one. @default 60_000 */
   defaultTtlMs?: number
   /** Failed redeem attempts allowed per account and window. @default { max: 10, windowMs: 3_600_000 } */
-  redeemAttempts?: { max?: number; windowMs?: number }
+  redeemAttempts?: RedeemAttemptsOptions
   /** How long idempotency keys and resolved holds are kept (at least 48 h). @default 172_800_000 */
   retentionMs?: number
   /**
@@ -82,16 +84,11 @@ const METER_DEFAULTS = {
   overdraftLimit: null,
   overage: 'clamp',
   defaultTtlMs: 60_000,
-  redeemAttempts: {},
+  redeemAttempts: undefined,
   retentionMs: MIN_RETENTION_MS,
   migrate: true,
   lease: undefined,
 } satisfies OptionDefaults<MeterOptions>
-
-const REDEEM_ATTEMPTS_DEFAULTS = {
-  max: 10,
-  windowMs: 3_600_000,
-} satisfies OptionDefaults<NonNullable<MeterOptions['redeemAttempts']>>
 
 /** Checks {@link MeterOptions} and applies their defaults. */
 export function resolveMeterOptions(options: MeterOptions): ResolvedMeterOptions {
@@ -100,18 +97,11 @@ export function resolveMeterOptions(options: MeterOptions): ResolvedMeterOptions
     defaults: METER_DEFAULTS,
     expected: 'createMeter needs an options object with a store',
   })
-  const store = o.store
-  if (typeof store !== 'object' || store === null || typeof store.execute !== 'function') {
-    throw new InvalidInputError('store', 'must be a Tollgate store, e.g. memoryStore()')
-  }
+  const store = checkStore(o.store, 'memoryStore()')
   const tenant = checkAccount(o.tenant, 'tenant')
   const clock = checkFunction<() => number>(o.clock ?? Date.now, 'clock')
   const overage = checkOneOf(o.overage, 'overage', OVERAGE_POLICIES)
-  const redeem = readOptions(o.redeemAttempts, {
-    owner: 'createMeter',
-    field: 'redeemAttempts',
-    defaults: REDEEM_ATTEMPTS_DEFAULTS,
-  })
+  const redeem = resolveRedeemAttempts(o.redeemAttempts, 'createMeter', 'redeemAttempts')
   if (checkInt(o.retentionMs, 'retentionMs') < MIN_RETENTION_MS) {
     throw new InvalidInputError('retentionMs', 'must be at least 48 hours')
   }
@@ -136,8 +126,7 @@ export function resolveMeterOptions(options: MeterOptions): ResolvedMeterOptions
       lowBalanceThreshold: nullableInt(o.lowBalanceThreshold, 'lowBalanceThreshold'),
       overdraftLimit: nullableInt(o.overdraftLimit, 'overdraftLimit'),
       overage,
-      redeemMaxFailures: checkInt(redeem.max, 'redeemAttempts.max', 1),
-      redeemWindowMs: checkInt(redeem.windowMs, 'redeemAttempts.windowMs', 1),
+      ...redeem,
     },
   }
 }

@@ -12,6 +12,7 @@ export {
   createRequestMeter,
   type FinishReason,
   MeteredRequest,
+  type MeteringDefaults,
   type MeteringOptions,
   type RefusedCredits,
   type RequestCredits,

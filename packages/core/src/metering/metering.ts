@@ -137,6 +137,16 @@ const METERING_DEFAULTS = {
   onAbort: 'release',
 } satisfies OptionDefaults<MeteringOptions<unknown, unknown>>
 
+/** What an adapter adds to {@link resolveMeteringOptions}: its name, its default, its own keys. */
+export interface MeteringDefaults<Req, Res> {
+  /** The adapter's package, as warnings and errors name it: `'@tollgate/express'`. */
+  adapter: string
+  /** Whether a finished response is charged, when the app does not say. */
+  shouldCharge: (req: Req, res: Res) => boolean
+  /** Options of the adapter's own, known besides {@link MeteringOptions}. @default [] */
+  extraKeys?: string[]
+}
+
 /** The hold TTL when `ttlMs` is not given; a meter's `defaultTtlMs` is the same by default. */
 const DEFAULT_TTL_MS = 60_000
 
@@ -166,11 +176,7 @@ function defaultOnError(error: unknown): void {
  */
 export function resolveMeteringOptions<Req, Res>(
   options: MeteringOptions<Req, Res>,
-  defaults: {
-    adapter: string
-    shouldCharge: (req: Req, res: Res) => boolean
-    extraKeys?: string[]
-  },
+  defaults: MeteringDefaults<Req, Res>,
 ): ResolvedMeteringOptions<Req, Res> {
   const o = readOptions(options, {
     owner: `${defaults.adapter} metered()`,
@@ -523,11 +529,7 @@ export class MeteredRequest<Req, Res = unknown> {
 export function createRequestMeter<Req, Res>(
   meter: Meter,
   options: MeteringOptions<Req, Res>,
-  defaults: {
-    adapter: string
-    shouldCharge: (req: Req, res: Res) => boolean
-    extraKeys?: string[]
-  },
+  defaults: MeteringDefaults<Req, Res>,
 ): RequestMeter<Req, Res> {
   return new RequestMeter(meter, resolveMeteringOptions(options, defaults))
 }
