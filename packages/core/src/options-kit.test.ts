@@ -122,7 +122,10 @@ describe('readOptions', () => {
     ['an array', [1]],
   ])('refuses %s as the options object, naming the field', (_name, value) => {
     const top = invalid(() => readOptions(value as never, spec))
-    expect(top).toMatchObject({ field: 'options', message: 'options: must be an object' })
+    expect(top).toMatchObject({
+      field: 'options',
+      message: 'options: createPump needs an options object',
+    })
     const nested = invalid(() =>
       readOptions(value as never, { ...spec, field: 'pump', expected: 'must be { size }' }),
     )

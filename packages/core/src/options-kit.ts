@@ -50,7 +50,10 @@ export interface OptionsSpec<D extends object> {
    * about the object itself name this field. @default 'options'
    */
   readonly field?: string
-  /** What a value that is not an object is told. @default 'must be an object' */
+  /**
+   * What a value that is not an object is told.
+   * @default `${owner} needs an options object` at the top, 'must be an object' when nested
+   */
   readonly expected?: string
   /**
    * What an unknown key does: `'warn'` (a typo costs a default), or `'throw'` where a typo
@@ -74,7 +77,11 @@ export function readOptions<O extends object, D extends object>(
 ): ResolvedOptions<O, D> {
   const field = spec.field ?? 'options'
   if (typeof options !== 'object' || options === null || Array.isArray(options)) {
-    throw new InvalidInputError(field, spec.expected ?? 'must be an object')
+    const nested = field !== 'options'
+    throw new InvalidInputError(
+      field,
+      spec.expected ?? (nested ? 'must be an object' : `${spec.owner} needs an options object`),
+    )
   }
   const given = options as Record<string, unknown>
   for (const key of Object.keys(given)) {

@@ -138,11 +138,7 @@ function resolveLogger(logger: FastifyServerOptions['logger']): FastifyServerOpt
 
 /** Defaults, checks and warnings for {@link CreateServerOptions}. */
 export function resolveOptions(options: CreateServerOptions): ResolvedServerOptions {
-  const o = readOptions(options, {
-    owner: 'createServer',
-    defaults: DEFAULTS,
-    expected: 'createServer needs an options object with a store',
-  })
+  const o = readOptions(options, { owner: 'createServer', defaults: DEFAULTS })
   const store = checkStore(o.store, 'pgliteStore()')
   const adminKey = o.adminKey ?? process.env.TOLLGATE_ADMIN_KEY ?? null
   if (adminKey !== null && parseApiKey(adminKey) === null) {

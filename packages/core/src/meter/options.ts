@@ -92,11 +92,7 @@ const METER_DEFAULTS = {
 
 /** Checks {@link MeterOptions} and applies their defaults. */
 export function resolveMeterOptions(options: MeterOptions): ResolvedMeterOptions {
-  const o = readOptions(options, {
-    owner: 'createMeter',
-    defaults: METER_DEFAULTS,
-    expected: 'createMeter needs an options object with a store',
-  })
+  const o = readOptions(options, { owner: 'createMeter', defaults: METER_DEFAULTS })
   const store = checkStore(o.store, 'memoryStore()')
   const tenant = checkAccount(o.tenant, 'tenant')
   const clock = checkFunction<() => number>(o.clock ?? Date.now, 'clock')

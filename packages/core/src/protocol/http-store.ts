@@ -91,11 +91,7 @@ const DEFAULTS = {
 } satisfies OptionDefaults<HttpStoreOptions>
 
 function resolveOptions(options: HttpStoreOptions): ResolvedHttpStoreOptions {
-  const o = readOptions(options, {
-    owner: 'httpStore',
-    defaults: DEFAULTS,
-    expected: 'httpStore takes an options object',
-  })
+  const o = readOptions(options, { owner: 'httpStore', defaults: DEFAULTS })
   const rawUrl = o.url ?? process.env.TOLLGATE_URL
   if (typeof rawUrl !== 'string' || rawUrl === '') {
     throw new InvalidInputError('url', 'is required: pass { url } or set TOLLGATE_URL')
