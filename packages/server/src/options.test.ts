@@ -1,4 +1,4 @@
-import { memoryStore } from '@tollgate/core'
+import { createMeter, memoryStore } from '@tollgate/core'
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import { generateApiKey, hashApiKey, KeyVerifier, parseApiKey } from './api-keys.js'
 import { resolveOptions } from './options.js'
@@ -59,6 +59,36 @@ describe('resolveOptions', () => {
     expect(() => resolveOptions({ store: memoryStore(), adminKey: 'tg_sk_short' })).toThrow(
       /adminKey/,
     )
+  })
+
+  it('checks meter.redeemAttempts at creation and hands the tenant meters the checked values', async () => {
+    const warn = vi.spyOn(process, 'emitWarning').mockImplementation(() => {})
+    expect(() =>
+      resolveOptions({ store: memoryStore(), meter: { redeemAttempts: { max: 0 } } }),
+    ).toThrow(expect.objectContaining({ field: 'meter.redeemAttempts.max' }))
+    expect(() =>
+      resolveOptions({ store: memoryStore(), meter: { redeemAttempts: 3 as never } }),
+    ).toThrow(expect.objectContaining({ field: 'meter.redeemAttempts' }))
+    const store = memoryStore()
+    const o = resolveOptions({
+      store,
+      meter: { overage: 'reject', redeemAttempts: { max: 3, tries: 9 } as never },
+    })
+    expect(o).toMatchObject({ redeemMaxFailures: 3, redeemWindowMs: 3_600_000 })
+    expect(o.meter).toMatchObject({
+      overage: 'reject',
+      redeemAttempts: { max: 3, windowMs: 3_600_000 },
+    })
+    // A tenant's meter gets the known keys only: the typo is reported once, by createServer.
+    const meter = createMeter({ ...o.meter, store, cache: false })
+    expect(warn.mock.calls).toEqual([
+      [
+        'createServer: unknown option "meter.redeemAttempts.tries" is ignored',
+        'TollgateWarning',
+        'TOLLGATE_UNKNOWN_OPTION',
+      ],
+    ])
+    await meter.close()
   })
 
   it('always redacts the Authorization header, keeping custom redactions', () => {

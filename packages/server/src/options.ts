@@ -3,7 +3,17 @@
  * everything the hot path needs precomputed once.
  */
 import { InvalidInputError, type MeterOptions, type Store } from '@tollgate/core'
-import { type KeyRegistry, memoryKeyRegistry } from '@tollgate/core/store'
+import {
+  checkBoolean,
+  checkFunction,
+  checkInt,
+  checkStore,
+  type KeyRegistry,
+  memoryKeyRegistry,
+  type OptionDefaults,
+  readOptions,
+  resolveRedeemAttempts,
+} from '@tollgate/core/store'
 import type { FastifyServerOptions } from 'fastify'
 import { parseApiKey } from './api-keys.js'
 import type { RedeemLimits } from './redeem-limiter.js'
@@ -106,44 +116,46 @@ export interface ResolvedServerOptions {
   redeemWindowMs: number
 }
 
-const KEYS = new Set([
-  'store',
-  'adminKey',
-  'clock',
-  'clientClock',
-  'bodyLimit',
-  'codesBodyLimit',
-  'sweepIntervalMs',
-  'logger',
-  'meter',
-  'redeemLimit',
-])
-const REDEEM_LIMIT_KEYS = new Set(['accountFailuresPerMinute', 'failingAccountsPerMinute'])
-const METER_KEYS = new Set([
-  'lowBalanceThreshold',
-  'overdraftLimit',
-  'overage',
-  'redeemAttempts',
-  'defaultTtlMs',
-  'retentionMs',
-])
 /** Room for a full batch of 100,000 code records (about 260 bytes each as JSON): admin keys. */
 const ADMIN_CODES_BODY_LIMIT = 32 * 1024 * 1024
 /** Tenant keys: parsing 1 MiB takes milliseconds, so no tenant can stall the event loop. */
 const CODES_BODY_LIMIT = 1024 * 1024
+
+const DEFAULTS = {
+  store: undefined,
+  // Read from the environment at creation, not at import.
+  adminKey: undefined,
+  clock: undefined,
+  clientClock: false,
+  bodyLimit: 65_536,
+  codesBodyLimit: CODES_BODY_LIMIT,
+  sweepIntervalMs: 30_000,
+  logger: undefined,
+  meter: {},
+  redeemLimit: {},
+} satisfies OptionDefaults<CreateServerOptions>
+
+/** No defaults: what is not given is left to `createMeter`'s own. */
+const METER_DEFAULTS = {
+  lowBalanceThreshold: undefined,
+  overdraftLimit: undefined,
+  overage: undefined,
+  redeemAttempts: undefined,
+  defaultTtlMs: undefined,
+  retentionMs: undefined,
+} satisfies OptionDefaults<ServerMeterOptions>
+
+const REDEEM_LIMIT_DEFAULTS = {
+  accountFailuresPerMinute: 20,
+  failingAccountsPerMinute: 100,
+} satisfies OptionDefaults<RedeemLimitOptions>
+
 /** Paths pino blanks, should a custom serializer ever log request headers. */
 const REDACT = [
   'req.headers.authorization',
   'req.headers["idempotency-key"]',
   'headers.authorization',
 ]
-
-function positiveInt(value: unknown, field: string, min: number): number {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min) {
-    throw new InvalidInputError(field, `must be an integer ≥ ${min}`)
-  }
-  return value
-}
 
 function resolveLogger(logger: FastifyServerOptions['logger']): FastifyServerOptions['logger'] {
   if (logger === false) return false
@@ -159,60 +171,30 @@ function resolveLogger(logger: FastifyServerOptions['logger']): FastifyServerOpt
 
 /** Defaults, checks and warnings for {@link CreateServerOptions}. */
 export function resolveOptions(options: CreateServerOptions): ResolvedServerOptions {
-  if (typeof options !== 'object' || options === null) {
-    throw new InvalidInputError('options', 'createServer needs an options object with a store')
-  }
-  for (const key of Object.keys(options)) {
-    if (!KEYS.has(key)) {
-      process.emitWarning(`createServer: unknown option "${key}" is ignored`, 'TollgateWarning')
-    }
-  }
-  const store = options.store
-  if (typeof store !== 'object' || store === null || typeof store.execute !== 'function') {
-    throw new InvalidInputError('store', 'must be a Tollgate store, e.g. pgliteStore()')
-  }
-  const adminKey = options.adminKey ?? process.env.TOLLGATE_ADMIN_KEY ?? null
+  const o = readOptions(options, { owner: 'createServer', defaults: DEFAULTS })
+  const store = checkStore(o.store, 'pgliteStore()')
+  const adminKey = o.adminKey ?? process.env.TOLLGATE_ADMIN_KEY ?? null
   if (adminKey !== null && parseApiKey(adminKey) === null) {
     // The value itself is never echoed: it is a secret.
     throw new InvalidInputError('adminKey', 'must look like tg_sk_<id>_<secret>')
   }
-  const clock = options.clock ?? Date.now
-  if (typeof clock !== 'function') throw new InvalidInputError('clock', 'must be a function')
-  const clientClock = options.clientClock ?? false
-  if (typeof clientClock !== 'boolean') {
-    throw new InvalidInputError('clientClock', 'must be a boolean')
-  }
-  const bodyLimit = positiveInt(options.bodyLimit ?? 65_536, 'bodyLimit', 1)
-  const codesBodyLimit = Math.max(
-    bodyLimit,
-    positiveInt(options.codesBodyLimit ?? CODES_BODY_LIMIT, 'codesBodyLimit', 1),
-  )
-  const sweepIntervalMs = positiveInt(options.sweepIntervalMs ?? 30_000, 'sweepIntervalMs', 0)
-  const meter = options.meter ?? {}
-  if (typeof meter !== 'object' || meter === null) {
-    throw new InvalidInputError('meter', 'must be an object')
-  }
-  for (const key of Object.keys(meter)) {
-    if (!METER_KEYS.has(key)) {
-      process.emitWarning(
-        `createServer: unknown option "meter.${key}" is ignored`,
-        'TollgateWarning',
-      )
-    }
-  }
-  const redeem = meter.redeemAttempts ?? {}
-  const redeemLimit = options.redeemLimit ?? {}
-  if (typeof redeemLimit !== 'object' || redeemLimit === null) {
-    throw new InvalidInputError('redeemLimit', 'must be an object')
-  }
-  for (const key of Object.keys(redeemLimit)) {
-    if (!REDEEM_LIMIT_KEYS.has(key)) {
-      process.emitWarning(
-        `createServer: unknown option "redeemLimit.${key}" is ignored`,
-        'TollgateWarning',
-      )
-    }
-  }
+  const clock = checkFunction<() => number>(o.clock ?? Date.now, 'clock')
+  const clientClock = checkBoolean(o.clientClock, 'clientClock')
+  const bodyLimit = checkInt(o.bodyLimit, 'bodyLimit', 1)
+  const codesBodyLimit = Math.max(bodyLimit, checkInt(o.codesBodyLimit, 'codesBodyLimit', 1))
+  const sweepIntervalMs = checkInt(o.sweepIntervalMs, 'sweepIntervalMs')
+  const meter = readOptions(o.meter, {
+    owner: 'createServer',
+    field: 'meter',
+    defaults: METER_DEFAULTS,
+  })
+  // The server's own redeem throttle: what its meters run with, whatever a client sends.
+  const redeem = resolveRedeemAttempts(meter.redeemAttempts, 'createServer', 'meter.redeemAttempts')
+  const limit = readOptions(o.redeemLimit, {
+    owner: 'createServer',
+    field: 'redeemLimit',
+    defaults: REDEEM_LIMIT_DEFAULTS,
+  })
   return {
     store,
     keys: store.keys ?? memoryKeyRegistry(),
@@ -223,23 +205,24 @@ export function resolveOptions(options: CreateServerOptions): ResolvedServerOpti
     codesBodyLimit,
     adminCodesBodyLimit: Math.max(codesBodyLimit, ADMIN_CODES_BODY_LIMIT),
     sweepIntervalMs,
-    logger: resolveLogger(options.logger),
-    meter: Object.fromEntries(
-      Object.entries(meter).filter(([k]) => METER_KEYS.has(k)),
-    ) as ServerMeterOptions,
+    logger: resolveLogger(o.logger),
+    // Known keys only, and the throttle checked: each tenant's createMeter() would warn again.
+    meter: {
+      ...meter,
+      redeemAttempts: { max: redeem.redeemMaxFailures, windowMs: redeem.redeemWindowMs },
+    },
     redeemLimit: {
-      accountFailuresPerMinute: positiveInt(
-        redeemLimit.accountFailuresPerMinute ?? 20,
+      accountFailuresPerMinute: checkInt(
+        limit.accountFailuresPerMinute,
         'redeemLimit.accountFailuresPerMinute',
         1,
       ),
-      failingAccountsPerMinute: positiveInt(
-        redeemLimit.failingAccountsPerMinute ?? 100,
+      failingAccountsPerMinute: checkInt(
+        limit.failingAccountsPerMinute,
         'redeemLimit.failingAccountsPerMinute',
         1,
       ),
     },
-    redeemMaxFailures: positiveInt(redeem.max ?? 10, 'meter.redeemAttempts.max', 1),
-    redeemWindowMs: positiveInt(redeem.windowMs ?? 3_600_000, 'meter.redeemAttempts.windowMs', 1),
+    ...redeem,
   }
 }

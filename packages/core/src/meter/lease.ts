@@ -26,7 +26,7 @@ import {
   NotFoundError,
   OverageError,
 } from '../errors.js'
-import { checkInt } from '../protocol/validation.js'
+import { checkInt, type OptionDefaults, readOptions } from '../options-kit.js'
 import { randomChars } from '../store/ids.js'
 import type { Balance, CommitResult, HoldData, OveragePolicy, ReleaseResult } from '../types.js'
 
@@ -50,20 +50,25 @@ export interface ResolvedLeaseOptions {
   flushMs: number
 }
 
+const LEASE_DEFAULTS = {
+  size: undefined,
+  ttlMs: 30_000,
+  flushMs: 1_000,
+} satisfies OptionDefaults<LeaseOptions>
+
 /** Checks `createMeter({ lease })`. */
 export function resolveLeaseOptions(lease: unknown): ResolvedLeaseOptions {
-  if (typeof lease !== 'object' || lease === null) {
-    throw new InvalidInputError('lease', 'must be an object: { size, ttlMs?, flushMs? }')
-  }
-  const l = lease as Record<string, unknown>
-  for (const key of Object.keys(l)) {
-    if (key !== 'size' && key !== 'ttlMs' && key !== 'flushMs') {
-      throw new InvalidInputError(`lease.${key}`, 'is not a known option')
-    }
-  }
-  const size = checkInt(l.size, 'lease.size', 1, Number.MAX_SAFE_INTEGER)
-  const ttlMs = checkInt(l.ttlMs ?? 30_000, 'lease.ttlMs', 2_000, 86_400_000)
-  const flushMs = checkInt(l.flushMs ?? 1_000, 'lease.flushMs', 10, Math.floor(ttlMs / 2))
+  const l = readOptions(lease as LeaseOptions, {
+    owner: 'createMeter',
+    field: 'lease',
+    defaults: LEASE_DEFAULTS,
+    expected: 'must be an object: { size, ttlMs?, flushMs? }',
+    // A mistyped key would run leases of another shape than the one asked for: refuse it.
+    unknown: 'throw',
+  })
+  const size = checkInt(l.size, 'lease.size', 1)
+  const ttlMs = checkInt(l.ttlMs, 'lease.ttlMs', 2_000, 86_400_000)
+  const flushMs = checkInt(l.flushMs, 'lease.flushMs', 10, Math.floor(ttlMs / 2))
   return { size, ttlMs, flushMs }
 }
 

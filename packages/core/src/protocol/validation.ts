@@ -8,6 +8,7 @@
 import { z } from 'zod'
 import { NO_METADATA } from '../engine/apply.js'
 import { InvalidInputError } from '../errors.js'
+import { checkInt } from '../options-kit.js'
 import { LEDGER_ENTRY_TYPES, type Metadata } from '../types.js'
 import { isTransportKey, TRANSPORT_KEY_PREFIX } from './transport-key.js'
 
@@ -138,23 +139,9 @@ export function checkAccount(account: unknown, field = 'account'): string {
   return account
 }
 
-/** Checks an integer option: a safe integer from `min` to `max`. */
-export function checkInt(value: unknown, field: string, min: number, max: number): number {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max) {
-    throw new InvalidInputError(field, `must be an integer from ${min} to ${max}`)
-  }
-  return value
-}
-
 /** Checks an amount: a safe integer ≥ `min` (0 unless said). */
 export function checkAmount(amount: unknown, field = 'amount', min = 0): number {
-  if (typeof amount !== 'number' || !Number.isSafeInteger(amount) || amount < min) {
-    throw new InvalidInputError(
-      field,
-      min === 0 ? 'must be a non-negative safe integer' : `must be a safe integer ≥ ${min}`,
-    )
-  }
-  return amount
+  return checkInt(amount, field, min)
 }
 
 /** Checks a hold id handed back by the caller. */

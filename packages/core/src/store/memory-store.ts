@@ -8,6 +8,7 @@ import { isAccountDue, isDue, isHoldDue } from '../engine/due.js'
 import { decideCodeBatch } from '../engine/idempotency.js'
 import type { AccountState, CodeRecord, HoldState, IdempotencyRecord } from '../engine/state.js'
 import { NotFoundError } from '../errors.js'
+import { readOptions } from '../options-kit.js'
 import type { LedgerEntry, LedgerPage } from '../types.js'
 import { randomChars } from './ids.js'
 import { MemoryLedger } from './memory-ledger.js'
@@ -373,6 +374,7 @@ class MemoryStore implements Store {
  * @example
  * const meter = createMeter({ store: memoryStore() })
  */
-export function memoryStore(_options: MemoryStoreOptions = {}): Store {
+export function memoryStore(options: MemoryStoreOptions = {}): Store {
+  readOptions(options, { owner: 'memoryStore', defaults: {} })
   return new MemoryStore()
 }
