@@ -124,8 +124,9 @@ export interface MeterOptions {
    * Serve reserves from a block of each active account's credits held in this process
    * (DESIGN §2): no store round trip per request. Usage settles to the store every `flushMs`,
    * when a lease runs out and on `close()`; a process that dies loses at most its unsettled
-   * usage (one lease per account). Reserves larger than `size`, or with an idempotency key or
-   * metadata, go to the store. Not with `overage: 'overdraft'`. @default off
+   * usage, which never passes `size` credits per account (a reserve that would pass it waits
+   * for a lease to settle, or goes to the store). Reserves larger than `size`, or with an
+   * idempotency key or metadata, go to the store. Not with `overage: 'overdraft'`. @default off
    * @example createMeter({ store, lease: { size: 1_000, ttlMs: 30_000, flushMs: 1_000 } })
    */
   lease?: LeaseOptions
@@ -630,10 +631,23 @@ export class Meter {
       this.#checkOpen()
       const now = leases.reserveNow(account, amount, ttlMs)
       if (now !== undefined) return new Hold(this, now.data, now.balance, false)
-      return leases
-        .reserve(account, amount, ttlMs)
-        .then((leased) => new Hold(this, leased.data, leased.balance, false))
+      return leases.reserve(account, amount, ttlMs).then((leased) =>
+        leased === null
+          ? // The leases cannot serve it within their loss bound now: an ordinary store hold.
+            this.#reserveInStore(account, amount, ttlMs, o)
+          : new Hold(this, leased.data, leased.balance, false),
+      )
     }
+    return this.#reserveInStore(account, amount, ttlMs, o)
+  }
+
+  /** A reserve as an ordinary store hold. */
+  #reserveInStore(
+    account: string,
+    amount: number,
+    ttlMs: number,
+    o: ReturnType<typeof parseReserveOptions>,
+  ): Hold | Promise<Hold> {
     // A keyed reserve may be a replay (or a conflict): only the store knows.
     if (amount > 0 && o?.idempotencyKey === undefined) this.#refuseIfKnownShort(account, amount)
     const out = this.#execute(account, {
