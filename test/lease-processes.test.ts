@@ -27,8 +27,13 @@ import {
 
 gateOnDatabase('lease tests across processes on PostgreSQL')
 
-// Small leases and a fast flush, so that credits move between the processes during the run.
-const LEASE = { size: 25, ttlMs: 2_000, flushMs: 100 }
+// Small leases and a fast flush, so that credits move between the processes during the run. The
+// TTL is far above any stall of a loaded machine: a lease whose settlement arrives after its
+// store hold lapsed charges nothing for what it served (the loss a dead process has), and here
+// that would read as overspend.
+const LEASE = { size: 25, ttlMs: 10_000, flushMs: 100 }
+/** The lease of the process killed with unsettled usage: a short TTL, so the test sees it lapse. */
+const CRASH_LEASE = { ...LEASE, ttlMs: 2_000, flushMs: 1_000 }
 const CREDITS = 1_000
 const ATTEMPTS = 3_000
 
@@ -59,9 +64,11 @@ async function expectNoOverspend(meter: Meter, account: string, store: Record<st
 
 // Kill runs: leases small enough to be used up several times within one store round trip,
 // which is when a process has more than one lease of an account open.
-const KILL_LEASE = { size: 100, ttlMs: 2_000, flushMs: 100 }
-const KILL_ROUNDS = 4
-const KILLS_PER_ROUND = 3
+// The TTL is what each round waits after its kills for the dead leases to lapse; it is also how
+// long a live process's settlement may take before its lease lapses under it (a loss too).
+const KILL_LEASE = { size: 100, ttlMs: 4_000, flushMs: 100 }
+const KILL_ROUNDS = 3
+const KILLS_PER_ROUND = 4
 const KILL_LOOPS = 16
 /** Latest kill, in ms after the worker served its first request. */
 const KILL_WITHIN_MS = 1_500
@@ -230,12 +237,12 @@ describe.skipIf(!databaseUrl)('leases: processes on one PostgreSQL database', ()
     await meter.grant('crash', 100)
     const { child } = await startWorker(
       'lease-and-die.mjs',
-      { url: databaseUrl, tenant, account: 'crash', spend: 7, lease: { ...LEASE, flushMs: 1_000 } },
+      { url: databaseUrl, tenant, account: 'crash', spend: 7, lease: CRASH_LEASE },
       (l) => l.startsWith('{'),
     )
     expect(await meter.balance('crash', { fresh: true })).toMatchObject({ total: 100, held: 25 })
     await kill(child)
-    await new Promise((r) => setTimeout(r, LEASE.ttlMs + 100))
+    await new Promise((r) => setTimeout(r, CRASH_LEASE.ttlMs + 100))
     await meter.sweep()
     const { balance } = await expectReplays(meter, 'crash')
     // The hold lapsed: all 100 are back. The 7 served were never charged (≤ one lease).
