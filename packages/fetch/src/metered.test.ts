@@ -212,6 +212,9 @@ describe('streamed bodies', () => {
   })
 
   it('a producer that breaks off mid-stream is released', async () => {
+    // The server logs the broken response body; expected here.
+    const quiet = vi.spyOn(console, 'error').mockImplementation(() => {})
+    onTestFinished(() => quiet.mockRestore())
     const meter = await meterWith({ u: 100 })
     const body = producer()
     const url = await served(meter, { cost: 30 }, () => {

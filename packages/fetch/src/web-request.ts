@@ -8,9 +8,10 @@
  * stream that is still being produced: every body is a `ReadableStream`. So the body is read
  * for as long as its chunks are there at once (a few microtask turns each, up to a bound): one
  * that ends that way was whole, is answered as bytes with an exact `Content-Length`, and
- * settles as it is returned; one that is still waiting for its producer is a stream, answered
- * through a pull-through stream that settles when the runtime has read it to its end, and
- * treats a cancel (the client went away) or a broken source as an abort.
+ * settles as it is returned; one that is still waiting for its producer (or declares
+ * `Transfer-Encoding`) is a stream, answered through a pull-through stream that settles when
+ * the runtime has read it to its end, and treats a cancel (the client went away) or a broken
+ * source as an abort.
  */
 import type {
   Admission,

@@ -218,6 +218,30 @@ describe('streams settle when they end', () => {
 })
 
 describe('errors', () => {
+  it("a stream helper's callback that throws ends the stream normally: its onError sets what is charged", async () => {
+    const meter = await meterWith({ u: 100 })
+    const app = new Hono<TollgateEnv>()
+    app.use(metered(meter, { account: byHeader, cost: 50 }))
+    app.get('/sse', (c) =>
+      streamSSE(
+        c,
+        async (sse) => {
+          await sse.writeSSE({ data: 'one' })
+          c.get('credits')!.actual = 1
+          throw new Error('the model failed')
+        },
+        async () => {
+          // Hono catches the error and closes the stream as if it completed.
+          c.get('credits')!.actual = 0
+        },
+      ),
+    )
+    const res = await get(`${await served(app)}/sse`)
+    expect(await res.text()).toContain('event: error\ndata: the model failed')
+    const balance = await settledAs(meter, 'u', 'commit')
+    expect(balance.total).toBe(100)
+  })
+
   it("a route that throws is released; the app's onError answers, with the credit headers", async () => {
     const meter = await meterWith({ u: 100 })
     const app = new Hono<TollgateEnv>()
