@@ -361,6 +361,41 @@ describe('the handler', () => {
     expect(await ledgerTypes(meter, 'u')).toEqual(['grant', 'hold', 'release'])
   })
 
+  it('keeps each hold alive with a timer of its own, stopped when the request settles', async () => {
+    const meter = await meterWith({ u: 100 })
+    const set = vi.spyOn(globalThis, 'setInterval')
+    const clear = vi.spyOn(globalThis, 'clearInterval')
+    onTestFinished(() => {
+      set.mockRestore()
+      clear.mockRestore()
+    })
+    const handler = metered(meter, { account: byHeader, cost: 5 }, (req) => {
+      const kind = new URL(req.url).pathname
+      if (kind === '/throw') throw new Error('boom')
+      if (kind === '/whole') return new Response('whole')
+      const body = producer()
+      body.send('first')
+      if (kind === '/stream') setTimeout(() => body.end(), 5)
+      return new Response(body.stream)
+    })
+    const call = (path: string) =>
+      handler(new Request(`http://app.test${path}`, { headers: { 'x-account': 'u' } }))
+    await (await call('/whole')).text()
+    await (await call('/stream')).text()
+    await (await call('/cancel')).body!.cancel()
+    await expect(call('/throw')).rejects.toThrow('boom')
+    expect(await ledgerTypes(meter, 'u')).toEqual([
+      'grant',
+      ...['hold', 'commit', 'hold', 'commit', 'hold', 'release', 'hold', 'release'],
+    ])
+    // Four requests held credits, each with a heartbeat of its own, all stopped; what may be
+    // left is the kit's one shared heartbeat, which stops at its next beat.
+    const cleared = new Set(clear.mock.calls.map(([timer]) => timer))
+    const live = set.mock.results.filter((created) => !cleared.has(created.value))
+    expect(set.mock.calls.length).toBeGreaterThanOrEqual(4)
+    expect(live.length).toBeLessThanOrEqual(1)
+  })
+
   it('checks the options and the handler once, at creation', async () => {
     const meter = await meterWith()
     const ok = () => new Response('ok')

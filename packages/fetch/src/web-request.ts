@@ -65,6 +65,7 @@ function isResponse(value: unknown): value is Response {
 export class WebMeteredRequest<Req> {
   /** The core metering of this request. */
   readonly call: MeteredRequest<Req, Response>
+  readonly #rm: RequestMeter<Req, Response>
   readonly #names: CreditHeaderNames | null
   readonly #method: string
   readonly #signal: AbortSignal | null
@@ -74,8 +75,11 @@ export class WebMeteredRequest<Req> {
   #remaining = 0
   /** The handler's body while it streams, so an abort can stop its producer. */
   #reader: ReadableStreamDefaultReader<Uint8Array> | null = null
+  /** This request's own heartbeat, while it holds credits. */
+  #heartbeat: ReturnType<typeof setInterval> | null = null
 
   constructor(rm: RequestMeter<Req, Response>, req: Req, request: Request) {
+    this.#rm = rm
     this.call = rm.start(req)
     this.#names = rm.options.headers
     this.#method = request.method
@@ -112,6 +116,7 @@ export class WebMeteredRequest<Req> {
   #admitted(admission: Admission): Admission {
     if (admission.type === 'admitted') {
       this.#remaining = admission.credits.balance?.available ?? 0
+      if (admission.credits.hold !== null && !this.#settled) this.#keepAlive()
     } else {
       // Nothing to settle: refused, finished, or served without metering.
       this.#settled = true
@@ -278,8 +283,31 @@ export class WebMeteredRequest<Req> {
     void this.call.finishResponse(response, sentWhole)
   }
 
+  /**
+   * Extends the hold while the request runs, from a timer of its own. The kit's heartbeat is
+   * one timer shared by every request of the middleware; on Workers a timer lives only as long
+   * as the request that set it, and I/O is bound to the request it serves, so a shared timer
+   * set by a request that has ended no longer fires for the others. Each request keeping its
+   * own hold alive works everywhere; `keepAlive` extends only a hold that is due, so the two
+   * heartbeats never extend the same hold twice.
+   */
+  #keepAlive(): void {
+    const { meter, options } = this.#rm
+    const ttlMs = options.ttlMs
+    this.#heartbeat = setInterval(
+      () => this.call.keepAlive(meter.now() + ttlMs / 2),
+      Math.max(250, ttlMs / 4),
+    )
+    // Node's timers are objects to unref; web-standard ones are numbers.
+    ;(this.#heartbeat as { unref?: () => void }).unref?.()
+  }
+
   #unwatch(): void {
     this.#signal?.removeEventListener('abort', this.#abort)
+    if (this.#heartbeat !== null) {
+      clearInterval(this.#heartbeat)
+      this.#heartbeat = null
+    }
   }
 }
 
