@@ -8,4 +8,4 @@ export {
   withCreditHeaders,
   withHeaders,
 } from './responses.js'
-export { startWebRequest, WebMeteredRequest } from './web-request.js'
+export { type BodyGiven, startWebRequest, WebMeteredRequest } from './web-request.js'

@@ -51,6 +51,12 @@ function concat(chunks: Uint8Array[], bytes: number): Uint8Array {
   return all
 }
 
+/**
+ * How a Response's body was given, when the adapter saw it made: whole (a string, bytes, JSON,
+ * none) or as a stream.
+ */
+export type BodyGiven = 'whole' | 'stream'
+
 /** Whether a handler's answer is a Response (of this realm or another: duck-typed). */
 function isResponse(value: unknown): value is Response {
   const r = value as Partial<Response> | null
@@ -137,8 +143,13 @@ export class WebMeteredRequest<Req> {
    * cancel or a broken source is an abort. A HEAD request, a body-less response or one
    * without a hold (cost 0) settles now. Throws a TypeError (and releases) when `response` is
    * not a Response; rejects (and releases) when the body fails before anything was sent.
+   *
+   * `given` is what the adapter knows of how the body was given, when it saw the Response made
+   * (Hono's `c.json()` versus `c.body(stream)`): `'whole'` settles now without reading the
+   * body, `'stream'` is sent as a stream without looking at it first. Unknown, the body is read
+   * while its chunks are there at once (see the top of this file).
    */
-  respond(response: Response): Response | Promise<Response> {
+  respond(response: Response, given?: BodyGiven): Response | Promise<Response> {
     if (!isResponse(response)) {
       this.fail()
       throw new TypeError('the handler must return a Response')
@@ -152,7 +163,8 @@ export class WebMeteredRequest<Req> {
     }
     const cost = credits.cost
     if (this.#settled) return withCreditHeaders(response, this.#names, cost, this.#remaining)
-    const body = credits.hold === null || this.#method === 'HEAD' ? null : response.body
+    const now = credits.hold === null || this.#method === 'HEAD' || given === 'whole'
+    const body = now ? null : response.body
     if (body === null || body.locked || !canCopy(response)) {
       const out = withCreditHeaders(response, this.#names, cost, this.#remaining)
       this.#finishResponse(out, true)
@@ -161,7 +173,9 @@ export class WebMeteredRequest<Req> {
     const reader = body.getReader()
     this.#reader = reader
     // Declared a stream (`streamSSE`, `streamText`): sent as one, however soon it ends.
-    if (response.headers.has('transfer-encoding')) return this.#streamed(response, reader, [], null)
+    if (given === 'stream' || response.headers.has('transfer-encoding')) {
+      return this.#streamed(response, reader, [], null)
+    }
     return this.#probe(response, reader)
   }
 
@@ -193,10 +207,18 @@ export class WebMeteredRequest<Req> {
     return this.#streamed(response, reader, chunks, pending)
   }
 
-  /** A body read whole: answered as bytes with its length, and settled now. */
+  /**
+   * A body read whole: answered as bytes with its length, and settled now. Built from a plain
+   * init, not from `response`: a runtime that keeps bytes as they are (as `@hono/node-server`
+   * does) then writes them in one go, where a copy of `response` would be one more stream.
+   */
   #whole(response: Response, bytes: Uint8Array): Response {
     this.#reader = null
-    const out = new Response(bytes, response)
+    const out = new Response(bytes, {
+      status: response.status,
+      statusText: response.statusText,
+      headers: response.headers,
+    })
     if (!out.headers.has('content-length')) {
       // Stated, so a framework that copies the Response again keeps the length.
       out.headers.set('Content-Length', String(bytes.byteLength))

@@ -363,6 +363,30 @@ describe('mounting', () => {
     await settledAs(meter, 'u', 'commit')
   })
 
+  it('sends a body made by c.json() or c.text() as it is, unread; one made otherwise is read to find out', async () => {
+    // In process (app.request): which Response object leaves the app is not visible over HTTP.
+    const meter = await meterWith({ u: 100 })
+    const app = new Hono<TollgateEnv>()
+    const made: Response[] = []
+    app.use(metered(meter, { account: byHeader, cost: 1 }))
+    app.get('/json', (c) => made[made.push(c.json({ ok: true })) - 1]!)
+    app.get('/text', (c) => made[made.push(c.text('ok', 201)) - 1]!)
+    app.get('/raw', () => made[made.push(new Response('ok')) - 1]!)
+    const headers = { 'x-account': 'u' }
+    for (const [path, sameObject] of [
+      ['/json', true],
+      ['/text', true],
+      ['/raw', false],
+    ] as const) {
+      const res = await app.request(path, { headers })
+      expect(res === made.at(-1)).toBe(sameObject)
+      expect(made.at(-1)!.bodyUsed).toBe(!sameObject)
+      expect(res.headers.get('x-credits-cost')).toBe('1')
+      await res.arrayBuffer()
+    }
+    expect((await settledAs(meter, 'u', 'commit')).total).toBe(97)
+  })
+
   it('checks its options once, at creation', async () => {
     const meter = await meterWith()
     expect(() => metered(meter, {} as MeteredOptions)).toThrow(InvalidInputError)

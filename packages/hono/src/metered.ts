@@ -12,7 +12,7 @@ import {
   type MeteringOptions,
   type RequestCredits,
 } from '@tollgate/core/metering'
-import { answerRefusal, startWebRequest } from '@tollgate/fetch'
+import { answerRefusal, type BodyGiven, startWebRequest } from '@tollgate/fetch'
 import type { Context, Env, MiddlewareHandler } from 'hono'
 
 /**
@@ -71,6 +71,47 @@ function chargeUnlessError(_c: Context, response: Response): boolean {
 }
 
 /**
+ * How the body of each Response made by a metered request's `c.body()`, `c.text()`…
+ * was given. Knowing it, a body given whole settles without being read and a stream is sent
+ * without being looked at first; a Response made any other way is read to find out.
+ */
+const given = new WeakMap<Response, BodyGiven>()
+
+/** What `c.body(data)` and `c.newResponse(data)` were given, when it says. */
+function givenAs(data: unknown): BodyGiven | null {
+  if (typeof (data as ReadableStream | null)?.getReader === 'function') return 'stream'
+  if (data == null || typeof data === 'string') return 'whole'
+  if (data instanceof ArrayBuffer || ArrayBuffer.isView(data)) return 'whole'
+  return null
+}
+
+/** `made` (a Response, or a promise of one from `c.html()`), noted as given `how`. */
+function note(made: unknown, how: BodyGiven | null): unknown {
+  if (how === null || typeof made !== 'object' || made === null) return made
+  if (typeof (made as { then?: unknown }).then === 'function') {
+    return (made as PromiseLike<unknown>).then((res) => note(res, how))
+  }
+  given.set(made as Response, how)
+  return made
+}
+
+type Maker = (...args: unknown[]) => unknown
+
+/** Wraps this context's response helpers so the Response they make says how it was given. */
+function watchResponses(c: Context): void {
+  const ctx = c as unknown as Record<'body' | 'newResponse' | 'text' | 'json' | 'html', Maker>
+  for (const name of ['body', 'newResponse'] as const) {
+    const make = ctx[name]
+    ctx[name] = (data, ...rest) => note(make(data, ...rest), givenAs(data))
+  }
+  // Strings, JSON, HTML: whole.
+  for (const name of ['text', 'json', 'html'] as const) {
+    const make = ctx[name]
+    ctx[name] = (...args) => note(make(...args), 'whole')
+  }
+}
+
+/**
  * Meters the requests it sees in credits of `meter`: reserves the cost before `next()`,
  * commits `c.get('credits').actual` once the response has been sent with a status
  * `shouldCharge` accepts (a streamed body when its stream ends, its hold kept alive meanwhile),
@@ -125,6 +166,9 @@ export function metered<E extends Env = Env>(
         return new Response(null, { status: 499 })
       case 'admitted':
         c.set('credits', admission.credits)
+        // Only a request holding credits waits for its body: knowing how it was given spares
+        // reading it.
+        if (admission.credits.hold !== null) watchResponses(c)
         break
       case 'skipped':
       case 'unmetered':
@@ -141,7 +185,12 @@ export function metered<E extends Env = Env>(
     // not charged, whatever onError answered.
     if (c.error !== undefined) web.fail()
     const res = c.res
-    const answered = await web.respond(res)
-    if (answered !== res) c.res = answered
+    const answered = await web.respond(res, given.get(res))
+    if (answered !== res) {
+      // Cleared first: set over a Response, Hono would copy the new one again (body as a
+      // stream, headers merged), and `answered` already is `res` with its headers.
+      c.res = undefined
+      c.res = answered
+    }
   }
 }
