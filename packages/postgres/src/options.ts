@@ -47,6 +47,23 @@ export interface SqlStoreOptions {
    * join their account's batch. 0 turns it off. @default 10_000
    */
   holdCacheSize?: number
+  /**
+   * An operation's deadline, in ms from the call, when the call gives none (`timeoutMs` of the
+   * meter's methods, or a server's propagated deadline). An operation not started by then is
+   * not run; its transaction waits for row locks and statements at most until then
+   * (`lock_timeout`, `statement_timeout`) and commits only before it; it then fails with
+   * `StoreUnavailableError` (503), unapplied. A row locked elsewhere fails only its own
+   * account's operations, after this long.
+   * @default 5_000
+   */
+  timeoutMs?: number
+  /**
+   * Operations queued for a batch, at most; beyond it `execute` fails at once with
+   * `StoreUnavailableError` (503, retry after 1 s), so that a stalled database cannot make the
+   * process hold work without bound.
+   * @default 10_000
+   */
+  maxQueue?: number
 }
 
 /** {@link SqlStoreOptions} with defaults applied. */
@@ -60,6 +77,8 @@ export interface ResolvedSqlStoreOptions {
   maxRetries: number
   sweepLeaseMs: number
   holdCacheSize: number
+  timeoutMs: number
+  maxQueue: number
 }
 
 export const SQL_STORE_DEFAULTS = {
@@ -70,6 +89,8 @@ export const SQL_STORE_DEFAULTS = {
   maxRetries: 5,
   sweepLeaseMs: 30_000,
   holdCacheSize: 10_000,
+  timeoutMs: 5_000,
+  maxQueue: 10_000,
 } as const
 
 export const SQL_STORE_KEYS = [
@@ -81,6 +102,8 @@ export const SQL_STORE_KEYS = [
   'maxRetries',
   'sweepLeaseMs',
   'holdCacheSize',
+  'timeoutMs',
+  'maxQueue',
 ] as const
 
 const SCHEMA_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/
@@ -128,6 +151,8 @@ export function resolveSqlOptions(options: SqlStoreOptions): ResolvedSqlStoreOpt
     maxRetries: intOption(o.maxRetries, 'maxRetries', 0, 100),
     sweepLeaseMs: intOption(o.sweepLeaseMs, 'sweepLeaseMs', 1, 86_400_000),
     holdCacheSize: intOption(o.holdCacheSize, 'holdCacheSize', 0, 10_000_000),
+    timeoutMs: intOption(o.timeoutMs, 'timeoutMs', 1, 3_600_000),
+    maxQueue: intOption(o.maxQueue, 'maxQueue', 1, 10_000_000),
   }
 }
 
