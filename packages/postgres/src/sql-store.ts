@@ -28,13 +28,15 @@ import {
   StoreUnavailableError,
   type TollgateError,
 } from '@tollgate/core'
-import { type BatchItem, FailedOperationError, runBatch } from './batch.js'
+import { type BatchItem, type BatchResult, FailedOperationError, runBatch } from './batch.js'
 import {
   isDataError,
   isOperationError,
   isRetryable,
   isTimeout,
+  type SqlClient,
   type SqlDriver,
+  type Statement,
   sqlState,
 } from './driver.js'
 import { emptyStats, GroupCommit, type StoreStats, sizeRange } from './group-commit.js'
@@ -95,9 +97,30 @@ export interface SqlStoreSettings {
 }
 
 /** What one transaction of a batch did. */
-type Attempt =
-  | { ok: true; done: Awaited<ReturnType<typeof runBatch>> }
-  | { ok: false; err: unknown }
+type Attempt = { ok: true; done: BatchResult } | { ok: false; err: unknown }
+
+/** Errors the database (or the connection to it) raised during a batch. */
+const DATABASE_ERRORS = new WeakSet<object>()
+
+/** The client, with every failure it raises marked as the database's. */
+function watched(tx: SqlClient): SqlClient {
+  const mark = (err: unknown): never => {
+    if (typeof err === 'object' && err !== null) DATABASE_ERRORS.add(err)
+    throw err
+  }
+  return {
+    query: <R>(st: Statement, params: readonly unknown[]) => tx.query<R>(st, params).catch(mark),
+    script: (sql) => tx.script(sql).catch(mark),
+  }
+}
+
+/** The batch's own code threw (not the database, not the engine on a known operation). */
+class BatchCodeError extends Error {
+  constructor(cause: unknown) {
+    super('the batch could not be prepared', { cause })
+    this.name = 'BatchCodeError'
+  }
+}
 
 export class SqlStore implements PostgresStore {
   readonly kind: 'postgres' | 'pglite'
@@ -240,7 +263,7 @@ export class SqlStore implements PostgresStore {
           }),
         )
         work.unshift(batch.filter((_, i) => i !== err.index))
-      } else if (isOperationError(err)) {
+      } else if (isOperationError(err) || err instanceof BatchCodeError) {
         if (batch.length === 1) {
           this.#failAlone(batch[0]!, this.#refused(batch[0]!, err))
         } else {
@@ -285,7 +308,15 @@ export class SqlStore implements PostgresStore {
     try {
       const done = await this.#driver.transaction(
         async (tx) => {
-          const done = await runBatch(tx, this.#st, batch, !wait)
+          let done: BatchResult
+          try {
+            done = await runBatch(watched(tx), this.#st, batch, !wait)
+          } catch (err) {
+            // Thrown by our own code, not the database: one operation's values may have caused
+            // it (a value JSON cannot hold), so it is searched for like a refused one.
+            if (DATABASE_ERRORS.has(err as object) || err instanceof FailedOperationError) throw err
+            throw new BatchCodeError(err)
+          }
           // Sent only while every operation that ran is still awaited: a client that was
           // answered (or gave up) never finds its operation applied afterwards.
           if (performance.now() >= deadline) throw new DeadlinePassedError()
@@ -299,11 +330,7 @@ export class SqlStore implements PostgresStore {
     }
   }
 
-  #committed(
-    batch: BatchItem[],
-    done: Awaited<ReturnType<typeof runBatch>>,
-    contended: BatchItem[],
-  ): void {
+  #committed(batch: BatchItem[], done: BatchResult, contended: BatchItem[]): void {
     // Read after the await: resetStats() may have replaced the object meanwhile.
     const stats = this.#stats
     const n = batch.length - done.contended.length
@@ -350,8 +377,15 @@ export class SqlStore implements PostgresStore {
   /** The error of an operation the database refused on its own. */
   #refused(item: BatchItem, err: unknown): TollgateError {
     if (isDataError(err)) {
+      const { tenant, account, op } = item.req
+      const field =
+        badTextField(tenant) !== undefined
+          ? 'tenant'
+          : badTextField(account) !== undefined
+            ? 'account'
+            : badTextField(op)
       return new InvalidInputError(
-        badTextField(item.req.op) ?? 'operation',
+        field ?? 'operation',
         'holds a value the database cannot store (text must not contain NUL or lone surrogates)',
         { cause: err },
       )
