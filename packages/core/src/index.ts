@@ -45,11 +45,12 @@ export {
   StoreUnavailableError,
   TollgateError,
 } from './errors.js'
-export { type HttpStoreOptions, httpStore } from './http-store.js'
+export { DEADLINE_HEADER, type HttpStoreOptions, httpStore } from './http-store.js'
 export { newId } from './ids.js'
 export { type LeaseOptions, LOCAL_HOLD_PREFIX } from './lease.js'
 export { type MemoryStoreOptions, memoryStore } from './memory-store.js'
 export {
+  type CallOptions,
   type CommitOptions,
   type CreateCodesOptions,
   createMeter,
@@ -118,6 +119,7 @@ export {
   reserveOptionsSchema,
   startCycleSchema,
   stopCycleSchema,
+  timeoutMs as timeoutMsSchema,
   ttlSchema,
 } from './validation.js'
 export {

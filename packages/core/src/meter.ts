@@ -131,8 +131,21 @@ export interface MeterOptions {
   lease?: LeaseOptions
 }
 
+/** The option of every call that goes to the store. */
+export interface CallOptions {
+  /**
+   * How long to wait for the store, in ms. Past it the call fails with `StoreUnavailableError`
+   * and the operation is not applied: a store with deadlines (PostgreSQL, PGlite, a Tollgate
+   * server) never starts it later, nor commits it after. Calls served from a lease or the cache
+   * do not wait for the store.
+   * @default the store's own (5_000 for postgresStore and pgliteStore)
+   * @example await meter.debit('user_1', 5, { timeoutMs: 1_000 })
+   */
+  timeoutMs?: number
+}
+
 /** Options of {@link Meter.grant}. */
-export interface GrantOptions {
+export interface GrantOptions extends CallOptions {
   /** When the credits expire (ms since epoch or Date); must be in the future. */
   expiresAt?: number | Date
   /** Alternative to `expiresAt`: expire this many days from now. */
@@ -146,7 +159,7 @@ export interface GrantOptions {
 }
 
 /** Options of {@link Meter.reserve}. */
-export interface ReserveOptions {
+export interface ReserveOptions extends CallOptions {
   /** 1 s to 24 h. @default 60_000 */
   ttlMs?: number
   metadata?: Metadata
@@ -154,7 +167,7 @@ export interface ReserveOptions {
 }
 
 /** Options of commit. */
-export interface CommitOptions {
+export interface CommitOptions extends CallOptions {
   /** Overrides the meter's overage policy for this commit. */
   overage?: OveragePolicy
   metadata?: Metadata
@@ -162,13 +175,13 @@ export interface CommitOptions {
 }
 
 /** Options of release, debit. */
-export interface MutationOptions {
+export interface MutationOptions extends CallOptions {
   metadata?: Metadata
   idempotencyKey?: string
 }
 
 /** Options of {@link Meter.startCycle}. */
-export interface StartCycleOptions {
+export interface StartCycleOptions extends CallOptions {
   amount: number
   every: CycleEvery
   rollover?: { max: number }
@@ -251,7 +264,10 @@ export class Hold implements HoldData {
   }
 
   /** Moves the expiry to `now + ttlMs`: a heartbeat for long work. */
-  extend(ttlMs: number, options?: { idempotencyKey?: string }): Promise<ExtendResult> {
+  extend(
+    ttlMs: number,
+    options?: { idempotencyKey?: string } & CallOptions,
+  ): Promise<ExtendResult> {
     return this.#meter.extend(this.id, ttlMs, options)
   }
 
@@ -468,10 +484,14 @@ export class Meter {
     if (this.#closed) throw new StoreUnavailableError('meter is closed')
   }
 
-  #execute(account: string | undefined, op: Operation): Outcome | Promise<Outcome> {
+  #execute(
+    account: string | undefined,
+    op: Operation,
+    timeoutMs?: number,
+  ): Outcome | Promise<Outcome> {
     this.#checkOpen()
     const migrating = this.#whenMigrated()
-    if (migrating) return migrating.then(() => this.#execute(account, op))
+    if (migrating) return migrating.then(() => this.#execute(account, op, timeoutMs))
     let pending: Outcome | Promise<Outcome>
     try {
       pending = this.#store.execute({
@@ -481,6 +501,7 @@ export class Meter {
         now: this.#o.clock(),
         config: this.#o.config,
         newId,
+        timeoutMs,
       })
     } catch (err) {
       throw storeFailure(err)
@@ -544,16 +565,20 @@ export class Meter {
     if (expiresAt !== null && expiresAt <= this.#o.clock()) {
       throw new InvalidInputError('expiresAt', 'must be in the future')
     }
-    const out = await this.#execute(account, {
-      type: 'grant',
-      amount,
-      expiresAt,
-      validityDays: o.validityDays ?? null,
-      priority: o.priority ?? 50,
-      category: o.category ?? 'paid',
-      metadata: metadataOf(o.metadata),
-      idempotencyKey: o.idempotencyKey,
-    })
+    const out = await this.#execute(
+      account,
+      {
+        type: 'grant',
+        amount,
+        expiresAt,
+        validityDays: o.validityDays ?? null,
+        priority: o.priority ?? 50,
+        category: o.category ?? 'paid',
+        metadata: metadataOf(o.metadata),
+        idempotencyKey: o.idempotencyKey,
+      },
+      o.timeoutMs,
+    )
     return result<Grant>(out)
   }
 
@@ -565,12 +590,16 @@ export class Meter {
     checkAccount(account)
     checkAmount(amount)
     const o = options === undefined ? undefined : parse(debitOptionsSchema, options)
-    const out = await this.#execute(account, {
-      type: 'debit',
-      amount,
-      metadata: metadataOf(o?.metadata),
-      idempotencyKey: o?.idempotencyKey,
-    })
+    const out = await this.#execute(
+      account,
+      {
+        type: 'debit',
+        amount,
+        metadata: metadataOf(o?.metadata),
+        idempotencyKey: o?.idempotencyKey,
+      },
+      o?.timeoutMs,
+    )
     return result<DebitResult>(out)
   }
 
@@ -581,20 +610,24 @@ export class Meter {
   async adjust(
     account: string,
     delta: number,
-    options?: { reason?: string; metadata?: Metadata; idempotencyKey?: string },
+    options?: { reason?: string; metadata?: Metadata; idempotencyKey?: string } & CallOptions,
   ): Promise<DebitResult> {
     checkAccount(account)
     if (!Number.isSafeInteger(delta) || delta === 0) {
       throw new InvalidInputError('delta', 'must be a non-zero safe integer')
     }
     const o = parse(adjustOptionsSchema, options)
-    const out = await this.#execute(account, {
-      type: 'adjust',
-      delta,
-      reason: o.reason ?? 'adjustment',
-      metadata: metadataOf(o.metadata),
-      idempotencyKey: o.idempotencyKey,
-    })
+    const out = await this.#execute(
+      account,
+      {
+        type: 'adjust',
+        delta,
+        reason: o.reason ?? 'adjustment',
+        metadata: metadataOf(o.metadata),
+        idempotencyKey: o.idempotencyKey,
+      },
+      o.timeoutMs,
+    )
     return result<DebitResult>(out)
   }
 
@@ -636,13 +669,17 @@ export class Meter {
     }
     // A keyed reserve may be a replay (or a conflict): only the store knows.
     if (amount > 0 && o?.idempotencyKey === undefined) this.#refuseIfKnownShort(account, amount)
-    const out = this.#execute(account, {
-      type: 'reserve',
-      amount,
-      ttlMs,
-      metadata: metadataOf(o?.metadata),
-      idempotencyKey: o?.idempotencyKey,
-    })
+    const out = this.#execute(
+      account,
+      {
+        type: 'reserve',
+        amount,
+        ttlMs,
+        metadata: metadataOf(o?.metadata),
+        idempotencyKey: o?.idempotencyKey,
+      },
+      o?.timeoutMs,
+    )
     if (out instanceof Promise) return out.then((r) => this.#hold(r))
     return this.#hold(out)
   }
@@ -679,14 +716,18 @@ export class Meter {
       }
       return this.#leases.commit(holdId, actual, o?.overage, o?.idempotencyKey)
     }
-    const out = await this.#execute(undefined, {
-      type: 'commit',
-      holdId,
-      actual,
-      overage: o?.overage,
-      metadata: metadataOf(o?.metadata),
-      idempotencyKey: o?.idempotencyKey,
-    })
+    const out = await this.#execute(
+      undefined,
+      {
+        type: 'commit',
+        holdId,
+        actual,
+        overage: o?.overage,
+        metadata: metadataOf(o?.metadata),
+        idempotencyKey: o?.idempotencyKey,
+      },
+      o?.timeoutMs,
+    )
     return result<CommitResult>(out)
   }
 
@@ -699,12 +740,16 @@ export class Meter {
       if (o?.metadata !== undefined) throw leasedMetadata()
       return this.#leases.release(holdId, o?.idempotencyKey)
     }
-    const out = await this.#execute(undefined, {
-      type: 'release',
-      holdId,
-      metadata: metadataOf(o?.metadata),
-      idempotencyKey: o?.idempotencyKey,
-    })
+    const out = await this.#execute(
+      undefined,
+      {
+        type: 'release',
+        holdId,
+        metadata: metadataOf(o?.metadata),
+        idempotencyKey: o?.idempotencyKey,
+      },
+      o?.timeoutMs,
+    )
     return result<ReleaseResult>(out)
   }
 
@@ -712,7 +757,7 @@ export class Meter {
   async extend(
     holdId: string,
     ttlMs: number,
-    options?: { idempotencyKey?: string },
+    options?: { idempotencyKey?: string } & CallOptions,
   ): Promise<ExtendResult> {
     checkHoldId(holdId)
     parse(ttlSchema, ttlMs, 'ttlMs')
@@ -721,12 +766,16 @@ export class Meter {
       this.#checkOpen()
       return this.#leases.extend(holdId, ttlMs)
     }
-    const out = await this.#execute(undefined, {
-      type: 'extend',
-      holdId,
-      ttlMs,
-      idempotencyKey: o.idempotencyKey,
-    })
+    const out = await this.#execute(
+      undefined,
+      {
+        type: 'extend',
+        holdId,
+        ttlMs,
+        idempotencyKey: o.idempotencyKey,
+      },
+      o.timeoutMs,
+    )
     return result<ExtendResult>(out)
   }
 
@@ -734,12 +783,12 @@ export class Meter {
    * The account's balance: from the cache when this process saw it recently, else from the
    * store (which also applies any expiry that fell due). `{ fresh: true }` skips the cache.
    */
-  async balance(account: string, options?: { fresh?: boolean }): Promise<Balance> {
+  async balance(account: string, options?: { fresh?: boolean } & CallOptions): Promise<Balance> {
     checkAccount(account)
     const o = options === undefined ? undefined : parse(balanceOptionsSchema, options)
     let balance: Balance | undefined
     if (this.#cache && o?.fresh !== true) balance = this.#cache.get(account)
-    balance ??= (await this.#execute(account, { type: 'balance' })).balance!
+    balance ??= (await this.#execute(account, { type: 'balance' }, o?.timeoutMs)).balance!
     // Credits this meter leased are counted as what they are: used, in local holds, or free.
     return this.#leases ? this.#leases.adjust(balance) : balance
   }
@@ -779,11 +828,11 @@ export class Meter {
   /** Per-account settings; `null` returns a setting to the meter's default. */
   async configure(
     account: string,
-    settings: { lowBalanceThreshold?: number | null; overdraftLimit?: number | null },
+    settings: { lowBalanceThreshold?: number | null; overdraftLimit?: number | null } & CallOptions,
   ): Promise<AccountSettings & { balance: Balance }> {
     checkAccount(account)
-    const s = parse(configureSchema, settings, 'settings')
-    const out = await this.#execute(account, { type: 'configure', ...s })
+    const { timeoutMs, ...s } = parse(configureSchema, settings, 'settings')
+    const out = await this.#execute(account, { type: 'configure', ...s }, timeoutMs)
     return result<AccountSettings & { balance: Balance }>(out)
   }
 
@@ -794,26 +843,37 @@ export class Meter {
   async startCycle(account: string, options: StartCycleOptions): Promise<CycleResult> {
     checkAccount(account)
     const o = parse(startCycleSchema, options)
-    const out = await this.#execute(account, {
-      type: 'startCycle',
-      amount: o.amount,
-      every: o.every,
-      rolloverMax: o.rollover?.max ?? null,
-      priority: o.priority ?? 50,
-      category: o.category ?? 'paid',
-      idempotencyKey: o.idempotencyKey,
-    })
+    const out = await this.#execute(
+      account,
+      {
+        type: 'startCycle',
+        amount: o.amount,
+        every: o.every,
+        rolloverMax: o.rollover?.max ?? null,
+        priority: o.priority ?? 50,
+        category: o.category ?? 'paid',
+        idempotencyKey: o.idempotencyKey,
+      },
+      o.timeoutMs,
+    )
     return result<CycleResult>(out)
   }
 
   /** Stops future refills; the current period's credits stay until they expire. */
-  async stopCycle(account: string, options?: { idempotencyKey?: string }): Promise<CycleResult> {
+  async stopCycle(
+    account: string,
+    options?: { idempotencyKey?: string } & CallOptions,
+  ): Promise<CycleResult> {
     checkAccount(account)
     const o = parse(stopCycleSchema, options)
-    const out = await this.#execute(account, {
-      type: 'stopCycle',
-      idempotencyKey: o.idempotencyKey,
-    })
+    const out = await this.#execute(
+      account,
+      {
+        type: 'stopCycle',
+        idempotencyKey: o.idempotencyKey,
+      },
+      o.timeoutMs,
+    )
     return result<CycleResult>(out)
   }
 
@@ -889,16 +949,20 @@ export class Meter {
   async redeem(
     account: string,
     code: string,
-    options?: { idempotencyKey?: string },
+    options?: { idempotencyKey?: string } & CallOptions,
   ): Promise<RedeemResult> {
     checkAccount(account)
     const canonical = canonicalCode(code)
     const o = parse(redeemOptionsSchema, options)
-    const out = await this.#execute(account, {
-      type: 'redeem',
-      codeHash: hashCode(canonical),
-      idempotencyKey: o.idempotencyKey,
-    })
+    const out = await this.#execute(
+      account,
+      {
+        type: 'redeem',
+        codeHash: hashCode(canonical),
+        idempotencyKey: o.idempotencyKey,
+      },
+      o.timeoutMs,
+    )
     const r = result<RedeemResult>(out)
     return { ...r, newBalance: r.balance.available }
   }

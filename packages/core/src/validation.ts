@@ -86,6 +86,8 @@ export const timestamp = z
 export const validityDays = z.int().min(1).max(36_500)
 export const ttlMs = z.int().min(1_000).max(86_400_000)
 export const overage = z.enum(['reject', 'clamp', 'overdraft'])
+/** A call's deadline: how long the caller waits for the store, in ms. */
+export const timeoutMs = z.int().min(1).max(3_600_000)
 
 export const grantOptionsSchema = z
   .strictObject({
@@ -95,6 +97,7 @@ export const grantOptionsSchema = z
     category: category.optional(),
     metadata: metadata.optional(),
     idempotencyKey: idempotencyKey.optional(),
+    timeoutMs: timeoutMs.optional(),
   })
   .refine((o) => o.expiresAt === undefined || o.validityDays === undefined, {
     message: 'give expiresAt or validityDays, not both',
@@ -104,33 +107,39 @@ export const grantOptionsSchema = z
 export const debitOptionsSchema = z.strictObject({
   metadata: metadata.optional(),
   idempotencyKey: idempotencyKey.optional(),
+  timeoutMs: timeoutMs.optional(),
 })
 
 export const adjustOptionsSchema = z.strictObject({
   reason: z.string().min(1).max(500).optional(),
   metadata: metadata.optional(),
   idempotencyKey: idempotencyKey.optional(),
+  timeoutMs: timeoutMs.optional(),
 })
 
 export const reserveOptionsSchema = z.strictObject({
   ttlMs: ttlMs.optional(),
   metadata: metadata.optional(),
   idempotencyKey: idempotencyKey.optional(),
+  timeoutMs: timeoutMs.optional(),
 })
 
 export const commitOptionsSchema = z.strictObject({
   overage: overage.optional(),
   metadata: metadata.optional(),
   idempotencyKey: idempotencyKey.optional(),
+  timeoutMs: timeoutMs.optional(),
 })
 
 export const releaseOptionsSchema = z.strictObject({
   metadata: metadata.optional(),
   idempotencyKey: idempotencyKey.optional(),
+  timeoutMs: timeoutMs.optional(),
 })
 
 export const extendOptionsSchema = z.strictObject({
   idempotencyKey: idempotencyKey.optional(),
+  timeoutMs: timeoutMs.optional(),
 })
 
 export const ttlSchema = ttlMs
@@ -165,7 +174,10 @@ export function parseReserveOptions(
   return parse(reserveOptionsSchema, options)
 }
 
-export const balanceOptionsSchema = z.strictObject({ fresh: z.boolean().optional() })
+export const balanceOptionsSchema = z.strictObject({
+  fresh: z.boolean().optional(),
+  timeoutMs: timeoutMs.optional(),
+})
 
 export const ledgerQuerySchema = z.strictObject({
   limit: z.int().min(1).max(1000).optional(),
@@ -182,6 +194,7 @@ export const configureSchema = z.strictObject({
   lowBalanceThreshold: safeInt().nullable().optional(),
   overdraftLimit: safeInt().nullable().optional(),
   idempotencyKey: idempotencyKey.optional(),
+  timeoutMs: timeoutMs.optional(),
 })
 
 export const every = z.union([
@@ -196,9 +209,13 @@ export const startCycleSchema = z.strictObject({
   priority: priority.optional(),
   category: category.optional(),
   idempotencyKey: idempotencyKey.optional(),
+  timeoutMs: timeoutMs.optional(),
 })
 
-export const stopCycleSchema = z.strictObject({ idempotencyKey: idempotencyKey.optional() })
+export const stopCycleSchema = z.strictObject({
+  idempotencyKey: idempotencyKey.optional(),
+  timeoutMs: timeoutMs.optional(),
+})
 
 export const createCodesSchema = z.strictObject({
   credits: safeInt(1),
@@ -217,7 +234,10 @@ export const createCodesSchema = z.strictObject({
 
 export const sweepOptionsSchema = z.strictObject({ limit: z.int().min(1).max(100_000).optional() })
 
-export const redeemOptionsSchema = z.strictObject({ idempotencyKey: idempotencyKey.optional() })
+export const redeemOptionsSchema = z.strictObject({
+  idempotencyKey: idempotencyKey.optional(),
+  timeoutMs: timeoutMs.optional(),
+})
 
 /**
  * Parses `value` with `schema`; an absent options argument is `{}`.
