@@ -32,6 +32,16 @@ export interface TransactionOptions {
 /** A database behind the store. */
 export interface SqlDriver extends SqlClient {
   /**
+   * One statement outside a transaction. With `options.timeoutMs`, a driver that can stops
+   * waiting for a database that does not answer by then and discards the connection (for
+   * reads, and for housekeeping that may safely run again).
+   */
+  query<R>(
+    statement: Statement,
+    params: readonly unknown[],
+    options?: TransactionOptions,
+  ): Promise<R[]>
+  /**
    * Runs `fn` in one transaction (READ COMMITTED): commits when it resolves, rolls back when it
    * throws (and rethrows). A connection the failure left unusable is discarded.
    */

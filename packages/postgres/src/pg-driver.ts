@@ -189,10 +189,50 @@ export class PgDriver implements SqlDriver {
       : { text: st.text, values: params as unknown[] }
   }
 
-  async query<R>(st: Statement, params: readonly unknown[]): Promise<R[]> {
+  async query<R>(
+    st: Statement,
+    params: readonly unknown[],
+    options?: TransactionOptions,
+  ): Promise<R[]> {
     const pool = await this.#pool
-    const res = await pool.query(this.#config(st, params))
-    return res.rows as R[]
+    const timeoutMs = options?.timeoutMs
+    if (timeoutMs === undefined) return (await pool.query(this.#config(st, params))).rows as R[]
+    // Reads wait on no lock: only a database that does not answer makes them late.
+    const watchdog = new Watchdog(timeoutMs)
+    const connecting = pool.connect()
+    let client: PgPoolClientLike
+    try {
+      client = await watchdog.guard(connecting)
+    } catch (err) {
+      watchdog.stop()
+      if (watchdog.fired) connecting.then((late) => late.release(), noop)
+      throw err
+    }
+    this.#watch(client)
+    let broken: Error | undefined
+    try {
+      return (await watchdog.guard(client.query(this.#config(st, params)))).rows as R[]
+    } catch (err) {
+      if (watchdog.fired) {
+        broken = err instanceof Error ? err : new UnansweredError()
+        destroySocket(client)
+      }
+      throw err
+    } finally {
+      watchdog.stop()
+      client.release(broken)
+    }
+  }
+
+  /** Listens for the connection's death between queries (once per client). */
+  #watch(client: PgPoolClientLike): void {
+    if (!this.#watched.has(client)) {
+      // Between two queries of a transaction the client has no query to fail: pg would emit
+      // the connection's death as an 'error' event, which crashes the process unless heard.
+      // The next query fails anyway, and that is what the batch reports.
+      client.on('error', noop)
+      this.#watched.add(client)
+    }
   }
 
   async script(sql: string): Promise<void> {
@@ -229,13 +269,7 @@ export class PgDriver implements SqlDriver {
       if (watchdog?.fired) connecting.then((late) => late.release(), noop)
       throw err
     }
-    if (!this.#watched.has(client)) {
-      // Between two queries of a transaction the client has no query to fail: pg would emit
-      // the connection's death as an 'error' event, which crashes the process unless heard.
-      // The next query fails anyway, and that is what the batch reports.
-      client.on('error', noop)
-      this.#watched.add(client)
-    }
+    this.#watch(client)
     const run = <R>(p: Promise<R>): Promise<R> => (watchdog ? watchdog.guard(p) : p)
     let broken: Error | undefined
     try {

@@ -61,7 +61,12 @@ export class PgliteDriver implements SqlDriver {
     }
   }
 
-  async query<R>(st: Statement, params: readonly unknown[]): Promise<R[]> {
+  /** `options.timeoutMs` is not applied, as for {@link PgliteDriver.transaction}. */
+  async query<R>(
+    st: Statement,
+    params: readonly unknown[],
+    _options?: TransactionOptions,
+  ): Promise<R[]> {
     return wrap(await this.#db).query<R>(st, params)
   }
 

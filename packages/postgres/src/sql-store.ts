@@ -143,7 +143,13 @@ export class SqlStore implements PostgresStore {
     this.#st = buildStatements(this.#o.quotedSchema)
     this.#mst = migrationStatements(this.#o.schema, this.#o.quotedSchema)
     this.#holds = new HoldAccounts(this.#o.holdCacheSize)
-    this.keys = sqlKeyRegistry(this.#driver, this.#o.quotedSchema, () => {
+    // Key lookups get the same deadline and errors as the other reads: a key that cannot be
+    // checked because the database is down or frozen is a 503, never a hang or a 500.
+    const keysClient: SqlClient = {
+      query: (st, params) => this.#read(st, params),
+      script: (sql) => this.#driver.script(sql),
+    }
+    this.keys = sqlKeyRegistry(keysClient, this.#o.quotedSchema, () => {
       this.#checkOpen()
       return this.migrate()
     })
@@ -398,9 +404,32 @@ export class SqlStore implements PostgresStore {
 
   // ---------------------------------------------------------------- reads and housekeeping
 
+  /**
+   * One statement outside a batch, within the store's timeout, its failure a typed error
+   * without the database's words.
+   */
+  async #read<R>(st: Statement, params: readonly unknown[]): Promise<R[]> {
+    try {
+      return await this.#driver.query<R>(st, params, { timeoutMs: this.#o.timeoutMs })
+    } catch (err) {
+      if (isTollgateError(err)) throw err
+      if (isDataError(err)) {
+        throw new InvalidInputError(
+          'request',
+          'holds text the database cannot read (NUL or lone surrogates)',
+          { cause: err },
+        )
+      }
+      throw new StoreUnavailableError(`${this.kind} store unavailable`, {
+        cause: err,
+        retryAfterMs: RETRY_AFTER_MS,
+      })
+    }
+  }
+
   async ledger(tenant: string, account: string, req: LedgerRequest): Promise<LedgerPage> {
     this.#checkOpen()
-    const rows = await this.#driver.query<LedgerRow>(this.#st.ledger, [
+    const rows = await this.#read<LedgerRow>(this.#st.ledger, [
       tenant,
       account,
       req.before,
@@ -483,7 +512,7 @@ export class SqlStore implements PostgresStore {
 
   async dueAccounts(tenant: string, now: number, limit: number): Promise<string[]> {
     this.#checkOpen()
-    const rows = await this.#driver.query<{ account: string }>(this.#st.dueAccounts, [
+    const rows = await this.#read<{ account: string }>(this.#st.dueAccounts, [
       tenant,
       now,
       limit,
@@ -498,11 +527,7 @@ export class SqlStore implements PostgresStore {
     // Bounded statements (short transactions, short locks); what is left waits for the next call.
     for (const st of [this.#st.pruneKeys, this.#st.pruneHolds]) {
       for (let round = 0; round < PRUNE_ROUNDS; round++) {
-        const [row] = await this.#driver.query<{ n: number | string }>(st, [
-          tenant,
-          before,
-          PRUNE_BATCH,
-        ])
+        const [row] = await this.#read<{ n: number | string }>(st, [tenant, before, PRUNE_BATCH])
         const n = Number(row?.n ?? 0)
         total += n
         if (n < PRUNE_BATCH) break

@@ -66,6 +66,13 @@ export interface CreateServerOptions {
    * per-account limit: it stops guessing across many accounts. @default 600
    */
   redeemFailuresPerMinute?: number
+  /**
+   * An operation's deadline in ms, counted from the request's arrival: the default when the
+   * request sends no `Tollgate-Deadline-Ms`, and the most it may ask for. An operation the
+   * store cannot run within it is answered 503 with `Retry-After` and never applied.
+   * @default 5_000
+   */
+  timeoutMs?: number
 }
 
 /** The options with defaults applied. */
@@ -85,6 +92,7 @@ export interface ResolvedServerOptions {
   /** The server's own redeem throttle; store-protocol clients cannot loosen it. */
   redeemMaxFailures: number
   redeemWindowMs: number
+  timeoutMs: number
 }
 
 const KEYS = new Set([
@@ -97,6 +105,7 @@ const KEYS = new Set([
   'logger',
   'meter',
   'redeemFailuresPerMinute',
+  'timeoutMs',
 ])
 const METER_KEYS = new Set([
   'lowBalanceThreshold',
@@ -194,5 +203,6 @@ export function resolveOptions(options: CreateServerOptions): ResolvedServerOpti
     ),
     redeemMaxFailures: positiveInt(redeem.max ?? 10, 'meter.redeemAttempts.max', 1),
     redeemWindowMs: positiveInt(redeem.windowMs ?? 3_600_000, 'meter.redeemAttempts.windowMs', 1),
+    timeoutMs: positiveInt(options.timeoutMs ?? 5_000, 'timeoutMs', 1),
   }
 }

@@ -9,6 +9,7 @@ import fastifySwagger from '@fastify/swagger'
 import {
   checkAccount,
   createMeter,
+  DEADLINE_HEADER,
   InvalidInputError,
   isTollgateError,
   type Meter,
@@ -75,6 +76,8 @@ export class TollgateServer {
     const o = resolveOptions(options)
     this.#o = o
     const callers = new WeakMap<FastifyRequest, Caller>()
+    /** When each request arrived (performance.now()): its deadline counts from there. */
+    const arrivals = new WeakMap<FastifyRequest, number>()
     const ctx: ServerContext = {
       options: o,
       // Real time, not the injectable clock: the cache is about seconds on the wall.
@@ -87,6 +90,22 @@ export class TollgateServer {
         // Only reachable if a /v1 route skipped the auth hook: fail closed.
         if (caller === undefined) throw new StoreUnavailableError('request was not authenticated')
         return caller
+      },
+      timeoutOf(request) {
+        const header = request.headers[DEADLINE_HEADER]
+        const asked = typeof header === 'string' ? Number(header) : Number.NaN
+        const budget = asked >= 1 ? Math.min(asked, o.timeoutMs) : o.timeoutMs
+        const arrived = arrivals.get(request) ?? performance.now()
+        const left = Math.floor(budget - (performance.now() - arrived))
+        if (left < 1) {
+          throw new StoreUnavailableError(
+            "the request's deadline passed before the operation ran",
+            {
+              retryAfterMs: 1_000,
+            },
+          )
+        }
+        return left
       },
     }
     this.#ctx = ctx
@@ -128,6 +147,7 @@ export class TollgateServer {
     app.setNotFoundHandler((request, reply) => sendProblem(reply, routeNotFound(request)))
 
     app.addHook('onRequest', async (request, reply) => {
+      arrivals.set(request, performance.now())
       const url = request.routeOptions.url
       if (this.#closing !== null && url !== '/healthz') {
         reply.header('connection', 'close')
