@@ -131,6 +131,8 @@ export class SqlStore implements PostgresStore {
   readonly #queue: GroupCommit
   readonly #holds: HoldAccounts
   #stats = emptyStats()
+  /** Operations failed at their deadline while their batch's transaction was still open. */
+  readonly #answered = new WeakSet<BatchItem>()
   #migrated = false
   #migration: Promise<void> | null = null
   #closing: Promise<void> | null = null
@@ -215,6 +217,8 @@ export class SqlStore implements PostgresStore {
 
   /** An operation whose deadline passed before it could run or commit: not applied. */
   #expire(item: BatchItem): void {
+    if (this.#answered.has(item)) return
+    this.#answered.add(item)
     this.#stats.expired++
     item.reject(
       new StoreUnavailableError(
@@ -254,6 +258,12 @@ export class SqlStore implements PostgresStore {
         continue
       }
       const { err } = attempt
+      // Those answered at their deadline meanwhile are done with.
+      if (batch.some((item) => this.#answered.has(item))) {
+        const open = batch.filter((item) => !this.#answered.has(item))
+        if (open.length === 0) continue
+        batch.splice(0, batch.length, ...open)
+      }
       const stats = this.#stats
       if (isRetryable(err) && retries < this.#o.maxRetries) {
         retries++
@@ -311,6 +321,29 @@ export class SqlStore implements PostgresStore {
   async #attempt(batch: BatchItem[], wait: boolean): Promise<Attempt> {
     let deadline = Number.POSITIVE_INFINITY
     for (const item of batch) if (item.deadline < deadline) deadline = item.deadline
+    /** The batch's code finished in time: COMMIT is being sent, and must be waited for. */
+    let committing = false
+    // At the earliest deadline, a transaction that has not reached COMMIT never will (the
+    // check below refuses), so the operations whose deadline passed are answered then, not when
+    // the database gets round to failing the statement in flight (or, frozen, never does).
+    // Each operation is answered at its own deadline: the timer moves on to the next one.
+    let timer: NodeJS.Timeout | undefined
+    const arm = (at: number) => {
+      timer = setTimeout(atDeadline, Math.max(0, at - performance.now()))
+      // The transaction in flight keeps the process alive; this timer need not.
+      timer.unref()
+    }
+    const atDeadline = () => {
+      if (committing) return
+      const now = performance.now()
+      let next = Number.POSITIVE_INFINITY
+      for (const item of batch) {
+        if (item.deadline <= now) this.#expire(item)
+        else if (item.deadline < next) next = item.deadline
+      }
+      if (next !== Number.POSITIVE_INFINITY) arm(next)
+    }
+    arm(deadline)
     try {
       const done = await this.#driver.transaction(
         async (tx) => {
@@ -326,6 +359,7 @@ export class SqlStore implements PostgresStore {
           // Sent only while every operation that ran is still awaited: a client that was
           // answered (or gave up) never finds its operation applied afterwards.
           if (performance.now() >= deadline) throw new DeadlinePassedError()
+          committing = true
           return done
         },
         { timeoutMs: deadline - performance.now() },
@@ -333,6 +367,8 @@ export class SqlStore implements PostgresStore {
       return { ok: true, done }
     } catch (err) {
       return { ok: false, err }
+    } finally {
+      clearTimeout(timer)
     }
   }
 
