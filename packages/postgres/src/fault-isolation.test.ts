@@ -174,6 +174,33 @@ function faultSuite(makeStore: (options?: SqlStoreOptions) => PostgresStore) {
     expect((await expectLedgerReplays(meter, 'b')).total).toBe(6)
   })
 
+  it('an operation the engine throws on fails alone; the rest of its batch commits', async () => {
+    const store = makeStore()
+    await store.migrate()
+    // A BigInt amount makes the engine's arithmetic throw (a bug's stand-in, not a refusal).
+    const meter = meterOn(
+      tampered(store, (req) =>
+        req.account === 'throws' && req.op.type === 'debit'
+          ? { ...req, op: { ...req.op, amount: BigInt(1) as unknown as number } }
+          : req,
+      ),
+    )
+    await Promise.all([meter.grant('throws', 5), meter.grant('a', 5)])
+    store.resetStats()
+    const results = await Promise.all([
+      settle(meter.debit('a', 1)),
+      settle(meter.debit('throws', 1)),
+      settle(meter.debit('a', 2)),
+    ])
+    expect(results[0]!.ok).toBe(true)
+    expect(results[2]!.ok).toBe(true)
+    expect((results[1] as { error: unknown }).error).toMatchObject({ code: 'store_unavailable' })
+    // Found by its place in the batch, without splitting it.
+    expect(store.stats()).toMatchObject({ isolated: 1, failedBatches: 0, splits: 0 })
+    expect((await fullLedger(meter, 'throws')).map((e) => e.type)).toEqual(['grant'])
+    expect((await expectLedgerReplays(meter, 'a')).total).toBe(2)
+  })
+
   it('an operation whose deadline passed before it ran is not run', async () => {
     const store = makeStore()
     await store.migrate()

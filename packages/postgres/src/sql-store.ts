@@ -74,6 +74,8 @@ const NOT_TEXT = /\0|\p{Cs}/u
  * takes seconds to insert.
  */
 const CODES_TIMEOUT_MS = 30_000
+/** The longest deadline an operation may have (the meter's limit for `timeoutMs`). */
+const MAX_TIMEOUT_MS = 3_600_000
 /** The Retry-After hint of a saturated or slow store. */
 const RETRY_AFTER_MS = 1_000
 /** How deep {@link badTextField} looks into an operation (metadata is nested). */
@@ -193,8 +195,10 @@ export class SqlStore implements PostgresStore {
     }
     const account = req.account ?? holdAccount
     const t = req.timeoutMs
+    // A deadline past an hour is an hour: the database's timeouts take a bounded integer.
     const deadline =
-      performance.now() + (t === undefined || Number.isNaN(t) ? this.#o.timeoutMs : t)
+      performance.now() +
+      (t === undefined || Number.isNaN(t) ? this.#o.timeoutMs : Math.min(t, MAX_TIMEOUT_MS))
     return new Promise<Outcome>((resolve, reject) => {
       const queued = this.#queue.submit({
         req,
@@ -250,20 +254,19 @@ export class SqlStore implements PostgresStore {
     const work: BatchItem[][] = [items]
     let retries = 0
     while (work.length > 0) {
-      const batch = this.#live(work.shift()!)
-      if (batch.length === 0) continue
-      const attempt = await this.#attempt(batch, wait)
+      const ran = this.#live(work.shift()!)
+      if (ran.length === 0) continue
+      const attempt = await this.#attempt(ran, wait)
       if (attempt.ok) {
-        this.#committed(batch, attempt.done, contended)
+        this.#committed(ran, attempt.done, contended)
         continue
       }
       const { err } = attempt
+      // The engine's culprit, by its place in the batch that ran.
+      const culprit = err instanceof FailedOperationError ? ran[err.index] : undefined
       // Those answered at their deadline meanwhile are done with.
-      if (batch.some((item) => this.#answered.has(item))) {
-        const open = batch.filter((item) => !this.#answered.has(item))
-        if (open.length === 0) continue
-        batch.splice(0, batch.length, ...open)
-      }
+      const batch = ran.filter((item) => !this.#answered.has(item))
+      if (batch.length === 0) continue
       const stats = this.#stats
       if (isRetryable(err) && retries < this.#o.maxRetries) {
         retries++
@@ -271,14 +274,16 @@ export class SqlStore implements PostgresStore {
         // A short, growing, jittered pause lets the winner of the race commit first.
         await sleep(Math.random() * 2 * retries)
         work.unshift(batch)
-      } else if (err instanceof FailedOperationError) {
-        this.#failAlone(
-          batch[err.index]!,
-          new StoreUnavailableError(`${this.kind} store could not run the operation`, {
-            cause: err.cause,
-          }),
-        )
-        work.unshift(batch.filter((_, i) => i !== err.index))
+      } else if (culprit !== undefined) {
+        if (!this.#answered.has(culprit)) {
+          this.#failAlone(
+            culprit,
+            new StoreUnavailableError(`${this.kind} store could not run the operation`, {
+              cause: (err as Error).cause,
+            }),
+          )
+        }
+        work.unshift(batch.filter((item) => item !== culprit))
       } else if (isOperationError(err) || err instanceof BatchCodeError) {
         if (batch.length === 1) {
           this.#failAlone(batch[0]!, this.#refused(batch[0]!, err))
