@@ -96,6 +96,11 @@ export interface SqlStoreSettings {
   options: ResolvedSqlStoreOptions
   /** maxInFlight when the caller gave none. */
   defaultMaxInFlight: number
+  /**
+   * Whether other connections can hold the store's row locks (PostgreSQL): shared batches then
+   * skip locked rows. PGlite's one connection never finds a row locked by another.
+   */
+  sharedDatabase: boolean
 }
 
 /** What one transaction of a batch did. */
@@ -132,6 +137,7 @@ export class SqlStore implements PostgresStore {
   readonly #mst: MigrationStatements
   readonly #queue: GroupCommit
   readonly #holds: HoldAccounts
+  readonly #skipLocked: boolean
   #stats = emptyStats()
   /** Operations failed at their deadline while their batch's transaction was still open. */
   readonly #answered = new WeakSet<BatchItem>()
@@ -147,6 +153,7 @@ export class SqlStore implements PostgresStore {
     this.#st = buildStatements(this.#o.quotedSchema)
     this.#mst = migrationStatements(this.#o.schema, this.#o.quotedSchema)
     this.#holds = new HoldAccounts(this.#o.holdCacheSize)
+    this.#skipLocked = settings.sharedDatabase
     // Key lookups get the same deadline and errors as the other reads: a key that cannot be
     // checked because the database is down or frozen is a 503, never a hang or a 500.
     const keysClient: SqlClient = {
@@ -354,7 +361,7 @@ export class SqlStore implements PostgresStore {
         async (tx) => {
           let done: BatchResult
           try {
-            done = await runBatch(watched(tx), this.#st, batch, !wait)
+            done = await runBatch(watched(tx), this.#st, batch, !wait && this.#skipLocked)
           } catch (err) {
             // Thrown by our own code, not the database: one operation's values may have caused
             // it (a value JSON cannot hold), so it is searched for like a refused one.
