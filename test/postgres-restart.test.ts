@@ -36,7 +36,7 @@ else {
   )
 }
 
-const OUTAGE_MS = 2_000
+const OUTAGE_MS = 1_000
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
 /** `pg_ctlcluster <version> main <action>`, the way the machine runs its PostgreSQL. */
