@@ -3,6 +3,7 @@
  * `pg` is imported only when the store has to create the pool, so PGlite users need not install it.
  */
 import type { SqlClient, SqlDriver, Statement } from './driver.js'
+import { assertPeerInstalled } from './optional-peer.js'
 
 /** The part of a `pg` pool client the store uses. A `pg.PoolClient` is one. */
 export interface PgPoolClientLike {
@@ -73,6 +74,7 @@ export class PgDriver implements SqlDriver {
     const p = options.pool
     this.#own = p.own
     if (p.own) {
+      assertPeerInstalled('pg', 'postgresStore')
       this.concurrency = p.max
       this.#pool = import('pg').then(({ default: pg }) => {
         const pool = new pg.Pool({
