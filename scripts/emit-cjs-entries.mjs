@@ -51,9 +51,7 @@ for (const [subpath, target] of Object.entries(pkg.exports ?? {})) {
     )
   }
   if (!existsSync(esm)) {
-    // An entry whose source is not written yet: nothing to wrap. The pack test fails on it.
-    console.warn(`${pkg.name}: exports["${subpath}"] has no ${esm}; no require() entry for it`)
-    continue
+    throw new Error(`${pkg.name}: exports["${subpath}"] names ${esm}, which tsc did not emit`)
   }
   let specifier = relative(dirname(cjs), esm)
   if (!specifier.startsWith('.')) specifier = `./${specifier}`

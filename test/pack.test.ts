@@ -51,13 +51,6 @@ const packages = readdirSync(join(root, 'packages'))
   .filter((p) => !p.manifest.private)
 
 /**
- * Entries named in `exports` ahead of their source. While the built file is absent such an entry
- * is left out of the checks below and reported; once it exists it is checked like every other.
- * Any other absent entry fails.
- */
-const PENDING = new Set(['@tollgate/conformance/testing'])
-
-/**
  * The environment of the commands: this one without what would let a command see the
  * workspace's packages (pnpm's launchers set NODE_PATH to its store) or change how Node runs.
  */
@@ -89,9 +82,8 @@ const tarballDir = join(tmp, 'tarballs')
 const app = join(tmp, 'app')
 /** package name → its tarball. */
 const tarballs = new Map<string, string>()
-/** Every entry (`@tollgate/core`, `@tollgate/core/engine`, …) whose built file exists. */
+/** Every entry: `@tollgate/core`, `@tollgate/core/engine`, … */
 const entries: string[] = []
-const pending: string[] = []
 
 beforeAll(async () => {
   mkdirSync(tarballDir)
@@ -150,12 +142,12 @@ beforeAll(async () => {
     for (const [subpath, target] of Object.entries(manifest.exports)) {
       if (typeof target === 'string') continue // ./package.json
       const specifier = manifest.name + subpath.slice(1)
-      if (existsSync(join(installed, target.import.default))) entries.push(specifier)
-      else if (PENDING.has(specifier)) pending.push(specifier)
-      else throw new Error(`${specifier}: ${target.import.default} is not in the tarball`)
+      if (!existsSync(join(installed, target.import.default))) {
+        throw new Error(`${specifier}: ${target.import.default} is not in the tarball`)
+      }
+      entries.push(specifier)
     }
   }
-  if (pending.length > 0) console.log(`pack test: not built yet, left out: ${pending.join(', ')}`)
 }, 300_000)
 
 afterAll(() => rm(tmp, { recursive: true, force: true }), 60_000)
@@ -338,11 +330,7 @@ describe('package checkers report no problem', () => {
     const { bin } = JSON.parse(readFileSync(manifest, 'utf8')) as { bin: { attw: string } }
     const attw = join(manifest, '..', bin.attw)
     const check = async ([name, file]: [string, string]) => {
-      const exclude = pending
-        .filter((spec) => spec.startsWith(`${name}/`))
-        .map((spec) => `.${spec.slice(name.length)}`)
       const args = [attw, file, '--format', 'table-flipped', '--no-emoji', '--no-color']
-      if (exclude.length > 0) args.push('--exclude-entrypoints', ...exclude)
       // attw exits non-zero on any problem; sh() then fails with attw's table.
       const { stdout } = await sh(process.execPath, args, tmp)
       return `${name}: ${stdout.includes('No problems found') ? 'no problems' : stdout}`
@@ -369,9 +357,6 @@ describe('package checkers report no problem', () => {
         strict: true,
       })
       for (const m of messages) {
-        // An entry still pending (see PENDING) has no file yet; everything else counts.
-        const entry = typeof m.path[1] === 'string' ? name + m.path[1].slice(1) : ''
-        if (m.path[0] === 'exports' && pending.includes(entry)) continue
         found.push(`${name}: ${m.type} ${m.code}: ${formatMessage(m, pkg)}`)
       }
     }

@@ -51,6 +51,12 @@ describe('package entry points', () => {
     }
   })
 
+  it('this package depends on every publishable one, so turbo builds them before the pack test', () => {
+    const self = readJson(join(root, 'test', 'package.json'))
+    const deps = { ...(self.dependencies as object), ...(self.devDependencies as object) }
+    for (const { pkg } of publishable) expect(deps, pkg.name).toHaveProperty([pkg.name])
+  })
+
   it('every package says where it comes from and under which license', () => {
     const license = readFileSync(join(root, 'LICENSE'), 'utf8')
     for (const { dir, pkg } of publishable) {
@@ -121,9 +127,15 @@ describe('package entry points', () => {
     expect(typeof metering.createRequestMeter).toBe('function')
   })
 
-  it('@tollgate/conformance exports the suite and the reference model', () => {
+  it('@tollgate/conformance exports the suites and the reference model, helpers from /testing', async () => {
     expect(typeof conformance.describeStoreConformance).toBe('function')
+    expect(typeof conformance.describeAdapterConformance).toBe('function')
     expect(typeof conformance.ReferenceModel).toBe('function')
+    expect(Object.keys(conformance)).not.toContain('expectLedgerReplays')
+    const testing = await import('@tollgate/conformance/testing')
+    for (const helper of ['expectLedgerReplays', 'ledgerOldestFirst', 'downStore', 'listen']) {
+      expect(typeof (testing as Record<string, unknown>)[helper], helper).toBe('function')
+    }
   })
 })
 

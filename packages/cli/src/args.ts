@@ -66,10 +66,20 @@ export function parsePrefix(value: string): string {
   return value.toUpperCase()
 }
 
+/**
+ * Text an HTTP header can carry as it is: Latin-1 without control characters (Node reads header
+ * values as Latin-1, and undici refuses line breaks and NUL outright).
+ */
+export const HEADER_TEXT = /^[\x20-\x7e\xa0-\xff]+$/
+
 /** An idempotency key: 1–200 characters (the CLI may suffix it, and the server allows 255). */
 export function parseIdempotencyKey(value: string): string {
   if (value.length === 0 || value.length > 200) {
     throw new InvalidArgumentError('must be 1–200 characters')
+  }
+  // It travels in the Idempotency-Key header: refuse here what the request could not carry.
+  if (!HEADER_TEXT.test(value)) {
+    throw new InvalidArgumentError('must be Latin-1 text without control characters')
   }
   return value
 }

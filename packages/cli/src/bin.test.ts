@@ -53,6 +53,19 @@ describe('tollgate (built binary) against a server', () => {
     expect(bad.stderr).toMatch(/^error: command-argument value 'abc' is invalid/)
   })
 
+  it('a key with a trailing newline: a bad-key line and exit 2, not "cannot reach"', async () => {
+    const r = await runBin(['balance', 'alice'], {
+      TOLLGATE_URL: srv.url,
+      TOLLGATE_API_KEY: 'tg_sk_abc\n',
+    })
+    expect(r).toEqual({
+      code: 2,
+      stdout: '',
+      stderr:
+        'error: invalid_input: apiKey: TOLLGATE_API_KEY must be printable ASCII without spaces or line breaks\n',
+    })
+  })
+
   it('codes create: codes on stdout, progress on stderr', async () => {
     const r = await runBin(['codes', 'create', '--credits', '3', '--count', '250'], srv.env)
     expect(r.code).toBe(0)

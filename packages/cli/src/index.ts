@@ -21,6 +21,9 @@ export {
   ServerError,
   TollgateClient,
 } from './client.js'
+export { EXIT } from './command-kit.js'
+export { DEFAULT_CODES_CHUNK } from './commands/codes.js'
+export { balanceText, ledgerTable } from './commands/credits.js'
 export {
   type Align,
   type Column,
@@ -31,15 +34,7 @@ export {
 } from './format.js'
 export { type CliIo, type OutputStream, processIo } from './io.js'
 export { CLI_BIN } from './paths.js'
-export {
-  balanceText,
-  createProgram,
-  DEFAULT_CODES_CHUNK,
-  EXIT,
-  ledgerTable,
-  type ProgramOptions,
-  runCli,
-} from './program.js'
+export { createProgram, type ProgramOptions, runCli } from './program.js'
 export {
   DEMO_ACCOUNT,
   DEMO_CREDITS,

@@ -119,6 +119,118 @@ describe('bad arguments: exit 2 before any request', () => {
   })
 })
 
+describe('a bad API key: exit 2 naming the setting, before any request', () => {
+  // Each would fail in the HTTP layer (a header cannot carry it) or be refused by the server.
+  const bad: [string, () => string, string][] = [
+    [
+      'a trailing newline',
+      () => `${srv.tenantKey}\n`,
+      'must be printable ASCII without spaces or line breaks',
+    ],
+    [
+      'tg_sk_abc and a newline',
+      () => 'tg_sk_abc\n',
+      'must be printable ASCII without spaces or line breaks',
+    ],
+    [
+      'a space',
+      () => `tg_sk_abc ${srv.tenantKey}`,
+      'must be printable ASCII without spaces or line breaks',
+    ],
+    [
+      'not tg_sk_<id>_<secret>',
+      () => 'tg_sk_abc',
+      'is not a Tollgate API key (tg_sk_<id>_<secret>)',
+    ],
+    [
+      'no tg_sk_ prefix',
+      () => 'sk_live_123456789abcdefghijk',
+      'is not a Tollgate API key (tg_sk_<id>_<secret>)',
+    ],
+  ]
+
+  it.each(bad)('TOLLGATE_API_KEY with %s', async (_name, key, why) => {
+    // NOWHERE: had a request been sent, the run would fail to connect with exit 1.
+    const r = await runIn(['balance', 'alice'], { TOLLGATE_URL: NOWHERE, TOLLGATE_API_KEY: key() })
+    expect(r).toEqual({
+      code: 2,
+      stdout: '',
+      stderr: `error: invalid_input: apiKey: TOLLGATE_API_KEY ${why}\n`,
+    })
+  })
+
+  it.each(bad)('--api-key with %s', async (_name, key, why) => {
+    const r = await runIn(['grant', 'alice', '5', '--api-key', key()], {
+      TOLLGATE_URL: NOWHERE,
+      TOLLGATE_API_KEY: srv.tenantKey,
+    })
+    expect(r).toEqual({
+      code: 2,
+      stdout: '',
+      stderr: `error: invalid_input: apiKey: --api-key ${why}\n`,
+    })
+  })
+
+  it('a good --api-key wins over a bad TOLLGATE_API_KEY', async () => {
+    const r = await runIn(['balance', 'alice', '--json', '--api-key', srv.tenantKey], {
+      TOLLGATE_URL: srv.url,
+      TOLLGATE_API_KEY: 'tg_sk_abc\n',
+    })
+    expect(r.code).toBe(0)
+    expect(JSON.parse(r.stdout)).toMatchObject({ account: 'alice' })
+  })
+
+  it('the key is not echoed: it is a secret', async () => {
+    const secret = 'tg_sk_abc_hunter2hunter2'
+    const r = await runIn(['balance', 'alice'], { TOLLGATE_URL: NOWHERE, TOLLGATE_API_KEY: secret })
+    expect(r.code).toBe(2)
+    expect(r.stderr).not.toContain('hunter2')
+  })
+})
+
+describe('header values the request could not carry: exit 2 before any request', () => {
+  const cases: [string, string[], Record<string, string>, RegExp][] = [
+    [
+      '--tenant with a newline',
+      ['balance', 'alice', '--tenant', 'acme\n'],
+      {},
+      /^error: invalid_input: tenant: --tenant must be Latin-1 text without control characters/,
+    ],
+    [
+      'TOLLGATE_TENANT beyond Latin-1',
+      ['balance', 'alice'],
+      { TOLLGATE_TENANT: '日本' },
+      /^error: invalid_input: tenant: TOLLGATE_TENANT must be Latin-1 text/,
+    ],
+    [
+      '--idempotency-key with a newline',
+      ['grant', 'alice', '5', '--idempotency-key', 'order-17\n'],
+      {},
+      /^error: option '--idempotency-key <key>' argument .* is invalid\. must be Latin-1 text without control characters$/s,
+    ],
+    [
+      'codes --idempotency-key beyond Latin-1',
+      ['codes', 'create', '--credits', '5', '--count', '2', '--idempotency-key', '批次'],
+      {},
+      /must be Latin-1 text without control characters/,
+    ],
+  ]
+  it.each(cases)('%s', async (_name, args, env, message) => {
+    // NOWHERE: had a request been sent, the run would fail to connect with exit 1.
+    const r = await runIn(args, { TOLLGATE_URL: NOWHERE, TOLLGATE_API_KEY: srv.adminKey, ...env })
+    expect(r.code).toBe(2)
+    expect(r.stdout).toBe('')
+    expect(r.stderr.split('\n(run with')[0]).toMatch(message)
+  })
+
+  it('Latin-1 beyond ASCII still goes through', async () => {
+    const r = await admin(['grant', 'alice', '5', '--tenant', 'café', '--idempotency-key', 'né'])
+    expect(r.code).toBe(0)
+    const b = json<Balance>(await admin(['balance', 'alice', '--tenant', 'café', '--json']))
+    expect(b.available).toBe(5)
+  })
+})
+
 describe('credits', () => {
   it('grant, then balance as text and as JSON', async () => {
     const g = await tenant(['grant', 'carol', '1000', '--validity-days', '30'])
@@ -359,7 +471,8 @@ describe('keys and tenants', () => {
 
 describe('the server unreachable', () => {
   it('one error line naming the URL, exit 1', async () => {
-    const r = await runIn(['balance', 'alice'], { TOLLGATE_URL: NOWHERE, TOLLGATE_API_KEY: 'k' })
+    const env = { TOLLGATE_URL: NOWHERE, TOLLGATE_API_KEY: srv.tenantKey }
+    const r = await runIn(['balance', 'alice'], env)
     expect(r).toEqual({
       code: 1,
       stdout: '',

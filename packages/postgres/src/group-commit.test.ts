@@ -10,7 +10,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { sizeRange } from './group-commit.js'
 import { pgliteStore } from './pglite-store.js'
 import type { PostgresStore } from './sql-store.js'
-import { expectLedgerReplays, fullLedger, normalizeIds, settle } from './test-support.js'
+import { expectLedgerReplays, ledgerOldestFirst, normalizeIds, settle } from './test-support.js'
 
 const NOW = Date.UTC(2030, 0, 1)
 const clock = () => NOW
@@ -198,7 +198,11 @@ describe('group commit', () => {
     expect(outcomes[2]!.balance).toMatchObject({ total: 35, held: 0 })
     expect(store.stats().batches).toBe(1)
     const meter = createMeter({ store, clock, tenant, migrate: false })
-    expect((await fullLedger(meter, 'a')).map((e) => e.type)).toEqual(['grant', 'hold', 'commit'])
+    expect((await ledgerOldestFirst(meter, 'a')).map((e) => e.type)).toEqual([
+      'grant',
+      'hold',
+      'commit',
+    ])
   })
 
   it('sees an idempotency key saved earlier in the same batch', async () => {
@@ -270,7 +274,7 @@ WHEN (NEW.metadata::text LIKE '%"fail":true%') EXECUTE FUNCTION gc_${schemaNo}.f
 
     it('fails the whole batch with StoreUnavailableError and writes nothing', async () => {
       await meter.grant('b', 100)
-      const before = await fullLedger(meter, 'b')
+      const before = await ledgerOldestFirst(meter, 'b')
       store.resetStats()
       const results = await Promise.allSettled([
         meter.grant('a', 10),
@@ -291,7 +295,7 @@ WHEN (NEW.metadata::text LIKE '%"fail":true%') EXECUTE FUNCTION gc_${schemaNo}.f
       })
       expect((await meter.balance('a', { fresh: true })).total).toBe(0)
       expect((await meter.balance('b', { fresh: true })).total).toBe(100)
-      expect(await fullLedger(meter, 'b')).toEqual(before)
+      expect(await ledgerOldestFirst(meter, 'b')).toEqual(before)
       // The key was not consumed: the next call runs.
       expect(await meter.grant('c', 7, { idempotencyKey: 'k' })).toMatchObject({ replayed: false })
       // The store works on.
@@ -309,23 +313,48 @@ WHEN (NEW.metadata::text LIKE '%"fail":true%') EXECUTE FUNCTION gc_${schemaNo}.f
     expect(store.stats().operations).toBe(0)
   })
 
-  it('stores metadata as given: unicode, NUL escapes and key order', async () => {
+  it('stores metadata as given: unicode, escapes and key order', async () => {
     const store = await newStore()
     const meter = meterOf(store)
-    const metadata = { z: 1, a: 'nul\u0000here', '☃': { nested: [1, 'two', null] } }
+    const metadata = { z: 1, a: 'tab\there "q" \\u0000', '☃': { nested: [1, 'two 😀', null] } }
     await meter.grant('a', 1, { metadata })
-    const [entry] = await fullLedger(meter, 'a')
+    const [entry] = await ledgerOldestFirst(meter, 'a')
     expect(entry!.metadata).toEqual(metadata)
     expect(Object.keys(entry!.metadata)).toEqual(['z', 'a', '☃'])
+    // NUL itself is refused at the edge (a jsonb cast or `->>` of it fails in PostgreSQL).
+    await expect(meter.grant('a', 1, { metadata: { a: 'nul\u0000here' } })).rejects.toMatchObject({
+      code: 'invalid_input',
+      field: 'metadata.a',
+    })
   })
 
   it('answers hold ids and idempotency keys PostgreSQL cannot store without a round trip', async () => {
     const store = await newStore()
     const meter = meterOf(store)
-    await expect(meter.commit('hld_\u0000')).rejects.toMatchObject({ code: 'not_found' })
+    // The meter refuses them before the store; the store answers them alone too (no batch).
+    await expect(meter.commit('hld_\u0000')).rejects.toMatchObject({
+      code: 'invalid_input',
+      field: 'holdId',
+    })
     await expect(meter.grant('a', 1, { idempotencyKey: 'k\u0000' })).rejects.toMatchObject({
       code: 'invalid_input',
     })
+    const config = {
+      lowBalanceThreshold: null,
+      overdraftLimit: null,
+      overage: 'clamp' as const,
+      redeemMaxFailures: 10,
+      redeemWindowMs: 60_000,
+    }
+    const direct = await store.execute({
+      tenant: 'default',
+      account: undefined,
+      op: { type: 'release', holdId: 'hld_\u0000', metadata: {}, idempotencyKey: undefined },
+      now: Date.now(),
+      config,
+      newId: () => 'x',
+    })
+    expect(direct.error).toMatchObject({ code: 'not_found' })
     expect(store.stats().operations).toBe(0)
   })
 })
