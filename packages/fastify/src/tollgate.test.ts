@@ -189,6 +189,25 @@ describe('per-route config.credits', () => {
   })
 })
 
+describe('routes Fastify makes', () => {
+  it('the HEAD route Fastify adds beside a GET is metered once, as the GET is', async () => {
+    const meter = await meterWith({ u: 100 })
+    const app = fastify()
+    await app.register(tollgate, { meter, account: byHeader, cost: 3 })
+    app.get('/', async () => 'ok')
+    const { url } = await listen(app)
+    const res = await fetch(`${url}/`, { method: 'HEAD', headers: { 'x-account': 'u' } })
+    expect(res.status).toBe(200)
+    expect(res.headers.get('x-credits-cost')).toBe('3')
+    expect((await settledAs(meter, 'u', 'commit')).total).toBe(97)
+    expect((await meter.ledger('u')).entries.map((e) => e.type)).toEqual([
+      'commit',
+      'hold',
+      'grant',
+    ])
+  })
+})
+
 describe('encapsulation', () => {
   it('meters the routes of the context that registers it, and its children, only', async () => {
     const meter = await meterWith({ u: 100 })
