@@ -112,6 +112,31 @@ describe('reply.send(stream)', () => {
     expect((await settledAs(meter, 'u', 'commit')).total).toBe(90)
   })
 
+  it('a handler that writes reply.raw itself gets the credit headers and settles at its end', async () => {
+    const meter = await meterWith({ u: 100 })
+    const app = fastify()
+    await app.register(tollgate, { meter, account: byHeader, cost: 10 })
+    app.get('/sse', (req, reply) => {
+      reply.hijack()
+      reply.raw.writeHead(200, { 'content-type': 'text/event-stream' })
+      let sent = 0
+      const timer = setInterval(() => {
+        reply.raw.write(`data: ${++sent}\n\n`)
+        if (req.credits) req.credits.actual = sent
+        if (sent === 3) {
+          clearInterval(timer)
+          reply.raw.end()
+        }
+      }, 5)
+    })
+    const { url } = await listen(app)
+    const res = await get(`${url}/sse`)
+    expect(res.headers.get('x-credits-cost')).toBe('10')
+    expect(res.headers.get('x-credits-remaining')).toBe('90')
+    expect(res.text).toBe('data: 1\n\ndata: 2\n\ndata: 3\n\n')
+    expect((await settledAs(meter, 'u', 'commit')).total).toBe(97)
+  })
+
   it('a stream that breaks off mid-body is released', async () => {
     const meter = await meterWith({ u: 100 })
     const app = fastify()
@@ -322,6 +347,20 @@ describe("the app's errors and hooks", () => {
     expect(JSON.parse(res.text)).toEqual({ message: 'top up: 3 more' })
     expect(res.headers.get('x-credits-cost')).toBe('5')
     expect(res.headers.get('x-credits-remaining')).toBe('2')
+  })
+
+  it('an onInsufficient that throws goes to the error handler', async () => {
+    const meter = await meterWith({ u: 2 })
+    const app = fastify()
+    const onInsufficient = async () => {
+      throw Object.assign(new Error('top up first'), { statusCode: 403 })
+    }
+    await app.register(tollgate, { meter, account: byHeader, cost: 5, onInsufficient })
+    app.get('/', async () => 'ok')
+    const { url } = await listen(app)
+    const res = await get(`${url}/`)
+    expect(res.status).toBe(403)
+    expect(JSON.parse(res.text)).toMatchObject({ message: 'top up first' })
   })
 
   it('an onInsufficient that does not answer leaves the default 402', async () => {

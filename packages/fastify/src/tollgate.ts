@@ -15,6 +15,7 @@ import {
   type RequestCredits,
   type RequestMeter,
   refusalHeaders,
+  setCreditHeaders,
   settleOnResponseEnd,
 } from '@tollgate/core/metering'
 import type {
@@ -165,10 +166,10 @@ function meteringHook(rm: Meterer): preHandlerHookHandler {
       case 'admitted': {
         const credits = admission.credits
         request.credits = credits
-        if (o.headers !== null) {
-          reply.header(o.headers.cost, credits.cost)
-          reply.header(o.headers.remaining, credits.balance?.available ?? 0)
-        }
+        // On the raw response, not reply.header(): a handler that writes to reply.raw itself
+        // (SSE with reply.raw.writeHead, a hijacked reply) sends those too, and Fastify's own
+        // writeHead merges them with the reply's headers.
+        setCreditHeaders(reply.raw, o.headers, credits)
         done()
         return
       }
