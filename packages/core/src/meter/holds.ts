@@ -1,7 +1,7 @@
 /**
  * Where a meter's holds live. A reserve is served from a lease when it can be (no round
  * trip), else by the store, and refused without a round trip when the cache knows the account
- * is short; commit, release and extend follow the hold to where it lives.
+ * is short; commit, release, extend and increase follow the hold to where it lives.
  */
 import { InsufficientCreditsError, InvalidInputError } from '../errors.js'
 import {
