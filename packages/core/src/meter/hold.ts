@@ -78,7 +78,8 @@ export class Hold implements HoldData {
    */
   async increase(n: number, options?: IncreaseOptions): Promise<IncreaseResult> {
     const out = await this.#meter.increase(this.id, n, options)
-    this.amount = out.amount
+    // A hold only grows: an answer overtaken by a later one must not shrink it.
+    this.amount = Math.max(this.amount, out.amount)
     return out
   }
 
