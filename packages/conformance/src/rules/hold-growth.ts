@@ -204,6 +204,28 @@ export function holdGrowthRules(options: ConformanceOptions): void {
       expect(await t.balance('a')).toMatchObject({ total: 100, held: 0 })
     })
 
+    test('increase: concurrent increases never hold more than the account has', async () => {
+      await t.meter.grant('a', 100)
+      const holds = await Promise.all([t.meter.reserve('a', 10), t.meter.reserve('a', 10)])
+      const tries = Array.from({ length: 12 }, (_, i) =>
+        t.meter.increase(holds[i % 2]!.id, 10).then(
+          () => true,
+          (err: { code?: string }) => {
+            if (err.code !== 'insufficient_credits') throw err
+            return false
+          },
+        ),
+      )
+      const grown = (await Promise.all(tries)).filter(Boolean).length
+      // 80 free credits: exactly eight increases of 10 fit.
+      expect(grown).toBe(8)
+      expect(await t.balance('a')).toMatchObject({ total: 100, held: 100, available: 0 })
+      const charged = await Promise.all(holds.map((h) => t.meter.commit(h.id)))
+      expect(charged.reduce((sum, c) => sum + c.charged, 0)).toBe(100)
+      expect(await t.balance('a')).toMatchObject({ total: 0, held: 0 })
+      await expectLedgerReplays(t.meter, 'a')
+    })
+
     test('increase: grows a hold made by another meter instance of the same tenant', async () => {
       await t.meter.grant('a', 100)
       const h = await t.meter.reserve('a', 10)
