@@ -157,7 +157,10 @@ export interface Store {
    * before the first operation unless `migrate: false`.
    */
   migrate?(): Promise<void>
-  /** Drops idempotency records and resolved holds older than `before`. Returns how many. */
+  /**
+   * Drops idempotency records, resolved holds and redeem failure windows older than `before`.
+   * Returns how many.
+   */
   prune(tenant: string, before: number): Promise<number>
   /**
    * Up to `limit` tenants that hold accounts, in the store's ascending order, after `after`
