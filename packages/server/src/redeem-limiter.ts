@@ -184,7 +184,7 @@ export class RedeemLimiter {
     try {
       n = await sharing.store.noteRedeemFailure!(tenant, account, tw.start)
     } catch (err) {
-      // The redemption has its answer already; the limit falls back to this process's count.
+      // The redemption's answer does not change; the limit falls back to this process's count.
       sharing.onError(err)
       return
     }
