@@ -30,8 +30,9 @@ describePostgres('migrations on PostgreSQL', (url) => {
     expect(rows).toEqual([
       { version: 1, name: 'initial schema' },
       { version: 2, name: 'server API keys' },
+      { version: 3, name: 'redeem failures per tenant window' },
     ])
-    expect(SCHEMA_VERSION).toBe(2)
+    expect(SCHEMA_VERSION).toBe(3)
   })
 
   it('refuses a schema newer than the package', async () => {
@@ -61,7 +62,7 @@ describe('migrations on PGlite', () => {
         pgliteStore({ client: db }).migrate(),
       ])
       const { rows } = await db.query('SELECT version FROM tollgate.schema_migrations')
-      expect(rows).toEqual([{ version: 1 }, { version: 2 }])
+      expect(rows).toEqual([{ version: 1 }, { version: 2 }, { version: 3 }])
     } finally {
       await db.close()
     }

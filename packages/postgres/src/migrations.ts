@@ -164,6 +164,21 @@ CREATE TABLE ${s}.api_keys (
 CREATE INDEX api_keys_tenant ON ${s}.api_keys (tenant, created_at);
 `,
   },
+  {
+    version: 3,
+    name: 'redeem failures per tenant window',
+    // The server's tenant redeem limit counts distinct failing accounts of a tenant per window,
+    // across processes: a count over a tenant, so keyed by tenant first, not by account (a few
+    // rows a minute per tenant, dropped when a newer window starts and by prune()).
+    sql: (s) => `
+CREATE TABLE ${s}.redeem_failures (
+  tenant text COLLATE "C" NOT NULL,
+  window_start int8 NOT NULL,
+  account text COLLATE "C" NOT NULL,
+  PRIMARY KEY (tenant, window_start, account)
+);
+`,
+  },
 ]
 
 /** The schema version this package writes and reads. */

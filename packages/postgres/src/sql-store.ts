@@ -585,7 +585,7 @@ export class SqlStore implements PostgresStore {
     this.#checkOpen()
     let total = 0
     // Bounded statements (short transactions, short locks); what is left waits for the next call.
-    for (const st of [this.#st.pruneKeys, this.#st.pruneHolds]) {
+    for (const st of [this.#st.pruneKeys, this.#st.pruneHolds, this.#st.pruneRedeemFailures]) {
       for (let round = 0; round < PRUNE_ROUNDS; round++) {
         const [row] = await this.#read<{ n: number | string }>(st, [tenant, before, PRUNE_BATCH])
         const n = Number(row?.n ?? 0)
@@ -594,6 +594,23 @@ export class SqlStore implements PostgresStore {
       }
     }
     return total
+  }
+
+  /** See `Store.noteRedeemFailure`: one statement under the read deadline. */
+  async noteRedeemFailure(tenant: string, account: string, windowStart: number): Promise<number> {
+    this.#checkOpen()
+    const [row] = await this.#read<{ n: number | string }>(this.#st.noteRedeemFailure, [
+      tenant,
+      windowStart,
+      account,
+    ])
+    const n = Number(row?.n ?? 0)
+    if (n === 1) {
+      // The tenant's first failure of a new window: older windows are of no use any more. Bounded
+      // (one statement of PRUNE_BATCH rows); what is left goes with the next window or prune().
+      await this.#read(this.#st.pruneRedeemFailures, [tenant, windowStart, PRUNE_BATCH])
+    }
+    return n
   }
 
   /** Tenants that hold accounts, for a sweeper (see `Store.tenants`). */

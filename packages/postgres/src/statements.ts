@@ -25,6 +25,8 @@ export interface Statements {
   dueAccounts: Statement
   pruneKeys: Statement
   pruneHolds: Statement
+  noteRedeemFailure: Statement
+  pruneRedeemFailures: Statement
 }
 
 /** Columns of an account row as the lock statement returns them. */
@@ -285,6 +287,35 @@ doomed AS (
 gone AS (
   DELETE FROM ${s}.holds h USING doomed d
   WHERE h.tenant = d.tenant AND h.account = d.account AND h.id = d.id
+  RETURNING 1
+)
+SELECT count(*)::int4 AS n FROM gone`),
+
+    /**
+     * Records a failing account in a tenant's redeem window (once: the key dedupes) and counts
+     * the window's distinct accounts. The count reads the snapshot from before the insert, so the
+     * row this statement inserted is added from `ins`.
+     */
+    noteRedeemFailure: statement(`WITH ins AS (
+  INSERT INTO ${s}.redeem_failures (tenant, window_start, account)
+  VALUES ($1::text, $2::int8, $3::text)
+  ON CONFLICT DO NOTHING
+  RETURNING 1
+)
+SELECT ((SELECT count(*) FROM ${s}.redeem_failures WHERE tenant = $1::text AND window_start = $2::int8)
+  + (SELECT count(*) FROM ins))::int4 AS n`),
+
+    /** Drops up to $3 rows of a tenant's redeem windows that started before $2. */
+    pruneRedeemFailures: statement(`WITH
+doomed AS (
+  SELECT tenant, window_start, account FROM ${s}.redeem_failures
+  WHERE tenant = $1 AND window_start < $2::int8
+  LIMIT $3::int4
+  FOR UPDATE SKIP LOCKED
+),
+gone AS (
+  DELETE FROM ${s}.redeem_failures r USING doomed d
+  WHERE r.tenant = d.tenant AND r.window_start = d.window_start AND r.account = d.account
   RETURNING 1
 )
 SELECT count(*)::int4 AS n FROM gone`),

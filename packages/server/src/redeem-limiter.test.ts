@@ -1,3 +1,4 @@
+import { memoryStore } from '@tollgate/core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { RedeemLimiter } from './redeem-limiter.js'
 import { fakeClock, startServer, type TestServer } from './test-support.js'
@@ -81,6 +82,28 @@ describe('RedeemLimiter', () => {
     expect(attempts(limiter, 'u', 's1', 5)).toBe(3)
     clock.advance(60_000)
     expect(attempts(limiter, 't', 's1', 5)).toBe(3)
+  })
+
+  it('shares distinct failing accounts through the store, in minute-aligned windows', async () => {
+    const clock = fakeClock()
+    const store = memoryStore()
+    const errors: unknown[] = []
+    const sharing = { store, onError: (err: unknown) => errors.push(err) }
+    const one = new RedeemLimiter(limits, clock.now, sharing)
+    const two = new RedeemLimiter(limits, clock.now, sharing)
+    await one.begin('t', 'a1').settle(true)
+    await two.begin('t', 'a2').settle(true)
+    // Each limiter has seen one failing account; the store has seen two, so a third is strict.
+    await one.begin('t', 's1').settle(true)
+    expect(attempts(one, 't', 's1', 5)).toBe(0)
+    // A second failure of an account counts once: the store holds a1, a2, s1 and the probe.
+    await one.begin('t', 'a1').settle(true)
+    expect(await store.noteRedeemFailure!('t', 'probe', clock.now())).toBe(4)
+    // The next aligned window starts afresh everywhere.
+    clock.advance(60_000)
+    await two.begin('t', 's2').settle(true)
+    expect(attempts(two, 't', 's2', 5)).toBe(2)
+    expect(errors).toEqual([])
   })
 
   it('keeps a bounded number of accounts and tenants', () => {

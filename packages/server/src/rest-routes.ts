@@ -413,7 +413,8 @@ export function restRoutes(app: App, ctx: ServerContext): void {
         failed = isTollgateError(err) && isFailedRedemption(err)
         throw err
       } finally {
-        attempt.settle(failed)
+        // Waits for the store to note a failure, so the next guess meets the shared count.
+        await attempt.settle(failed)
       }
     },
   )

@@ -102,7 +102,15 @@ export class TollgateServer {
       options: o,
       // Real time, not the injectable clock: the cache is about seconds on the wall.
       verifier: new KeyVerifier(o.keys),
-      limiter: new RedeemLimiter(o.redeemLimit, o.clock),
+      limiter: new RedeemLimiter(o.redeemLimit, o.clock, {
+        store: o.store,
+        onError: (err) => {
+          this.fastify.log.warn(
+            { err },
+            'redeem limiter: the store did not take a failure; this process counts alone',
+          )
+        },
+      }),
       meterFor: (tenant) => this.#meterFor(tenant),
       sawTenant: (tenant) => {
         if (o.store.tenants === undefined) this.#seen.set(tenant, true)

@@ -120,7 +120,7 @@ export function storeRoutes(app: App, ctx: ServerContext): void {
       } catch (err) {
         throw storeFailure(err)
       } finally {
-        attempt?.settle(outcome?.error != null && isFailedRedemption(outcome.error))
+        await attempt?.settle(outcome?.error != null && isFailedRedemption(outcome.error))
       }
       return outcomeToWire(outcome)
     },

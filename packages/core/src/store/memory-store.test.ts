@@ -46,3 +46,22 @@ describe('memoryStore hold ids', () => {
     await expect(meter.commit(h.id)).resolves.toMatchObject({ charged: 1 })
   })
 })
+
+describe('memoryStore noteRedeemFailure', () => {
+  it('counts distinct accounts per tenant window and keeps only the latest two windows', async () => {
+    const store = memoryStore()
+    const note = (tenant: string, account: string, window: number) =>
+      store.noteRedeemFailure!(tenant, account, window * 60_000)
+    expect(await note('t', 'a', 1)).toBe(1)
+    expect(await note('t', 'a', 1)).toBe(1)
+    expect(await note('t', 'b', 1)).toBe(2)
+    expect(await note('u', 'a', 1)).toBe(1)
+    expect(await note('t', 'a', 2)).toBe(1)
+    // Window 1 is still kept (a late report from a process behind by a window).
+    expect(await note('t', 'c', 1)).toBe(3)
+    // Window 3 arrives: window 1 goes, so a report naming it starts from nothing.
+    expect(await note('t', 'a', 3)).toBe(1)
+    expect(await note('t', 'b', 2)).toBe(2)
+    expect(await note('t', 'd', 1)).toBe(1)
+  })
+})

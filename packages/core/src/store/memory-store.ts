@@ -25,6 +25,9 @@ import { encodeCursor, errorOutcome, type KeyRegistry, memoryKeyRegistry } from 
 /** Options of {@link memoryStore}. None yet; the object is accepted for symmetry with other stores. */
 export type MemoryStoreOptions = Record<string, never>
 
+/** Redeem failure windows kept per tenant (`noteRedeemFailure`): the current and the one before. */
+const MAX_REDEEM_WINDOWS = 2
+
 /** Hold status codes kept per hold sequence number (one byte each). */
 const STATUS = { pending: 1, committed: 2, released: 3, expired: 4 } as const
 const STATUS_NAME = [undefined, 'pending', 'committed', 'released', 'expired'] as const
@@ -65,6 +68,8 @@ interface MemTenant {
   codes: Map<string, CodeRecord>
   /** `${codeHash}\n${account}` of every redemption. */
   redemptions: Set<string>
+  /** Accounts that failed a redemption, by window start: the two latest windows only. */
+  redeemFailures: Map<number, Set<string>>
   seq: number
 }
 
@@ -76,6 +81,7 @@ function newTenant(holdPrefix: string): MemTenant {
     idempotency: new Map(),
     codes: new Map(),
     redemptions: new Set(),
+    redeemFailures: new Map(),
     seq: 0,
   }
 }
@@ -332,6 +338,22 @@ class MemoryStore implements Store {
       }
     }
     return list.slice(from, from + limit)
+  }
+
+  async noteRedeemFailure(tenant: string, account: string, windowStart: number): Promise<number> {
+    const windows = this.#tenant(tenant).redeemFailures
+    let failed = windows.get(windowStart)
+    if (failed === undefined) {
+      failed = new Set()
+      windows.set(windowStart, failed)
+      // Bounded: the window a late report may still name and the current one; older ones go.
+      if (windows.size > MAX_REDEEM_WINDOWS) {
+        const keep = [...windows.keys()].sort((a, b) => b - a).slice(0, MAX_REDEEM_WINDOWS)
+        for (const start of windows.keys()) if (!keep.includes(start)) windows.delete(start)
+      }
+    }
+    failed.add(account)
+    return failed.size
   }
 
   async dueAccounts(tenant: string, now: number, limit: number): Promise<string[]> {

@@ -157,7 +157,10 @@ export interface Store {
    * before the first operation unless `migrate: false`.
    */
   migrate?(): Promise<void>
-  /** Drops idempotency records and resolved holds older than `before`. Returns how many. */
+  /**
+   * Drops idempotency records, resolved holds and redeem failure windows older than `before`.
+   * Returns how many.
+   */
   prune(tenant: string, before: number): Promise<number>
   /**
    * Up to `limit` tenants that hold accounts, in the store's ascending order, after `after`
@@ -165,6 +168,16 @@ export interface Store {
    * tenant it ever saw. Optional: a store without it is swept for the tenants its server saw.
    */
   tenants?(after: string | null, limit: number): Promise<string[]>
+  /**
+   * Records that `account` of `tenant` failed a redemption in the window starting at
+   * `windowStart` (ms since epoch, the same for every process: the server aligns it), and
+   * answers how many distinct accounts of the tenant failed in that window, this one included.
+   * Idempotent per (tenant, windowStart, account). A store keeps at least the latest windows and
+   * drops older ones on its own (a bound, not a rule: `prune()` drops what is left). Optional: a
+   * Tollgate server shares its tenant redeem limit across processes through it; without it
+   * (`httpStore()`) each server process counts alone.
+   */
+  noteRedeemFailure?(tenant: string, account: string, windowStart: number): Promise<number>
   close(): Promise<void>
   /** API keys of a Tollgate server running on this store. Optional: `httpStore()` has none. */
   readonly keys?: KeyRegistry
