@@ -85,6 +85,7 @@ describe('error classes', () => {
     const err = make()
     expect(err.code).toBe(code)
     expect(err.status).toBe(status)
+    expect(err.statusCode).toBe(status)
     expect(err.name).toBe(name)
     expect(err).toBeInstanceOf(TollgateError)
     expect(err).toBeInstanceOf(Error)
@@ -156,6 +157,13 @@ describe('error fields and toJSON', () => {
       available: 3,
     })
     expect(JSON.parse(JSON.stringify(err))).toEqual(err.toJSON())
+  })
+
+  it('statusCode mirrors status without being serialised twice', () => {
+    const err = new StoreUnavailableError()
+    expect(err.statusCode).toBe(503)
+    expect(Object.keys(err)).not.toContain('statusCode')
+    expect(err.toJSON()).not.toHaveProperty('statusCode')
   })
 
   it('InvalidInputError names the field in the property and the message', () => {

@@ -28,6 +28,16 @@ export class TollgateError extends Error {
   readonly status: number
   readonly [BRAND] = true
 
+  /**
+   * The HTTP status again, under the name frameworks read from an error they did not expect
+   * (NestJS's and Fastify's default error handlers, `http-errors`): a Tollgate error that
+   * escapes a handler is then answered with its own status (402, 409, 503…) instead of a 500.
+   * A getter, so it is not serialised a second time by `toJSON`.
+   */
+  get statusCode(): number {
+    return this.status
+  }
+
   constructor(code: ErrorCode, status: number, message: string, options?: { cause?: unknown }) {
     super(message, options)
     this.code = code
