@@ -86,6 +86,7 @@ describe('error classes', () => {
     expect(err.code).toBe(code)
     expect(err.status).toBe(status)
     expect(err.statusCode).toBe(status)
+    expect(err.expose).toBe(status < 500)
     expect(err.name).toBe(name)
     expect(err).toBeInstanceOf(TollgateError)
     expect(err).toBeInstanceOf(Error)
@@ -159,11 +160,13 @@ describe('error fields and toJSON', () => {
     expect(JSON.parse(JSON.stringify(err))).toEqual(err.toJSON())
   })
 
-  it('statusCode mirrors status without being serialised twice', () => {
+  it('statusCode and expose follow status without being serialised', () => {
     const err = new StoreUnavailableError()
     expect(err.statusCode).toBe(503)
+    expect(err.expose).toBe(false)
     expect(Object.keys(err)).not.toContain('statusCode')
     expect(err.toJSON()).not.toHaveProperty('statusCode')
+    expect(err.toJSON()).not.toHaveProperty('expose')
   })
 
   it('InvalidInputError names the field in the property and the message', () => {

@@ -38,6 +38,15 @@ export class TollgateError extends Error {
     return this.status
   }
 
+  /**
+   * Whether the message may be shown to the client, as `http-errors` has it: true below 500.
+   * NestJS 12 recognises an error of unknown class by `statusCode` with `expose`, and shows a
+   * 5xx error's status text rather than its message. A getter, as `statusCode`.
+   */
+  get expose(): boolean {
+    return this.status < 500
+  }
+
   constructor(code: ErrorCode, status: number, message: string, options?: { cause?: unknown }) {
     super(message, options)
     this.code = code
