@@ -33,6 +33,8 @@ export class CreditsRefusedException extends HttpException {
     this.problem = problem
     this.error = error
     this.name = 'CreditsRefusedException'
+    // What logs and Nest's SSE error event show, rather than the class name Nest derives.
+    this.message = problem.detail
   }
 }
 

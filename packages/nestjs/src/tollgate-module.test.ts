@@ -510,6 +510,9 @@ describe.each(PLATFORMS)('TollgateModule on %s', (platform) => {
       const seen = filter.seen[0] as CreditsRefusedException
       expect(seen).toBeInstanceOf(CreditsRefusedException)
       expect(seen.getResponse()).toMatchObject({ status: 402, account: 'u', required: 3 })
+      expect(seen.getStatus()).toBe(402)
+      expect(seen.message).toBe('account needs 3 credits but has 2 available')
+      expect(seen.error.code).toBe('insufficient_credits')
     })
 
     it('exceptionFilter: false leaves refusals to the app; the exported filter still answers', async () => {
