@@ -76,9 +76,15 @@ describe('package entry points', () => {
     expect(typeof metering.createRequestMeter).toBe('function')
   })
 
-  it('@tollgate/conformance exports the suite and the reference model', () => {
+  it('@tollgate/conformance exports the suites and the reference model, helpers from /testing', async () => {
     expect(typeof conformance.describeStoreConformance).toBe('function')
+    expect(typeof conformance.describeAdapterConformance).toBe('function')
     expect(typeof conformance.ReferenceModel).toBe('function')
+    expect(Object.keys(conformance)).not.toContain('expectLedgerReplays')
+    const testing = await import('@tollgate/conformance/testing')
+    for (const helper of ['expectLedgerReplays', 'ledgerOldestFirst', 'downStore', 'listen']) {
+      expect(typeof (testing as Record<string, unknown>)[helper], helper).toBe('function')
+    }
   })
 })
 

@@ -1,22 +1,20 @@
 /**
- * `metered()`: Express middleware over core's request-metering kit. It only maps Express onto
- * the kit: the request and response, the response lifecycle ('close' after or before
- * 'finish'), and how a refusal is answered. The rules (options, reserve, settle once, the
- * heartbeat for long responses) live in `@tollgate/core`.
+ * `metered()`: Express middleware over core's request-metering kit and its Node-response
+ * helpers. It only maps Express onto them: `req.credits`, `next()` and `next(err)`. The rules
+ * (options, reserve, settle once, the heartbeat for long responses) and the Node response
+ * (settling when it ends or aborts, credit headers, problem+json) live in `@tollgate/core`.
  */
 
-import {
-  type InsufficientCreditsError,
-  isTollgateError,
-  type Meter,
-  PROBLEM_CONTENT_TYPE,
-} from '@tollgate/core'
+import { type InsufficientCreditsError, isTollgateError, type Meter } from '@tollgate/core'
 import {
   type Admission,
   createRequestMeter,
   type MeteringOptions,
   type RequestCredits,
-  type RequestMeter,
+  refusalHeaders,
+  setCreditHeaders,
+  settleOnResponseEnd,
+  writeRefusal,
 } from '@tollgate/core/metering'
 import type { NextFunction, Request, RequestHandler, Response } from 'express'
 
@@ -75,8 +73,37 @@ export function metered(meter: Meter, options: MeteredOptions): RequestHandler {
     shouldCharge: chargeUnlessError,
   })
   const o = rm.options
-  const costHeader = o.headers?.cost ?? null
-  const remainingHeader = o.headers?.remaining ?? null
+
+  /** Acts on the admission; true when the request goes on to the next handler. */
+  function answer(admission: Admission, req: Request, res: Response, next: NextFunction): boolean {
+    switch (admission.type) {
+      case 'admitted':
+        req.credits = admission.credits
+        setCreditHeaders(res, o.headers, admission.credits)
+        return true
+      case 'skipped':
+      case 'unmetered':
+        return true
+      case 'refused':
+        if (
+          o.onInsufficient === null ||
+          !isTollgateError(admission.error, 'insufficient_credits')
+        ) {
+          writeRefusal(res, admission, o.headers)
+          return false
+        }
+        if (res.headersSent) return false
+        res.set(refusalHeaders(admission, o.headers))
+        // What onInsufficient throws or rejects with is the app's error, like a route's.
+        new Promise((resolve) => {
+          resolve(o.onInsufficient!(admission.error as InsufficientCreditsError, req, res))
+        }).then(undefined, (err: unknown) => fail(next, err))
+        return false
+      case 'finished':
+        // The client left while its credits were reserved: released, and nobody to answer.
+        return false
+    }
+  }
 
   function admitted(admission: Admission, req: Request, res: Response, next: NextFunction) {
     let proceed: boolean
@@ -90,37 +117,9 @@ export function metered(meter: Meter, options: MeteredOptions): RequestHandler {
     if (proceed) next()
   }
 
-  /** Acts on the admission; true when the request goes on to the next handler. */
-  function answer(admission: Admission, req: Request, res: Response, next: NextFunction): boolean {
-    switch (admission.type) {
-      case 'admitted': {
-        const credits = admission.credits
-        req.credits = credits
-        if (costHeader !== null && !res.headersSent) {
-          res.setHeader(costHeader, credits.cost)
-          res.setHeader(remainingHeader!, credits.balance?.available ?? 0)
-        }
-        return true
-      }
-      case 'skipped':
-      case 'unmetered':
-        return true
-      case 'refused':
-        refuse(rm, admission, req, res, next)
-        return false
-      case 'finished':
-        // The client left while its credits were reserved; the hold is released and there is
-        // nobody to answer.
-        return false
-    }
-  }
-
   return function meteredMiddleware(req: Request, res: Response, next: NextFunction): void {
     const call = rm.start(req)
-    // Before anything is awaited: a client that leaves during the reserve is still seen.
-    // 'close' follows 'finish' on a response that was sent whole; before it, the client left.
-    // finishResponse never rejects: settle failures go to onError.
-    res.on('close', () => void call.finishResponse(res, res.writableFinished))
+    settleOnResponseEnd(call, res, res)
     let admission: Admission | Promise<Admission>
     try {
       admission = call.admit()
@@ -130,52 +129,16 @@ export function metered(meter: Meter, options: MeteredOptions): RequestHandler {
       return
     }
     // Served at once (a lease, the memory store): no promise, no extra tick.
-    if (!(admission instanceof Promise)) {
-      admitted(admission, req, res, next)
-      return
-    }
-    admission.then(
-      (a) => admitted(a, req, res, next),
-      (err: unknown) => next(err || new Error('Rejected promise')),
-    )
+    if (!(admission instanceof Promise)) admitted(admission, req, res, next)
+    else
+      admission.then(
+        (a) => admitted(a, req, res, next),
+        (err: unknown) => fail(next, err),
+      )
   }
 }
 
-function refuse(
-  rm: RequestMeter<Request, Response>,
-  refusal: Extract<Admission, { type: 'refused' }>,
-  req: Request,
-  res: Response,
-  next: NextFunction,
-): void {
-  const o = rm.options
-  if (res.headersSent) return
-  const credits = refusal.credits
-  if (credits !== null && o.headers !== null) {
-    res.setHeader(o.headers.cost, credits.cost)
-    res.setHeader(o.headers.remaining, credits.available)
-  }
-  if (o.onInsufficient !== null && isTollgateError(refusal.error, 'insufficient_credits')) {
-    let answered: unknown
-    try {
-      answered = o.onInsufficient(refusal.error as InsufficientCreditsError, req, res)
-    } catch (err) {
-      next(err)
-      return
-    }
-    // An async onInsufficient that rejects is the app's error, like an async route's.
-    if (isThenable(answered)) {
-      answered.then(undefined, (err: unknown) => next(err || new Error('Rejected promise')))
-    }
-    return
-  }
-  const body = JSON.stringify(refusal.problem)
-  res.statusCode = refusal.problem.status
-  res.setHeader('Content-Type', PROBLEM_CONTENT_TYPE)
-  res.setHeader('Content-Length', Buffer.byteLength(body))
-  res.end(body)
-}
-
-function isThenable(value: unknown): value is PromiseLike<unknown> {
-  return typeof (value as { then?: unknown } | null)?.then === 'function'
+/** `next(err)` for a rejection: a falsy reason would otherwise read as "carry on". */
+function fail(next: NextFunction, err: unknown): void {
+  next(err || new Error('Rejected promise'))
 }

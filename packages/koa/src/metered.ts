@@ -1,26 +1,28 @@
 /**
- * `metered()`: Koa middleware over core's request-metering kit. It maps Koa onto the kit: the
- * context, settlement through `on-finished` (so a streamed body settles when it has been sent,
- * not when the middleware chain returns), and refusals raised with `ctx.throw` so they travel
- * Koa's error path like any HTTP error.
+ * `metered()`: Koa middleware over core's request-metering kit and its Node-response helpers.
+ * It maps Koa onto them: the context, settlement when the Node response ends (so a streamed
+ * body settles when it has been sent, not when the middleware chain returns), and refusals
+ * raised with `ctx.throw` so they travel Koa's error path like any HTTP error.
  */
 
 import {
   type InsufficientCreditsError,
   isTollgateError,
   type Meter,
-  PROBLEM_CONTENT_TYPE,
   type ProblemDetails,
 } from '@tollgate/core'
 import {
-  type Admission,
   type Awaitable,
   createRequestMeter,
   type MeteringOptions,
+  type Refusal,
   type RequestCredits,
+  refusalHeaders,
+  setCreditHeaders,
+  settleOnResponseEnd,
+  writeProblem,
 } from '@tollgate/core/metering'
 import type { Context, Next, ParameterizedContext } from 'koa'
-import onFinished from 'on-finished'
 
 declare module 'koa' {
   interface DefaultState {
@@ -125,12 +127,8 @@ export function metered<Ctx extends ParameterizedContext = Context>(
   const names = o.headers
   const onInsufficient = options.onInsufficient ?? null
 
-  async function refuse(ctx: Ctx, refusal: Extract<Admission, { type: 'refused' }>) {
-    const headers: Record<string, string> = {}
-    if (refusal.credits !== null && names !== null) {
-      headers[names.cost] = String(refusal.credits.cost)
-      headers[names.remaining] = String(refusal.credits.available)
-    }
+  async function refuse(ctx: Ctx, refusal: Refusal) {
+    const headers = refusalHeaders(refusal, names)
     if (onInsufficient !== null && isTollgateError(refusal.error, 'insufficient_credits')) {
       ctx.set(headers)
       await onInsufficient(refusal.error as InsufficientCreditsError, ctx)
@@ -152,13 +150,7 @@ export function metered<Ctx extends ParameterizedContext = Context>(
 
   return async function meteredMiddleware(ctx: Ctx, next: Next): Promise<void> {
     const call = rm.start(ctx)
-    // Before anything is awaited: a client that leaves during the reserve is still seen.
-    // on-finished fires on 'finish', or on the socket closing or failing first: a client that
-    // left, or a body stream that broke. Only a response sent whole can be charged.
-    onFinished(
-      ctx.res,
-      (err) => void call.finishResponse(ctx, err === null && ctx.res.writableFinished),
-    )
+    settleOnResponseEnd(call, ctx.res, ctx)
     // What the app's own account/cost/skip throw propagates: Koa's error handling.
     const admitting = call.admit()
     // Served at once (a lease, the memory store): no await, no extra tick.
@@ -167,11 +159,8 @@ export function metered<Ctx extends ParameterizedContext = Context>(
       case 'admitted': {
         const credits = admission.credits
         ;(ctx.state as { credits?: RequestCredits }).credits = credits
-        if (names !== null && !ctx.res.headersSent) {
-          // Straight to Node: ctx.set would stringify and check again, on every request.
-          ctx.res.setHeader(names.cost, credits.cost)
-          ctx.res.setHeader(names.remaining, credits.balance?.available ?? 0)
-        }
+        // Straight to Node: ctx.set would stringify and check again, on every request.
+        setCreditHeaders(ctx.res, names, credits)
         try {
           await next()
         } catch (err) {
@@ -211,10 +200,5 @@ function renderProblem(this: Context, err: unknown): void {
   this.app.emit('error', err, this)
   const res = this.res
   for (const name of res.getHeaderNames()) res.removeHeader(name)
-  for (const [name, value] of Object.entries(err.headers)) res.setHeader(name, value)
-  const body = JSON.stringify(err.problem)
-  res.statusCode = err.status
-  res.setHeader('Content-Type', PROBLEM_CONTENT_TYPE)
-  res.setHeader('Content-Length', Buffer.byteLength(body))
-  res.end(body)
+  writeProblem(res, err.problem, err.headers)
 }

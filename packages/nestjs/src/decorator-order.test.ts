@@ -3,7 +3,7 @@
  * `@Post` and `@Sse`, and `@Metered` from `@tollgate/decorators` above or below `@Get`.
  */
 import { Controller, Get, type MessageEvent, Post, Sse, type Type } from '@nestjs/common'
-import { ledgerTypes, meterWith, settledAs } from '@tollgate/conformance'
+import { ledgerTypes, meterWith, settledAs } from '@tollgate/conformance/testing'
 import type { Meter } from '@tollgate/core'
 import { createMetered, currentCredits } from '@tollgate/decorators'
 import { type Observable, of } from 'rxjs'

@@ -13,7 +13,7 @@ import {
   Sse,
   UseGuards,
 } from '@nestjs/common'
-import { ledgerTypes, settledAs } from '@tollgate/conformance'
+import { ledgerTypes, settledAs } from '@tollgate/conformance/testing'
 import { createMeter, memoryStore, type Store } from '@tollgate/core'
 import { type Observable, of } from 'rxjs'
 import { request } from 'undici'

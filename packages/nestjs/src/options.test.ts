@@ -1,6 +1,6 @@
 import { Controller, Get, Module } from '@nestjs/common'
 import { NestFactory } from '@nestjs/core'
-import { ledgerTypes, meterWith, settledAs } from '@tollgate/conformance'
+import { ledgerTypes, meterWith, settledAs } from '@tollgate/conformance/testing'
 import { InvalidInputError, type Meter } from '@tollgate/core'
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import { Credits, TollgateModule, type TollgateModuleOptions } from './index.js'

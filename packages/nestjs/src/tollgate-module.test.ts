@@ -24,7 +24,7 @@ import {
   ledgerTypes,
   meterWith,
   settledAs,
-} from '@tollgate/conformance'
+} from '@tollgate/conformance/testing'
 import { createMeter, type Meter, type TollgateError } from '@tollgate/core'
 import { interval, map, type Observable, take } from 'rxjs'
 import { request } from 'undici'

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { sizeRange } from './group-commit.js'
 import { pgliteStore } from './pglite-store.js'
 import type { PostgresStore } from './sql-store.js'
-import { expectLedgerReplays, fullLedger, normalizeIds, settle } from './test-support.js'
+import { expectLedgerReplays, ledgerOldestFirst, normalizeIds, settle } from './test-support.js'
 
 const NOW = Date.UTC(2030, 0, 1)
 const clock = () => NOW
@@ -198,7 +198,11 @@ describe('group commit', () => {
     expect(outcomes[2]!.balance).toMatchObject({ total: 35, held: 0 })
     expect(store.stats().batches).toBe(1)
     const meter = createMeter({ store, clock, tenant, migrate: false })
-    expect((await fullLedger(meter, 'a')).map((e) => e.type)).toEqual(['grant', 'hold', 'commit'])
+    expect((await ledgerOldestFirst(meter, 'a')).map((e) => e.type)).toEqual([
+      'grant',
+      'hold',
+      'commit',
+    ])
   })
 
   it('sees an idempotency key saved earlier in the same batch', async () => {
@@ -270,7 +274,7 @@ WHEN (NEW.metadata::text LIKE '%"fail":true%') EXECUTE FUNCTION gc_${schemaNo}.f
 
     it('fails the whole batch with StoreUnavailableError and writes nothing', async () => {
       await meter.grant('b', 100)
-      const before = await fullLedger(meter, 'b')
+      const before = await ledgerOldestFirst(meter, 'b')
       store.resetStats()
       const results = await Promise.allSettled([
         meter.grant('a', 10),
@@ -291,7 +295,7 @@ WHEN (NEW.metadata::text LIKE '%"fail":true%') EXECUTE FUNCTION gc_${schemaNo}.f
       })
       expect((await meter.balance('a', { fresh: true })).total).toBe(0)
       expect((await meter.balance('b', { fresh: true })).total).toBe(100)
-      expect(await fullLedger(meter, 'b')).toEqual(before)
+      expect(await ledgerOldestFirst(meter, 'b')).toEqual(before)
       // The key was not consumed: the next call runs.
       expect(await meter.grant('c', 7, { idempotencyKey: 'k' })).toMatchObject({ replayed: false })
       // The store works on.
@@ -314,7 +318,7 @@ WHEN (NEW.metadata::text LIKE '%"fail":true%') EXECUTE FUNCTION gc_${schemaNo}.f
     const meter = meterOf(store)
     const metadata = { z: 1, a: 'nul\u0000here', '☃': { nested: [1, 'two', null] } }
     await meter.grant('a', 1, { metadata })
-    const [entry] = await fullLedger(meter, 'a')
+    const [entry] = await ledgerOldestFirst(meter, 'a')
     expect(entry!.metadata).toEqual(metadata)
     expect(Object.keys(entry!.metadata)).toEqual(['z', 'a', '☃'])
   })

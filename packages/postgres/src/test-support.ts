@@ -69,7 +69,7 @@ export async function withClient<T>(
   }
 }
 
-export { expectLedgerReplays, ledgerOldestFirst as fullLedger } from '@tollgate/conformance'
+export { expectLedgerReplays, ledgerOldestFirst } from '@tollgate/conformance/testing'
 
 /**
  * Replaces generated ids (`grt_…`, `hld_…`, …) by their order of first appearance, so the

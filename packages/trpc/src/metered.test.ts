@@ -1,3 +1,14 @@
+/**
+ * `metered()` on tRPC. DESIGN section 3 is checked by the shared adapter suite over tRPC's
+ * standalone HTTP server (queries for the body routes, an SSE subscription for the stream),
+ * with the tests skipped that assume one HTTP response per call; the tests after it cover what
+ * only tRPC has: costs from `meta`, `TRPCError`s and error results, batches, the kinds of
+ * streams, and the types.
+ */
+import type { IncomingMessage } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { describeAdapterConformance } from '@tollgate/conformance'
+import { deferred, downStore, expectLedgerReplays, sleep } from '@tollgate/conformance/testing'
 import {
   createMeter,
   InsufficientCreditsError,
@@ -8,20 +19,77 @@ import {
 } from '@tollgate/core'
 import type { RequestCredits } from '@tollgate/core/metering'
 import { TRPCClientError } from '@trpc/client'
-import { initTRPC, TRPCError } from '@trpc/server'
+import { initTRPC, type TRPC_ERROR_CODE_KEY, TRPCError } from '@trpc/server'
+import { createHTTPServer } from '@trpc/server/adapters/standalone'
 import { observable } from '@trpc/server/observable'
 import { afterEach, describe, expect, expectTypeOf, it, onTestFinished, vi } from 'vitest'
 import { z } from 'zod'
 import { creditsErrorData } from './errors.js'
 import { type MeteredMeta, type MeteredOptions, metered } from './metered.js'
-import {
-  deferred,
-  expectLedgerReplays,
-  failingStore,
-  serve,
-  sleep,
-  type TestContext,
-} from './test-support.js'
+import { serve, type TestContext } from './test-support.js'
+
+/** The tRPC codes of the statuses the suite's routes answer. */
+const CODES: Record<number, TRPC_ERROR_CODE_KEY> = {
+  400: 'BAD_REQUEST',
+  404: 'NOT_FOUND',
+  500: 'INTERNAL_SERVER_ERROR',
+}
+
+describeAdapterConformance({
+  name: '@tollgate/trpc',
+  async mount({ meter, options, routes, stream }) {
+    const s = initTRPC.context<{ req: IncomingMessage }>().create()
+    const view = ({ ctx }: { ctx: { req: IncomingMessage } }) => ({
+      header: (name: string) => {
+        const value = ctx.req.headers[name.toLowerCase()]
+        return Array.isArray(value) ? value[0] : value
+      },
+    })
+    const billed = s.procedure.use(metered(meter, options(view)))
+    const procedures = Object.entries(routes).map(([path, route]) => [
+      path.slice(1),
+      billed.query(async ({ ctx }) => {
+        const reply = await route(ctx.credits)
+        if (reply.status >= 400) throw new TRPCError({ code: CODES[reply.status]! })
+        return reply.body
+      }),
+    ])
+    const router = s.router({
+      ...Object.fromEntries(procedures),
+      stream: billed.subscription(({ ctx }) => stream(ctx.credits)),
+    })
+    const server = createHTTPServer({ router, createContext: ({ req }) => ({ req }) })
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    return {
+      url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+      async close() {
+        server.closeAllConnections()
+        await new Promise<void>((resolve) => server.close(() => resolve()))
+      },
+    }
+  },
+  skip: [
+    {
+      reason:
+        'tRPC refuses with a TRPCError (PAYMENT_REQUIRED, BAD_REQUEST, SERVICE_UNAVAILABLE) in ' +
+        "its own error envelope, not problem+json (DESIGN section 3); the suite's status tests run",
+      tests: [
+        'the 402 is problem+json with both credit headers and no Retry-After',
+        'the 400 is problem+json naming the field',
+        "failMode 'closed': the 503 is problem+json",
+      ],
+    },
+    {
+      reason:
+        'one tRPC response may carry a batch of calls, so there are no per-call credit headers ' +
+        '(the headers option does not apply; a call reads ctx.credits)',
+      tests: [
+        'sets both credit headers on every metered response',
+        'credit headers take other names, or none',
+      ],
+    },
+  ],
+})
 
 const t = initTRPC
   .context<TestContext>()
@@ -187,19 +255,6 @@ describe('settlement', () => {
     await expectLedgerReplays(meter, 'u')
   })
 
-  it('commits the actual cost the resolver set, exactly', async () => {
-    const { meter, client } = await setup()
-    await client.actual.mutate({ actual: 3 })
-    expect(await balanceOf(meter)).toEqual({ total: 97, held: 0 })
-  })
-
-  it('an actual cost above the hold follows the overage policy (clamp)', async () => {
-    const { meter, client } = await setup({}, { grant: 15 })
-    await client.actual.mutate({ actual: 40 })
-    const b = await expectLedgerReplays(meter, 'u')
-    expect({ total: b.total, held: b.held }).toEqual({ total: 0, held: 0 })
-  })
-
   it.each([
     ['a thrown Error', 'throws', 'INTERNAL_SERVER_ERROR'],
     ['a thrown TRPCError', 'trpcError', 'CONFLICT'],
@@ -214,27 +269,6 @@ describe('settlement', () => {
       'hold',
       'grant',
     ])
-  })
-
-  it('a client abort releases the hold while the resolver still runs', async () => {
-    const { meter, client, started } = await setup()
-    const ac = new AbortController()
-    const call = client.slow.query(undefined, { signal: ac.signal })
-    await started
-    expect((await balanceOf(meter)).held).toBe(10)
-    ac.abort()
-    await expect(call).rejects.toThrow()
-    await vi.waitFor(async () => expect(await balanceOf(meter)).toEqual({ total: 100, held: 0 }))
-  })
-
-  it("a client abort commits under onAbort: 'commit'", async () => {
-    const { meter, client, started } = await setup({ onAbort: 'commit' })
-    const ac = new AbortController()
-    const call = client.slow.query(undefined, { signal: ac.signal })
-    await started
-    ac.abort()
-    await expect(call).rejects.toThrow()
-    await vi.waitFor(async () => expect(await balanceOf(meter)).toEqual({ total: 90, held: 0 }))
   })
 
   it('shouldCharge can charge an error result', async () => {
@@ -263,12 +297,6 @@ describe('settlement', () => {
 })
 
 describe('cost', () => {
-  it('cost 0 reserves nothing and still hands the resolver its credits', async () => {
-    const { meter, client } = await setup({}, { grant: 0 })
-    expect(await client.free.query()).toEqual({ credits: { cost: 0, hold: null } })
-    expect((await meter.ledger('u')).entries).toHaveLength(0)
-  })
-
   it('without meta or cost a call costs 1; a cost number is the default for meta-less procedures', async () => {
     const a = await setup()
     expect(await a.client.defaultCost.query()).toBe(1)
@@ -296,12 +324,6 @@ describe('cost', () => {
     const { meter, client } = await setup()
     expect((await rejection(client.badMeta.query())).data?.code).toBe('INTERNAL_SERVER_ERROR')
     expect((await meter.ledger('u')).entries).toHaveLength(1)
-  })
-
-  it('a negative cost from the input is BAD_REQUEST', async () => {
-    const { client } = await setup()
-    const err = await rejection(client.streamQuery.query({ chunks: -1, delayMs: 0 }))
-    expect(err.data?.code).toBe('BAD_REQUEST')
   })
 })
 
@@ -343,13 +365,6 @@ describe('refusals', () => {
     expect((await meter.ledger('u')).entries).toHaveLength(1)
   })
 
-  it('an invalid account id is BAD_REQUEST', async () => {
-    const { client } = await setup()
-    const blank = server!.client('')
-    expect((await rejection(blank.ok.mutate())).data?.code).toBe('BAD_REQUEST')
-    expect(await client.ok.mutate()).toEqual({ cost: 10 })
-  })
-
   it('a subscription the account cannot pay for fails before streaming', async () => {
     const { meter, client } = await setup({}, { grant: 5 })
     const error = await new Promise<unknown>((resolve) => {
@@ -382,16 +397,6 @@ describe('composition', () => {
     const client = local.client('u')
     expect(await client.p.mutate()).toBe(3)
     expect(await balanceOf(meter)).toEqual({ total: 97, held: 0 })
-  })
-})
-
-describe('skip', () => {
-  it('bypasses metering: no ledger entries, ctx.credits is null', async () => {
-    const { meter, client } = await setup({ skip: ({ ctx }) => ctx.account === 'admin' })
-    const admin = server!.client('admin')
-    expect(await admin.ok.mutate()).toEqual({ cost: null })
-    expect((await meter.ledger('admin')).entries).toHaveLength(0)
-    expect(await client.ok.mutate()).toEqual({ cost: 10 })
   })
 })
 
@@ -442,38 +447,6 @@ describe('streaming', () => {
     )
   }
 
-  it('a subscription commits its actual cost when it ends', async () => {
-    const { meter, client } = await setup()
-    const result = await subscribe(client, { chunks: 3, delayMs: 5 })
-    expect(result).toEqual({ got: [1, 2, 3], end: 'complete' })
-    // Settled before the end reached the client.
-    expect(await balanceOf(meter)).toEqual({ total: 70, held: 0 })
-    await expectLedgerReplays(meter, 'u')
-  })
-
-  it('holds while the stream runs', async () => {
-    const { meter, client } = await setup()
-    const first = deferred()
-    const done = new Promise<void>((resolve) => {
-      client.stream.subscribe(
-        { chunks: 3, delayMs: 60 },
-        { onData: () => first.resolve(), onComplete: resolve },
-      )
-    })
-    await first.promise
-    expect(await balanceOf(meter)).toEqual({ total: 100, held: 35 })
-    await done
-    expect(await balanceOf(meter)).toEqual({ total: 70, held: 0 })
-  })
-
-  it('a subscription stopped half way releases', async () => {
-    const { meter, client } = await setup()
-    const result = await subscribe(client, { chunks: 5, delayMs: 200 }, 2)
-    expect(result.got).toEqual([1, 2])
-    await vi.waitFor(async () => expect(await balanceOf(meter)).toEqual({ total: 100, held: 0 }))
-    expect((await meter.ledger('u')).entries[0]?.type).toBe('release')
-  })
-
   it("a subscription stopped half way commits what it produced under onAbort: 'commit'", async () => {
     const { meter, client } = await setup({ onAbort: 'commit' })
     await subscribe(client, { chunks: 5, delayMs: 200 }, 2)
@@ -486,17 +459,6 @@ describe('streaming', () => {
     expect(result).toMatchObject({ got: [1, 2], end: 'error' })
     expect(await balanceOf(meter)).toEqual({ total: 100, held: 0 })
   })
-
-  it('a long subscription outlives ttlMs because its hold is extended', async () => {
-    const onError = vi.fn()
-    const { meter, client } = await setup({ ttlMs: 1_000, onError })
-    const result = await subscribe(client, { chunks: 5, delayMs: 500 })
-    expect(result).toEqual({ got: [1, 2, 3, 4, 5], end: 'complete' })
-    expect(onError).not.toHaveBeenCalled()
-    expect(await balanceOf(meter)).toEqual({ total: 50, held: 0 })
-    const extended = (await meter.ledger('u')).entries.filter((e) => e.type === 'hold')
-    expect(extended).toHaveLength(1) // extending writes no entry; the one hold lived on
-  }, 10_000)
 
   it('an async-generator query over httpBatchStreamLink settles when its stream ends', async () => {
     const { meter } = await setup()
@@ -535,47 +497,12 @@ describe('streaming', () => {
   })
 })
 
-describe('concurrency', () => {
-  it('200 parallel calls at cost 1 against 50 credits: exactly 50 succeed', async () => {
-    const { meter } = await setup({ cost: 1 }, { grant: 50 })
-    const single = server!.client('u', 'single')
-    const results = await Promise.allSettled(
-      Array.from({ length: 200 }, () => single.defaultCost.query()),
-    )
-    const ok = results.filter((r) => r.status === 'fulfilled')
-    const refused = results.filter(
-      (r) => r.status === 'rejected' && r.reason.data?.code === 'PAYMENT_REQUIRED',
-    )
-    expect(ok).toHaveLength(50)
-    expect(refused).toHaveLength(150)
-    const b = await expectLedgerReplays(meter, 'u')
-    expect({ total: b.total, held: b.held, available: b.available }).toEqual({
-      total: 0,
-      held: 0,
-      available: 0,
-    })
-  }, 20_000)
-})
-
 describe('store failure', () => {
-  it("closed: the call fails with SERVICE_UNAVAILABLE and the resolver doesn't run", async () => {
-    const { client, errors } = await setup({}, { meter: createMeter({ store: failingStore() }) })
+  it('closed: SERVICE_UNAVAILABLE, with the StoreUnavailableError as its cause', async () => {
+    const { client, errors } = await setup({}, { meter: createMeter({ store: downStore() }) })
     const err = await rejection(client.ok.mutate())
     expect(err.data).toMatchObject({ code: 'SERVICE_UNAVAILABLE', httpStatus: 503 })
     expect((errors[0] as TRPCError).cause).toBeInstanceOf(StoreUnavailableError)
-  })
-
-  it('open: the call is served unmetered and onError is called', async () => {
-    const onError = vi.fn()
-    const { client } = await setup(
-      { failMode: 'open', onError },
-      { meter: createMeter({ store: failingStore() }) },
-    )
-    expect(await client.ok.mutate()).toEqual({ cost: null })
-    expect(onError).toHaveBeenCalledWith(
-      expect.any(StoreUnavailableError),
-      expect.objectContaining({ path: 'ok' }),
-    )
   })
 })
 

@@ -1,6 +1,6 @@
 /**
  * Helpers for this package's tests (excluded from the build): a real standalone tRPC server on
- * port 0 with `@trpc/client` in front of it, and the ledger replay check of core's tests.
+ * port 0 with `@trpc/client` in front of it.
  */
 import type { AddressInfo } from 'node:net'
 import {
@@ -82,15 +82,4 @@ function links(url: string, account: string | null, link: LinkKind): TRPCLink<An
             : httpBatchStreamLink({ url, headers }),
     }),
   ]
-}
-
-export { downStore as failingStore, expectLedgerReplays, sleep } from '@tollgate/conformance'
-
-/** A promise with its resolver, for "the handler has started" signals. */
-export function deferred<T = void>() {
-  let resolve!: (value: T) => void
-  const promise = new Promise<T>((r) => {
-    resolve = r
-  })
-  return { promise, resolve }
 }

@@ -1,7 +1,7 @@
 import { expect } from 'vitest'
 import { DAY, HOUR, ruleGroup, START, useMeter } from '../context.js'
 import type { ConformanceOptions } from '../describe-store-conformance.js'
-import { expectLedgerReplays, ledgerOldestFirst, readLedger } from '../helpers.js'
+import { expectLedgerReplays, ledgerOldestFirst, readLedger } from '../testing/ledger.js'
 
 /** DESIGN §1 "Cycles": recurring grants, UTC periods, lazy materialisation, rollover, stop/replace. */
 export function cycleRules(options: ConformanceOptions): void {

@@ -1,7 +1,7 @@
 import { expect } from 'vitest'
 import { ruleGroup, START, useMeter } from '../context.js'
 import type { ConformanceOptions } from '../describe-store-conformance.js'
-import { expectLedgerReplays, readLedger } from '../helpers.js'
+import { expectLedgerReplays, readLedger } from '../testing/ledger.js'
 
 /** DESIGN §1 "Debit", and `adjust` (the ledger's `adjust` entry type). */
 export function debitRules(options: ConformanceOptions): void {

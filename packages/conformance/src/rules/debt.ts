@@ -2,7 +2,7 @@ import type { Meter } from '@tollgate/core'
 import { expect } from 'vitest'
 import { DAY, ruleGroup, START, useMeter } from '../context.js'
 import type { ConformanceOptions } from '../describe-store-conformance.js'
-import { expectLedgerReplays, readLedger } from '../helpers.js'
+import { expectLedgerReplays, readLedger } from '../testing/ledger.js'
 
 /** DESIGN §1 "Balance": `debt` under the overdraft policy, repaid first by every credit coming in. */
 export function debtRules(options: ConformanceOptions): void {

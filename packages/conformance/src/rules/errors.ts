@@ -9,7 +9,8 @@ import { generateCode } from '@tollgate/core/engine'
 import { expect } from 'vitest'
 import { ruleGroup, SECOND, START, useMeter } from '../context.js'
 import type { ConformanceOptions } from '../describe-store-conformance.js'
-import { failingStore, readLedger, spyStore } from '../helpers.js'
+import { readLedger } from '../testing/ledger.js'
+import { failingStore, spyStore } from '../testing/stores.js'
 
 /** Awaits `promise` expecting a rejection and returns what it rejected with. */
 async function rejectionOf(promise: Promise<unknown>): Promise<unknown> {

@@ -1,7 +1,7 @@
 import { expect } from 'vitest'
 import { DAY, HOUR, ruleGroup, SECOND, START, useMeter } from '../context.js'
 import type { ConformanceOptions } from '../describe-store-conformance.js'
-import { expectLedgerReplays, ledgerOldestFirst, readLedger } from '../helpers.js'
+import { expectLedgerReplays, ledgerOldestFirst, readLedger } from '../testing/ledger.js'
 
 /** DESIGN §1 "Grant (bucket)": a bucket whose `expiresAt ≤ now` is expired. */
 export function expiryRules(options: ConformanceOptions): void {

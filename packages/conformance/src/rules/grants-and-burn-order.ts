@@ -1,7 +1,7 @@
 import { expect } from 'vitest'
 import { DAY, HOUR, MINUTE, ruleGroup, SECOND, START, useMeter } from '../context.js'
 import type { ConformanceOptions } from '../describe-store-conformance.js'
-import { expectLedgerReplays, readLedger } from '../helpers.js'
+import { expectLedgerReplays, readLedger } from '../testing/ledger.js'
 
 /** DESIGN §1 "Grant (bucket)": options, validation, and the one total burn order. */
 export function grantAndBurnOrderRules(options: ConformanceOptions): void {

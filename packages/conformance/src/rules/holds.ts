@@ -1,7 +1,7 @@
 import { expect } from 'vitest'
 import { HOUR, ruleGroup, SECOND, START, useMeter } from '../context.js'
 import type { ConformanceOptions } from '../describe-store-conformance.js'
-import { expectLedgerReplays, ledgerOldestFirst, readLedger } from '../helpers.js'
+import { expectLedgerReplays, ledgerOldestFirst, readLedger } from '../testing/ledger.js'
 
 /** DESIGN §1 "Hold (reservation)": reserve, commit ≤ amount, release, extend, resolve once, TTL. */
 export function holdRules(options: ConformanceOptions): void {

@@ -1,7 +1,7 @@
 import { expect } from 'vitest'
 import { DAY, HOUR, ruleGroup, SECOND, START, useMeter } from '../context.js'
 import type { ConformanceOptions } from '../describe-store-conformance.js'
-import { expectLedgerReplays, readLedger } from '../helpers.js'
+import { expectLedgerReplays, readLedger } from '../testing/ledger.js'
 
 /** DESIGN §1 "Idempotency": same key + same input replays; anything else conflicts. */
 export function idempotencyRules(options: ConformanceOptions): void {

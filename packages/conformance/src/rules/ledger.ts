@@ -2,7 +2,7 @@ import type { LedgerEntry } from '@tollgate/core'
 import { expect } from 'vitest'
 import { HOUR, ruleGroup, SECOND, START, useMeter } from '../context.js'
 import type { ConformanceOptions } from '../describe-store-conformance.js'
-import { expectLedgerReplays, ledgerOldestFirst, readLedger } from '../helpers.js'
+import { expectLedgerReplays, ledgerOldestFirst, readLedger } from '../testing/ledger.js'
 
 const ENTRY_KEYS = new Set([
   'id',

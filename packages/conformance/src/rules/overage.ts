@@ -1,7 +1,7 @@
 import { expect } from 'vitest'
 import { ruleGroup, useMeter } from '../context.js'
 import type { ConformanceOptions } from '../describe-store-conformance.js'
-import { expectLedgerReplays, readLedger } from '../helpers.js'
+import { expectLedgerReplays, readLedger } from '../testing/ledger.js'
 
 /** DESIGN §1 "Hold": commit with `actual > amount` under the reject, clamp and overdraft policies. */
 export function overageRules(options: ConformanceOptions): void {

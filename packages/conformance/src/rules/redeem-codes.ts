@@ -3,14 +3,9 @@ import { generateCode } from '@tollgate/core/engine'
 import { expect } from 'vitest'
 import { DAY, HOUR, MINUTE, ruleGroup, START, useMeter } from '../context.js'
 import type { ConformanceOptions } from '../describe-store-conformance.js'
-import {
-  canonicalCodePattern,
-  expectLedgerReplays,
-  luhnValid,
-  readLedger,
-  spyStore,
-  withTypo,
-} from '../helpers.js'
+import { expectLedgerReplays, readLedger } from '../testing/ledger.js'
+import { spyStore } from '../testing/stores.js'
+import { canonicalCodePattern, luhnValid, withTypo } from './code-checks.js'
 
 /** DESIGN §1 "Redeem codes": format, redemption, unavailability, rate limit, hashing. */
 export function redeemCodeRules(options: ConformanceOptions): void {

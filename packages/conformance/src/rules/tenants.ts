@@ -1,7 +1,7 @@
 import { expect } from 'vitest'
 import { HOUR, ruleGroup, SECOND, useMeter } from '../context.js'
 import type { ConformanceOptions } from '../describe-store-conformance.js'
-import { expectLedgerReplays, readLedger } from '../helpers.js'
+import { expectLedgerReplays, readLedger } from '../testing/ledger.js'
 
 /** DESIGN §1 "Account": a store holds many tenants, a meter sees one, nothing crosses tenants. */
 export function tenantRules(options: ConformanceOptions): void {

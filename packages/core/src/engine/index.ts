@@ -13,6 +13,7 @@ export {
 export { compareBuckets, ensureBurnOrder, insertBucket } from './burn-order.js'
 export { canonicalCode, checkCharacter, generateCode, hashCode, isValidPrefix } from './codes.js'
 export { periodStart } from './periods.js'
+export { type LedgerFigures, replayLedger } from './replay.js'
 export type {
   AccountRecord,
   AccountState,

@@ -1,8 +1,10 @@
 /**
  * `@tollgate/core/metering`: the request-metering kit every framework adapter builds on
  * (DESIGN section 3: options, reserve before the handler, settle exactly once, heartbeats,
- * refusals as problem+json). Imported by `@tollgate/express`, `/koa`, `/trpc`, `/decorators`
- * and every new adapter; apps use the adapters instead.
+ * refusals as problem+json), and the Node-response helpers the adapters over `http.ServerResponse`
+ * share (settle when the response ends or aborts, credit headers, problem+json refusals).
+ * Imported by `@tollgate/express`, `/koa`, `/trpc`, `/decorators` and every new adapter; apps
+ * use the adapters instead.
  */
 export { PROBLEM_CONTENT_TYPE, type ProblemDetails, problemDetails } from '../protocol/problem.js'
 export {
@@ -19,3 +21,11 @@ export {
   type ResolvedMeteringOptions,
   resolveMeteringOptions,
 } from './metering.js'
+export {
+  type Refusal,
+  refusalHeaders,
+  setCreditHeaders,
+  settleOnResponseEnd,
+  writeProblem,
+  writeRefusal,
+} from './node-response.js'
