@@ -16,7 +16,15 @@ import {
 } from '@nestjs/common'
 import { Reflector } from '@nestjs/core'
 import { type InsufficientCreditsError, isTollgateError } from '@tollgate/core'
-import type { Admission, MeteredRequest, RequestMeter } from '@tollgate/core/metering'
+import {
+  type Admission,
+  type MeteredRequest,
+  type Refusal,
+  type RequestMeter,
+  refusalHeaders,
+  setCreditHeaders,
+  settleOnResponseEnd,
+} from '@tollgate/core/metering'
 import { EMPTY, type Observable, of, tap } from 'rxjs'
 import { CREDITS_METADATA, type CreditsSpec } from './credits.js'
 import { CreditsRefusedException } from './credits-exception.js'
@@ -33,13 +41,6 @@ const METERED = Symbol.for('tollgate.nestjs.metered')
 const SSE_METADATA = '__sse__'
 
 type MeteredCall = MeteredRequest<NestCall, unknown>
-type Refusal = Extract<Admission, { type: 'refused' }>
-
-/** What one request's settlement needs to know beyond the response. */
-interface Outcome {
-  /** The handler (or an interceptor after this one) failed: release, whatever was sent. */
-  failed: boolean
-}
 
 /**
  * Meters every route marked with `@Credits`. `TollgateModule` registers it as a global
@@ -82,20 +83,14 @@ export class CreditsInterceptor implements NestInterceptor {
     const rm = this.#metering.forSpec(spec)
     if (raw.destroyed) return this.#gone(context)
     const call = rm.start({ context, request, response })
-    const outcome: Outcome = { failed: false }
-    // Before anything is awaited: a client that leaves during the reserve is still seen.
-    // 'close' follows 'finish' on a response sent whole; before it, the client went away.
-    // Neither finish() nor finishResponse() rejects: settle failures go to onError.
-    raw.once('close', () => {
-      if (outcome.failed) void call.finish('failure')
-      else void call.finishResponse(response, raw.writableFinished)
-    })
+    // Before anything is awaited, so a client that leaves during the reserve is still seen.
+    settleOnResponseEnd(call, raw, response)
     // What the app's own account/cost/skip throw propagates: Nest's exception filters get it.
     const admission = call.admit()
     if (admission instanceof Promise) {
-      return admission.then((a) => this.#proceed(a, rm, call, context, next, raw, outcome))
+      return admission.then((a) => this.#proceed(a, rm, call, context, next, raw))
     }
-    return this.#proceed(admission, rm, call, context, next, raw, outcome)
+    return this.#proceed(admission, rm, call, context, next, raw)
   }
 
   #proceed(
@@ -105,24 +100,19 @@ export class CreditsInterceptor implements NestInterceptor {
     context: ExecutionContext,
     next: CallHandler,
     raw: ServerResponse,
-    outcome: Outcome,
   ): Observable<unknown> | Promise<Observable<unknown>> {
     switch (admission.type) {
       case 'admitted': {
         const credits = admission.credits
         ;(call.req.request as { credits?: unknown }).credits = credits
-        const headers = rm.options.headers
-        if (headers !== null && !raw.headersSent) {
-          // On the Node response, under both platforms: Fastify's reply and Nest's SSE writer
-          // both merge them into the head they write.
-          raw.setHeader(headers.cost, credits.cost)
-          raw.setHeader(headers.remaining, credits.balance?.available ?? 0)
-        }
+        // On the Node response, under both platforms: Fastify's reply and Nest's SSE writer
+        // both merge them into the head they write.
+        setCreditHeaders(raw, rm.options.headers, credits)
         return next.handle().pipe(
           tap({
-            error: () => {
-              outcome.failed = true
-            },
+            // The handler (or an interceptor after this one) failed: release now, whatever a
+            // filter then answers; the response's end settles nothing more (once only).
+            error: () => void call.finish('failure'),
           }),
         )
       }
@@ -157,10 +147,10 @@ function refuse(
   raw: ServerResponse,
 ): Promise<never> | never {
   const o = rm.options
-  const credits = refusal.credits
-  if (credits !== null && o.headers !== null && !raw.headersSent) {
-    raw.setHeader(o.headers.cost, credits.cost)
-    raw.setHeader(o.headers.remaining, credits.available)
+  if (!raw.headersSent) {
+    for (const [name, value] of Object.entries(refusalHeaders(refusal, o.headers))) {
+      raw.setHeader(name, value)
+    }
   }
   const exception = new CreditsRefusedException(refusal.problem, refusal.error)
   if (o.onInsufficient !== null && isTollgateError(refusal.error, 'insufficient_credits')) {

@@ -13,13 +13,13 @@ import {
   Sse,
   UseGuards,
 } from '@nestjs/common'
-import { ledgerTypes, settledAs } from '@tollgate/conformance/testing'
+import { deferred, ledgerTypes, settledAs } from '@tollgate/conformance/testing'
 import { createMeter, memoryStore, type Store } from '@tollgate/core'
 import { type Observable, of } from 'rxjs'
 import { request } from 'undici'
 import { describe, expect, it } from 'vitest'
 import { Credits } from './index.js'
-import { byHeader, deferred, PLATFORMS, rootModule, serve } from './test-support.js'
+import { byHeader, PLATFORMS, rootModule, serve } from './test-support.js'
 
 const state = { ran: 0, reached: deferred(), passed: deferred(), closed: deferred() }
 

@@ -5,7 +5,7 @@
  * response, so it does not depend on which platform, or which Nest version, wrote it.
  */
 import type { ServerResponse } from 'node:http'
-import { PROBLEM_CONTENT_TYPE, type ProblemDetails } from '@tollgate/core/metering'
+import { PROBLEM_CONTENT_TYPE, type ProblemDetails, writeProblem } from '@tollgate/core/metering'
 
 /** What the module's callbacks see of a request unless you name your platform's type. */
 export interface HttpRequest {
@@ -20,7 +20,7 @@ interface FastifyReplyLike {
   readonly sent: boolean
   code(status: number): FastifyReplyLike
   header(name: string, value: string): FastifyReplyLike
-  send(payload: string): unknown
+  send(payload: Buffer): unknown
 }
 
 function isNodeResponse(value: unknown): value is ServerResponse {
@@ -63,21 +63,18 @@ export function statusOf(response: unknown): number {
  * `application/json`.
  */
 export function sendProblem(response: unknown, problem: ProblemDetails): void {
-  const body = JSON.stringify(problem)
   if (isFastifyReply(response)) {
     if (response.sent) return
-    response.code(problem.status).header('Content-Type', PROBLEM_CONTENT_TYPE).send(body)
+    // A Buffer, so that Fastify sends the media type as set (it adds a charset to a string's).
+    response
+      .code(problem.status)
+      .header('Content-Type', PROBLEM_CONTENT_TYPE)
+      .send(Buffer.from(JSON.stringify(problem)))
     return
   }
   const raw = nodeResponse(response)
   if (raw === null) return
-  if (raw.headersSent) {
-    // Too late for a status: end what was started, as Nest's own filter does.
-    if (!raw.writableEnded) raw.end()
-    return
-  }
-  raw.statusCode = problem.status
-  raw.setHeader('Content-Type', PROBLEM_CONTENT_TYPE)
-  raw.setHeader('Content-Length', Buffer.byteLength(body))
-  raw.end(body)
+  if (!raw.headersSent) writeProblem(raw, problem)
+  // Too late for a status: end what was started, as Nest's own filter does.
+  else if (!raw.writableEnded) raw.end()
 }

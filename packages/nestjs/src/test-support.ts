@@ -7,6 +7,7 @@ import { type INestApplication, Module, type ModuleMetadata, type Type } from '@
 import { NestFactory } from '@nestjs/core'
 import { ExpressAdapter } from '@nestjs/platform-express'
 import { FastifyAdapter } from '@nestjs/platform-fastify'
+import type { Listening } from '@tollgate/conformance/testing'
 import { request } from 'undici'
 import { afterEach } from 'vitest'
 import type { HttpRequest } from './http.js'
@@ -38,12 +39,12 @@ export function rootModule(
   return RootModule
 }
 
-/** Starts `module` on `platform` on 127.0.0.1, port 0; returns its base URL. */
-export async function serve(
+/** Starts `module` on `platform` on 127.0.0.1, port 0. */
+export async function start(
   platform: Platform,
   module: Type<unknown>,
   setup?: (app: INestApplication) => void,
-): Promise<string> {
+): Promise<Listening> {
   const adapter = platform === 'express' ? new ExpressAdapter() : new FastifyAdapter()
   const app = await NestFactory.create(module, adapter, {
     logger: process.env.TOLLGATE_TEST_NEST_LOGS ? ['error', 'warn'] : false,
@@ -52,8 +53,18 @@ export async function serve(
   })
   setup?.(app)
   await app.listen(0, '127.0.0.1')
-  closers.push(() => app.close())
-  return (await app.getUrl()).replace('[::1]', '127.0.0.1')
+  return { url: await app.getUrl(), close: () => app.close() }
+}
+
+/** {@link start}, closed after the test; returns the base URL. */
+export async function serve(
+  platform: Platform,
+  module: Type<unknown>,
+  setup?: (app: INestApplication) => void,
+): Promise<string> {
+  const app = await start(platform, module, setup)
+  closers.push(app.close)
+  return app.url
 }
 
 export interface Reply {
@@ -89,17 +100,4 @@ export async function call(
   })
   const text = await res.body.text()
   return { status: res.statusCode, headers: res.headers, text, json: () => JSON.parse(text) }
-}
-
-/** Resolves after `ms`. */
-export const sleep = (ms: number): Promise<void> =>
-  new Promise<void>((resolve) => setTimeout(resolve, ms))
-
-/** A promise with its resolver, for "the handler has started" and "go on" signals. */
-export function deferred<T = void>() {
-  let resolve!: (value: T) => void
-  const promise = new Promise<T>((r) => {
-    resolve = r
-  })
-  return { promise, resolve }
 }

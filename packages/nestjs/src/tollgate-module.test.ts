@@ -19,11 +19,13 @@ import {
   UseFilters,
 } from '@nestjs/common'
 import {
+  deferred,
   downStore,
   expectLedgerReplays,
   ledgerTypes,
   meterWith,
   settledAs,
+  sleep,
 } from '@tollgate/conformance/testing'
 import { createMeter, type Meter, type TollgateError } from '@tollgate/core'
 import { interval, map, type Observable, take } from 'rxjs'
@@ -39,16 +41,7 @@ import {
   TollgateModule,
   type TollgateModuleOptions,
 } from './index.js'
-import {
-  byHeader,
-  call,
-  deferred,
-  PLATFORMS,
-  type Platform,
-  rootModule,
-  serve,
-  sleep,
-} from './test-support.js'
+import { byHeader, call, PLATFORMS, type Platform, rootModule, serve } from './test-support.js'
 
 /** What tests hand the controllers: signals in and out of a running handler. */
 const hooks = {
