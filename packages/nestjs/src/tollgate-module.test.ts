@@ -18,6 +18,7 @@ import {
   StreamableFile,
   UseFilters,
 } from '@nestjs/common'
+import { APP_FILTER } from '@nestjs/core'
 import {
   deferred,
   downStore,
@@ -519,6 +520,23 @@ describe.each(PLATFORMS)('TollgateModule on %s', (platform) => {
       const res = await call(`${url}/ok`)
       expect(res.status).toBe(402)
       expect(res.headers['content-type']).toMatch(/^application\/problem\+json/)
+    })
+
+    it("with exceptionFilter: false, the root module's catch-all APP_FILTER answers refusals", async () => {
+      resetHooks()
+      const meter = await meterWith({ u: 2 })
+      const filter = new EverythingFilter()
+      const url = await serve(
+        platform,
+        rootModule({ meter, account: byHeader, exceptionFilter: false }, CONTROLLERS, {
+          providers: [{ provide: APP_FILTER, useValue: filter }],
+        }),
+      )
+      const res = await call(`${url}/ok`)
+      expect(res.status).toBe(402)
+      expect(res.json()).toEqual({ everything: true })
+      expect(res.headers['x-credits-cost']).toBe('3')
+      expect(filter.seen).toHaveLength(1)
     })
 
     it('onInsufficient may throw its own exception instead', async () => {
