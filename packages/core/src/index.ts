@@ -24,22 +24,19 @@ export {
   TollgateError,
 } from './errors.js'
 export type { BalanceCacheOptions } from './meter/balance-cache.js'
+export type { MeterEventName, MeterEvents } from './meter/events.js'
+export { type ExtendResult, Hold } from './meter/hold.js'
 export type { LeaseOptions } from './meter/lease.js'
-export {
-  type CommitOptions,
-  type CreateCodesOptions,
-  createMeter,
-  type ExtendResult,
-  type GrantOptions,
-  Hold,
-  Meter,
-  type MeterEventName,
-  type MeterEvents,
-  type MeterOptions,
-  type MutationOptions,
-  type ReserveOptions,
-  type StartCycleOptions,
-} from './meter/meter.js'
+export { createMeter, Meter } from './meter/meter.js'
+export type {
+  CommitOptions,
+  CreateCodesOptions,
+  GrantOptions,
+  MutationOptions,
+  ReserveOptions,
+  StartCycleOptions,
+} from './meter/operation-options.js'
+export type { MeterOptions } from './meter/options.js'
 export { type HttpStoreOptions, httpStore } from './protocol/http-store.js'
 export { PROBLEM_CONTENT_TYPE, type ProblemDetails, problemDetails } from './protocol/problem.js'
 export { type MemoryStoreOptions, memoryStore } from './store/memory-store.js'

@@ -424,7 +424,11 @@ describe('createMetered options', () => {
     const Metered = createMetered(meter, { account, headers: true, costs: 2 } as never)
     Metered({ cost: 1 })
     expect(warn).toHaveBeenCalledWith(expect.stringContaining('"headers"'), 'TollgateWarning')
-    expect(warn).toHaveBeenCalledWith(expect.stringContaining('"costs"'), 'TollgateWarning')
+    expect(warn).toHaveBeenCalledWith(
+      expect.stringContaining('"costs"'),
+      'TollgateWarning',
+      'TOLLGATE_UNKNOWN_OPTION',
+    )
     expect(warn).toHaveBeenCalledTimes(2)
     warn.mockRestore()
   })

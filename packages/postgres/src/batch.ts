@@ -15,6 +15,7 @@ import {
   type CodeLookup,
   type CodeRecord,
   type HoldState,
+  holdsToLoad,
   type IdempotencyRecord,
   newAccountState,
 } from '@tollgate/core/engine'
@@ -206,11 +207,7 @@ export async function runBatch(
     const state = ctx.state
     const account = state.record.account
     // The named hold (any status) and every pending hold due at this operation's time.
-    const holds: HoldState[] = named ? [named] : []
-    for (const h of ctx.holds.values()) {
-      if (h !== named && h.status === 'pending' && h.expiresAt <= now) holds.push(h)
-    }
-    state.holds = holds
+    state.holds = holdsToLoad(named, ctx.holds.values(), now)
     const idemKey = op.idempotencyKey
     let code: CodeLookup | undefined
     if (op.type === 'redeem') {

@@ -313,23 +313,48 @@ WHEN (NEW.metadata::text LIKE '%"fail":true%') EXECUTE FUNCTION gc_${schemaNo}.f
     expect(store.stats().operations).toBe(0)
   })
 
-  it('stores metadata as given: unicode, NUL escapes and key order', async () => {
+  it('stores metadata as given: unicode, escapes and key order', async () => {
     const store = await newStore()
     const meter = meterOf(store)
-    const metadata = { z: 1, a: 'nul\u0000here', '☃': { nested: [1, 'two', null] } }
+    const metadata = { z: 1, a: 'tab\there "q" \\u0000', '☃': { nested: [1, 'two 😀', null] } }
     await meter.grant('a', 1, { metadata })
     const [entry] = await ledgerOldestFirst(meter, 'a')
     expect(entry!.metadata).toEqual(metadata)
     expect(Object.keys(entry!.metadata)).toEqual(['z', 'a', '☃'])
+    // NUL itself is refused at the edge (a jsonb cast or `->>` of it fails in PostgreSQL).
+    await expect(meter.grant('a', 1, { metadata: { a: 'nul\u0000here' } })).rejects.toMatchObject({
+      code: 'invalid_input',
+      field: 'metadata.a',
+    })
   })
 
   it('answers hold ids and idempotency keys PostgreSQL cannot store without a round trip', async () => {
     const store = await newStore()
     const meter = meterOf(store)
-    await expect(meter.commit('hld_\u0000')).rejects.toMatchObject({ code: 'not_found' })
+    // The meter refuses them before the store; the store answers them alone too (no batch).
+    await expect(meter.commit('hld_\u0000')).rejects.toMatchObject({
+      code: 'invalid_input',
+      field: 'holdId',
+    })
     await expect(meter.grant('a', 1, { idempotencyKey: 'k\u0000' })).rejects.toMatchObject({
       code: 'invalid_input',
     })
+    const config = {
+      lowBalanceThreshold: null,
+      overdraftLimit: null,
+      overage: 'clamp' as const,
+      redeemMaxFailures: 10,
+      redeemWindowMs: 60_000,
+    }
+    const direct = await store.execute({
+      tenant: 'default',
+      account: undefined,
+      op: { type: 'release', holdId: 'hld_\u0000', metadata: {}, idempotencyKey: undefined },
+      now: Date.now(),
+      config,
+      newId: () => 'x',
+    })
+    expect(direct.error).toMatchObject({ code: 'not_found' })
     expect(store.stats().operations).toBe(0)
   })
 })

@@ -19,10 +19,12 @@ describe('store options', () => {
     expect(warn).toHaveBeenCalledWith(
       'postgresStore: unknown option "maxBach" is ignored',
       'TollgateWarning',
+      'TOLLGATE_UNKNOWN_OPTION',
     )
     expect(warn).toHaveBeenCalledWith(
       'pgliteStore: unknown option "dataDri" is ignored',
       'TollgateWarning',
+      'TOLLGATE_UNKNOWN_OPTION',
     )
     await a.close()
     await b.close()

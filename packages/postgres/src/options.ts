@@ -1,7 +1,14 @@
 /**
- * Options both factories share, and the checks their `resolveOptions()` use.
+ * Options both factories share, and their checks. Each factory reads its options with the
+ * core options kit (`readOptions`), then hands the shared part to {@link resolveSqlOptions}.
  */
 import { InvalidInputError } from '@tollgate/core'
+import {
+  checkBoolean,
+  checkInt,
+  type OptionDefaults,
+  type ResolvedOptions,
+} from '@tollgate/core/store'
 
 /** Options of both {@link postgresStore} and {@link pgliteStore}. */
 export interface SqlStoreOptions {
@@ -62,80 +69,42 @@ export interface ResolvedSqlStoreOptions {
   holdCacheSize: number
 }
 
+/** Defaults of the shared options; each factory spreads them into its own defaults literal. */
 export const SQL_STORE_DEFAULTS = {
   schema: 'tollgate',
   groupCommit: true,
   maxBatch: 256,
   maxWaitMs: 0,
+  // Each factory has its own default (the pool size decides it for postgresStore).
+  maxInFlight: undefined,
   maxRetries: 5,
   sweepLeaseMs: 30_000,
   holdCacheSize: 10_000,
-} as const
-
-export const SQL_STORE_KEYS = [
-  'schema',
-  'groupCommit',
-  'maxBatch',
-  'maxWaitMs',
-  'maxInFlight',
-  'maxRetries',
-  'sweepLeaseMs',
-  'holdCacheSize',
-] as const
+} satisfies OptionDefaults<SqlStoreOptions>
 
 const SCHEMA_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/
 
-/** Warns (once per call) about keys the factory does not know, as createMeter does. */
-export function warnUnknownKeys(factory: string, options: object, known: readonly string[]): void {
-  for (const key of Object.keys(options)) {
-    if (!known.includes(key)) {
-      process.emitWarning(`${factory}: unknown option "${key}" is ignored`, 'TollgateWarning')
-    }
-  }
-}
-
-/** An integer option within [min, max]. */
-export function intOption(value: unknown, field: string, min: number, max: number): number {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max) {
-    throw new InvalidInputError(field, `must be an integer from ${min} to ${max}`)
-  }
-  return value
-}
-
-/** The shared options, checked, defaults spread. */
-export function resolveSqlOptions(options: SqlStoreOptions): ResolvedSqlStoreOptions {
-  const o = { ...SQL_STORE_DEFAULTS, ...stripUndefined(options) }
+/** The shared options, read by the factory's `readOptions()`, checked. */
+export function resolveSqlOptions(
+  o: ResolvedOptions<SqlStoreOptions, typeof SQL_STORE_DEFAULTS>,
+): ResolvedSqlStoreOptions {
   if (typeof o.schema !== 'string' || !SCHEMA_NAME.test(o.schema)) {
     throw new InvalidInputError(
       'schema',
       'must be 1–63 letters, digits or _, not starting with a digit',
     )
   }
-  if (typeof o.groupCommit !== 'boolean') {
-    throw new InvalidInputError('groupCommit', 'must be a boolean')
-  }
   return {
     schema: o.schema,
     // Validated above, so quoting is only for case: "MySchema" stays MySchema.
     quotedSchema: `"${o.schema}"`,
-    groupCommit: o.groupCommit,
-    maxBatch: intOption(o.maxBatch, 'maxBatch', 1, 10_000),
-    maxWaitMs: intOption(o.maxWaitMs, 'maxWaitMs', 0, 60_000),
+    groupCommit: checkBoolean(o.groupCommit, 'groupCommit'),
+    maxBatch: checkInt(o.maxBatch, 'maxBatch', 1, 10_000),
+    maxWaitMs: checkInt(o.maxWaitMs, 'maxWaitMs', 0, 60_000),
     maxInFlight:
-      options.maxInFlight === undefined
-        ? undefined
-        : intOption(options.maxInFlight, 'maxInFlight', 1, 1_000),
-    maxRetries: intOption(o.maxRetries, 'maxRetries', 0, 100),
-    sweepLeaseMs: intOption(o.sweepLeaseMs, 'sweepLeaseMs', 1, 86_400_000),
-    holdCacheSize: intOption(o.holdCacheSize, 'holdCacheSize', 0, 10_000_000),
+      o.maxInFlight === undefined ? undefined : checkInt(o.maxInFlight, 'maxInFlight', 1, 1_000),
+    maxRetries: checkInt(o.maxRetries, 'maxRetries', 0, 100),
+    sweepLeaseMs: checkInt(o.sweepLeaseMs, 'sweepLeaseMs', 1, 86_400_000),
+    holdCacheSize: checkInt(o.holdCacheSize, 'holdCacheSize', 0, 10_000_000),
   }
-}
-
-/** `{ a: undefined }` means "the default", as if the key were absent. */
-export function stripUndefined<T extends object>(o: T): Partial<T> {
-  const out: Partial<T> = {}
-  for (const [k, v] of Object.entries(o)) {
-    if (v !== undefined) (out as Record<string, unknown>)[k] = v
-  }
-  return out
 }

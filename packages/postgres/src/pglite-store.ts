@@ -4,12 +4,8 @@
  * `postgresStore()`.
  */
 import { InvalidInputError } from '@tollgate/core'
-import {
-  resolveSqlOptions,
-  SQL_STORE_KEYS,
-  type SqlStoreOptions,
-  warnUnknownKeys,
-} from './options.js'
+import { type OptionDefaults, readOptions } from '@tollgate/core/store'
+import { resolveSqlOptions, SQL_STORE_DEFAULTS, type SqlStoreOptions } from './options.js'
 import { type PGliteLike, PgliteDriver, type PgliteDriverOptions } from './pglite-driver.js'
 import { type PostgresStore, SqlStore } from './sql-store.js'
 
@@ -27,32 +23,30 @@ export interface PgliteStoreOptions extends SqlStoreOptions {
   client?: PGliteLike
 }
 
-const KEYS = [...SQL_STORE_KEYS, 'dataDir', 'client']
+const DEFAULTS = {
+  ...SQL_STORE_DEFAULTS,
+  dataDir: undefined,
+  client: undefined,
+} satisfies OptionDefaults<PgliteStoreOptions>
 
 function resolveOptions(options: PgliteStoreOptions) {
-  if (typeof options !== 'object' || options === null) {
-    throw new InvalidInputError('options', 'must be an object')
-  }
-  warnUnknownKeys('pgliteStore', options, KEYS)
-  const shared = resolveSqlOptions(options)
+  const o = readOptions(options, { owner: 'pgliteStore', defaults: DEFAULTS })
+  const shared = resolveSqlOptions(o)
   let driver: PgliteDriverOptions
-  if (options.client !== undefined) {
-    if (options.dataDir !== undefined) {
+  if (o.client !== undefined) {
+    if (o.dataDir !== undefined) {
       throw new InvalidInputError('client', 'give either client or dataDir, not both')
     }
-    const c = options.client
+    const c = o.client
     if (typeof c !== 'object' || c === null || typeof c.transaction !== 'function') {
       throw new InvalidInputError('client', 'must be a PGlite instance')
     }
     driver = { own: false, client: c }
   } else {
-    if (
-      options.dataDir !== undefined &&
-      (typeof options.dataDir !== 'string' || options.dataDir === '')
-    ) {
+    if (o.dataDir !== undefined && (typeof o.dataDir !== 'string' || o.dataDir === '')) {
       throw new InvalidInputError('dataDir', 'must be a non-empty path')
     }
-    driver = { own: true, dataDir: options.dataDir }
+    driver = { own: true, dataDir: o.dataDir }
   }
   return { shared, driver }
 }

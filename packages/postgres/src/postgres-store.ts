@@ -3,14 +3,8 @@
  * for many app instances sharing one database.
  */
 import { InvalidInputError } from '@tollgate/core'
-import {
-  intOption,
-  resolveSqlOptions,
-  SQL_STORE_KEYS,
-  type SqlStoreOptions,
-  stripUndefined,
-  warnUnknownKeys,
-} from './options.js'
+import { checkBoolean, checkInt, type OptionDefaults, readOptions } from '@tollgate/core/store'
+import { resolveSqlOptions, SQL_STORE_DEFAULTS, type SqlStoreOptions } from './options.js'
 import { PgDriver, type PgDriverOptions, type PgPoolLike } from './pg-driver.js'
 import { type PostgresStore, SqlStore } from './sql-store.js'
 
@@ -39,35 +33,26 @@ export interface PostgresStoreOptions extends SqlStoreOptions {
 }
 
 const DEFAULTS = {
+  ...SQL_STORE_DEFAULTS,
+  pool: undefined,
+  connectionString: undefined,
   poolSize: 10,
   applicationName: 'tollgate',
   connectTimeoutMs: 10_000,
   preparedStatements: true,
-} as const
-
-const KEYS = [
-  ...SQL_STORE_KEYS,
-  'pool',
-  'connectionString',
-  'poolSize',
-  'applicationName',
-  'connectTimeoutMs',
-  'preparedStatements',
-]
+} satisfies OptionDefaults<PostgresStoreOptions>
 
 /** Batches in flight by default: enough to overlap round trips, few enough to batch well. */
 const DEFAULT_IN_FLIGHT = 4
 
 function resolveOptions(options: PostgresStoreOptions) {
-  if (typeof options !== 'object' || options === null) {
-    throw new InvalidInputError('options', 'postgresStore needs { pool } or { connectionString }')
-  }
-  warnUnknownKeys('postgresStore', options, KEYS)
-  const shared = resolveSqlOptions(options)
-  const o = { ...DEFAULTS, ...stripUndefined(options) }
-  if (typeof o.preparedStatements !== 'boolean') {
-    throw new InvalidInputError('preparedStatements', 'must be a boolean')
-  }
+  const o = readOptions(options, {
+    owner: 'postgresStore',
+    defaults: DEFAULTS,
+    expected: 'postgresStore needs { pool } or { connectionString }',
+  })
+  const shared = resolveSqlOptions(o)
+  const prepare = checkBoolean(o.preparedStatements, 'preparedStatements')
   let pool: PgDriverOptions['pool']
   if (o.pool !== undefined) {
     if (o.connectionString !== undefined) {
@@ -90,12 +75,12 @@ function resolveOptions(options: PostgresStoreOptions) {
     pool = {
       own: true,
       connectionString: o.connectionString,
-      max: intOption(o.poolSize, 'poolSize', 1, 1_000),
+      max: checkInt(o.poolSize, 'poolSize', 1, 1_000),
       applicationName: o.applicationName,
-      connectTimeoutMs: intOption(o.connectTimeoutMs, 'connectTimeoutMs', 0, 600_000),
+      connectTimeoutMs: checkInt(o.connectTimeoutMs, 'connectTimeoutMs', 0, 600_000),
     }
   }
-  return { shared, driver: { pool, prepare: o.preparedStatements } satisfies PgDriverOptions }
+  return { shared, driver: { pool, prepare } satisfies PgDriverOptions }
 }
 
 /**

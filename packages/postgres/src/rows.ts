@@ -15,7 +15,7 @@ import {
   type HoldStatus,
   type IdempotencyRecord,
   NO_METADATA,
-  periodStart,
+  nextCycleAt,
   toLedgerEntry,
 } from '@tollgate/core/engine'
 
@@ -163,12 +163,6 @@ export function metadataJson(m: Metadata): string | null {
   return null
 }
 
-/** When the active cycle's next period starts (what dueAccounts() looks for), else null. */
-export function cycleNextAt(record: AccountRecord): number | null {
-  const c = record.cycle
-  return c?.active ? periodStart(c.anchor, c.every, c.period + 1) : null
-}
-
 // ---------------------------------------------------------------- column arrays for `unnest`
 
 /** The persist statement's parameters, one array per column. */
@@ -266,7 +260,8 @@ export class PersistColumns {
     this.aOverdraft.push(r.overdraftLimit)
     this.aAlert.push(r.alertLevel)
     this.aCycle.push(r.cycle === null ? null : JSON.stringify(r.cycle))
-    this.aCycleNext.push(cycleNextAt(r))
+    // The engine's next cycle time: the account rule of DUE_RULES reads it (cycle_next_at).
+    this.aCycleNext.push(nextCycleAt(r))
     this.aFailures.push(r.redeemFailures)
     this.aWindow.push(r.redeemWindowStart)
     this.aCreated.push(r.createdAt)

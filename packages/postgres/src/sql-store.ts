@@ -11,6 +11,7 @@ import {
   type Store,
   StoreUnavailableError,
 } from '@tollgate/core'
+import { codeBatchRecord, decideCodeBatch } from '@tollgate/core/engine'
 import {
   type CodeBatch,
   type CodeBatchOutcome,
@@ -30,6 +31,7 @@ import { type MigrationStatements, migrate, migrationStatements } from './migrat
 import type { ResolvedSqlStoreOptions } from './options.js'
 import { entryFrom, type LedgerRow } from './rows.js'
 import { buildStatements, type Statements } from './statements.js'
+import { sqlTenantList } from './tenant-list.js'
 
 /** A Tollgate store on PostgreSQL or PGlite, as both factories return it. */
 export interface PostgresStore extends Store {
@@ -76,6 +78,7 @@ export class SqlStore implements PostgresStore {
   #migration: Promise<void> | null = null
   #closing: Promise<void> | null = null
   readonly keys: KeyRegistry
+  readonly #tenantList: (after: string | null, limit: number) => Promise<string[]>
 
   constructor(settings: SqlStoreSettings) {
     this.kind = settings.kind
@@ -84,6 +87,7 @@ export class SqlStore implements PostgresStore {
     this.#st = buildStatements(this.#o.quotedSchema)
     this.#mst = migrationStatements(this.#o.schema, this.#o.quotedSchema)
     this.#holds = new HoldAccounts(this.#o.holdCacheSize)
+    this.#tenantList = sqlTenantList(this.#driver, this.#o.quotedSchema)
     this.keys = sqlKeyRegistry(this.#driver, this.#o.quotedSchema, () => {
       this.#checkOpen()
       return this.migrate()
@@ -199,22 +203,27 @@ export class SqlStore implements PostgresStore {
     }
     return this.#driver.transaction(async (tx) => {
       if (key) {
-        const saved = await tx.query(st.saveCodesKey, [
-          tenant,
-          key.key,
-          key.fingerprint,
-          JSON.stringify(key.result),
-          batch.now,
-        ])
-        if (saved.length === 0) {
+        const record = codeBatchRecord(key, batch.now)
+        for (let attempt = 0; ; attempt++) {
+          // Insert first, decide on a conflict: the unique key serialises concurrent batches.
+          const saved = await tx.query(st.saveCodesKey, [
+            tenant,
+            record.key,
+            record.account,
+            record.fingerprint,
+            JSON.stringify(record.result),
+            record.createdAt,
+          ])
+          if (saved.length > 0) break
           // The key was used before (or is being, by a transaction we just waited for).
           const [row] = await tx.query<{ account: string; fingerprint: string; result: unknown }>(
             st.readKey,
             [tenant, key.key],
           )
-          return row && row.account === '' && row.fingerprint === key.fingerprint
-            ? { status: 'replayed', result: row.result }
-            : { status: 'conflict' }
+          const decided = decideCodeBatch(row ?? null, key, batch.now)
+          if (decided.status !== 'created') return decided
+          // No record after all: pruned between the two statements. Once more, then give up.
+          if (attempt > 0) throw new StoreUnavailableError('idempotency record kept changing')
         }
       }
       const c = batch.codes
@@ -263,6 +272,12 @@ export class SqlStore implements PostgresStore {
       }
     }
     return total
+  }
+
+  /** Tenants that hold accounts, for a sweeper (see `Store.tenants`). */
+  tenants(after: string | null, limit: number): Promise<string[]> {
+    this.#checkOpen()
+    return this.#tenantList(after, limit)
   }
 
   // ---------------------------------------------------------------- lifecycle

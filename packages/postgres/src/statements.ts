@@ -5,6 +5,7 @@
  */
 import { createHash } from 'node:crypto'
 import type { Statement } from './driver.js'
+import { dueCondition } from './due-sql.js'
 
 /** A statement named after its text, so each distinct text is prepared once per connection. */
 export function statement(text: string): Statement {
@@ -73,7 +74,7 @@ FOR UPDATE OF a`),
     SELECT h.* FROM ${s}.holds h
     JOIN unnest($1::text[], $2::text[]) AS x(tenant, account)
       ON h.tenant = x.tenant AND h.account = x.account
-    WHERE h.status = 'pending' AND h.expires_at <= $5::int8
+    WHERE ${dueCondition('hold', 'h', '$5::int8')}
   ) h) AS holds,
 (SELECT json_agg(json_build_array(i.tenant, i.key, i.account, i.fingerprint, i.result,
     i.created_at))
@@ -190,7 +191,7 @@ LIMIT $7::int4`),
     saveCodesKey:
       statement(`INSERT INTO ${s}.idempotency (tenant, key, account, fingerprint, result,
   created_at)
-VALUES ($1, $2, '', $3, $4::json, $5::int8)
+VALUES ($1, $2, $3, $4, $5::json, $6::int8)
 ON CONFLICT (tenant, key) DO NOTHING
 RETURNING 1 AS saved`),
 
@@ -211,12 +212,13 @@ SELECT $1::text, * FROM unnest($2::text[], $3::text[], $4::int8[], $5::int4[], $
 clock AS (SELECT (extract(epoch FROM clock_timestamp()) * 1000)::int8 AS now),
 due AS (
   SELECT h.account FROM ${s}.holds h
-  WHERE h.tenant = $1 AND h.status = 'pending' AND h.expires_at <= $2::int8
+  WHERE h.tenant = $1 AND ${dueCondition('hold', 'h', '$2::int8')}
   UNION
   SELECT b.account FROM ${s}.buckets b
-  WHERE b.tenant = $1 AND NOT b.expired AND b.expires_at <= $2::int8
+  WHERE b.tenant = $1 AND ${dueCondition('bucket', 'b', '$2::int8')}
   UNION
-  SELECT a.account FROM ${s}.accounts a WHERE a.tenant = $1 AND a.cycle_next_at <= $2::int8
+  SELECT a.account FROM ${s}.accounts a
+  WHERE a.tenant = $1 AND ${dueCondition('account', 'a', '$2::int8')}
 ),
 claim AS (
   SELECT a.tenant, a.account FROM ${s}.accounts a, clock

@@ -4,7 +4,9 @@
  * time, so neither a database dump nor response timing gives a key away.
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
+import { isTollgateError, StoreUnavailableError } from '@tollgate/core'
 import type { ApiKeyRecord, KeyRegistry } from '@tollgate/core/store'
+import { LRUCache } from 'lru-cache'
 
 /** The role of a key: `admin` keys manage keys and act for any tenant. */
 export type KeyRole = ApiKeyRecord['role']
@@ -13,6 +15,13 @@ const KEY_PATTERN = /^tg_sk_([0-9a-z]{8,32})_([A-Za-z0-9_-]{16,128})$/
 const ID_ALPHABET = '0123456789abcdefghjkmnpqrstvwxyz'
 /** Verified records are reused this long: a revocation by another process shows within it. */
 const CACHE_MS = 1_000
+/**
+ * Unknown ids are remembered this long, so a flood of requests with the same bogus key costs one
+ * store query per id per interval; a key created by another process with a remembered id (ids
+ * are random: only if someone sent that id first) works after it.
+ */
+const NEGATIVE_CACHE_MS = 2_000
+/** Entries of each cache (LRU): bounded whatever the traffic. */
 const CACHE_MAX = 10_000
 /** Compared against when the id is unknown, so that an unknown id costs what a known one does. */
 const DUMMY_HASH = createHash('sha256').update('tg_sk_unknown').digest()
@@ -70,20 +79,26 @@ export function keyInfo(record: ApiKeyRecord): ApiKeyInfo {
   }
 }
 
-/** Verifies bearer keys against a registry, with a short cache of found records. */
+/** Verifies bearer keys against a registry, with short caches of found and unknown ids. */
 export class KeyVerifier {
   readonly #keys: KeyRegistry
-  readonly #clock: () => number
-  readonly #cache = new Map<string, { record: ApiKeyRecord; until: number }>()
+  readonly #found: LRUCache<string, ApiKeyRecord>
+  readonly #unknown: LRUCache<string, true>
+  /** Lookups in flight, shared by concurrent requests with the same id. */
+  readonly #inFlight = new Map<string, Promise<ApiKeyRecord | null>>()
 
   constructor(keys: KeyRegistry, clock: () => number = Date.now) {
     this.#keys = keys
-    this.#clock = clock
+    // ttlResolution 0: read the clock on every check (no timer, and a test clock is obeyed).
+    const perf = { now: clock }
+    this.#found = new LRUCache({ max: CACHE_MAX, ttl: CACHE_MS, ttlResolution: 0, perf })
+    this.#unknown = new LRUCache({ max: CACHE_MAX, ttl: NEGATIVE_CACHE_MS, ttlResolution: 0, perf })
   }
 
   /**
    * The active key record for `key`, or null for a malformed, unknown, revoked or wrong key.
-   * Callers answer every null the same way.
+   * Callers answer every null the same way. A registry that cannot be read is
+   * {@link StoreUnavailableError} (503, retried by clients), never a 401 or a 500.
    */
   async verify(key: string): Promise<ApiKeyRecord | null> {
     const parsed = parseApiKey(key)
@@ -99,22 +114,41 @@ export class KeyVerifier {
     return record
   }
 
-  async #find(id: string): Promise<ApiKeyRecord | null> {
-    const now = this.#clock()
-    const hit = this.#cache.get(id)
-    if (hit && hit.until > now) return hit.record
-    const record = await this.#keys.findKey(id)
-    if (record) {
-      if (this.#cache.size >= CACHE_MAX) this.#cache.clear()
-      this.#cache.set(id, { record, until: now + CACHE_MS })
-    } else {
-      this.#cache.delete(id)
+  #find(id: string): ApiKeyRecord | null | Promise<ApiKeyRecord | null> {
+    const hit = this.#found.get(id)
+    if (hit !== undefined) return hit
+    if (this.#unknown.has(id)) return null
+    let lookup = this.#inFlight.get(id)
+    if (lookup === undefined) {
+      lookup = this.#lookup(id).finally(() => this.#inFlight.delete(id))
+      this.#inFlight.set(id, lookup)
     }
+    return lookup
+  }
+
+  async #lookup(id: string): Promise<ApiKeyRecord | null> {
+    let record: ApiKeyRecord | null
+    try {
+      record = await this.#keys.findKey(id)
+    } catch (err) {
+      // The registry's own words (a database message) go to the log through `cause`, not out.
+      throw isTollgateError(err, 'store_unavailable')
+        ? err
+        : new StoreUnavailableError('API keys cannot be read', { cause: err })
+    }
+    if (record) this.#found.set(id, record)
+    else this.#unknown.set(id, true)
     return record
   }
 
-  /** Drops a cached record: revocation through this server takes effect at once. */
+  /** Cached ids, found and unknown (each bounded). */
+  get size(): number {
+    return this.#found.size + this.#unknown.size
+  }
+
+  /** Drops what is cached about an id: a revocation or creation here takes effect at once. */
   forget(id: string): void {
-    this.#cache.delete(id)
+    this.#found.delete(id)
+    this.#unknown.delete(id)
   }
 }

@@ -9,7 +9,7 @@ const logs = logCapture()
 beforeAll(async () => {
   t = await startServer({
     logger: { level: 'trace', stream: logs.stream },
-    redeemFailuresPerMinute: 4,
+    redeemLimit: { accountFailuresPerMinute: 4, failingAccountsPerMinute: 2 },
     meter: { redeemAttempts: { max: 2 } },
   })
   acme = await t.createKey('acme')
@@ -197,32 +197,37 @@ describe('redeem brute force', () => {
     expect(Number(limited.headers['retry-after'])).toBeGreaterThan(0)
   })
 
-  it('the server limits failures per tenant across accounts', async () => {
-    const statuses: number[] = []
-    // globex already failed twice above; the tenant allows 4 per minute.
-    for (let i = 0; i < 4; i++) {
-      const res = await t.call('POST', `/v1/accounts/sybil-${i}/redemptions`, {
+  it('many failing accounts are stopped at their first failure; correct codes still pass', async () => {
+    // globex has one failing account (mallory, above); the tenant allows 2 per minute.
+    const guess = (account: string, i: number) =>
+      t.call('POST', `/v1/accounts/${account}/redemptions`, {
         key: globex.key,
         body: { code: `TG-${String(i).padStart(4, '0')}-0000-0000-0` },
       })
-      statuses.push(res.status)
-      if (res.status === 429) {
-        expect(Number(res.headers['retry-after'])).toBeGreaterThan(0)
-        expect(Number(res.headers['retry-after'])).toBeLessThanOrEqual(60)
-      }
+    expect((await guess('sybil-0', 0)).status).toBe(400)
+    // Over the tenant's limit now: a new failing account gets one failure, then 429.
+    expect((await guess('sybil-1', 1)).status).toBe(400)
+    const limited = await guess('sybil-1', 2)
+    expect(limited.status).toBe(429)
+    expect(Number(limited.headers['retry-after'])).toBeGreaterThan(0)
+    expect(Number(limited.headers['retry-after'])).toBeLessThanOrEqual(60)
+    // An account that failed before the tenant went over keeps its own allowance.
+    expect((await guess('sybil-0', 3)).status).toBe(400)
+    // A user with a good code is never refused, in this tenant or another.
+    for (const [key, account] of [
+      [globex.key, 'carol'],
+      [acme.key, 'bob'],
+    ] as const) {
+      const codes = await t.call<{ codes: string[] }>('POST', '/v1/codes', {
+        key,
+        body: { credits: 5, count: 1 },
+      })
+      const ok = await t.call('POST', `/v1/accounts/${account}/redemptions`, {
+        key,
+        body: { code: codes.body.codes[0] },
+      })
+      expect(ok.status).toBe(201)
     }
-    expect(statuses.slice(0, 2)).toEqual([400, 400])
-    expect(statuses.slice(2)).toEqual([429, 429])
-    // Other tenants are not affected.
-    const codes = await t.call<{ codes: string[] }>('POST', '/v1/codes', {
-      key: acme.key,
-      body: { credits: 5, count: 1 },
-    })
-    const ok = await t.call('POST', '/v1/accounts/bob/redemptions', {
-      key: acme.key,
-      body: { code: codes.body.codes[0] },
-    })
-    expect(ok.status).toBe(201)
   })
 })
 

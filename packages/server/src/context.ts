@@ -39,8 +39,11 @@ export interface ServerContext {
   limiter: RedeemLimiter
   /** The REST meter of a tenant (created on first use, never closed: it would close the store). */
   meterFor(tenant: string): Meter
-  /** Tenants to sweep: those with keys and those seen since start. */
-  tenants: Set<string>
+  /**
+   * Notes a tenant a request or a new key named, for the sweeper of a store that cannot list
+   * its tenants (bounded; a no-op when the store can).
+   */
+  sawTenant(tenant: string): void
   /** The caller of an authenticated request. */
   callerOf(request: FastifyRequest): Caller
 }

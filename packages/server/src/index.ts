@@ -5,7 +5,7 @@ export {
   type KeyRole,
   parseApiKey,
 } from './api-keys.js'
-export type { CreateServerOptions, ServerMeterOptions } from './options.js'
+export type { CreateServerOptions, RedeemLimitOptions, ServerMeterOptions } from './options.js'
 export {
   createServer,
   type ListenOptions,

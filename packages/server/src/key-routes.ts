@@ -2,7 +2,7 @@
  * API key management (`/v1/keys`), for admin keys only. A key is shown once, in the answer that
  * creates it; lists and revocations show ids only.
  */
-import { NotFoundError } from '@tollgate/core'
+import { isTollgateError, NotFoundError, StoreUnavailableError } from '@tollgate/core'
 import type { FastifyReply } from 'fastify'
 import { generateApiKey, hashApiKey, keyInfo } from './api-keys.js'
 import type { App, ServerContext } from './context.js'
@@ -19,6 +19,20 @@ import {
 
 const security = [{ apiKey: [] }]
 const tags = ['keys']
+
+/**
+ * A registry call whose failure is a 503 whatever the registry: a custom one may throw plain
+ * errors (the built-in SQL registry already throws {@link StoreUnavailableError}).
+ */
+async function registry<T>(call: Promise<T>): Promise<T> {
+  try {
+    return await call
+  } catch (err) {
+    throw isTollgateError(err)
+      ? err
+      : new StoreUnavailableError('API keys unavailable', { cause: err })
+  }
+}
 
 /** Registers `/v1/keys`. */
 export function keyRoutes(app: App, ctx: ServerContext): void {
@@ -52,8 +66,10 @@ export function keyRoutes(app: App, ctx: ServerContext): void {
         createdAt: clock(),
         revokedAt: null,
       } as const
-      await keys.createKey(record)
-      ctx.tenants.add(record.tenant)
+      await registry(keys.createKey(record))
+      // Drops a negative-cache entry should someone have tried this (random) id already.
+      ctx.verifier.forget(id)
+      ctx.sawTenant(record.tenant)
       reply.code(201)
       return { ...keyInfo(record), key }
     },
@@ -71,7 +87,7 @@ export function keyRoutes(app: App, ctx: ServerContext): void {
       },
     },
     async (request) => {
-      const list = await keys.listKeys(request.query.tenant ?? null)
+      const list = await registry(keys.listKeys(request.query.tenant ?? null))
       return { keys: list.map(keyInfo) }
     },
   )
@@ -90,7 +106,7 @@ export function keyRoutes(app: App, ctx: ServerContext): void {
     async (request) => {
       const at = clock()
       const id = request.params.id
-      const revoked = await keys.revokeKey(id, at)
+      const revoked = await registry(keys.revokeKey(id, at))
       ctx.verifier.forget(id)
       if (!revoked) throw new NotFoundError('key', id)
       return { id, revokedAt: at }

@@ -1,4 +1,4 @@
-import { memoryStore } from '@tollgate/core'
+import { createMeter, memoryStore } from '@tollgate/core'
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import { generateApiKey, hashApiKey, KeyVerifier, parseApiKey } from './api-keys.js'
 import { resolveOptions } from './options.js'
@@ -16,7 +16,9 @@ describe('resolveOptions', () => {
       clientClock: false,
       bodyLimit: 65_536,
       sweepIntervalMs: 30_000,
-      redeemFailuresPerMinute: 600,
+      codesBodyLimit: 1_048_576,
+      adminCodesBodyLimit: 32 * 1024 * 1024,
+      redeemLimit: { accountFailuresPerMinute: 20, failingAccountsPerMinute: 100 },
       redeemMaxFailures: 10,
       redeemWindowMs: 3_600_000,
       adminKey: process.env.TOLLGATE_ADMIN_KEY ?? null,
@@ -27,11 +29,28 @@ describe('resolveOptions', () => {
 
   it('warns about unknown keys and refuses bad values by name', () => {
     const warn = vi.spyOn(process, 'emitWarning').mockImplementation(() => {})
-    resolveOptions({ store: memoryStore(), colour: 'red', meter: { speed: 1 } } as never)
+    resolveOptions({
+      store: memoryStore(),
+      colour: 'red',
+      meter: { speed: 1 },
+      redeemLimit: { perTenant: 5 },
+    } as never)
     expect(warn.mock.calls.map((c) => String(c[0]))).toEqual([
       'createServer: unknown option "colour" is ignored',
       'createServer: unknown option "meter.speed" is ignored',
+      'createServer: unknown option "redeemLimit.perTenant" is ignored',
     ])
+    expect(() =>
+      resolveOptions({ store: memoryStore(), redeemLimit: { accountFailuresPerMinute: 0.5 } }),
+    ).toThrow(/redeemLimit.accountFailuresPerMinute/)
+    expect(() => resolveOptions({ store: memoryStore(), codesBodyLimit: -1 })).toThrow(
+      /codesBodyLimit/,
+    )
+    // Never below bodyLimit: a tenant can always send what every other route takes.
+    expect(
+      resolveOptions({ store: memoryStore(), bodyLimit: 2_000_000, codesBodyLimit: 10 })
+        .codesBodyLimit,
+    ).toBe(2_000_000)
     expect(() => resolveOptions({} as never)).toThrow(/store/)
     expect(() => resolveOptions({ store: memoryStore(), bodyLimit: 0 })).toThrow(/bodyLimit/)
     expect(() => resolveOptions({ store: memoryStore(), sweepIntervalMs: -1 })).toThrow(
@@ -40,6 +59,36 @@ describe('resolveOptions', () => {
     expect(() => resolveOptions({ store: memoryStore(), adminKey: 'tg_sk_short' })).toThrow(
       /adminKey/,
     )
+  })
+
+  it('checks meter.redeemAttempts at creation and hands the tenant meters the checked values', async () => {
+    const warn = vi.spyOn(process, 'emitWarning').mockImplementation(() => {})
+    expect(() =>
+      resolveOptions({ store: memoryStore(), meter: { redeemAttempts: { max: 0 } } }),
+    ).toThrow(expect.objectContaining({ field: 'meter.redeemAttempts.max' }))
+    expect(() =>
+      resolveOptions({ store: memoryStore(), meter: { redeemAttempts: 3 as never } }),
+    ).toThrow(expect.objectContaining({ field: 'meter.redeemAttempts' }))
+    const store = memoryStore()
+    const o = resolveOptions({
+      store,
+      meter: { overage: 'reject', redeemAttempts: { max: 3, tries: 9 } as never },
+    })
+    expect(o).toMatchObject({ redeemMaxFailures: 3, redeemWindowMs: 3_600_000 })
+    expect(o.meter).toMatchObject({
+      overage: 'reject',
+      redeemAttempts: { max: 3, windowMs: 3_600_000 },
+    })
+    // A tenant's meter gets the known keys only: the typo is reported once, by createServer.
+    const meter = createMeter({ ...o.meter, store, cache: false })
+    expect(warn.mock.calls).toEqual([
+      [
+        'createServer: unknown option "meter.redeemAttempts.tries" is ignored',
+        'TollgateWarning',
+        'TOLLGATE_UNKNOWN_OPTION',
+      ],
+    ])
+    await meter.close()
   })
 
   it('always redacts the Authorization header, keeping custom redactions', () => {

@@ -3,9 +3,20 @@
  * everything the hot path needs precomputed once.
  */
 import { InvalidInputError, type MeterOptions, type Store } from '@tollgate/core'
-import { type KeyRegistry, memoryKeyRegistry } from '@tollgate/core/store'
+import {
+  checkBoolean,
+  checkFunction,
+  checkInt,
+  checkStore,
+  type KeyRegistry,
+  memoryKeyRegistry,
+  type OptionDefaults,
+  readOptions,
+  resolveRedeemAttempts,
+} from '@tollgate/core/store'
 import type { FastifyServerOptions } from 'fastify'
 import { parseApiKey } from './api-keys.js'
+import type { RedeemLimits } from './redeem-limiter.js'
 
 /** Engine settings of the REST routes' meters (one per tenant). */
 export type ServerMeterOptions = Pick<
@@ -44,6 +55,12 @@ export interface CreateServerOptions {
   /** Largest request body in bytes; larger ones are 413 before they are parsed. @default 65_536 */
   bodyLimit?: number
   /**
+   * Largest `/v1/store/codes` body of a tenant key, in bytes (at least `bodyLimit`). `httpStore()`
+   * sends 1,000 code hashes (about 270 KB) per request. Admin keys may send up to 32 MiB.
+   * @default 1_048_576
+   */
+  codesBodyLimit?: number
+  /**
    * How often every known tenant is swept (expired holds released, expiry and cycles applied,
    * old idempotency records pruned). `0` turns the sweeper off.
    * @default 30_000
@@ -57,10 +74,25 @@ export interface CreateServerOptions {
   /** Engine settings for the REST routes. @default {} */
   meter?: ServerMeterOptions
   /**
-   * Failed redemptions per tenant per minute before redeem answers 429, on top of the engine's
-   * per-account limit: it stops guessing across many accounts. @default 600
+   * The server's redeem brakes (per process), on top of the engine's `meter.redeemAttempts`.
+   * @default { accountFailuresPerMinute: 20, failingAccountsPerMinute: 100 }
    */
-  redeemFailuresPerMinute?: number
+  redeemLimit?: RedeemLimitOptions
+}
+
+/** Options of the server's redeem limiter; see docs/server.md, "Redeem throttling". */
+export interface RedeemLimitOptions {
+  /**
+   * Failed redemptions per account per minute; past it that account gets 429 without a store
+   * round trip. Above the engine's own limit (`meter.redeemAttempts`, 10 an hour), so the engine
+   * answers first, with its exact Retry-After; the engine's refusals count here too. @default 20
+   */
+  accountFailuresPerMinute?: number
+  /**
+   * Distinct accounts of a tenant that may fail per minute; past it each further failing account
+   * is stopped at its first failure (correct redemptions still pass). @default 100
+   */
+  failingAccountsPerMinute?: number
 }
 
 /** The options with defaults applied. */
@@ -71,51 +103,59 @@ export interface ResolvedServerOptions {
   clock: () => number
   clientClock: boolean
   bodyLimit: number
-  /** The limit of `/v1/store/codes`: a batch carries up to 100,000 code hashes. */
+  /** The limit of `/v1/store/codes` for tenant keys. */
   codesBodyLimit: number
+  /** The limit of `/v1/store/codes` for admin keys: a batch carries up to 100,000 code hashes. */
+  adminCodesBodyLimit: number
   sweepIntervalMs: number
   logger: FastifyServerOptions['logger']
   meter: ServerMeterOptions
-  redeemFailuresPerMinute: number
+  redeemLimit: RedeemLimits
   /** The server's own redeem throttle; store-protocol clients cannot loosen it. */
   redeemMaxFailures: number
   redeemWindowMs: number
 }
 
-const KEYS = new Set([
-  'store',
-  'adminKey',
-  'clock',
-  'clientClock',
-  'bodyLimit',
-  'sweepIntervalMs',
-  'logger',
-  'meter',
-  'redeemFailuresPerMinute',
-])
-const METER_KEYS = new Set([
-  'lowBalanceThreshold',
-  'overdraftLimit',
-  'overage',
-  'redeemAttempts',
-  'defaultTtlMs',
-  'retentionMs',
-])
-/** Room for a full batch of 100,000 code records (about 260 bytes each as JSON). */
-const CODES_BODY_LIMIT = 32 * 1024 * 1024
+/** Room for a full batch of 100,000 code records (about 260 bytes each as JSON): admin keys. */
+const ADMIN_CODES_BODY_LIMIT = 32 * 1024 * 1024
+/** Tenant keys: parsing 1 MiB takes milliseconds, so no tenant can stall the event loop. */
+const CODES_BODY_LIMIT = 1024 * 1024
+
+const DEFAULTS = {
+  store: undefined,
+  // Read from the environment at creation, not at import.
+  adminKey: undefined,
+  clock: undefined,
+  clientClock: false,
+  bodyLimit: 65_536,
+  codesBodyLimit: CODES_BODY_LIMIT,
+  sweepIntervalMs: 30_000,
+  logger: undefined,
+  meter: {},
+  redeemLimit: {},
+} satisfies OptionDefaults<CreateServerOptions>
+
+/** No defaults: what is not given is left to `createMeter`'s own. */
+const METER_DEFAULTS = {
+  lowBalanceThreshold: undefined,
+  overdraftLimit: undefined,
+  overage: undefined,
+  redeemAttempts: undefined,
+  defaultTtlMs: undefined,
+  retentionMs: undefined,
+} satisfies OptionDefaults<ServerMeterOptions>
+
+const REDEEM_LIMIT_DEFAULTS = {
+  accountFailuresPerMinute: 20,
+  failingAccountsPerMinute: 100,
+} satisfies OptionDefaults<RedeemLimitOptions>
+
 /** Paths pino blanks, should a custom serializer ever log request headers. */
 const REDACT = [
   'req.headers.authorization',
   'req.headers["idempotency-key"]',
   'headers.authorization',
 ]
-
-function positiveInt(value: unknown, field: string, min: number): number {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min) {
-    throw new InvalidInputError(field, `must be an integer ≥ ${min}`)
-  }
-  return value
-}
 
 function resolveLogger(logger: FastifyServerOptions['logger']): FastifyServerOptions['logger'] {
   if (logger === false) return false
@@ -131,44 +171,30 @@ function resolveLogger(logger: FastifyServerOptions['logger']): FastifyServerOpt
 
 /** Defaults, checks and warnings for {@link CreateServerOptions}. */
 export function resolveOptions(options: CreateServerOptions): ResolvedServerOptions {
-  if (typeof options !== 'object' || options === null) {
-    throw new InvalidInputError('options', 'createServer needs an options object with a store')
-  }
-  for (const key of Object.keys(options)) {
-    if (!KEYS.has(key)) {
-      process.emitWarning(`createServer: unknown option "${key}" is ignored`, 'TollgateWarning')
-    }
-  }
-  const store = options.store
-  if (typeof store !== 'object' || store === null || typeof store.execute !== 'function') {
-    throw new InvalidInputError('store', 'must be a Tollgate store, e.g. pgliteStore()')
-  }
-  const adminKey = options.adminKey ?? process.env.TOLLGATE_ADMIN_KEY ?? null
+  const o = readOptions(options, { owner: 'createServer', defaults: DEFAULTS })
+  const store = checkStore(o.store, 'pgliteStore()')
+  const adminKey = o.adminKey ?? process.env.TOLLGATE_ADMIN_KEY ?? null
   if (adminKey !== null && parseApiKey(adminKey) === null) {
     // The value itself is never echoed: it is a secret.
     throw new InvalidInputError('adminKey', 'must look like tg_sk_<id>_<secret>')
   }
-  const clock = options.clock ?? Date.now
-  if (typeof clock !== 'function') throw new InvalidInputError('clock', 'must be a function')
-  const clientClock = options.clientClock ?? false
-  if (typeof clientClock !== 'boolean') {
-    throw new InvalidInputError('clientClock', 'must be a boolean')
-  }
-  const bodyLimit = positiveInt(options.bodyLimit ?? 65_536, 'bodyLimit', 1)
-  const sweepIntervalMs = positiveInt(options.sweepIntervalMs ?? 30_000, 'sweepIntervalMs', 0)
-  const meter = options.meter ?? {}
-  if (typeof meter !== 'object' || meter === null) {
-    throw new InvalidInputError('meter', 'must be an object')
-  }
-  for (const key of Object.keys(meter)) {
-    if (!METER_KEYS.has(key)) {
-      process.emitWarning(
-        `createServer: unknown option "meter.${key}" is ignored`,
-        'TollgateWarning',
-      )
-    }
-  }
-  const redeem = meter.redeemAttempts ?? {}
+  const clock = checkFunction<() => number>(o.clock ?? Date.now, 'clock')
+  const clientClock = checkBoolean(o.clientClock, 'clientClock')
+  const bodyLimit = checkInt(o.bodyLimit, 'bodyLimit', 1)
+  const codesBodyLimit = Math.max(bodyLimit, checkInt(o.codesBodyLimit, 'codesBodyLimit', 1))
+  const sweepIntervalMs = checkInt(o.sweepIntervalMs, 'sweepIntervalMs')
+  const meter = readOptions(o.meter, {
+    owner: 'createServer',
+    field: 'meter',
+    defaults: METER_DEFAULTS,
+  })
+  // The server's own redeem throttle: what its meters run with, whatever a client sends.
+  const redeem = resolveRedeemAttempts(meter.redeemAttempts, 'createServer', 'meter.redeemAttempts')
+  const limit = readOptions(o.redeemLimit, {
+    owner: 'createServer',
+    field: 'redeemLimit',
+    defaults: REDEEM_LIMIT_DEFAULTS,
+  })
   return {
     store,
     keys: store.keys ?? memoryKeyRegistry(),
@@ -176,18 +202,27 @@ export function resolveOptions(options: CreateServerOptions): ResolvedServerOpti
     clock,
     clientClock,
     bodyLimit,
-    codesBodyLimit: Math.max(bodyLimit, CODES_BODY_LIMIT),
+    codesBodyLimit,
+    adminCodesBodyLimit: Math.max(codesBodyLimit, ADMIN_CODES_BODY_LIMIT),
     sweepIntervalMs,
-    logger: resolveLogger(options.logger),
-    meter: Object.fromEntries(
-      Object.entries(meter).filter(([k]) => METER_KEYS.has(k)),
-    ) as ServerMeterOptions,
-    redeemFailuresPerMinute: positiveInt(
-      options.redeemFailuresPerMinute ?? 600,
-      'redeemFailuresPerMinute',
-      1,
-    ),
-    redeemMaxFailures: positiveInt(redeem.max ?? 10, 'meter.redeemAttempts.max', 1),
-    redeemWindowMs: positiveInt(redeem.windowMs ?? 3_600_000, 'meter.redeemAttempts.windowMs', 1),
+    logger: resolveLogger(o.logger),
+    // Known keys only, and the throttle checked: each tenant's createMeter() would warn again.
+    meter: {
+      ...meter,
+      redeemAttempts: { max: redeem.redeemMaxFailures, windowMs: redeem.redeemWindowMs },
+    },
+    redeemLimit: {
+      accountFailuresPerMinute: checkInt(
+        limit.accountFailuresPerMinute,
+        'redeemLimit.accountFailuresPerMinute',
+        1,
+      ),
+      failingAccountsPerMinute: checkInt(
+        limit.failingAccountsPerMinute,
+        'redeemLimit.failingAccountsPerMinute',
+        1,
+      ),
+    },
+    ...redeem,
   }
 }

@@ -50,38 +50,99 @@ function validationProblem(error: FastifyError): ProblemDetails {
     message = 'is not a known field'
   }
   let field: string = path.join('.')
-  if (field === '') field = error.validationContext ?? 'request'
+  if (field === '') {
+    field = error.validationContext ?? 'request'
+    // A JSON array, string or number where an object belongs: say it in words.
+    if (issue.keyword === 'invalid_type') message = 'must be a JSON object'
+  }
   if (error.validationContext === 'headers') field = HEADER_NAMES[field] ?? field
   return problemDetails(new InvalidInputError(field, message))
 }
 
+/** What a 5xx answer says instead of its cause's words (a database's message never leaves). */
+const UNAVAILABLE_DETAIL = 'the credits ledger is unavailable; retry later'
+
+/** A 4xx that is not one of the domain's statuses, still problem+json with `invalid_input`. */
+function inputProblem(status: number, title: string, field: string, detail: string) {
+  return { ...problemDetails(new InvalidInputError(field, detail)), title, status }
+}
+
+/**
+ * The 413 for a body over `limit` bytes. Thrown by the size checks in front of the parser; the
+ * error handler answers it like Fastify's own `FST_ERR_CTP_BODY_TOO_LARGE`.
+ */
+export class BodyTooLargeError extends Error {
+  readonly code = 'FST_ERR_CTP_BODY_TOO_LARGE'
+  readonly statusCode = 413
+  readonly limit: number
+  constructor(limit: number) {
+    super(`body larger than ${limit} bytes`)
+    this.limit = limit
+  }
+}
+
 /** The problem details for anything a handler or Fastify threw. */
 export function problemOf(error: unknown, bodyLimit: number): ProblemDetails {
-  if (isTollgateError(error)) return problemDetails(error)
+  if (isTollgateError(error)) {
+    const problem = problemDetails(error)
+    // A store failure wraps the driver's error; its message (table names, SQL state, host) is
+    // logged by the error handler, never answered.
+    if (problem.status >= 500 && (error as Error).cause !== undefined) {
+      problem.detail = UNAVAILABLE_DETAIL
+    }
+    return problem
+  }
   const e = error as FastifyError
   if (e.validation) return validationProblem(e)
   switch (e.code) {
-    case 'FST_ERR_CTP_BODY_TOO_LARGE':
-      return {
-        ...problemDetails(new InvalidInputError('body', `must be at most ${bodyLimit} bytes`)),
-        title: 'Content too large',
-        status: 413,
-      }
+    case 'FST_ERR_CTP_BODY_TOO_LARGE': {
+      const limit = error instanceof BodyTooLargeError ? error.limit : bodyLimit
+      return inputProblem(413, 'Content too large', 'body', `must be at most ${limit} bytes`)
+    }
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
-      return {
-        ...problemDetails(new InvalidInputError('Content-Type', 'must be application/json')),
-        title: 'Unsupported media type',
-        status: 415,
-      }
+      return inputProblem(415, 'Unsupported media type', 'Content-Type', 'must be application/json')
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
     case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
       return problemDetails(new InvalidInputError('body', 'is not valid JSON'))
+    case 'FST_ERR_BAD_URL':
+      return problemDetails(
+        new InvalidInputError('path', 'is not a valid URL (bad percent-encoding)'),
+      )
+    case 'FST_ERR_MAX_PARAM_LENGTH':
+      return inputProblem(414, 'URI too long', 'path', 'has a parameter that is too long')
   }
   if (typeof e.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) {
     return problemDetails(new InvalidInputError('request', 'could not be read'))
   }
   return problemDetails(error)
+}
+
+/** Statuses Node's HTTP parser refuses a connection with, before any route runs. */
+const CLIENT_ERRORS: Record<
+  string,
+  [status: number, title: string, field: string, detail: string]
+> = {
+  HPE_HEADER_OVERFLOW: [431, 'Request header fields too large', 'headers', 'are too large'],
+  ERR_HTTP_REQUEST_TIMEOUT: [408, 'Request timeout', 'request', 'did not arrive in time'],
+}
+
+/**
+ * The raw HTTP answer to a request Node's parser refused (malformed request line or headers,
+ * headers too large, timeout): problem+json like every other 4xx, then the connection closes.
+ */
+export function clientErrorResponse(code: string | undefined): string {
+  const [status, title, field, detail] = CLIENT_ERRORS[code ?? ''] ?? [
+    400,
+    'Bad request',
+    'request',
+    'is not a well-formed HTTP request',
+  ]
+  const body = JSON.stringify(inputProblem(status, title, field, detail))
+  return (
+    `HTTP/1.1 ${status} ${title}\r\nContent-Type: ${PROBLEM_CONTENT_TYPE}\r\n` +
+    `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`
+  )
 }
 
 /** The 404 for an unknown route. */

@@ -356,16 +356,20 @@ export function restRoutes(app: App, ctx: ServerContext): void {
     },
     async (request, reply) => {
       const tenant = ctx.callerOf(request).tenant
-      const clock = ctx.options.clock
-      ctx.limiter.check(tenant, clock())
+      const { account } = request.params
+      // Counted before the await, so concurrent guesses cannot overshoot the limit.
+      const attempt = ctx.limiter.begin(tenant, account)
+      let failed = false
       try {
         const result = await ctx
           .meterFor(tenant)
-          .redeem(request.params.account, request.body.code, withKey(request))
+          .redeem(account, request.body.code, withKey(request))
         return answer(reply, 201, result)
       } catch (err) {
-        if (isTollgateError(err) && isFailedRedemption(err)) ctx.limiter.fail(tenant, clock())
+        failed = isTollgateError(err) && isFailedRedemption(err)
         throw err
+      } finally {
+        attempt.settle(failed)
       }
     },
   )

@@ -17,12 +17,22 @@ import {
   releaseOptionsSchema,
   reserveOptionsSchema,
   startCycleSchema,
+  textSchema,
   ttlSchema,
+  wholeNumberSchema,
 } from '@tollgate/core/protocol'
 import { z } from 'zod'
 
-const amount = z.int().min(0)
-const timestampMs = z.int().min(0).describe('ms since epoch')
+// Request schemas use core's text and whole-number schemas: every text field refuses NUL and
+// lone surrogates, and every integer is refused in the same words, in one place.
+const amount = wholeNumberSchema(0)
+const timestampMs = wholeNumberSchema(0).describe('ms since epoch')
+/** A whole number in a query string (where every value arrives as text). */
+const queryNumber = (min: number, max?: number) =>
+  z.preprocess(
+    (v) => (typeof v === 'string' && v.trim() !== '' ? Number(v) : v),
+    wholeNumberSchema(min, max),
+  )
 const g = grantOptionsSchema.shape
 const metadataSchema = g.metadata
 const categorySchema = z.enum(['paid', 'promotional'])
@@ -30,8 +40,8 @@ const categorySchema = z.enum(['paid', 'promotional'])
 // ---- parameters and headers ------------------------------------------------------------
 
 export const accountParams = z.strictObject({ account: accountSchema })
-export const holdParams = z.strictObject({ id: z.string().min(1).max(100) })
-export const keyParams = z.strictObject({ id: z.string().min(1).max(100) })
+export const holdParams = z.strictObject({ id: textSchema(1, 100) })
+export const keyParams = z.strictObject({ id: textSchema(1, 100) })
 
 /** Headers every `/v1` route reads (other headers pass through untouched). */
 export const tenantHeaders = z.looseObject({
@@ -52,7 +62,7 @@ export const mutationHeaders = z.looseObject({
 
 export const grantBody = z
   .strictObject({
-    amount: z.int().min(1),
+    amount: wholeNumberSchema(1),
     expiresAt: timestampMs.optional(),
     validityDays: g.validityDays,
     priority: g.priority,
@@ -68,7 +78,7 @@ export const debitBody = z.strictObject({ amount, metadata: metadataSchema })
 
 const adjust = adjustOptionsSchema.shape
 export const adjustBody = z.strictObject({
-  delta: z.int().refine((d) => d !== 0, 'must be non-zero'),
+  delta: wholeNumberSchema().refine((d) => d !== 0, 'must be non-zero'),
   reason: adjust.reason,
   metadata: adjust.metadata,
 })
@@ -107,7 +117,7 @@ const codes = createCodesSchema.shape
 export const MAX_CODES_PER_REQUEST = 10_000
 export const codesBody = z.strictObject({
   credits: codes.credits,
-  count: z.int().min(1).max(MAX_CODES_PER_REQUEST),
+  count: wholeNumberSchema(1, MAX_CODES_PER_REQUEST),
   prefix: codes.prefix,
   codeExpiresAt: timestampMs.optional(),
   validityDays: codes.validityDays,
@@ -116,12 +126,12 @@ export const codesBody = z.strictObject({
   category: codes.category,
 })
 
-export const redeemBody = z.strictObject({ code: z.string().min(1).max(100) })
+export const redeemBody = z.strictObject({ code: textSchema(1, 100) })
 
 const ledgerTypes = z.enum(LEDGER_ENTRY_TYPES as [string, ...string[]])
 export const ledgerQuery = z.strictObject({
-  limit: z.coerce.number().int().min(1).max(1000).optional(),
-  cursor: z.string().min(1).max(200).optional(),
+  limit: queryNumber(1, 1000).optional(),
+  cursor: textSchema(1, 200).optional(),
   types: z
     .string()
     .optional()
@@ -141,13 +151,13 @@ export const ledgerQuery = z.strictObject({
       }
       return list
     }),
-  from: z.coerce.number().int().min(0).optional().describe('Only entries with `at ≥ from`.'),
-  to: z.coerce.number().int().min(0).optional().describe('Only entries with `at < to`.'),
+  from: queryNumber(0).optional().describe('Only entries with `at ≥ from`.'),
+  to: queryNumber(0).optional().describe('Only entries with `at < to`.'),
 })
 
 export const createKeyBody = z.strictObject({
   tenant: accountSchema,
-  name: z.string().max(200).optional(),
+  name: textSchema(0, 200).optional(),
   role: z.enum(['admin', 'tenant']).optional(),
 })
 export const listKeysQuery = z.strictObject({ tenant: accountSchema.optional() })

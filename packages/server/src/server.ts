@@ -21,11 +21,18 @@ import {
   validatorCompiler,
   type ZodTypeProvider,
 } from 'fastify-type-provider-zod'
+import { LRUCache } from 'lru-cache'
 import { generateApiKey, hashApiKey, KeyVerifier, parseApiKey } from './api-keys.js'
 import type { App, Caller, ServerContext } from './context.js'
 import { keyRoutes } from './key-routes.js'
 import { type CreateServerOptions, type ResolvedServerOptions, resolveOptions } from './options.js'
-import { authProblem, problemOf, routeNotFound, sendProblem } from './problems.js'
+import {
+  authProblem,
+  clientErrorResponse,
+  problemOf,
+  routeNotFound,
+  sendProblem,
+} from './problems.js'
 import { RedeemLimiter } from './redeem-limiter.js'
 import { restRoutes } from './rest-routes.js'
 import { healthResponse } from './schemas.js'
@@ -55,6 +62,16 @@ export interface ListenResult {
 const READY_TIMEOUT_MS = 2_000
 /** Accounts one tenant's sweep touches per tick; the next tick continues. */
 const SWEEP_LIMIT = 1_000
+/**
+ * Tenants one sweeper tick visits; the next tick continues after the last one. Bounds the idle
+ * load of a store with very many tenants (sweeping is not needed for correctness: due work is
+ * also applied on the next touch of an account).
+ */
+const SWEEP_TENANTS_PER_TICK = 1_000
+/** Tenants' REST meters kept at once (LRU): a meter is cheap to make again, memory is not. */
+const MAX_METERS = 1_000
+/** Tenants remembered for the sweeper when the store cannot list them (LRU). */
+const MAX_SEEN_TENANTS = 10_000
 const BEARER = /^Bearer +(\S+) *$/i
 
 /** A server made by {@link createServer}. */
@@ -63,7 +80,11 @@ export class TollgateServer {
   readonly fastify: App
   readonly #o: ResolvedServerOptions
   readonly #ctx: ServerContext
-  readonly #meters = new Map<string, Meter>()
+  readonly #meters = new LRUCache<string, Meter>({ max: MAX_METERS })
+  /** Tenants seen, for a store without `tenants()`; unused (empty) otherwise. */
+  readonly #seen = new LRUCache<string, true>({ max: MAX_SEEN_TENANTS })
+  /** Where the periodic sweep continues: the last tenant the previous tick visited. */
+  #sweepAfter: string | null = null
   #url: string | null = null
   #sweeper: NodeJS.Timeout | null = null
   #sweeping: Promise<void> | null = null
@@ -79,9 +100,11 @@ export class TollgateServer {
       options: o,
       // Real time, not the injectable clock: the cache is about seconds on the wall.
       verifier: new KeyVerifier(o.keys),
-      limiter: new RedeemLimiter(o.redeemFailuresPerMinute),
+      limiter: new RedeemLimiter(o.redeemLimit, o.clock),
       meterFor: (tenant) => this.#meterFor(tenant),
-      tenants: new Set(),
+      sawTenant: (tenant) => {
+        if (o.store.tenants === undefined) this.#seen.set(tenant, true)
+      },
       callerOf(request) {
         const caller = callers.get(request)
         // Only reachable if a /v1 route skipped the auth hook: fail closed.
@@ -101,6 +124,20 @@ export class TollgateServer {
       connectionTimeout: 60_000,
       // An account id is up to 200 characters, up to 12 bytes each once URL-encoded.
       routerOptions: { maxParamLength: 2_500 },
+      // Refusals before any route runs (bad percent-encoding, an over-long parameter) are
+      // problem+json like every other answer.
+      frameworkErrors: (error, _request, reply) => {
+        void sendProblem(reply, problemOf(error, o.bodyLimit))
+      },
+      // Node answers an HTTP/1.1 request without Host with a bare 400 of its own; nothing here
+      // routes by host, so such a request is served (or refused as problem+json) like any other.
+      http: { requireHostHeader: false },
+      // Requests Node's parser refuses (headers too large, a malformed request line).
+      clientErrorHandler: (error, socket) => {
+        if ((error as NodeJS.ErrnoException).code === 'ECONNRESET' || socket.destroyed) return
+        if (socket.writable) socket.write(clientErrorResponse((error as { code?: string }).code))
+        socket.destroy(error)
+      },
     }).withTypeProvider<ZodTypeProvider>()
     this.fastify = app
 
@@ -109,7 +146,7 @@ export class TollgateServer {
     // re-validating every answer would cost the hot path and turn a drift into a 500.
     app.setSerializerCompiler(() => (data) => JSON.stringify(data))
 
-    app.removeContentTypeParser('application/json')
+    app.removeAllContentTypeParsers()
     app.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body, done) => {
       try {
         done(null, parseJson(body as string))
@@ -121,6 +158,7 @@ export class TollgateServer {
     app.setErrorHandler((error, request, reply) => {
       const problem = problemOf(error, request.routeOptions.bodyLimit ?? o.bodyLimit)
       if (problem.status >= 500) {
+        // The cause (a database's message) is logged here; the answer carries none of it.
         request.log.error({ err: error }, 'request failed')
       }
       return sendProblem(reply, problem)
@@ -140,7 +178,7 @@ export class TollgateServer {
       const caller = await this.#authenticate(request)
       if (caller === null) return sendProblem(reply, authProblem())
       callers.set(request, caller)
-      ctx.tenants.add(caller.tenant)
+      ctx.sawTenant(caller.tenant)
     })
     // During shutdown every answer closes its connection: a kept-alive socket would otherwise
     // hold `close()` open until the client's keep-alive timeout.
@@ -203,6 +241,16 @@ export class TollgateServer {
     })
   }
 
+  /**
+   * What the server holds in memory per tenant, each bounded whatever the number of tenants:
+   * REST meters (LRU) and, for a store without `tenants()`, the tenants remembered for the
+   * sweeper.
+   * @example server.stats() // { meters: 12, sweptTenants: 0 }
+   */
+  stats(): { meters: number; sweptTenants: number } {
+    return { meters: this.#meters.size, sweptTenants: this.#seen.size }
+  }
+
   /** The URL once listening, else null. */
   get url(): string | null {
     return this.#url
@@ -223,6 +271,8 @@ export class TollgateServer {
   }
 
   #meterFor(tenant: string): Meter {
+    // Evicted meters are dropped, not closed: closing a meter closes the store. A cache-less
+    // meter holds no timer and no connection, so nothing is left behind.
     let meter = this.#meters.get(tenant)
     if (meter === undefined) {
       // No cache: the REST API answers balances fresh, and another server may share the store.
@@ -280,10 +330,12 @@ export class TollgateServer {
       )
     }
     const adminKey = await this.#bootstrap()
-    for (const key of await keys.listKeys(null)) {
-      if (key.revokedAt === null) this.#ctx.tenants.add(key.tenant)
+    if (store.tenants === undefined) {
+      for (const key of await keys.listKeys(null)) {
+        if (key.revokedAt === null) this.#seen.set(key.tenant, true)
+      }
+      this.#seen.set('default', true)
     }
-    this.#ctx.tenants.add('default')
     await this.fastify.listen({ port: options.port ?? 7070, host: options.host ?? '127.0.0.1' })
     const address = this.fastify.server.address() as AddressInfo
     const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
@@ -291,7 +343,7 @@ export class TollgateServer {
     if (this.#o.sweepIntervalMs > 0) {
       this.#sweeper = setInterval(() => {
         if (this.#sweeping === null)
-          this.#sweeping = this.sweep().finally(() => (this.#sweeping = null))
+          this.#sweeping = this.#sweepTick().finally(() => (this.#sweeping = null))
       }, this.#o.sweepIntervalMs)
       this.#sweeper.unref()
     }
@@ -341,11 +393,50 @@ export class TollgateServer {
   }
 
   /**
-   * Sweeps every known tenant once: expired holds released, expiry and cycles applied, old
-   * idempotency records pruned. The periodic sweeper calls it; failures are logged, not thrown.
+   * Sweeps every tenant once: expired holds released, expiry and cycles applied, old idempotency
+   * records pruned. Tenants come from the store (`store.tenants()`: every tenant with accounts),
+   * or, for a store that cannot list them, from those this server saw (keys and requests,
+   * bounded). Failures are logged, not thrown.
    */
   async sweep(): Promise<void> {
-    for (const tenant of this.#ctx.tenants) {
+    let after: string | null = null
+    for (;;) {
+      const page = await this.#tenantPage(after, SWEEP_TENANTS_PER_TICK)
+      if (page === null) return
+      await this.#sweepTenants(page)
+      if (page.length < SWEEP_TENANTS_PER_TICK) return
+      after = page[page.length - 1]!
+    }
+  }
+
+  /** One periodic tick: the next {@link SWEEP_TENANTS_PER_TICK} tenants, round robin. */
+  async #sweepTick(): Promise<void> {
+    const page = await this.#tenantPage(this.#sweepAfter, SWEEP_TENANTS_PER_TICK)
+    if (page === null) return
+    this.#sweepAfter = page.length < SWEEP_TENANTS_PER_TICK ? null : page[page.length - 1]!
+    await this.#sweepTenants(page)
+  }
+
+  /** Up to `limit` tenants after `after` in order; null when they cannot be read (logged). */
+  async #tenantPage(after: string | null, limit: number): Promise<string[] | null> {
+    const store = this.#o.store
+    if (store.tenants === undefined) {
+      const all = [...this.#seen.keys()].sort()
+      return (after === null ? all : all.filter((t) => t > after)).slice(0, limit)
+    }
+    try {
+      return await store.tenants(after, limit)
+    } catch (err) {
+      this.fastify.log.warn(
+        { err: isTollgateError(err) ? err.message : String(err) },
+        'sweep could not list tenants',
+      )
+      return null
+    }
+  }
+
+  async #sweepTenants(tenants: readonly string[]): Promise<void> {
+    for (const tenant of tenants) {
       if (this.#closing !== null) return
       try {
         await this.#meterFor(tenant).sweep({ limit: SWEEP_LIMIT })

@@ -4,7 +4,7 @@
  * Domain errors travel inside the outcome (200); only a transport failure (auth, a malformed
  * body, the store down) is an HTTP error.
  */
-
+import { Transform } from 'node:stream'
 import {
   InvalidInputError,
   isTollgateError,
@@ -19,12 +19,14 @@ import {
   executeBodySchema,
   HOLD_OPERATIONS,
   ledgerBodySchema,
+  markTransportKey,
   outcomeToWire,
   pruneBodySchema,
 } from '@tollgate/core/protocol'
 import { errorOutcome, newId, type Outcome } from '@tollgate/core/store'
 import type { App, ServerContext } from './context.js'
-import { isFailedRedemption } from './redeem-limiter.js'
+import { BodyTooLargeError } from './problems.js'
+import { isFailedRedemption, type RedeemAttempt } from './redeem-limiter.js'
 import {
   dueResponse,
   problems,
@@ -39,6 +41,21 @@ const security = [{ apiKey: [] }]
 const tags = ['store protocol']
 /** What the store protocol may prune: nothing younger than the 48 h idempotency guarantee. */
 const MIN_RETENTION_MS = 2 * 86_400_000
+
+/** `payload`, failing with {@link BodyTooLargeError} once more than `limit` bytes passed. */
+function capStream(payload: NodeJS.ReadableStream, limit: number): Transform {
+  let seen = 0
+  const capped = new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      seen += chunk.length
+      if (seen > limit) done(new BodyTooLargeError(limit))
+      else done(null, chunk)
+    },
+  })
+  // An error on the request (a reset connection) reaches the parser as the stream's error.
+  payload.on('error', (err) => capped.destroy(err))
+  return payload.pipe(capped)
+}
 
 /** A store failure as the 503 the client retries; a Tollgate error passes as it is. */
 function storeFailure(err: unknown): unknown {
@@ -70,7 +87,8 @@ export function storeRoutes(app: App, ctx: ServerContext): void {
     },
     async (request) => {
       const body = request.body
-      const op = body.op as Operation
+      // A key httpStore made for its retries dedupes, but entries leave it out (hideKey).
+      const op = markTransportKey(body.op as Operation)
       const tenant = ctx.callerOf(request).tenant
       const holdOp = HOLD_OPERATIONS.has(op.type)
       if (holdOp && body.account !== null) {
@@ -79,15 +97,16 @@ export function storeRoutes(app: App, ctx: ServerContext): void {
       if (!holdOp && body.account === null) {
         throw new InvalidInputError('account', `is required for ${op.type}`)
       }
-      const redeem = op.type === 'redeem'
-      if (redeem) {
+      let attempt: RedeemAttempt | null = null
+      if (op.type === 'redeem') {
         try {
-          ctx.limiter.check(tenant, clock())
+          // Counted before the await (a redeem always names its account).
+          attempt = ctx.limiter.begin(tenant, body.account ?? '')
         } catch (err) {
           return outcomeToWire(errorOutcome(err as TollgateError))
         }
       }
-      let outcome: Outcome
+      let outcome: Outcome | null = null
       try {
         outcome = await store.execute({
           tenant,
@@ -99,9 +118,8 @@ export function storeRoutes(app: App, ctx: ServerContext): void {
         })
       } catch (err) {
         throw storeFailure(err)
-      }
-      if (redeem && outcome.error && isFailedRedemption(outcome.error)) {
-        ctx.limiter.fail(tenant, clock())
+      } finally {
+        attempt?.settle(outcome?.error != null && isFailedRedemption(outcome.error))
       }
       return outcomeToWire(outcome)
     },
@@ -136,7 +154,15 @@ export function storeRoutes(app: App, ctx: ServerContext): void {
   app.post(
     '/v1/store/codes',
     {
-      bodyLimit: ctx.options.codesBodyLimit,
+      // Fastify enforces the admin limit; tenant keys get the smaller one in preParsing.
+      bodyLimit: ctx.options.adminCodesBodyLimit,
+      preParsing: async (request, _reply, payload) => {
+        if (ctx.callerOf(request).key.role === 'admin') return payload
+        const limit = ctx.options.codesBodyLimit
+        // Refused before a byte is read when the length is declared; else counted as it flows.
+        if (Number(request.headers['content-length']) > limit) throw new BodyTooLargeError(limit)
+        return capStream(payload, limit)
+      },
       schema: {
         tags,
         summary: 'Store a batch of redeem code hashes (httpStore)',

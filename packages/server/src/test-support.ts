@@ -1,7 +1,14 @@
 /** Test helpers: a server on a free port and a small JSON client over real sockets (undici). */
+
+import { randomBytes } from 'node:crypto'
+import { connect } from 'node:net'
 import { Writable } from 'node:stream'
+import { PGlite } from '@electric-sql/pglite'
 import { memoryStore, type Store } from '@tollgate/core'
+import { pgliteStore, postgresStore } from '@tollgate/postgres'
+import pg from 'pg'
 import { request } from 'undici'
+import { afterAll, describe, it } from 'vitest'
 import type { CreateServerOptions } from './options.js'
 import { createServer, type TollgateServer } from './server.js'
 
@@ -112,4 +119,155 @@ export function fakeClock(start = Date.UTC(2030, 0, 1)): {
       t += ms
     },
   }
+}
+
+/** What {@link rawRequest} read back. */
+export interface RawAnswer {
+  status: number
+  headers: Record<string, string>
+  body: string
+}
+
+/**
+ * Sends `request` byte for byte on a fresh socket (for what an HTTP client would refuse to send:
+ * malformed request lines, bad percent-encoding, huge headers) and reads the answer until the
+ * server closes the connection (send `Connection: close`). Status 0 when nothing came back.
+ */
+export function rawRequest(url: string, request: string | Buffer): Promise<RawAnswer> {
+  const { hostname, port } = new URL(url)
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: hostname, port: Number(port) })
+    const chunks: Buffer[] = []
+    socket.setTimeout(20_000, () => socket.destroy(new Error('raw request timed out')))
+    socket.on('data', (c: Buffer) => chunks.push(c))
+    // A server that answers before reading everything may reset the socket: keep what came.
+    socket.on('error', (err) => (chunks.length > 0 ? finish() : reject(err)))
+    socket.on('close', () => finish())
+    let done = false
+    function finish(): void {
+      if (done) return
+      done = true
+      resolve(parseRaw(Buffer.concat(chunks)))
+    }
+    socket.write(request)
+  })
+}
+
+/** Parses the first HTTP response in `data` (Content-Length or chunked or until close). */
+function parseRaw(data: Buffer): RawAnswer {
+  const end = data.indexOf('\r\n\r\n')
+  if (end < 0) return { status: 0, headers: {}, body: data.toString() }
+  const [statusLine, ...lines] = data.subarray(0, end).toString('latin1').split('\r\n')
+  const headers: Record<string, string> = {}
+  for (const line of lines) {
+    const i = line.indexOf(':')
+    if (i > 0) headers[line.slice(0, i).trim().toLowerCase()] = line.slice(i + 1).trim()
+  }
+  let rest = data.subarray(end + 4)
+  if (headers['transfer-encoding'] === 'chunked') {
+    const parts: Buffer[] = []
+    for (;;) {
+      const eol = rest.indexOf('\r\n')
+      const size = Number.parseInt(rest.subarray(0, eol).toString(), 16)
+      if (!(size > 0)) break
+      parts.push(rest.subarray(eol + 2, eol + 2 + size))
+      rest = rest.subarray(eol + 4 + size)
+    }
+    rest = Buffer.concat(parts)
+  } else if (headers['content-length'] !== undefined) {
+    rest = rest.subarray(0, Number(headers['content-length']))
+  }
+  const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(statusLine ?? '')?.[1] ?? 0)
+  return { status, headers, body: rest.toString() }
+}
+
+const DATABASE_URL = process.env.TOLLGATE_TEST_DATABASE_URL
+
+/** A fresh SQL store of one kind, with a side door to its database for injecting faults. */
+export interface SqlTestStore {
+  store: Store
+  /** The store's schema (quoted), for statements run through `sql`. */
+  schema: string
+  /** Runs SQL on the store's database outside the store (another connection on PostgreSQL). */
+  sql(text: string): Promise<void>
+}
+
+/** How a server test gets SQL stores of one kind. */
+export interface SqlStoreKind {
+  name: 'pglite' | 'postgres'
+  make(): SqlTestStore
+}
+
+function schemaName(): string {
+  return `tg_srv_${process.pid}_${randomBytes(4).toString('hex')}`
+}
+
+/**
+ * Runs `body` once on PGlite and once on PostgreSQL (TOLLGATE_TEST_DATABASE_URL; each store gets
+ * a schema of its own, dropped afterwards). Without the URL, the PostgreSQL half fails on CI (a
+ * silently skipped database suite would pass CI) and is skipped, with a line saying so,
+ * elsewhere.
+ */
+export function describeSqlStores(name: string, body: (kind: SqlStoreKind) => void): void {
+  describe(`${name} (pglite)`, () => {
+    const clients: PGlite[] = []
+    afterAll(async () => {
+      for (const c of clients) await c.close()
+    })
+    body({
+      name: 'pglite',
+      make: () => {
+        const client = new PGlite()
+        clients.push(client)
+        const schema = schemaName()
+        return {
+          store: pgliteStore({ client, schema }),
+          schema: `"${schema}"`,
+          sql: async (text) => {
+            await client.exec(text)
+          },
+        }
+      },
+    })
+  })
+  const url = DATABASE_URL
+  if (!url) {
+    if (process.env.CI) {
+      describe(`${name} (postgres)`, () => {
+        it('needs TOLLGATE_TEST_DATABASE_URL', () => {
+          throw new Error('TOLLGATE_TEST_DATABASE_URL is not set: on CI the PostgreSQL half runs')
+        })
+      })
+    } else {
+      console.warn(`SKIPPED: "${name}" on PostgreSQL (set TOLLGATE_TEST_DATABASE_URL to run it)`)
+    }
+    return
+  }
+  describe(`${name} (postgres)`, () => {
+    const schemas: string[] = []
+    const sql = async (text: string) => {
+      const client = new pg.Client({ connectionString: url })
+      await client.connect()
+      try {
+        await client.query(text)
+      } finally {
+        await client.end()
+      }
+    }
+    afterAll(async () => {
+      for (const schema of schemas) await sql(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`)
+    })
+    body({
+      name: 'postgres',
+      make: () => {
+        const schema = schemaName()
+        schemas.push(schema)
+        return {
+          store: postgresStore({ connectionString: url, schema }),
+          schema: `"${schema}"`,
+          sql,
+        }
+      },
+    })
+  })
 }

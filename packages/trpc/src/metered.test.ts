@@ -524,7 +524,11 @@ describe('options', () => {
     const warn = vi.spyOn(process, 'emitWarning').mockImplementation(() => {})
     metered(meter, { account, headers: true, costs: 2 } as never)
     expect(warn).toHaveBeenCalledWith(expect.stringContaining('"headers"'), 'TollgateWarning')
-    expect(warn).toHaveBeenCalledWith(expect.stringContaining('"costs"'), 'TollgateWarning')
+    expect(warn).toHaveBeenCalledWith(
+      expect.stringContaining('"costs"'),
+      'TollgateWarning',
+      'TOLLGATE_UNKNOWN_OPTION',
+    )
     expect(warn).toHaveBeenCalledTimes(2)
   })
 

@@ -14,11 +14,9 @@ import {
   InsufficientCreditsError,
   InvalidInputError,
   NotFoundError,
-  OverageError,
   RateLimitedError,
   TollgateError,
 } from '../errors.js'
-import { TRANSPORT_KEY_PREFIX } from '../protocol/transport-key.js'
 import type {
   Allocation,
   Balance,
@@ -28,7 +26,10 @@ import type {
   Metadata,
 } from '../types.js'
 import { ensureBurnOrder, insertBucket } from './burn-order.js'
+import { isBucketDue, isDue, isHoldDue, nextCycleAt } from './due.js'
+import { decideKey, fingerprintOf } from './idempotency.js'
 import { periodStart } from './periods.js'
+import { overdraftRoom, settleHold } from './settle.js'
 import type {
   AccountRecord,
   AccountState,
@@ -180,10 +181,10 @@ export function hasMetadata(m: Metadata): boolean {
 /** Copies the caller's idempotency key and metadata onto an entry. */
 function fromOp(
   e: EntryDraft,
-  op: { idempotencyKey?: string | undefined; metadata?: Metadata },
+  op: { idempotencyKey?: string | undefined; hideKey?: boolean | undefined; metadata?: Metadata },
 ): EntryDraft {
-  // A key httpStore generated for its retries is not the caller's: entries leave it out.
-  if (op.idempotencyKey !== undefined && !op.idempotencyKey.startsWith(TRANSPORT_KEY_PREFIX)) {
+  // A key a transport made for its own retries is not the caller's: entries leave it out.
+  if (op.idempotencyKey !== undefined && op.hideKey !== true) {
     e.idempotencyKey = op.idempotencyKey
   }
   if (op.metadata !== undefined && hasMetadata(op.metadata)) e.metadata = op.metadata
@@ -321,23 +322,21 @@ function housekeep(run: Run): void {
     let kind = 0 // 1 cycle, 2 hold, 3 bucket (this order at equal times)
     let hold: HoldState | undefined
     let bucket: BucketState | undefined
-    if (cycle?.active) {
-      const next = periodStart(cycle.anchor, cycle.every, cycle.period + 1)
-      if (next <= now) {
-        t = next
-        kind = 1
-      }
+    const next = nextCycleAt(state.record)
+    if (isDue(next, now)) {
+      t = next!
+      kind = 1
     }
     for (const h of state.holds) {
-      if (h.status === 'pending' && h.expiresAt <= now && h.expiresAt < t) {
+      if (isHoldDue(h, now) && h.expiresAt < t) {
         t = h.expiresAt
         kind = 2
         hold = h
       }
     }
     for (const b of state.buckets) {
-      if (!b.expired && b.expiresAt !== null && b.expiresAt <= now && b.expiresAt < t) {
-        t = b.expiresAt
+      if (isBucketDue(b, now) && b.expiresAt! < t) {
+        t = b.expiresAt!
         kind = 3
         bucket = b
       }
@@ -615,37 +614,21 @@ function run(r: Run, op: Operation): Record<string, unknown> | TollgateError {
     case 'commit': {
       const hold = findHold(r, op.holdId)
       if (hold instanceof TollgateError) return hold
-      const actual = op.actual ?? hold.amount
-      let spendFromHold = actual
-      let extra = 0
-      if (actual > hold.amount) {
-        const policy = op.overage ?? ctx.config.overage
-        if (policy === 'reject') return new OverageError(hold.id, hold.amount, actual)
-        spendFromHold = hold.amount
-        extra = actual - hold.amount
+      // Available before the allocations settle is available after: above the hold, the whole
+      // hold is spent, so settling frees nothing.
+      const s = settleHold(hold, op.actual, op.overage ?? ctx.config.overage, {
+        available: r.available(),
+        overdraft: overdraftRoom(rec, ctx.config),
+      })
+      if (s instanceof TollgateError) return s
+      settleAllocations(r, hold, s.fromHold, now)
+      // Spent directly from the balance: it is part of the commit entry, not a debit.
+      if (s.fromAvailable > 0) take(r, s.fromAvailable, false)
+      if (s.debt > 0) {
+        rec.debt += s.debt
+        r.touchRecord()
       }
-      settleAllocations(r, hold, spendFromHold, now)
-      let extraTaken = 0
-      let debtAdded = 0
-      if (extra > 0) {
-        extraTaken = Math.min(extra, r.available())
-        // Spent directly from the balance: it is part of the commit entry, not a debit.
-        if (extraTaken > 0) take(r, extraTaken, false)
-        const rest = extra - extraTaken
-        if (rest > 0 && (op.overage ?? ctx.config.overage) === 'overdraft') {
-          const limit = rec.overdraftLimit ?? ctx.config.overdraftLimit
-          const ceiling = Math.min(limit ?? Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER)
-          const room = Math.max(0, ceiling - rec.debt)
-          debtAdded = Math.min(rest, room)
-          if (debtAdded > 0) {
-            rec.debt += debtAdded
-            r.touchRecord()
-          }
-        }
-      }
-      const charged = spendFromHold + extraTaken + debtAdded
-      const shortfall = actual - charged
-      const freed = hold.amount - spendFromHold
+      const { charged, shortfall, freed, debt: debtAdded } = s
       hold.status = 'committed'
       hold.resolvedAt = now
       r.touchHold(hold)
@@ -800,21 +783,20 @@ export function applyOperation(state: AccountState, op: Operation, ctx: EngineCo
   const r = new Run(state, ctx)
   const fx = r
   const key = op.idempotencyKey
-  let fingerprint = ''
   if (key !== undefined) {
-    fingerprint = fingerprintOf(op)
     const saved = ctx.idempotency
-    if (saved) {
-      if (saved.account === state.record.account && saved.fingerprint === fingerprint) {
-        // A copy: the caller may mutate what it gets, the record must stay as it was.
-        const result = structuredClone(saved.result) as Record<string, unknown> & {
-          balance: Balance
-        }
-        fx.replayed = true
-        fx.result = result
-        fx.balance = result.balance
-        return fx
+    const decision = decideKey(op, state.record.account, saved)
+    if (decision === 'replay') {
+      // A copy: the caller may mutate what it gets, the record must stay as it was.
+      const result = structuredClone(saved!.result) as Record<string, unknown> & {
+        balance: Balance
       }
+      fx.replayed = true
+      fx.result = result
+      fx.balance = result.balance
+      return fx
+    }
+    if (decision === 'conflict') {
       fx.error = new IdempotencyConflictError(key)
       finish(r)
       return fx
@@ -830,17 +812,11 @@ export function applyOperation(state: AccountState, op: Operation, ctx: EngineCo
     fx.saveIdempotency = {
       key,
       account: state.record.account,
-      fingerprint,
+      fingerprint: fingerprintOf(op),
       result: structuredClone({ ...fx.result, balance: fx.balance }),
       createdAt: ctx.now,
     }
     r.changed = true
   }
   return fx
-}
-
-/** A stable digest of an operation's input (its JSON: operations are built with fixed key order). */
-export function fingerprintOf(op: Operation): string {
-  const { idempotencyKey: _key, ...input } = op
-  return JSON.stringify(input)
 }

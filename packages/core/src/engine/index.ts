@@ -1,19 +1,45 @@
 /**
  * `@tollgate/core/engine`: the ledger rules as pure functions over one account's state
  * (`(state, operation, now) → (new state, ledger entries, result)`). Imported by store authors
- * (`@tollgate/postgres`, a new store) and benchmarks; apps never need it.
+ * (`@tollgate/postgres`, a new store) and benchmarks; apps never need it. A store calls
+ * `applyOperation` for every operation, `decideCodeBatch` for code batches with a key, and the
+ * functions of `due.ts` to pick the holds to load and the accounts `sweep()` touches
+ * (docs/store.md).
  */
-export {
-  applyOperation,
-  fingerprintOf,
-  NO_METADATA,
-  newAccountState,
-  toLedgerEntry,
-} from './apply.js'
+export { applyOperation, NO_METADATA, newAccountState, toLedgerEntry } from './apply.js'
 export { compareBuckets, ensureBurnOrder, insertBucket } from './burn-order.js'
 export { canonicalCode, checkCharacter, generateCode, hashCode, isValidPrefix } from './codes.js'
+export {
+  DUE_RULES,
+  type DueCondition,
+  type DueFields,
+  type DueRule,
+  holdsToLoad,
+  isAccountDue,
+  isBucketDue,
+  isCycleDue,
+  isDue,
+  isHoldDue,
+  matchesDueRule,
+  nextCycleAt,
+} from './due.js'
+export {
+  type CodeBatchDecision,
+  type CodeBatchInput,
+  type CodeBatchKey,
+  canonicalJson,
+  codeBatchFingerprint,
+  codeBatchRecord,
+  decideCodeBatch,
+  decideKey,
+  fingerprintFields,
+  fingerprintMatches,
+  fingerprintOf,
+  type KeyDecision,
+} from './idempotency.js'
 export { periodStart } from './periods.js'
 export { type LedgerFigures, replayLedger } from './replay.js'
+export { type HoldSettlement, overdraftRoom, type SettleRoom, settleHold } from './settle.js'
 export type {
   AccountRecord,
   AccountState,

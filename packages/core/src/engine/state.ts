@@ -127,6 +127,12 @@ export interface IdempotencyRecord {
 
 interface OpBase {
   idempotencyKey?: string | undefined
+  /**
+   * The key is not the caller's (a transport made it to dedupe its own retries): it dedupes
+   * and replays like any key, but ledger entries leave it out. Not part of the input (the
+   * fingerprint). @default false
+   */
+  hideKey?: boolean | undefined
 }
 
 export interface GrantOp extends OpBase {

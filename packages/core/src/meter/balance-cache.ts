@@ -4,6 +4,7 @@
  * it knows the account cannot cover; it is never used to grant credit.
  */
 import { LRUCache } from 'lru-cache'
+import { checkInt, type OptionDefaults, readOptions } from '../options-kit.js'
 import type { Balance } from '../types.js'
 
 /** Options of the balance cache (`createMeter({ cache })`). */
@@ -12,6 +13,18 @@ export interface BalanceCacheOptions {
   max?: number
   /** How long a cached balance answers reads, in ms. @default 1_000 */
   ttlMs?: number
+}
+
+const CACHE_DEFAULTS = { max: 10_000, ttlMs: 1_000 } satisfies OptionDefaults<BalanceCacheOptions>
+
+/** Checks `cache` options of `owner` (e.g. `createMeter`): `false` turns the cache off. */
+export function resolveCacheOptions(
+  cache: BalanceCacheOptions | false | undefined,
+  owner: string,
+): Required<BalanceCacheOptions> | false {
+  if (cache === false) return false
+  const o = readOptions(cache ?? {}, { owner, field: 'cache', defaults: CACHE_DEFAULTS })
+  return { max: checkInt(o.max, 'cache.max', 1), ttlMs: checkInt(o.ttlMs, 'cache.ttlMs', 1) }
 }
 
 interface Entry {

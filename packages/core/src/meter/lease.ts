@@ -14,6 +14,9 @@
  *   after its TTL and the store gets back everything but the usage not yet settled: at most
  *   `size` per account (what the app served but was not charged for).
  */
+
+import { isDue } from '../engine/due.js'
+import { settleHold } from '../engine/settle.js'
 import {
   HoldExpiredError,
   HoldResolvedError,
@@ -23,7 +26,7 @@ import {
   NotFoundError,
   OverageError,
 } from '../errors.js'
-import { checkInt } from '../protocol/validation.js'
+import { checkInt, type OptionDefaults, readOptions } from '../options-kit.js'
 import { randomChars } from '../store/ids.js'
 import type { Balance, CommitResult, HoldData, OveragePolicy, ReleaseResult } from '../types.js'
 
@@ -47,20 +50,25 @@ export interface ResolvedLeaseOptions {
   flushMs: number
 }
 
+const LEASE_DEFAULTS = {
+  size: undefined,
+  ttlMs: 30_000,
+  flushMs: 1_000,
+} satisfies OptionDefaults<LeaseOptions>
+
 /** Checks `createMeter({ lease })`. */
 export function resolveLeaseOptions(lease: unknown): ResolvedLeaseOptions {
-  if (typeof lease !== 'object' || lease === null) {
-    throw new InvalidInputError('lease', 'must be an object: { size, ttlMs?, flushMs? }')
-  }
-  const l = lease as Record<string, unknown>
-  for (const key of Object.keys(l)) {
-    if (key !== 'size' && key !== 'ttlMs' && key !== 'flushMs') {
-      throw new InvalidInputError(`lease.${key}`, 'is not a known option')
-    }
-  }
-  const size = checkInt(l.size, 'lease.size', 1, Number.MAX_SAFE_INTEGER)
-  const ttlMs = checkInt(l.ttlMs ?? 30_000, 'lease.ttlMs', 2_000, 86_400_000)
-  const flushMs = checkInt(l.flushMs ?? 1_000, 'lease.flushMs', 10, Math.floor(ttlMs / 2))
+  const l = readOptions(lease as LeaseOptions, {
+    owner: 'createMeter',
+    field: 'lease',
+    defaults: LEASE_DEFAULTS,
+    expected: 'must be an object: { size, ttlMs?, flushMs? }',
+    // A mistyped key would run leases of another shape than the one asked for: refuse it.
+    unknown: 'throw',
+  })
+  const size = checkInt(l.size, 'lease.size', 1)
+  const ttlMs = checkInt(l.ttlMs, 'lease.ttlMs', 2_000, 86_400_000)
+  const flushMs = checkInt(l.flushMs, 'lease.flushMs', 10, Math.floor(ttlMs / 2))
   return { size, ttlMs, flushMs }
 }
 
@@ -424,7 +432,7 @@ export class LeaseManager {
   /** Local holds past their TTL are released into their leases, as the store would. */
   #expireLocalHolds(now: number): void {
     for (const hold of this.#holds.values()) {
-      if (hold.expiresAt > now) continue
+      if (!isDue(hold.expiresAt, now)) continue
       this.#holds.delete(hold.id)
       for (const [lease, n] of hold.parts) lease.pending -= n
       this.#remember(hold.id, {
@@ -466,7 +474,7 @@ export class LeaseManager {
   ): LocalHold | CommitResult | ReleaseResult {
     const hold = this.#holds.get(holdId)
     if (hold !== undefined) {
-      if (hold.expiresAt <= now) {
+      if (isDue(hold.expiresAt, now)) {
         this.#expireLocalHolds(now)
         throw new HoldExpiredError(holdId, hold.expiresAt)
       }
@@ -490,32 +498,30 @@ export class LeaseManager {
     const now = this.#b.now()
     const hold = this.#open(holdId, idempotencyKey, now)
     if (!('parts' in hold)) return hold as CommitResult
-    const want = actual ?? hold.amount
-    let extra = 0
-    let shortfall = 0
-    if (want > hold.amount) {
-      const policy = overage ?? this.#b.overage
-      if (policy === 'reject') throw new OverageError(holdId, hold.amount, want)
-      // Clamp (overdraft meters cannot lease): the excess comes from the account's open leases.
-      extra = this.#takeExtra(hold.account, want - hold.amount)
-      shortfall = want - hold.amount - extra
-    }
+    // As a store hold's commit, with the account's open leases as what is available beyond the
+    // hold and no room for debt (overdraft meters cannot lease): 'overdraft' acts as clamp.
+    const acc = this.#accounts.get(hold.account)
+    const settled = settleHold(hold, actual, overage ?? this.#b.overage, {
+      available: acc === undefined ? 0 : openFree(acc),
+      overdraft: 0,
+    })
+    if (settled instanceof OverageError) throw settled
+    if (settled.fromAvailable > 0) this.#takeExtra(hold.account, settled.fromAvailable)
     this.#holds.delete(holdId)
-    let spend = Math.min(want, hold.amount)
+    let spend = settled.fromHold
     for (const [lease, n] of hold.parts) {
       lease.pending -= n
       const s = Math.min(spend, n)
       lease.used += s
       spend -= s
     }
-    const charged = Math.min(want, hold.amount) + extra
     const result: CommitResult = {
       holdId,
       account: hold.account,
-      charged,
-      shortfall,
-      debt: 0,
-      freed: hold.amount - Math.min(want, hold.amount),
+      charged: settled.charged,
+      shortfall: settled.shortfall,
+      debt: settled.debt,
+      freed: settled.freed,
       balance: this.#adjust(hold.account, this.#accounts.get(hold.account)?.storeBalance ?? null),
       replayed: false,
     }

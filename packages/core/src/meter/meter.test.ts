@@ -52,6 +52,17 @@ describe('balance cache', () => {
     expect(store.calls.execute).toBe(n + 1)
   })
 
+  it('a grant through a cache-less meter made before the cached one clears its figure', async () => {
+    const { store } = setup()
+    // Made first: no cache set exists yet for this store and tenant.
+    const plain = createMeter({ store, clock: () => T0, cache: false })
+    const cached = createMeter({ store, clock: () => T0 })
+    await expect(cached.reserve('a', 1)).rejects.toMatchObject({ code: 'insufficient_credits' })
+    await plain.grant('a', 5)
+    // The cached "empty" figure was dropped by the grant: the reserve goes to the store.
+    await expect(cached.reserve('a', 1)).resolves.toMatchObject({ amount: 1 })
+  })
+
   it('{ fresh: true } always goes to the store', async () => {
     const { meter, store } = setup()
     await meter.grant('a', 100)

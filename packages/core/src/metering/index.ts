@@ -14,6 +14,7 @@ export {
   createRequestMeter,
   type FinishReason,
   MeteredRequest,
+  type MeteringDefaults,
   type MeteringOptions,
   type RefusedCredits,
   type RequestCredits,

@@ -83,7 +83,11 @@ describe('resolveMeteringOptions', () => {
       onAbort: 'release',
       headers: { cost: 'X-Credits-Cost', remaining: 'X-Credits-Remaining' },
     })
-    expect(warn).toHaveBeenCalledWith(expect.stringContaining('"costt"'), 'TollgateWarning')
+    expect(warn).toHaveBeenCalledWith(
+      expect.stringContaining('"costt"'),
+      'TollgateWarning',
+      'TOLLGATE_UNKNOWN_OPTION',
+    )
     warn.mockRestore()
   })
 

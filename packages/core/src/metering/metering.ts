@@ -11,6 +11,7 @@ import {
   type TollgateError,
 } from '../errors.js'
 import type { Hold, Meter } from '../meter/meter.js'
+import { checkFunction, checkOneOf, type OptionDefaults, readOptions } from '../options-kit.js'
 import { type ProblemDetails, problemDetails } from '../protocol/problem.js'
 import { checkAmount, parse, ttlSchema } from '../protocol/validation.js'
 import type { Balance, CommitResult, ReleaseResult } from '../types.js'
@@ -123,18 +124,28 @@ export interface ResolvedMeteringOptions<Req, Res> {
   onAbort: 'release' | 'commit'
 }
 
-const OPTION_KEYS = [
-  'account',
-  'cost',
-  'shouldCharge',
-  'ttlMs',
-  'headers',
-  'onInsufficient',
-  'failMode',
-  'skip',
-  'onError',
-  'onAbort',
-]
+const METERING_DEFAULTS = {
+  account: undefined,
+  cost: 1,
+  shouldCharge: undefined,
+  ttlMs: undefined,
+  headers: true,
+  onInsufficient: undefined,
+  failMode: 'closed',
+  skip: undefined,
+  onError: undefined,
+  onAbort: 'release',
+} satisfies OptionDefaults<MeteringOptions<unknown, unknown>>
+
+/** What an adapter adds to {@link resolveMeteringOptions}: its name, its default, its own keys. */
+export interface MeteringDefaults<Req, Res> {
+  /** The adapter's package, as warnings and errors name it: `'@tollgate/express'`. */
+  adapter: string
+  /** Whether a finished response is charged, when the app does not say. */
+  shouldCharge: (req: Req, res: Res) => boolean
+  /** Options of the adapter's own, known besides {@link MeteringOptions}. @default [] */
+  extraKeys?: string[]
+}
 
 /** The hold TTL when `ttlMs` is not given; a meter's `defaultTtlMs` is the same by default. */
 const DEFAULT_TTL_MS = 60_000
@@ -143,9 +154,7 @@ const DEFAULT_TTL_MS = 60_000
 const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
 
 function fn<T>(value: unknown, field: string): T | null {
-  if (value === undefined) return null
-  if (typeof value !== 'function') throw new InvalidInputError(field, 'must be a function')
-  return value as T
+  return value === undefined ? null : checkFunction<T>(value, field)
 }
 
 function headerName(value: unknown, fallback: string, field: string): string {
@@ -167,64 +176,47 @@ function defaultOnError(error: unknown): void {
  */
 export function resolveMeteringOptions<Req, Res>(
   options: MeteringOptions<Req, Res>,
-  defaults: {
-    adapter: string
-    shouldCharge: (req: Req, res: Res) => boolean
-    extraKeys?: string[]
-  },
+  defaults: MeteringDefaults<Req, Res>,
 ): ResolvedMeteringOptions<Req, Res> {
-  if (typeof options !== 'object' || options === null) {
-    throw new InvalidInputError('options', `${defaults.adapter}: metered() needs { account }`)
-  }
-  const known = new Set([...OPTION_KEYS, ...(defaults.extraKeys ?? [])])
-  for (const key of Object.keys(options)) {
-    if (!known.has(key)) {
-      process.emitWarning(
-        `${defaults.adapter}: unknown metered() option "${key}" is ignored`,
-        'TollgateWarning',
-      )
-    }
-  }
-  const account = fn<(req: Req) => Awaitable<string>>(options.account, 'account')
+  const o = readOptions(options, {
+    owner: `${defaults.adapter} metered()`,
+    defaults: METERING_DEFAULTS,
+    extraKeys: defaults.extraKeys,
+    expected: `${defaults.adapter}: metered() needs { account }`,
+  })
+  const account = fn<(req: Req) => Awaitable<string>>(o.account, 'account')
   if (account === null) throw new InvalidInputError('account', 'is required: (req) => account id')
   let cost = 1
   let costOf: ((req: Req) => Awaitable<number>) | null = null
-  if (typeof options.cost === 'function') costOf = options.cost
-  else if (options.cost !== undefined) cost = checkAmount(options.cost, 'cost')
+  if (typeof o.cost === 'function') costOf = o.cost
+  else cost = checkAmount(o.cost, 'cost')
   let headers: CreditHeaderNames | null = {
     cost: 'X-Credits-Cost',
     remaining: 'X-Credits-Remaining',
   }
-  if (options.headers === false) headers = null
-  else if (typeof options.headers === 'object' && options.headers !== null) {
+  if (o.headers === false) headers = null
+  else if (typeof o.headers === 'object' && o.headers !== null) {
     headers = {
-      cost: headerName(options.headers.cost, headers.cost, 'headers.cost'),
-      remaining: headerName(options.headers.remaining, headers.remaining, 'headers.remaining'),
+      cost: headerName(o.headers.cost, headers.cost, 'headers.cost'),
+      remaining: headerName(o.headers.remaining, headers.remaining, 'headers.remaining'),
     }
-  } else if (options.headers !== undefined && options.headers !== true) {
+  } else if (o.headers !== true) {
     throw new InvalidInputError('headers', 'must be a boolean or { cost, remaining }')
   }
-  const failMode = options.failMode ?? 'closed'
-  if (failMode !== 'closed' && failMode !== 'open') {
-    throw new InvalidInputError('failMode', "must be 'closed' or 'open'")
-  }
-  const onAbort = options.onAbort ?? 'release'
-  if (onAbort !== 'release' && onAbort !== 'commit') {
-    throw new InvalidInputError('onAbort', "must be 'release' or 'commit'")
-  }
+  const failMode = checkOneOf(o.failMode, 'failMode', ['closed', 'open'])
+  const onAbort = checkOneOf(o.onAbort, 'onAbort', ['release', 'commit'])
   return {
     account,
     cost,
     costOf,
     shouldCharge:
-      fn<(req: Req, res: Res) => boolean>(options.shouldCharge, 'shouldCharge') ??
-      defaults.shouldCharge,
-    ttlMs: parse(ttlSchema, options.ttlMs ?? DEFAULT_TTL_MS, 'ttlMs'),
+      fn<(req: Req, res: Res) => boolean>(o.shouldCharge, 'shouldCharge') ?? defaults.shouldCharge,
+    ttlMs: parse(ttlSchema, o.ttlMs ?? DEFAULT_TTL_MS, 'ttlMs'),
     headers,
-    onInsufficient: fn(options.onInsufficient, 'onInsufficient'),
+    onInsufficient: fn(o.onInsufficient, 'onInsufficient'),
     failMode,
-    skip: fn(options.skip, 'skip'),
-    onError: fn<(error: unknown, req: Req) => void>(options.onError, 'onError') ?? defaultOnError,
+    skip: fn(o.skip, 'skip'),
+    onError: fn<(error: unknown, req: Req) => void>(o.onError, 'onError') ?? defaultOnError,
     onAbort,
   }
 }
@@ -537,11 +529,7 @@ export class MeteredRequest<Req, Res = unknown> {
 export function createRequestMeter<Req, Res>(
   meter: Meter,
   options: MeteringOptions<Req, Res>,
-  defaults: {
-    adapter: string
-    shouldCharge: (req: Req, res: Res) => boolean
-    extraKeys?: string[]
-  },
+  defaults: MeteringDefaults<Req, Res>,
 ): RequestMeter<Req, Res> {
   return new RequestMeter(meter, resolveMeteringOptions(options, defaults))
 }

@@ -31,7 +31,7 @@ import type { Store } from '../store/store.js'
 import { expectLedgerReplays, fullLedger } from '../test-support.js'
 import { backoffMs, httpStore } from './http-store.js'
 import { PROBLEM_CONTENT_TYPE, problemDetails } from './problem.js'
-import { isTransportKey } from './transport-key.js'
+import { isTransportKey, markTransportKey } from './transport-key.js'
 import {
   codeBatchBodySchema,
   dueBodySchema,
@@ -109,7 +109,7 @@ function storeProtocol(store: Store): Handler {
         const out = await store.execute({
           tenant,
           account: b.account ?? undefined,
-          op: b.op as Operation,
+          op: markTransportKey(b.op as Operation),
           now: b.now,
           config: b.config,
           newId,
@@ -215,6 +215,53 @@ describe('httpStore over a stand-in Tollgate server', () => {
     await expect(meter.grant('a', 10, { idempotencyKey: 'mine' })).resolves.toMatchObject({
       replayed: true,
     })
+  })
+
+  it('sends no hideKey (a server chained through httpStore): the receiving server derives it', async () => {
+    const upstream = memoryStore()
+    const { url, seen } = await serve(storeProtocol(upstream))
+    const chained = client(url)
+    const grant = (key: string): Operation =>
+      markTransportKey({
+        type: 'grant',
+        amount: 5,
+        expiresAt: null,
+        validityDays: null,
+        priority: 50,
+        category: 'paid',
+        metadata: {},
+        idempotencyKey: key,
+      })
+    const request = (op: Operation) => ({
+      tenant: 'default',
+      account: 'a',
+      op,
+      now: Date.now(),
+      config: {
+        lowBalanceThreshold: null,
+        overdraftLimit: null,
+        overage: 'clamp' as const,
+        redeemMaxFailures: 10,
+        redeemWindowMs: 3_600_000,
+      },
+      newId,
+    })
+    const transport = grant('tg-retry:chained-1')
+    expect(transport.hideKey).toBe(true)
+    const out = await chained.execute(request(transport))
+    expect(out.error).toBeNull()
+    expect(executes(seen)[0]!.body.op).not.toHaveProperty('hideKey')
+    // Another, caller's key is not marked, and shows in the ledger.
+    expect(grant('own-1').hideKey).toBeUndefined()
+    await chained.execute(request(grant('own-1')))
+    const page = await upstream.ledger('default', 'a', {
+      limit: 10,
+      before: null,
+      types: null,
+      from: null,
+      to: null,
+    })
+    expect(page.entries.map((e) => e.idempotencyKey)).toEqual(['own-1', undefined])
   })
 
   it('keeps a path prefix of the URL', async () => {

@@ -9,6 +9,7 @@ import { randomUUID } from 'node:crypto'
 import { Pool } from 'undici'
 import type { CodeRecord, Operation } from '../engine/state.js'
 import { InvalidInputError, isTollgateError, StoreUnavailableError } from '../errors.js'
+import { checkInt, type OptionDefaults, readOptions } from '../options-kit.js'
 import type {
   CodeBatch,
   CodeBatchOutcome,
@@ -20,7 +21,6 @@ import type {
 import type { LedgerPage } from '../types.js'
 import type { ProblemDetails } from './problem.js'
 import { TRANSPORT_KEY_PREFIX } from './transport-key.js'
-import { checkInt } from './validation.js'
 import { errorFromProblem, outcomeFromWire, type WireOutcome } from './wire.js'
 
 /** Options of {@link httpStore}. */
@@ -79,35 +79,20 @@ interface ResolvedHttpStoreOptions {
 }
 
 const DEFAULTS = {
+  // Read from the environment at creation, not at import.
+  url: undefined,
+  apiKey: undefined,
   connections: 64,
   timeoutMs: 10_000,
   connectTimeoutMs: 5_000,
   retries: 3,
   retryBaseMs: 50,
   retryMaxMs: 1_000,
-} as const
-
-const OPTION_KEYS = new Set<string>([
-  'url',
-  'apiKey',
-  'connections',
-  'timeoutMs',
-  'connectTimeoutMs',
-  'retries',
-  'retryBaseMs',
-  'retryMaxMs',
-])
+} satisfies OptionDefaults<HttpStoreOptions>
 
 function resolveOptions(options: HttpStoreOptions): ResolvedHttpStoreOptions {
-  if (typeof options !== 'object' || options === null) {
-    throw new InvalidInputError('options', 'httpStore takes an options object')
-  }
-  for (const key of Object.keys(options)) {
-    if (!OPTION_KEYS.has(key)) {
-      process.emitWarning(`httpStore: unknown option "${key}" is ignored`, 'TollgateWarning')
-    }
-  }
-  const rawUrl = options.url ?? process.env.TOLLGATE_URL
+  const o = readOptions(options, { owner: 'httpStore', defaults: DEFAULTS })
+  const rawUrl = o.url ?? process.env.TOLLGATE_URL
   if (typeof rawUrl !== 'string' || rawUrl === '') {
     throw new InvalidInputError('url', 'is required: pass { url } or set TOLLGATE_URL')
   }
@@ -123,7 +108,7 @@ function resolveOptions(options: HttpStoreOptions): ResolvedHttpStoreOptions {
   if (url.username !== '' || url.password !== '' || url.search !== '' || url.hash !== '') {
     throw new InvalidInputError('url', 'must not carry credentials, a query or a fragment')
   }
-  const apiKey = options.apiKey ?? process.env.TOLLGATE_API_KEY
+  const apiKey = o.apiKey ?? process.env.TOLLGATE_API_KEY
   if (typeof apiKey !== 'string' || apiKey === '') {
     throw new InvalidInputError(
       'apiKey',
@@ -134,7 +119,6 @@ function resolveOptions(options: HttpStoreOptions): ResolvedHttpStoreOptions {
   if (!/^[\x21-\x7e]+$/.test(apiKey)) {
     throw new InvalidInputError('apiKey', 'must be printable ASCII without spaces')
   }
-  const o = { ...DEFAULTS, ...withoutUndefined(options) }
   return {
     origin: url.origin,
     basePath: url.pathname.replace(/\/+$/, ''),
@@ -146,13 +130,6 @@ function resolveOptions(options: HttpStoreOptions): ResolvedHttpStoreOptions {
     retryBaseMs: checkInt(o.retryBaseMs, 'retryBaseMs', 0, 3_600_000),
     retryMaxMs: checkInt(o.retryMaxMs, 'retryMaxMs', 0, 3_600_000),
   }
-}
-
-/** `{ retries: undefined }` means the default, as if the key were absent. */
-function withoutUndefined(o: HttpStoreOptions): Partial<HttpStoreOptions> {
-  const out: Record<string, unknown> = {}
-  for (const [k, v] of Object.entries(o)) if (v !== undefined) out[k] = v
-  return out as Partial<HttpStoreOptions>
 }
 
 /**
@@ -242,6 +219,11 @@ class HttpStore implements Store {
     if (op.idempotencyKey === undefined && op.type !== 'balance') {
       transportKey = TRANSPORT_KEY_PREFIX + randomUUID()
       op = { ...op, idempotencyKey: transportKey }
+    } else if (op.hideKey !== undefined) {
+      // Not part of the protocol: the server derives it from the key (a server chained to
+      // another through httpStore passes it on marked).
+      const { hideKey: _hide, ...rest } = op
+      op = rest as Operation
     }
     // The meter validated the operation: no schema work here, one stringify and one parse.
     const body = JSON.stringify({

@@ -9,11 +9,12 @@ export {
   problemDetails,
   problemType,
 } from './problem.js'
-export { isTransportKey, TRANSPORT_KEY_PREFIX } from './transport-key.js'
+export { isTransportKey, markTransportKey, TRANSPORT_KEY_PREFIX } from './transport-key.js'
 export {
   adjustOptionsSchema,
   checkAccount,
   checkAmount,
+  checkText,
   commitOptionsSchema,
   configureSchema,
   createCodesSchema,
@@ -21,6 +22,7 @@ export {
   extendOptionsSchema,
   grantOptionsSchema,
   idempotencyKey as idempotencyKeySchema,
+  isStorableText,
   ledgerQuerySchema,
   parse as parseInput,
   redeemOptionsSchema,
@@ -28,7 +30,9 @@ export {
   reserveOptionsSchema,
   startCycleSchema,
   stopCycleSchema,
+  text as textSchema,
   ttlSchema,
+  wholeNumber as wholeNumberSchema,
 } from './validation.js'
 export {
   accountSchema,

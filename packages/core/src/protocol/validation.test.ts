@@ -4,6 +4,7 @@ import { InvalidInputError } from '../errors.js'
 import { createMeter, type Meter, type MeterOptions } from '../meter/meter.js'
 import { memoryStore } from '../store/memory-store.js'
 import { encodeCursor, type Store } from '../store/store.js'
+import { checkText, isStorableText, unstorablePath } from './validation.js'
 
 const T0 = Date.UTC(2030, 0, 1)
 const DAY = 86_400_000
@@ -498,6 +499,39 @@ const BAD_HOLD_IDS: [string, unknown][] = [
   ['undefined', undefined],
   ['101 characters', `hld_${'x'.repeat(97)}`],
 ]
+// ---- text that no store can hold: NUL and lone surrogates, in every free-text field
+const UNSTORABLE_TEXT: [string, string][] = [
+  ['NUL', 'a\u0000b'],
+  ['a lone high surrogate', 'a\uD800'],
+  ['a lone low surrogate', '\uDC00b'],
+]
+for (const [label, bad] of UNSTORABLE_TEXT) {
+  BAD_HOLD_IDS.push([label, `hld_${bad}`])
+  cases.push([`adjust reason: ${label}`, 'reason', (c) => c.meter.adjust(A, 1, { reason: bad })])
+  cases.push([
+    `ledger cursor: ${label}`,
+    'cursor',
+    (c) => c.meter.ledger(A, { cursor: `${encodeCursor(1)}${bad}` }),
+  ])
+  for (const method of ['grant', 'debit', 'adjust', 'reserve', 'commit', 'release'] as const) {
+    cases.push([
+      `${method} metadata value: ${label}`,
+      'metadata.note',
+      (c) => callWithOptions(c, method, { metadata: { ok: 'fine', note: bad } }),
+    ])
+    cases.push([
+      `${method} metadata nested value: ${label}`,
+      'metadata.a.list.1',
+      (c) => callWithOptions(c, method, { metadata: { a: { list: ['x', bad] } } }),
+    ])
+    cases.push([
+      `${method} metadata key: ${label}`,
+      'metadata.a',
+      (c) => callWithOptions(c, method, { metadata: { a: { [`k${bad}`]: 1 } } }),
+    ])
+  }
+}
+
 for (const [label, id] of BAD_HOLD_IDS) {
   const holdId = id as string
   cases.push([`commit holdId: ${label}`, 'holdId', (c) => c.meter.commit(holdId)])
@@ -731,5 +765,54 @@ describe('createMeter options', () => {
       retentionMs: 3 * DAY,
     })
     expect(warn).not.toHaveBeenCalled()
+  })
+})
+
+describe('messages and text checks', () => {
+  it('a fractional or out-of-range integer says "whole number" and the range', async () => {
+    const meter = createMeter({ store: memoryStore(), clock: () => T0 })
+    await expect(meter.grant(A, 1, { validityDays: 0.5 })).rejects.toMatchObject({
+      field: 'validityDays',
+      message: 'validityDays: must be a whole number from 1 to 36500',
+    })
+    await expect(meter.grant(A, 1.5)).rejects.toMatchObject({ field: 'amount' })
+    await expect(meter.createCodes({ credits: 1, count: 2.5 })).rejects.toMatchObject({
+      message: 'count: must be a whole number from 1 to 100000',
+    })
+    await expect(
+      meter.createCodes({ credits: 1, count: '3' as unknown as number }),
+    ).rejects.toMatchObject({ message: 'count: must be a whole number from 1 to 100000' })
+  })
+
+  it('a text field names the offending string and keeps well-formed emoji', async () => {
+    const meter = createMeter({ store: memoryStore(), clock: () => T0 })
+    await expect(meter.adjust(A, 1, { reason: 'ok\uD83D' })).rejects.toMatchObject({
+      field: 'reason',
+      message: 'reason: must be well-formed text without NUL characters',
+    })
+    // A surrogate pair is one well-formed character: stored and read back as it was.
+    await meter.adjust(A, 1, { reason: 'refund 😀', metadata: { 'clé 😀': ['é', '😀'] } })
+    const [entry] = (await meter.ledger(A)).entries
+    expect(entry).toMatchObject({ reason: 'refund 😀', metadata: { 'clé 😀': ['é', '😀'] } })
+  })
+
+  it('isStorableText and checkText', () => {
+    expect(isStorableText('😀 é')).toBe(true)
+    expect(isStorableText('a\u0000')).toBe(false)
+    expect(isStorableText('\uDFFF')).toBe(false)
+    expect(checkText('ok', 'name', 0, 10)).toBe('ok')
+    expect(() => checkText('a\u0000', 'name', 0, 10)).toThrow(/name: must be well-formed/)
+    expect(() => checkText('x'.repeat(11), 'name', 0, 10)).toThrow(/name: must be text of 0–10/)
+  })
+
+  it('a deeply nested JSON value is walked without recursion', () => {
+    let deep: unknown = 'a\u0000'
+    for (let i = 0; i < 5_000; i++) deep = [deep]
+    const path = unstorablePath(deep)
+    expect(Array.isArray(path) && path.length).toBe(5_000)
+    let deeper: unknown = 'x'
+    for (let i = 0; i < 20_000; i++) deeper = { k: deeper }
+    expect(unstorablePath(deeper)).toBe(false)
+    expect(unstorablePath({ a: ['x', { b: 'y' }] })).toBeNull()
   })
 })

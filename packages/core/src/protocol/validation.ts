@@ -1,18 +1,131 @@
 /**
  * Input validation. Scalars on the hot path (account, amount) are checked by hand; option
  * objects go through zod 4 strict schemas, so unknown keys are refused. Every failure is an
- * {@link InvalidInputError} naming the field, raised before anything reaches the store.
+ * {@link InvalidInputError} naming the field, raised before anything reaches the store. Every
+ * free-text field is a {@link text} schema (or {@link checkText} by hand) and every integer a
+ * {@link wholeNumber}: one place decides what text can be stored and how numbers are refused.
  */
 import { z } from 'zod'
 import { NO_METADATA } from '../engine/apply.js'
 import { InvalidInputError } from '../errors.js'
+import { checkInt } from '../options-kit.js'
 import { LEDGER_ENTRY_TYPES, type Metadata } from '../types.js'
 import { isTransportKey, TRANSPORT_KEY_PREFIX } from './transport-key.js'
 
 const MAX_ACCOUNT_CHARS = 200
 const MAX_METADATA_BYTES = 4096
-// Lone surrogates are not UTF-8.
-const LONE_SURROGATE = /\p{Cs}/u
+/**
+ * What no text field may hold: NUL, which PostgreSQL `text` and `jsonb` cannot store (the whole
+ * statement fails), and lone surrogates, which are not UTF-8 (a driver silently stores U+FFFD
+ * instead). Checked here, at the edge, so such input never reaches a store.
+ */
+const UNSTORABLE = /[\0\p{Cs}]/u
+const TEXT_MESSAGE = 'must be well-formed text without NUL characters'
+
+/** True when a string can be stored as it is: no NUL and no lone surrogate. */
+export function isStorableText(value: string): boolean {
+  return !UNSTORABLE.test(value)
+}
+
+/**
+ * Checks a free-text field by hand (where no zod schema runs): a string of `min`–`max` UTF-16
+ * units that {@link isStorableText} accepts.
+ * @example checkText(holdId, 'holdId', 1, 100)
+ */
+export function checkText(value: unknown, field: string, min: number, max: number): string {
+  if (typeof value !== 'string' || value.length < min || value.length > max) {
+    throw new InvalidInputError(field, `must be text of ${min}–${max} characters`)
+  }
+  if (!isStorableText(value)) throw new InvalidInputError(field, TEXT_MESSAGE)
+  return value
+}
+
+/**
+ * The zod schema of every free-text field (reasons, names, ids, cursors, idempotency keys…):
+ * `min`–`max` UTF-16 units of storable text. One definition, so every text field refuses NUL
+ * and lone surrogates with the same message.
+ * @example const reason = text(1, 500)
+ */
+export function text(min: number, max: number) {
+  return z
+    .string({ error: `must be text of ${min}–${max} characters` })
+    .min(min)
+    .max(max)
+    .refine(isStorableText, TEXT_MESSAGE)
+}
+
+/**
+ * The zod schema of every integer field: a safe integer in `[min, max]` whose every failure
+ * (a fraction, a string, out of range) says so in words, e.g. `must be a whole number from 1
+ * to 36500` instead of zod's `expected int, received number`.
+ * @example const days = wholeNumber(1, 36_500)
+ */
+export function wholeNumber(min?: number, max?: number) {
+  let message = 'must be a whole number'
+  if (min !== undefined && max !== undefined) message += ` from ${min} to ${max}`
+  else if (min !== undefined) message += ` ≥ ${min}`
+  else if (max !== undefined) message += ` ≤ ${max}`
+  let schema = z.int({ error: message })
+  if (min !== undefined) schema = schema.min(min)
+  if (max !== undefined) schema = schema.max(max)
+  return schema
+}
+
+/** Strings nested in a JSON value are walked at most this deep (an explicit stack, no recursion). */
+const MAX_JSON_DEPTH = 10_000
+
+/**
+ * The path of a string (object key or value) in a JSON value that is not storable text, or null
+ * when there is none. Iterative, so a deeply nested value cannot exhaust the stack.
+ * `false` when the value nests deeper than {@link MAX_JSON_DEPTH}.
+ */
+export function unstorablePath(value: unknown): (string | number)[] | null | false {
+  // Each entry links to its parent instead of copying its path: a path is built only when found.
+  interface Node {
+    value: unknown
+    key: string | number
+    parent: Node | null
+    depth: number
+  }
+  const pathOf = (node: Node | null): (string | number)[] => {
+    const path: (string | number)[] = []
+    for (let n = node; n !== null && n.parent !== null; n = n.parent) path.push(n.key)
+    return path.reverse()
+  }
+  const stack: Node[] = [{ value, key: '', parent: null, depth: 0 }]
+  while (stack.length > 0) {
+    const node = stack.pop()!
+    const v = node.value
+    if (typeof v === 'string') {
+      if (!isStorableText(v)) return pathOf(node)
+    } else if (typeof v === 'object' && v !== null) {
+      if (node.depth >= MAX_JSON_DEPTH) return false
+      const depth = node.depth + 1
+      if (Array.isArray(v)) {
+        for (let i = v.length - 1; i >= 0; i--) {
+          stack.push({ value: v[i], key: i, parent: node, depth })
+        }
+      } else {
+        for (const [k, child] of Object.entries(v)) {
+          // A key that cannot be stored is named by its parent: the key itself cannot be shown.
+          if (!isStorableText(k)) return pathOf(node)
+          stack.push({ value: child, key: k, parent: node, depth })
+        }
+      }
+    }
+  }
+  return null
+}
+
+/**
+ * Refines a JSON value (metadata, a stored idempotency result): every string in it, keys
+ * included, must be storable text; the issue names the path of the offending string.
+ */
+export function refineStorableJson(value: unknown, ctx: z.RefinementCtx): void {
+  const path = unstorablePath(value)
+  if (path === false) ctx.addIssue({ code: 'custom', message: 'is nested too deeply' })
+  else if (path !== null) ctx.addIssue({ code: 'custom', message: TEXT_MESSAGE, path })
+}
 
 /** Checks an account id: 1–200 characters of well-formed text. */
 export function checkAccount(account: unknown, field = 'account'): string {
@@ -22,30 +135,13 @@ export function checkAccount(account: unknown, field = 'account'): string {
   if (account.length > MAX_ACCOUNT_CHARS && [...account].length > MAX_ACCOUNT_CHARS) {
     throw new InvalidInputError(field, `must be at most ${MAX_ACCOUNT_CHARS} characters`)
   }
-  // NUL is refused too: PostgreSQL text cannot store it.
-  if (LONE_SURROGATE.test(account) || account.includes('\0')) {
-    throw new InvalidInputError(field, 'must be well-formed text without NUL characters')
-  }
+  if (!isStorableText(account)) throw new InvalidInputError(field, TEXT_MESSAGE)
   return account
-}
-
-/** Checks an integer option: a safe integer from `min` to `max`. */
-export function checkInt(value: unknown, field: string, min: number, max: number): number {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max) {
-    throw new InvalidInputError(field, `must be an integer from ${min} to ${max}`)
-  }
-  return value
 }
 
 /** Checks an amount: a safe integer ≥ `min` (0 unless said). */
 export function checkAmount(amount: unknown, field = 'amount', min = 0): number {
-  if (typeof amount !== 'number' || !Number.isSafeInteger(amount) || amount < min) {
-    throw new InvalidInputError(
-      field,
-      min === 0 ? 'must be a non-negative safe integer' : `must be a safe integer ≥ ${min}`,
-    )
-  }
-  return amount
+  return checkInt(amount, field, min)
 }
 
 /** Checks a hold id handed back by the caller. */
@@ -53,38 +149,39 @@ export function checkHoldId(id: unknown): string {
   if (typeof id !== 'string' || id.length === 0 || id.length > 100) {
     throw new InvalidInputError('holdId', 'must be a hold id string')
   }
+  if (!isStorableText(id)) throw new InvalidInputError('holdId', TEXT_MESSAGE)
   return id
 }
 
-export const safeInt = (min = 0) => z.int().min(min)
+export const safeInt = (min = 0) => wholeNumber(min)
 /** Any idempotency key a store accepts, transport keys included. */
-export const storedIdempotencyKey = z
-  .string()
-  .min(1)
-  .max(255)
-  .refine(
-    (k) => !LONE_SURROGATE.test(k) && !k.includes('\0'),
-    'must be well-formed text without NUL characters',
-  )
+export const storedIdempotencyKey = text(1, 255)
 /** An idempotency key a caller gives. */
 export const idempotencyKey = storedIdempotencyKey.refine(
   (k) => !isTransportKey(k),
   `must not start with "${TRANSPORT_KEY_PREFIX}" (reserved for httpStore retries)`,
 )
-export const metadata = z.record(z.string(), z.unknown()).refine((m) => {
-  try {
-    return Buffer.byteLength(JSON.stringify(m)) <= MAX_METADATA_BYTES
-  } catch {
-    return false
-  }
-}, `must be a JSON object of at most ${MAX_METADATA_BYTES} bytes`)
+export const metadata = z
+  .record(z.string(), z.unknown())
+  .refine(
+    (m) => {
+      try {
+        return Buffer.byteLength(JSON.stringify(m)) <= MAX_METADATA_BYTES
+      } catch {
+        return false
+      }
+    },
+    { message: `must be a JSON object of at most ${MAX_METADATA_BYTES} bytes`, abort: true },
+  )
+  // Runs only on metadata within the size limit (the check above aborts), so the walk is short.
+  .superRefine(refineStorableJson)
 export const category = z.enum(['paid', 'promotional'])
-export const priority = z.int().min(0).max(1_000_000)
+export const priority = wholeNumber(0, 1_000_000)
 export const timestamp = z
-  .union([z.int().min(0), z.date()])
+  .union([wholeNumber(0), z.date()])
   .transform((v) => (typeof v === 'number' ? v : v.getTime()))
-export const validityDays = z.int().min(1).max(36_500)
-export const ttlMs = z.int().min(1_000).max(86_400_000)
+export const validityDays = wholeNumber(1, 36_500)
+export const ttlMs = wholeNumber(1_000, 86_400_000)
 export const overage = z.enum(['reject', 'clamp', 'overdraft'])
 
 export const grantOptionsSchema = z
@@ -107,7 +204,7 @@ export const debitOptionsSchema = z.strictObject({
 })
 
 export const adjustOptionsSchema = z.strictObject({
-  reason: z.string().min(1).max(500).optional(),
+  reason: text(1, 500).optional(),
   metadata: metadata.optional(),
   idempotencyKey: idempotencyKey.optional(),
 })
@@ -168,8 +265,8 @@ export function parseReserveOptions(
 export const balanceOptionsSchema = z.strictObject({ fresh: z.boolean().optional() })
 
 export const ledgerQuerySchema = z.strictObject({
-  limit: z.int().min(1).max(1000).optional(),
-  cursor: z.string().min(1).max(200).optional(),
+  limit: wholeNumber(1, 1000).optional(),
+  cursor: text(1, 200).optional(),
   types: z
     .array(z.enum(LEDGER_ENTRY_TYPES as [string, ...string[]]))
     .min(1)
@@ -186,7 +283,7 @@ export const configureSchema = z.strictObject({
 
 export const every = z.union([
   z.enum(['day', 'week', 'month']),
-  z.strictObject({ days: z.int().min(1).max(3_660) }),
+  z.strictObject({ days: wholeNumber(1, 3_660) }),
 ])
 
 export const startCycleSchema = z.strictObject({
@@ -202,20 +299,20 @@ export const stopCycleSchema = z.strictObject({ idempotencyKey: idempotencyKey.o
 
 export const createCodesSchema = z.strictObject({
   credits: safeInt(1),
-  count: z.int().min(1).max(100_000),
+  count: wholeNumber(1, 100_000),
   prefix: z
     .string()
     .regex(/^[A-Z0-9]{1,10}$/, 'must be 1–10 of A–Z and 0–9')
     .optional(),
   codeExpiresAt: timestamp.optional(),
   validityDays: validityDays.optional(),
-  maxRedemptions: z.int().min(1).max(1_000_000_000).optional(),
+  maxRedemptions: wholeNumber(1, 1_000_000_000).optional(),
   priority: priority.optional(),
   category: category.optional(),
   idempotencyKey: idempotencyKey.optional(),
 })
 
-export const sweepOptionsSchema = z.strictObject({ limit: z.int().min(1).max(100_000).optional() })
+export const sweepOptionsSchema = z.strictObject({ limit: wholeNumber(1, 100_000).optional() })
 
 export const redeemOptionsSchema = z.strictObject({ idempotencyKey: idempotencyKey.optional() })
 

@@ -4,7 +4,7 @@
  * conflict on the server), and every typed error survives the trip as problem details.
  */
 import { describe, expect, it } from 'vitest'
-import { fingerprintOf } from '../engine/apply.js'
+import { codeBatchFingerprint, fingerprintFields, fingerprintOf } from '../engine/idempotency.js'
 import type { Operation } from '../engine/state.js'
 import {
   AuthError,
@@ -25,7 +25,8 @@ import { createMeter } from '../meter/meter.js'
 import { memoryStore } from '../store/memory-store.js'
 import type { ExecuteRequest, Store } from '../store/store.js'
 import { problemDetails } from './problem.js'
-import { TRANSPORT_KEY_PREFIX } from './transport-key.js'
+import { markTransportKey, TRANSPORT_KEY_PREFIX } from './transport-key.js'
+import { createCodesSchema } from './validation.js'
 import {
   errorFromProblem,
   executeBodySchema,
@@ -139,6 +140,45 @@ describe('operations on the wire', () => {
       expect(parsed.op).toHaveProperty('idempotencyKey', op.idempotencyKey)
       expect(parsed.account).toBe(req.account ?? null)
       expect(parsed.config).toEqual(req.config)
+    }
+  })
+
+  it('the fingerprint covers every input field the wire carries, in the schema order', () => {
+    for (const option of operationSchema.options) {
+      const type = option.shape.type.value
+      const wire = Object.keys(option.shape).filter((k) => k !== 'idempotencyKey')
+      expect([...fingerprintFields(type)], type).toEqual(wire)
+    }
+  })
+
+  it('a transport key is marked hideKey where it arrives; other keys and no key are not', () => {
+    const op: Operation = { type: 'debit', amount: 1, metadata: {} }
+    expect(markTransportKey({ ...op, idempotencyKey: `${TRANSPORT_KEY_PREFIX}x` }).hideKey).toBe(
+      true,
+    )
+    expect(markTransportKey({ ...op, idempotencyKey: 'mine' }).hideKey).toBeUndefined()
+    expect(markTransportKey(op)).toBe(op)
+  })
+
+  it('a code batch fingerprints as before: the parsed options, in the schema order, whatever the order given', () => {
+    const given = [
+      { credits: 5, count: 2 },
+      { idempotencyKey: 'k', category: 'paid', count: 2, credits: 5, prefix: 'AB' },
+      {
+        maxRedemptions: 3,
+        validityDays: 30,
+        codeExpiresAt: 1_900_000_000_000,
+        credits: 1,
+        count: 9,
+        priority: 7,
+      },
+    ]
+    for (const options of given) {
+      const { idempotencyKey: _k, ...input } = createCodesSchema.parse(options)
+      // What the meter stored before the fingerprint had a function of its own.
+      expect(codeBatchFingerprint(input)).toBe(JSON.stringify(['createCodes', input]))
+      const reordered = Object.fromEntries(Object.entries(input).reverse()) as typeof input
+      expect(codeBatchFingerprint(reordered)).toBe(codeBatchFingerprint(input))
     }
   })
 

@@ -33,24 +33,29 @@ import {
   metadata,
   overage,
   priority,
+  refineStorableJson,
   safeInt,
   storedIdempotencyKey,
+  text,
   timestamp,
   ttlMs,
   validityDays,
+  wholeNumber,
 } from './validation.js'
 
 /** An account id as {@link checkAccount} accepts it. */
-export const accountSchema = z.string().superRefine((value, ctx) => {
-  try {
-    checkAccount(value)
-  } catch (err) {
-    // The check's own words, without the "account: " it puts before them.
-    const e = err as InvalidInputError
-    ctx.addIssue({ code: 'custom', message: e.message.slice(e.field.length + 2) })
-  }
-})
-const holdId = z.string().min(1).max(100)
+export const accountSchema = z
+  .string({ error: 'must be a non-empty string' })
+  .superRefine((value, ctx) => {
+    try {
+      checkAccount(value)
+    } catch (err) {
+      // The check's own words, without the "account: " it puts before them.
+      const e = err as InvalidInputError
+      ctx.addIssue({ code: 'custom', message: e.message.slice(e.field.length + 2) })
+    }
+  })
+const holdId = text(1, 100)
 const key = storedIdempotencyKey.optional()
 
 // Field order matches the meter's, so an operation's fingerprint (its JSON) is the same whether
@@ -58,7 +63,7 @@ const key = storedIdempotencyKey.optional()
 const grantOp = z.strictObject({
   type: z.literal('grant'),
   amount: safeInt(1),
-  expiresAt: z.int().min(0).nullable(),
+  expiresAt: wholeNumber(0).nullable(),
   validityDays: validityDays.nullable(),
   priority,
   category,
@@ -73,8 +78,8 @@ const debitOp = z.strictObject({
 })
 const adjustOp = z.strictObject({
   type: z.literal('adjust'),
-  delta: z.int().refine((d) => d !== 0, 'must be non-zero'),
-  reason: z.string().min(1).max(500),
+  delta: wholeNumber().refine((d) => d !== 0, 'must be non-zero'),
+  reason: text(1, 500),
   metadata,
   idempotencyKey: key,
 })
@@ -166,7 +171,7 @@ export const executeBodySchema = z.strictObject({
   account: accountSchema.nullable(),
   op: operationSchema,
   /** The client's clock; a server uses it only when started with `clientClock: true`. */
-  now: z.int().min(0),
+  now: wholeNumber(0),
   config: engineConfigSchema,
 })
 export type ExecuteBody = z.infer<typeof executeBodySchema>
@@ -174,8 +179,8 @@ export type ExecuteBody = z.infer<typeof executeBodySchema>
 /** `POST /v1/store/ledger`: a page of one account's ledger. */
 export const ledgerBodySchema = z.strictObject({
   account: accountSchema,
-  limit: z.int().min(1).max(1000),
-  before: z.int().min(1).nullable(),
+  limit: wholeNumber(1, 1000),
+  before: wholeNumber(1).nullable(),
   types: z
     .array(z.enum(LEDGER_ENTRY_TYPES as [string, ...string[]]))
     .min(1)
@@ -186,39 +191,40 @@ export const ledgerBodySchema = z.strictObject({
 
 const codeRecord = z.strictObject({
   hash: z.string().regex(/^[0-9a-f]{64}$/),
-  batchId: z.string().min(1).max(100),
+  batchId: text(1, 100),
   credits: safeInt(1),
   validityDays: validityDays.nullable(),
-  codeExpiresAt: z.int().min(0).nullable(),
+  codeExpiresAt: wholeNumber(0).nullable(),
   maxRedemptions: safeInt(1),
   redemptions: z.literal(0),
   priority,
   category,
-  createdAt: z.int().min(0),
+  createdAt: wholeNumber(0),
 })
 
 /** `POST /v1/store/codes`: a batch of redeem code hashes. */
 export const codeBatchBodySchema = z.strictObject({
-  batchId: z.string().min(1).max(100),
+  batchId: text(1, 100),
   codes: z.array(codeRecord).min(1).max(100_000),
   idempotency: z
     .strictObject({
       key: storedIdempotencyKey,
-      fingerprint: z.string().max(10_000),
-      result: z.unknown(),
+      fingerprint: text(0, 10_000),
+      // Stored as JSON beside the batch: its strings are text fields like any other.
+      result: z.unknown().superRefine(refineStorableJson),
     })
     .nullable(),
-  now: z.int().min(0),
+  now: wholeNumber(0),
 })
 
 /** `POST /v1/store/due`: accounts with work due. */
 export const dueBodySchema = z.strictObject({
-  now: z.int().min(0),
-  limit: z.int().min(1).max(100_000),
+  now: wholeNumber(0),
+  limit: wholeNumber(1, 100_000),
 })
 
 /** `POST /v1/store/prune`: drop records older than `before`. */
-export const pruneBodySchema = z.strictObject({ before: z.int().min(0) })
+export const pruneBodySchema = z.strictObject({ before: wholeNumber(0) })
 
 /** An {@link Outcome} as it travels: the error as problem details. */
 export interface WireOutcome {

@@ -1,8 +1,26 @@
 /**
  * `@tollgate/core/store`: the Store contract and what a new store needs beside the engine:
- * the request and outcome shapes, ledger cursors, the API key registry, id generation.
+ * the request and outcome shapes, ledger cursors, the API key registry, id generation, and the
+ * options kit its factory resolves its options with (as every Tollgate factory does), with
+ * the redeem throttle's resolution that a factory running meters (the server) shares.
  * Imported by store authors (`@tollgate/postgres`) and the server; apps never need it.
  */
+
+export { type RedeemAttemptsOptions, resolveRedeemAttempts } from '../meter/redeem-attempts.js'
+export {
+  checkBoolean,
+  checkFunction,
+  checkInt,
+  checkOneOf,
+  checkStore,
+  type OptionDefaults,
+  type OptionsSpec,
+  type ResolvedOptions,
+  readOptions,
+  UNKNOWN_OPTION_WARNING,
+  WARNING_TYPE,
+  warn,
+} from '../options-kit.js'
 export { newId } from './ids.js'
 export {
   type ApiKeyRecord,

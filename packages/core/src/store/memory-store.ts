@@ -4,9 +4,11 @@
  * survives the process: use it for tests, demos and single-process apps that re-grant on start.
  */
 import { applyOperation, newAccountState } from '../engine/apply.js'
-import { periodStart } from '../engine/periods.js'
+import { isAccountDue, isDue, isHoldDue } from '../engine/due.js'
+import { decideCodeBatch } from '../engine/idempotency.js'
 import type { AccountState, CodeRecord, HoldState, IdempotencyRecord } from '../engine/state.js'
 import { NotFoundError } from '../errors.js'
+import { readOptions } from '../options-kit.js'
 import type { LedgerEntry, LedgerPage } from '../types.js'
 import { randomChars } from './ids.js'
 import { MemoryLedger } from './memory-ledger.js'
@@ -82,6 +84,8 @@ class MemoryStore implements Store {
   readonly kind = 'memory'
   readonly keys: KeyRegistry = memoryKeyRegistry()
   readonly #tenants = new Map<string, MemTenant>()
+  /** Tenant names in order, for `tenants()`; remade when a tenant was added (none is removed). */
+  #sorted: string[] | null = null
   /**
    * Hold ids are `hld_<store tag><tenant no>_<account no>_<sequence>` (base 36): unique in the
    * process, and the id itself locates the hold, so the store keeps no index of holds; an id
@@ -174,10 +178,12 @@ class MemoryStore implements Store {
         }
       }
     }
-    const scan = now >= acct.nextHoldExpiry
+    // The engine's rule for the holds to load (the named one, every due pending one); the next
+    // expiry skips the scan while no pending hold can be due.
+    const scan = isDue(acct.nextHoldExpiry, now)
     if (scan) {
       for (const [seq, h] of acct.pending) {
-        if (h.status === 'pending' && h.expiresAt <= now && !holds.includes(h)) {
+        if (isHoldDue(h, now) && !holds.includes(h)) {
           holds.push(h)
           seqs.push(seq)
         }
@@ -299,23 +305,33 @@ class MemoryStore implements Store {
 
   async createCodes(tenant: string, batch: CodeBatch): Promise<CodeBatchOutcome> {
     const t = this.#tenant(tenant)
-    if (batch.idempotency) {
-      const saved = t.idempotency.get(batch.idempotency.key)
-      if (saved) {
-        return saved.account === '' && saved.fingerprint === batch.idempotency.fingerprint
-          ? { status: 'replayed', result: saved.result }
-          : { status: 'conflict' }
-      }
-      t.idempotency.set(batch.idempotency.key, {
-        key: batch.idempotency.key,
-        account: '',
-        fingerprint: batch.idempotency.fingerprint,
-        result: batch.idempotency.result,
-        createdAt: batch.now,
-      })
+    const key = batch.idempotency
+    if (key) {
+      const decided = decideCodeBatch(t.idempotency.get(key.key) ?? null, key, batch.now)
+      if (decided.status !== 'created') return decided
+      t.idempotency.set(key.key, decided.save)
     }
     for (const code of batch.codes) t.codes.set(code.hash, code)
     return { status: 'created' }
+  }
+
+  async tenants(after: string | null, limit: number): Promise<string[]> {
+    // Sorted once per new tenant, not per page: a sweep pages through all of them.
+    if (this.#sorted === null || this.#sorted.length !== this.#tenants.size) {
+      this.#sorted = [...this.#tenants.keys()].sort()
+    }
+    const list = this.#sorted
+    let from = 0
+    if (after !== null) {
+      // Binary search for the first tenant after `after`.
+      let hi = list.length
+      while (from < hi) {
+        const mid = (from + hi) >>> 1
+        if (list[mid]! <= after) from = mid + 1
+        else hi = mid
+      }
+    }
+    return list.slice(from, from + limit)
   }
 
   async dueAccounts(tenant: string, now: number, limit: number): Promise<string[]> {
@@ -324,7 +340,9 @@ class MemoryStore implements Store {
     const due: string[] = []
     for (const [name, acct] of t.accounts) {
       if (due.length >= limit) break
-      if (isDue(acct, now)) due.push(name)
+      if (isAccountDue(acct.state.record, acct.state.buckets, acct.pending.values(), now)) {
+        due.push(name)
+      }
     }
     return due
   }
@@ -351,22 +369,12 @@ class MemoryStore implements Store {
   }
 }
 
-function isDue(acct: MemAccount, now: number): boolean {
-  for (const h of acct.pending.values()) {
-    if (h.status === 'pending' && h.expiresAt <= now) return true
-  }
-  for (const b of acct.state.buckets) {
-    if (!b.expired && b.expiresAt !== null && b.expiresAt <= now) return true
-  }
-  const cycle = acct.state.record.cycle
-  return cycle?.active === true && periodStart(cycle.anchor, cycle.every, cycle.period + 1) <= now
-}
-
 /**
  * An in-process store. Fast and exact, not durable.
  * @example
  * const meter = createMeter({ store: memoryStore() })
  */
-export function memoryStore(_options: MemoryStoreOptions = {}): Store {
+export function memoryStore(options: MemoryStoreOptions = {}): Store {
+  readOptions(options, { owner: 'memoryStore', defaults: {} })
   return new MemoryStore()
 }

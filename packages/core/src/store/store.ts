@@ -153,6 +153,12 @@ export interface Store {
   migrate?(): Promise<void>
   /** Drops idempotency records and resolved holds older than `before`. Returns how many. */
   prune(tenant: string, before: number): Promise<number>
+  /**
+   * Up to `limit` tenants that hold accounts, in the store's ascending order, after `after`
+   * (exclusive; null from the start): a sweeper pages through them instead of remembering every
+   * tenant it ever saw. Optional: a store without it is swept for the tenants its server saw.
+   */
+  tenants?(after: string | null, limit: number): Promise<string[]>
   close(): Promise<void>
   /** API keys of a Tollgate server running on this store. Optional: `httpStore()` has none. */
   readonly keys?: KeyRegistry

@@ -1,0 +1,161 @@
+/**
+ * Where a meter's holds live. A reserve is served from a lease when it can be (no round
+ * trip), else by the store, and refused without a round trip when the cache knows the account
+ * is short; commit, release and extend follow the hold to where it lives.
+ */
+import { InsufficientCreditsError, InvalidInputError } from '../errors.js'
+import {
+  checkAccount,
+  checkAmount,
+  checkHoldId,
+  commitOptionsSchema,
+  extendOptionsSchema,
+  metadataOf,
+  parse,
+  parseReserveOptions,
+  releaseOptionsSchema,
+  ttlSchema,
+} from '../protocol/validation.js'
+import type { Outcome } from '../store/store.js'
+import type { CommitResult, HoldData, ReleaseResult } from '../types.js'
+import { type ExtendResult, Hold } from './hold.js'
+import type { LeaseManager } from './lease.js'
+import type { Meter } from './meter.js'
+import type { CommitOptions, MutationOptions, ReserveOptions } from './operation-options.js'
+import type { SharedCache } from './shared-cache.js'
+import { result, type StoreClient } from './store-client.js'
+
+export class Holds {
+  readonly #meter: Meter
+  readonly #client: StoreClient
+  readonly #cache: SharedCache
+  readonly #leases: LeaseManager | null
+  readonly #defaultTtlMs: number
+
+  constructor(
+    meter: Meter,
+    client: StoreClient,
+    cache: SharedCache,
+    leases: LeaseManager | null,
+    defaultTtlMs: number,
+  ) {
+    this.#meter = meter
+    this.#client = client
+    this.#cache = cache
+    this.#leases = leases
+    this.#defaultTtlMs = defaultTtlMs
+  }
+
+  /** See {@link Meter.tryReserve}. */
+  reserve(account: string, amount: number, options?: ReserveOptions): Hold | Promise<Hold> {
+    checkAccount(account)
+    checkAmount(amount)
+    const o = parseReserveOptions(options)
+    const ttlMs = o?.ttlMs ?? this.#defaultTtlMs
+    const leases = this.#leases
+    if (leases?.eligible(amount) && o?.idempotencyKey === undefined && o?.metadata === undefined) {
+      this.#client.checkOpen()
+      const now = leases.reserveNow(account, amount, ttlMs)
+      if (now !== undefined) return new Hold(this.#meter, now.data, now.balance, false)
+      return leases
+        .reserve(account, amount, ttlMs)
+        .then((leased) => new Hold(this.#meter, leased.data, leased.balance, false))
+    }
+    // A keyed reserve may be a replay (or a conflict): only the store knows.
+    if (amount > 0 && o?.idempotencyKey === undefined) this.#refuseIfKnownShort(account, amount)
+    const out = this.#client.execute(account, {
+      type: 'reserve',
+      amount,
+      ttlMs,
+      metadata: metadataOf(o?.metadata),
+      idempotencyKey: o?.idempotencyKey,
+    })
+    if (out instanceof Promise) return out.then((r) => this.#hold(r))
+    return this.#hold(out)
+  }
+
+  #hold(out: Outcome): Hold {
+    return new Hold(this.#meter, out.result as unknown as HoldData, out.balance!, out.replayed)
+  }
+
+  /**
+   * The cached fast path: an account whose cached balance cannot cover `amount`, with nothing
+   * held that could come back, is refused without a round trip. A figure is only ever used to
+   * refuse, never to grant credit; a grant, release or redemption through any meter on this
+   * store clears it, else it lasts the cache TTL.
+   */
+  #refuseIfKnownShort(account: string, amount: number): void {
+    const available = this.#cache.settledAvailable(account)
+    if (available !== undefined && available < amount) {
+      throw new InsufficientCreditsError(account, amount, Math.max(0, available))
+    }
+  }
+
+  async commit(holdId: string, actual?: number, options?: CommitOptions): Promise<CommitResult> {
+    checkHoldId(holdId)
+    if (actual !== undefined) checkAmount(actual, 'actual')
+    const o = options === undefined ? undefined : parse(commitOptionsSchema, options)
+    if (this.#leases?.owns(holdId)) {
+      this.#client.checkOpen()
+      if (o?.metadata !== undefined) throw leasedMetadata()
+      if (o?.overage === 'overdraft') {
+        throw new InvalidInputError('overage', "'overdraft' is not available on a leased hold")
+      }
+      return this.#leases.commit(holdId, actual, o?.overage, o?.idempotencyKey)
+    }
+    const out = await this.#client.execute(undefined, {
+      type: 'commit',
+      holdId,
+      actual,
+      overage: o?.overage,
+      metadata: metadataOf(o?.metadata),
+      idempotencyKey: o?.idempotencyKey,
+    })
+    return result<CommitResult>(out)
+  }
+
+  async release(holdId: string, options?: MutationOptions): Promise<ReleaseResult> {
+    checkHoldId(holdId)
+    const o = options === undefined ? undefined : parse(releaseOptionsSchema, options)
+    if (this.#leases?.owns(holdId)) {
+      this.#client.checkOpen()
+      if (o?.metadata !== undefined) throw leasedMetadata()
+      return this.#leases.release(holdId, o?.idempotencyKey)
+    }
+    const out = await this.#client.execute(undefined, {
+      type: 'release',
+      holdId,
+      metadata: metadataOf(o?.metadata),
+      idempotencyKey: o?.idempotencyKey,
+    })
+    return result<ReleaseResult>(out)
+  }
+
+  async extend(
+    holdId: string,
+    ttlMs: number,
+    options?: { idempotencyKey?: string },
+  ): Promise<ExtendResult> {
+    checkHoldId(holdId)
+    parse(ttlSchema, ttlMs, 'ttlMs')
+    const o = parse(extendOptionsSchema, options)
+    if (this.#leases?.owns(holdId)) {
+      this.#client.checkOpen()
+      return this.#leases.extend(holdId, ttlMs)
+    }
+    const out = await this.#client.execute(undefined, {
+      type: 'extend',
+      holdId,
+      ttlMs,
+      idempotencyKey: o.idempotencyKey,
+    })
+    return result<ExtendResult>(out)
+  }
+}
+
+function leasedMetadata(): InvalidInputError {
+  return new InvalidInputError(
+    'metadata',
+    'cannot be recorded on a hold served from a lease (its usage settles in one commit)',
+  )
+}
