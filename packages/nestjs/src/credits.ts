@@ -12,7 +12,7 @@ import {
 } from '@nestjs/common'
 import { InvalidInputError } from '@tollgate/core'
 import type { Awaitable, RequestCredits } from '@tollgate/core/metering'
-import { checkRoute } from './metering.js'
+import { checkRoute, warnUnknownOption } from './metering.js'
 
 /** The metadata key `@Credits` writes and the interceptor reads. */
 export const CREDITS_METADATA = 'tollgate:credits'
@@ -78,10 +78,7 @@ export function Credits(
   for (const [key, value] of Object.entries(options)) {
     if (ROUTE_KEYS.has(key)) kept[key] = value
     else {
-      process.emitWarning(
-        `@tollgate/nestjs: unknown @Credits() option "${key}" is ignored`,
-        'TollgateWarning',
-      )
+      warnUnknownOption(`@tollgate/nestjs @Credits(): unknown option "${key}" is ignored`)
     }
   }
   const spec: CreditsSpec = Object.freeze({ cost, options: Object.freeze(kept) })

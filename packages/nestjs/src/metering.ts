@@ -30,6 +30,15 @@ const DEFAULTS = {
   shouldCharge: (_call: NestCall, response: unknown) => statusOf(response) < 400,
 }
 
+/**
+ * Warns about an option the adapter does not know, as core's options kit does for every
+ * factory: type `TollgateWarning`, a stable code to tell it apart by.
+ * @internal
+ */
+export function warnUnknownOption(message: string): void {
+  process.emitWarning(message, 'TollgateWarning', 'TOLLGATE_UNKNOWN_OPTION')
+}
+
 /** DESIGN section 3's keys, which go to the kit; `meter` and `exceptionFilter` are the module's. */
 const KIT_KEYS = new Set([
   'account',
@@ -53,10 +62,7 @@ function fromModule(options: AnyModuleOptions): Kit {
   for (const [key, value] of Object.entries(options)) {
     if (key === 'meter' || key === 'exceptionFilter' || value === undefined) continue
     if (!KIT_KEYS.has(key)) {
-      process.emitWarning(
-        `${ADAPTER}: unknown TollgateModule option "${key}" is ignored`,
-        'TollgateWarning',
-      )
+      warnUnknownOption(`${ADAPTER} TollgateModule: unknown option "${key}" is ignored`)
       continue
     }
     if (typeof value !== 'function') {

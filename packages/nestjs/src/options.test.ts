@@ -45,7 +45,11 @@ describe('TollgateModule.forRoot options', () => {
     meter = await meterWith()
     const warn = vi.spyOn(process, 'emitWarning').mockImplementation(() => {})
     forRoot({ costs: 3 } as Partial<TollgateModuleOptions>)
-    expect(warn).toHaveBeenCalledWith(expect.stringContaining('"costs"'), 'TollgateWarning')
+    expect(warn).toHaveBeenCalledWith(
+      expect.stringContaining('"costs"'),
+      'TollgateWarning',
+      'TOLLGATE_UNKNOWN_OPTION',
+    )
   })
 
   it('forRootAsync checks its own arguments at once', () => {
@@ -91,7 +95,11 @@ describe('@Credits', () => {
   it('warns about options a route cannot change', () => {
     const warn = vi.spyOn(process, 'emitWarning').mockImplementation(() => {})
     Credits(1, { headers: false } as object)
-    expect(warn).toHaveBeenCalledWith(expect.stringContaining('"headers"'), 'TollgateWarning')
+    expect(warn).toHaveBeenCalledWith(
+      expect.stringContaining('"headers"'),
+      'TollgateWarning',
+      'TOLLGATE_UNKNOWN_OPTION',
+    )
   })
 })
 

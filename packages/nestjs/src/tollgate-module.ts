@@ -8,7 +8,7 @@ import { InvalidInputError } from '@tollgate/core'
 import { CreditsExceptionFilter } from './credits-exception.js'
 import { CreditsInterceptor } from './credits-interceptor.js'
 import type { HttpRequest } from './http.js'
-import { CreditsMetering } from './metering.js'
+import { CreditsMetering, warnUnknownOption } from './metering.js'
 import {
   TOLLGATE_METER,
   TOLLGATE_OPTIONS,
@@ -101,9 +101,8 @@ export class TollgateModule {
               resolved !== null &&
               'exceptionFilter' in resolved
             ) {
-              process.emitWarning(
-                '@tollgate/nestjs: exceptionFilter from the forRootAsync() factory is ignored; give it to forRootAsync() itself',
-                'TollgateWarning',
+              warnUnknownOption(
+                '@tollgate/nestjs TollgateModule.forRootAsync(): exceptionFilter from the factory is ignored; give it to forRootAsync() itself',
               )
               const { exceptionFilter: _, ...rest } = resolved
               return new CreditsMetering(rest as AnyModuleOptions)
