@@ -57,10 +57,23 @@ export class Holds {
       this.#client.checkOpen()
       const now = leases.reserveNow(account, amount, ttlMs)
       if (now !== undefined) return new Hold(this.#meter, now.data, now.balance, false)
-      return leases
-        .reserve(account, amount, ttlMs)
-        .then((leased) => new Hold(this.#meter, leased.data, leased.balance, false))
+      return leases.reserve(account, amount, ttlMs).then((leased) =>
+        leased === null
+          ? // The leases cannot serve it within their loss bound now: an ordinary store hold.
+            this.#reserveInStore(account, amount, ttlMs, o)
+          : new Hold(this.#meter, leased.data, leased.balance, false),
+      )
     }
+    return this.#reserveInStore(account, amount, ttlMs, o)
+  }
+
+  /** A reserve as an ordinary store hold. */
+  #reserveInStore(
+    account: string,
+    amount: number,
+    ttlMs: number,
+    o: ReturnType<typeof parseReserveOptions>,
+  ): Hold | Promise<Hold> {
     // A keyed reserve may be a replay (or a conflict): only the store knows.
     if (amount > 0 && o?.idempotencyKey === undefined) this.#refuseIfKnownShort(account, amount)
     const out = this.#client.execute(account, {

@@ -1,7 +1,7 @@
 import { describe, expect, it, vi } from 'vitest'
-import { isTollgateError } from '../errors.js'
+import { isTollgateError, StoreUnavailableError } from '../errors.js'
 import { memoryStore } from '../store/memory-store.js'
-import type { Store } from '../store/store.js'
+import type { ExecuteRequest, Outcome, Store } from '../store/store.js'
 import { countingStore, expectLedgerReplays, fullLedger } from '../test-support.js'
 import { createMeter, type Meter, type MeterOptions } from './meter.js'
 
@@ -272,6 +272,221 @@ describe('leases', () => {
     expect(() => createMeter({ store, lease: { size: 10 }, overage: 'overdraft' })).toThrow(
       /overdraft/,
     )
+  })
+})
+
+/**
+ * A store whose commits can be held back (settlements on their way to a slow store), answered
+ * with a lost connection after they were applied, or slowed down; `charged` sums what the
+ * commits of leases it applied spent, the moment it applied them.
+ */
+function commitControl(inner: Store = memoryStore()) {
+  const leases = new Set<string>()
+  const c = {
+    charged: 0,
+    /** Commits that arrived while held back. */
+    arrived: 0,
+    lostAnswers: 0,
+    delayMs: 0,
+    gate: null as Promise<void> | null,
+    open: () => {},
+  }
+  const commit = async (req: ExecuteRequest): Promise<Outcome> => {
+    c.arrived++
+    if (c.gate) await c.gate
+    if (c.delayMs > 0) await new Promise((r) => setTimeout(r, c.delayMs))
+    const out = await inner.execute(req)
+    if (out.error === null && req.op.type === 'commit' && leases.has(req.op.holdId)) {
+      c.charged += (out.result as { charged: number }).charged
+    }
+    if (c.lostAnswers > 0) {
+      c.lostAnswers--
+      throw new StoreUnavailableError('connection lost')
+    }
+    return out
+  }
+  const store: Store = {
+    kind: inner.kind,
+    execute: (req) => {
+      if (req.op.type === 'commit') return commit(req)
+      const out = inner.execute(req)
+      if (req.op.type !== 'reserve' || req.op.metadata.lease !== true) return out
+      // A lease: its commits are counted.
+      const note = (o: Outcome) => {
+        if (o.error === null) leases.add((o.result as { id: string }).id)
+        return o
+      }
+      return out instanceof Promise ? out.then(note) : note(out)
+    },
+    ledger: (t, a, r) => inner.ledger(t, a, r),
+    createCodes: (t, b) => inner.createCodes(t, b),
+    dueAccounts: (t, n, l) => inner.dueAccounts(t, n, l),
+    prune: (t, b) => inner.prune(t, b),
+    close: async () => {},
+  }
+  return {
+    store,
+    control: c,
+    holdCommits() {
+      c.gate = new Promise((r) => {
+        c.open = r
+      })
+    },
+    releaseCommits() {
+      c.gate = null
+      c.open()
+    },
+  }
+}
+
+/** Lets everything that can run without the store run. */
+async function settleDown(): Promise<void> {
+  for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r))
+}
+
+describe('lease loss bound: unsettled usage never passes size per account', () => {
+  it('with a settlement on its way, the next lease serves nothing past the bound', async () => {
+    const { store, control, holdCommits, releaseCommits } = commitControl()
+    const { meter, plain } = setup({ lease: { ...LEASE, size: 10 } }, store)
+    await plain.grant('a', 100)
+    holdCommits()
+    for (let i = 0; i < 10; i++) expect(await spend(meter, 'a')).toBe(true)
+    // The used-up lease's commit is held back in the store; the next lease was taken ahead.
+    await vi.waitFor(() => expect(control.arrived).toBe(1))
+    expect(await plain.balance('a')).toMatchObject({ total: 100, held: 20 })
+    let served = false
+    const next = spend(meter, 'a').then((ok) => {
+      served = ok
+    })
+    await settleDown()
+    // Serving it would make 11 credits served and not charged: it waits for the settlement.
+    expect(served).toBe(false)
+    releaseCommits()
+    await next
+    expect(served).toBe(true)
+    await meter.close()
+    expect(await plain.balance('a')).toMatchObject({ total: 89, held: 0 })
+    await expectLedgerReplays(plain, 'a')
+  })
+
+  it('many concurrent requests on a slow store: served − charged ≤ size at every reserve', async () => {
+    const { store, control } = commitControl()
+    control.delayMs = 2
+    const size = 10
+    const meter = createMeter({ store, lease: { size, ttlMs: 60_000, flushMs: 50 } })
+    const plain = createMeter({ store, cache: false })
+    await plain.grant('a', 600)
+    let served = 0
+    let worst = 0
+    let fromStore = 0
+    const loop = async () => {
+      for (;;) {
+        let hold: Awaited<ReturnType<Meter['reserve']>>
+        try {
+          hold = await meter.reserve('a', 1)
+        } catch (err) {
+          if (isTollgateError(err, 'insufficient_credits')) return
+          throw err
+        }
+        if (hold.id.startsWith('lh_')) served++
+        else fromStore++
+        worst = Math.max(worst, served - control.charged)
+        await new Promise((r) => setImmediate(r))
+        await hold.commit()
+      }
+    }
+    await Promise.all(Array.from({ length: 30 }, loop))
+    await meter.close()
+    expect(served + fromStore).toBe(600)
+    expect(worst).toBeLessThanOrEqual(size)
+    // It got there: the bound was reached, not avoided.
+    expect(worst).toBe(size)
+    expect(await plain.balance('a')).toMatchObject({ total: 0, held: 0 })
+    await expectLedgerReplays(plain, 'a')
+  })
+
+  it('when requests in flight fill the bound, the next reserve is an ordinary store hold', async () => {
+    const { meter, plain } = setup({ lease: { ...LEASE, size: 10 } })
+    await plain.grant('a', 100)
+    const inFlight = await Promise.all(Array.from({ length: 10 }, () => meter.reserve('a', 1)))
+    expect(inFlight.every((h) => h.id.startsWith('lh_'))).toBe(true)
+    const next = await meter.reserve('a', 1)
+    expect(next.id.startsWith('lh_')).toBe(false)
+    // Two leases and the store hold.
+    expect((await plain.balance('a')).held).toBe(21)
+    await next.commit()
+    await Promise.all(inFlight.map((h) => h.commit()))
+    // Room again: served from the lease.
+    expect((await meter.reserve('a', 1)).id.startsWith('lh_')).toBe(true)
+    await meter.close()
+    expect(await plain.balance('a')).toMatchObject({ total: 89, held: 0 })
+    await expectLedgerReplays(plain, 'a')
+  })
+
+  it('a long request on a used-up lease moves to the next one, which lets it settle', async () => {
+    const { meter, plain } = setup({ lease: { ...LEASE, size: 10 } })
+    await plain.grant('a', 100)
+    const long = await meter.reserve('a', 1)
+    for (let i = 0; i < 9; i++) expect(await spend(meter, 'a')).toBe(true)
+    // The first lease is used up but for the long request; the bound is reached.
+    const hold = await meter.reserve('a', 1)
+    expect(hold.id.startsWith('lh_')).toBe(true)
+    // The first lease settled what it served without waiting for the long request.
+    const entries = (await fullLedger(plain, 'a')).map((e) => [e.type, e.delta, e.heldDelta])
+    expect(entries).toEqual([
+      ['grant', 100, 0],
+      ['hold', 0, 10],
+      ['hold', 0, 10],
+      ['commit', -9, -10],
+    ])
+    await hold.commit()
+    await long.commit()
+    await meter.close()
+    expect(await plain.balance('a')).toMatchObject({ total: 89, held: 0 })
+    await expectLedgerReplays(plain, 'a')
+  })
+
+  it('a settlement applied whose answer was lost is charged once and stops counting', async () => {
+    const { store, control } = commitControl()
+    const { meter, plain } = setup({ lease: { ...LEASE, size: 10 } }, store)
+    await plain.grant('a', 100)
+    control.lostAnswers = 1
+    const warn = vi.spyOn(process, 'emitWarning').mockImplementation(() => {})
+    try {
+      for (let i = 0; i < 10; i++) expect(await spend(meter, 'a')).toBe(true)
+      // The used-up lease's settlement failed, for all the meter knows.
+      await vi.waitFor(() =>
+        expect(warn).toHaveBeenCalledWith(
+          expect.stringMatching(/lease settle failed/),
+          'TollgateWarning',
+          'TOLLGATE_LEASE_FAILURE',
+        ),
+      )
+      // The next reserve settles it again: the store says it was committed, so it was, and the
+      // bound has room again.
+      const hold = await meter.reserve('a', 1)
+      expect(hold.id.startsWith('lh_')).toBe(true)
+      await hold.commit()
+    } finally {
+      warn.mockRestore()
+    }
+    await meter.close()
+    const commits = (await fullLedger(plain, 'a')).filter((e) => e.type === 'commit')
+    expect(commits.map((e) => e.delta)).toEqual([-10, -1])
+    expect(control.charged).toBe(11)
+    expect(await plain.balance('a')).toMatchObject({ total: 89, held: 0 })
+  })
+
+  it('an overage under clamp takes no credits past the bound: that part is the shortfall', async () => {
+    const { meter, plain } = setup({ lease: { ...LEASE, size: 10 } })
+    await plain.grant('a', 100)
+    const h = await meter.reserve('a', 5)
+    for (let i = 0; i < 5; i++) expect(await spend(meter, 'a')).toBe(true)
+    // The next lease has free credits, but 10 are already unsettled.
+    await vi.waitFor(async () => expect((await plain.balance('a')).held).toBe(20))
+    expect(await h.commit(8, { overage: 'clamp' })).toMatchObject({ charged: 5, shortfall: 3 })
+    await meter.close()
+    expect(await plain.balance('a')).toMatchObject({ total: 90, held: 0 })
   })
 })
 

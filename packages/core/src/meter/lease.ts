@@ -10,9 +10,14 @@
  * - the store sees every leased credit as held, so other meters (processes) cannot spend it;
  * - a local hold is backed by free credits of open leases of its account, so the credits spent
  *   locally never exceed the credits leased;
+ * - the bound: the credits of an account's local holds that no lease commit has charged yet
+ *   (committed ones, and pending ones, which may be committed any moment) total at most `size`,
+ *   across all its leases, at every moment. A lease counts until the store has acknowledged its
+ *   settling commit. A reserve that would pass the bound waits for a lease to settle, or, when
+ *   only requests in flight fill it, goes to the store as an ordinary hold;
  * - a lease's store hold is extended while it is in use; if the process dies, the hold lapses
- *   after its TTL and the store gets back everything but the usage not yet settled: at most
- *   `size` per account (what the app served but was not charged for).
+ *   after its TTL and the store gets back everything but the usage not yet settled: by the
+ *   bound, at most `size` credits per account (what the app served but was not charged for).
  */
 
 import { isDue } from '../engine/due.js'
@@ -32,7 +37,11 @@ import type { Balance, CommitResult, HoldData, OveragePolicy, ReleaseResult } fr
 
 /** Options of leases: `createMeter({ lease: { size, ttlMs, flushMs } })`. */
 export interface LeaseOptions {
-  /** Credits one lease takes from an account at most (less when the account has less). */
+  /**
+   * Credits one lease takes from an account at most (less when the account has less), and the
+   * bound on what a process that dies loses: the local holds of an account not yet settled to
+   * the store (committed or pending) never total more than `size` credits per process.
+   */
   size: number
   /** TTL of the store hold behind a lease; extended while the lease is in use. @default 30_000 */
   ttlMs?: number
@@ -135,6 +144,16 @@ function openFree(acc: AccountLeases): number {
   return free
 }
 
+/**
+ * Credits of the account's local holds that no lease commit has charged yet: used (committed)
+ * or pending, in every lease not yet settled. What the process would lose if it died now.
+ */
+function unsettled(acc: AccountLeases): number {
+  let n = 0
+  for (const l of acc.leases) n += l.used + l.pending
+  return n
+}
+
 interface LocalHold {
   id: string
   account: string
@@ -161,6 +180,8 @@ export interface LeasedHold {
 const RESOLVED_KEPT = 10_000
 /** Store attempts to take a lease when other meters keep changing the account meanwhile. */
 const ACQUIRE_ATTEMPTS = 4
+/** Settles a reserve waits for when the bound is reached, before it goes to the store. */
+const ROOM_ATTEMPTS = 4
 
 /** Every prefix of a local hold id: `lh_` marks a hold that never reached the store. */
 export const LOCAL_HOLD_PREFIX = 'lh_'
@@ -205,12 +226,21 @@ export class LeaseManager {
     return holdId.startsWith(LOCAL_HOLD_PREFIX)
   }
 
-  /** Serves a reserve from open leases at once; undefined when they do not cover it. */
+  /**
+   * Serves a reserve from open leases at once; undefined when they do not cover it, or when it
+   * would put the account's unsettled local holds above `size` (the loss bound).
+   */
   reserveNow(account: string, amount: number, ttlMs: number): LeasedHold | undefined {
     const acc = this.#accounts.get(account)
     if (acc === undefined) return undefined
-    const free = openFree(acc)
-    if (free < amount) return undefined
+    // One pass for both figures: this is the hot path.
+    let free = 0
+    let owed = 0
+    for (const l of acc.leases) {
+      owed += l.used + l.pending
+      if (!l.closing) free += l.free
+    }
+    if (free < amount || owed + amount > this.#o.size) return undefined
     const now = this.#b.now()
     const parts: Array<[Lease, number]> = []
     let left = amount
@@ -252,13 +282,84 @@ export class LeaseManager {
     }
   }
 
-  /** Serves a reserve, taking a new lease first when the open ones do not cover it. */
-  async reserve(account: string, amount: number, ttlMs: number): Promise<LeasedHold> {
-    for (let attempt = 0; ; attempt++) {
+  /**
+   * Serves a reserve, taking a new lease first when the open ones do not cover it, and settling
+   * leases first when serving it would pass the loss bound. Resolves to null when the bound
+   * cannot make room for it now (requests in flight fill it, or the store did not take a
+   * settlement): the reserve is then the store's, as an ordinary hold.
+   */
+  async reserve(account: string, amount: number, ttlMs: number): Promise<LeasedHold | null> {
+    let acquisitions = 0
+    let settles = 0
+    for (;;) {
       const now = this.reserveNow(account, amount, ttlMs)
       if (now !== undefined) return now
       if (this.#closed) throw new InvalidInputError('lease', 'the meter is closing')
-      await this.#acquire(account, amount, attempt)
+      const acc = this.#accounts.get(account)
+      if (acc === undefined || openFree(acc) < amount) {
+        await this.#acquire(account, amount, acquisitions++)
+      } else if (settles++ >= ROOM_ATTEMPTS || !(await this.#makeRoom(acc, amount))) {
+        return null
+      }
+    }
+  }
+
+  /**
+   * Makes room under the bound for a reserve of `amount` by settling leases that hold usage:
+   * those already closing first, then open ones, oldest first, until settling them would do.
+   * A lease's pending local holds move to an open lease with free credits first, so that one
+   * long request does not keep a used-up lease from settling. Resolves true once one of these
+   * settles came back (try again); false when settling cannot make the room (local holds in
+   * flight fill it) or a settle failed.
+   */
+  async #makeRoom(acc: AccountLeases, amount: number): Promise<boolean> {
+    let inFlight = 0
+    for (const l of acc.leases) inFlight += l.pending
+    // No lease commit charges a hold still pending: only its resolution frees that room.
+    if (inFlight + amount > this.#o.size) return false
+    let room = this.#o.size - unsettled(acc)
+    const settles: Promise<void>[] = []
+    for (const closing of [true, false]) {
+      for (const l of acc.leases) {
+        if (room >= amount) break
+        if (l.closing !== closing) continue
+        if (l.settling !== null) {
+          settles.push(l.settling)
+          room += l.used
+          continue
+        }
+        if (l.used === 0) continue
+        l.closing = true
+        if (l.pending > 0) this.#moveHolds(acc, l)
+        // Holds that found no other lease: it settles once they resolve.
+        if (l.pending > 0) continue
+        settles.push(this.#settle(acc, l))
+        room += l.used
+      }
+    }
+    if (settles.length === 0) return false
+    try {
+      await Promise.race(settles)
+      return true
+    } catch {
+      return false
+    }
+  }
+
+  /** Moves the pending local holds of `from` (closing) to open leases with free credits. */
+  #moveHolds(acc: AccountLeases, from: Lease): void {
+    for (const hold of this.#holds.values()) {
+      if (from.pending === 0) return
+      for (let i = 0; i < hold.parts.length; i++) {
+        const [lease, n] = hold.parts[i]!
+        if (lease !== from) continue
+        const to = acc.leases.find((l) => !l.closing && l.free >= n)
+        if (to === undefined) continue
+        from.pending -= n
+        to.pending += n
+        hold.parts[i] = [to, n]
+        if (to.free === 0) to.closing = true
+      }
     }
   }
 
@@ -347,6 +448,12 @@ export class LeaseManager {
       },
       (err: unknown) => {
         lease.settling = null
+        if (isTollgateError(err, 'hold_resolved')) {
+          // A settling commit of ours was applied but its answer was lost (the connection
+          // dropped): the usage is charged. Nothing else commits or releases a lease's hold.
+          this.#drop(acc, lease)
+          return
+        }
         if (isTollgateError(err, 'hold_expired') || isTollgateError(err, 'not_found')) {
           // The store hold lapsed (the store was out of reach past the lease TTL): its credits
           // went back, and the usage not settled is lost. Bounded by the lease size.
@@ -498,11 +605,12 @@ export class LeaseManager {
     const now = this.#b.now()
     const hold = this.#open(holdId, idempotencyKey, now)
     if (!('parts' in hold)) return hold as CommitResult
-    // As a store hold's commit, with the account's open leases as what is available beyond the
-    // hold and no room for debt (overdraft meters cannot lease): 'overdraft' acts as clamp.
+    // As a store hold's commit, with what the account's open leases can still spend within the
+    // loss bound as what is available beyond the hold, and no room for debt (overdraft meters
+    // cannot lease): 'overdraft' acts as clamp, and what the bound leaves out is shortfall.
     const acc = this.#accounts.get(hold.account)
     const settled = settleHold(hold, actual, overage ?? this.#b.overage, {
-      available: acc === undefined ? 0 : openFree(acc),
+      available: acc === undefined ? 0 : Math.min(openFree(acc), this.#room(acc)),
       overdraft: 0,
     })
     if (settled instanceof OverageError) throw settled
@@ -530,19 +638,28 @@ export class LeaseManager {
     return result
   }
 
-  /** Spends up to `n` more credits from the account's open leases; returns how many. */
+  /**
+   * Spends up to `n` more credits from the account's open leases, within the loss bound (the
+   * committing hold is still counted as pending: spending it adds nothing); returns how many.
+   */
   #takeExtra(account: string, n: number): number {
     const acc = this.#accounts.get(account)
     if (acc === undefined) return 0
+    const want = Math.min(n, this.#room(acc))
     let took = 0
     for (const l of acc.leases) {
-      if (took === n) break
+      if (took === want) break
       if (l.closing) continue
-      const t = Math.min(l.free, n - took)
+      const t = Math.min(l.free, want - took)
       l.used += t
       took += t
     }
     return took
+  }
+
+  /** Credits the account's leases may still spend before its unsettled usage reaches `size`. */
+  #room(acc: AccountLeases): number {
+    return Math.max(0, this.#o.size - unsettled(acc))
   }
 
   /** Releases a local hold back into its leases. */

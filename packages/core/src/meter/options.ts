@@ -51,8 +51,9 @@ export interface MeterOptions {
    * Serve reserves from a block of each active account's credits held in this process
    * (DESIGN §2): no store round trip per request. Usage settles to the store every `flushMs`,
    * when a lease runs out and on `close()`; a process that dies loses at most its unsettled
-   * usage (one lease per account). Reserves larger than `size`, or with an idempotency key or
-   * metadata, go to the store. Not with `overage: 'overdraft'`. @default off
+   * usage, which never passes `size` credits per account (a reserve that would pass it waits
+   * for a lease to settle, or goes to the store). Reserves larger than `size`, or with an
+   * idempotency key or metadata, go to the store. Not with `overage: 'overdraft'`. @default off
    * @example createMeter({ store, lease: { size: 1_000, ttlMs: 30_000, flushMs: 1_000 } })
    */
   lease?: LeaseOptions
