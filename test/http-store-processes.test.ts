@@ -16,25 +16,17 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
   contend as contendWith,
   countTypes,
+  createTenantKey,
   databaseUrl,
   expectManyAccountsSettle,
   expectReplays as expectReplaysIn,
   gateOnDatabase,
   kill,
-  startWorker,
+  startServer,
   stop,
 } from './processes.js'
 
 gateOnDatabase('httpStore processes over a server on PostgreSQL')
-
-/** Starts the server worker; resolves with its URL and bootstrap admin key once it listens. */
-async function startServer(
-  args: Record<string, unknown>,
-): Promise<{ child: ChildProcess; url: string; adminKey: string }> {
-  const { child, line } = await startWorker('tollgate-server.mjs', args, () => true)
-  const { url, adminKey } = JSON.parse(line) as { url: string; adminKey: string }
-  return { child, url, adminKey }
-}
 
 /**
  * A TCP proxy to `target` that loses answers: each chunk coming back from the server is dropped
@@ -81,17 +73,6 @@ async function lossyProxy(
         proxy.close(() => resolve())
       }),
   }
-}
-
-/** A tenant API key, created through the admin API as an operator would. */
-async function createTenantKey(url: string, adminKey: string, tenant: string): Promise<string> {
-  const res = await fetch(`${url}/v1/keys`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${adminKey}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ tenant, name: 'processes test' }),
-  })
-  expect(res.status).toBe(201)
-  return ((await res.json()) as { key: string }).key
 }
 
 /** The replay check, and: transport keys dedupe retries but never reach the ledger. */

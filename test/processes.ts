@@ -84,6 +84,33 @@ export function startWorker(
   })
 }
 
+/**
+ * Starts the Tollgate server worker (test/workers/tollgate-server.mjs); resolves with its URL
+ * and bootstrap admin key once it listens.
+ */
+export async function startServer(
+  args: Record<string, unknown>,
+): Promise<{ child: ChildProcess; url: string; adminKey: string }> {
+  const { child, line } = await startWorker('tollgate-server.mjs', args, () => true)
+  const { url, adminKey } = JSON.parse(line) as { url: string; adminKey: string }
+  return { child, url, adminKey }
+}
+
+/** A tenant API key, created through the admin API as an operator would. */
+export async function createTenantKey(
+  url: string,
+  adminKey: string,
+  tenant: string,
+): Promise<string> {
+  const res = await fetch(`${url}/v1/keys`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${adminKey}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ tenant, name: 'processes test' }),
+  })
+  expect(res.status).toBe(201)
+  return ((await res.json()) as { key: string }).key
+}
+
 /** SIGKILL: the process gets no chance to clean up. */
 export function kill(child: ChildProcess): Promise<void> {
   return new Promise((resolve) => {

@@ -188,9 +188,16 @@ export class RateLimitedError extends TollgateError {
   }
 }
 
-/** 503: the store cannot be reached. The operation was not applied. */
+/**
+ * 503: the store cannot be reached, is saturated, or did not run the operation within its
+ * deadline. The operation was not applied (a connection lost while committing is the one case
+ * where it may have been: retry with the same idempotency key to find out).
+ */
 export class StoreUnavailableError extends TollgateError {
-  constructor(message = 'store unavailable', options?: { cause?: unknown }) {
+  /** A hint for when to try again, in ms (a server sends it as `Retry-After`). */
+  readonly retryAfterMs: number | undefined
+  constructor(message = 'store unavailable', options?: { cause?: unknown; retryAfterMs?: number }) {
     super('store_unavailable', 503, message, options)
+    this.retryAfterMs = options?.retryAfterMs
   }
 }

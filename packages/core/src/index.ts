@@ -29,6 +29,7 @@ export { type ExtendResult, Hold } from './meter/hold.js'
 export type { LeaseOptions } from './meter/lease.js'
 export { createMeter, Meter } from './meter/meter.js'
 export type {
+  CallOptions,
   CommitOptions,
   CreateCodesOptions,
   GrantOptions,

@@ -3,6 +3,10 @@
  * engine op by op in arrival order → write what changed. Four statements, however many
  * operations and accounts the batch holds.
  *
+ * A shared batch waits for no account: accounts whose row another transaction holds are
+ * skipped, and their operations are handed back (`contended`) to wait for the lock in a
+ * transaction of their own (see sql-store.ts).
+ *
  * Per account the state carries from one operation to the next, exactly as if they had run one
  * at a time: a hold created by an earlier operation is visible to a later one, and so is an
  * idempotency record or a code redemption saved earlier in the batch.
@@ -43,15 +47,41 @@ export interface BatchItem {
   readonly holdAccount: string | undefined
   /** `tenant\0account` when the account is known before loading; null for an unknown hold's. */
   readonly accountKey: string | null
+  /**
+   * When the caller stops waiting, in `performance.now()` time: the operation is not started
+   * after it, and its transaction does not commit after it.
+   */
+  readonly deadline: number
   readonly resolve: (outcome: Outcome) => void
   readonly reject: (err: unknown) => void
 }
 
 /** What a committed batch tells the store besides the outcomes. */
 export interface BatchResult {
-  outcomes: Outcome[]
+  /** By item; undefined for the contended ones, which did not run. */
+  outcomes: (Outcome | undefined)[]
   /** Holds written by the batch: [tenant, hold id, account, still pending]. */
   holds: [string, string, string, boolean][]
+  /**
+   * Items that did not run because their account's row was locked elsewhere (only when the
+   * batch was run with `skipLocked`): their index and `tenant\0account`.
+   */
+  contended: { index: number; accountKey: string }[]
+}
+
+/**
+ * The engine threw on one operation (a bug, not a refusal: refusals are outcomes). The batch is
+ * rolled back, since the account's state may be half-changed; the store fails that operation
+ * alone and runs the others again.
+ */
+export class FailedOperationError extends Error {
+  constructor(
+    readonly index: number,
+    cause: unknown,
+  ) {
+    super('the engine failed on an operation', { cause })
+    this.name = 'FailedOperationError'
+  }
 }
 
 /** Tenants, accounts, hold ids and keys never contain NUL (core and the store refuse it). */
@@ -106,11 +136,16 @@ class Keys {
   }
 }
 
-/** Runs the batch inside the caller's transaction. Throws on any database error. */
+/**
+ * Runs the batch inside the caller's transaction. Throws on any database error.
+ * `skipLocked`: take only the account locks free at once (see {@link BatchResult.contended});
+ * otherwise wait for every lock.
+ */
 export async function runBatch(
   db: SqlClient,
   st: Statements,
   items: readonly BatchItem[],
+  skipLocked: boolean,
 ): Promise<BatchResult> {
   // ---- 1. what the batch touches
   const lockAccounts = new Keys(2)
@@ -137,11 +172,20 @@ export async function runBatch(
   }
 
   // ---- 2. lock, then load
-  const rows = await db.query<AccountRow>(st.lock, [...lockAccounts.cols, ...unknownHolds.cols])
+  const rows = await db.query<AccountRow & { skipped?: boolean }>(
+    skipLocked ? st.lockOrSkip : st.lock,
+    [...lockAccounts.cols, ...unknownHolds.cols],
+  )
   const accounts = new Map<string, AccountCtx>()
+  /** Accounts whose row another transaction holds (`tenant\0account`). */
+  const skipped = new Set<string>()
   const loadTenants: string[] = []
   const loadAccounts: string[] = []
   for (const row of rows) {
+    if (row.skipped === true) {
+      skipped.add(key2(row.tenant, row.account))
+      continue
+    }
     const state: AccountState = { record: recordFrom(row), buckets: [], holds: [] }
     accounts.set(key2(row.tenant, row.account), newCtx(row.tenant, state, false, row.claimed))
     loadTenants.push(row.tenant)
@@ -161,14 +205,20 @@ export async function runBatch(
   }
   /** Holds by tenant and id: loaded ones, then those the batch creates. */
   const holdIndex = new Map<string, HoldState>()
+  /** Named holds whose account was skipped: `tenant\0holdId` → `tenant\0account`. */
+  const contendedHolds = new Map<string, string>()
   for (const t of loaded?.holds ?? []) {
     const k = key2(t[0] as string, t[2] as string)
     if (holdIndex.has(k)) continue // named and due: the union returns it twice
     const hold = holdFrom(t)
-    const ctx = accounts.get(key2(t[0] as string, hold.account))
-    // A hold whose account is not locked was created after the lock statement looked: for
-    // this batch it does not exist yet.
-    if (!ctx) continue
+    const accountKey = key2(t[0] as string, hold.account)
+    const ctx = accounts.get(accountKey)
+    if (!ctx) {
+      if (skipped.has(accountKey)) contendedHolds.set(k, accountKey)
+      // Otherwise the hold was created after the lock statement looked: for this batch it
+      // does not exist yet.
+      continue
+    }
     holdIndex.set(k, hold)
     ctx.holds.set(hold.id, hold)
   }
@@ -182,9 +232,11 @@ export async function runBatch(
 
   // ---- 3. the engine, op by op in arrival order
   const out = new PersistColumns()
-  const outcomes: Outcome[] = []
+  const outcomes: (Outcome | undefined)[] = []
+  const contended: BatchResult['contended'] = []
   const dirtyCodes = new Map<string, [string, CodeRecord]>()
-  for (const { req } of items) {
+  for (let index = 0; index < items.length; index++) {
+    const { req } = items[index]!
     const { tenant, op, now } = req
     let ctx: AccountCtx | undefined
     let named: HoldState | undefined
@@ -193,11 +245,22 @@ export async function runBatch(
       named = holdIndex.get(key2(tenant, holdId))
       ctx = named && accounts.get(key2(tenant, named.account))
       if (!ctx) {
-        outcomes.push(notFound(holdId))
+        const accountKey = contendedHolds.get(key2(tenant, holdId))
+        if (accountKey !== undefined) {
+          contended.push({ index, accountKey })
+          outcomes.push(undefined)
+        } else {
+          outcomes.push(notFound(holdId))
+        }
         continue
       }
     } else {
       const k = key2(tenant, req.account)
+      if (skipped.has(k)) {
+        contended.push({ index, accountKey: k })
+        outcomes.push(undefined)
+        continue
+      }
       ctx = accounts.get(k)
       if (!ctx) {
         ctx = newCtx(tenant, newAccountState(req.account, now), true, false)
@@ -216,13 +279,19 @@ export async function runBatch(
         redeemedByAccount: redeemed.has(`${tenant}${SEP}${op.codeHash}${SEP}${account}`),
       }
     }
-    const fx = applyOperation(state, op, {
-      now,
-      config: req.config,
-      idempotency: idemKey === undefined ? null : (idempotency.get(key2(tenant, idemKey)) ?? null),
-      code,
-      newId: req.newId,
-    })
+    let fx: ReturnType<typeof applyOperation>
+    try {
+      fx = applyOperation(state, op, {
+        now,
+        config: req.config,
+        idempotency:
+          idemKey === undefined ? null : (idempotency.get(key2(tenant, idemKey)) ?? null),
+        code,
+        newId: req.newId,
+      })
+    } catch (err) {
+      throw new FailedOperationError(index, err)
+    }
     outcomes.push(fx)
     // The first evaluation of the alert level changes the record without `changed`: it is
     // written only if something else of the account is.
@@ -267,5 +336,5 @@ export async function runBatch(
   }
   for (const [tenant, record] of dirtyCodes.values()) out.codeCount(tenant, record)
   if (out.size > 0) await db.query(st.persist, out.params())
-  return { outcomes, holds: holdsWritten }
+  return { outcomes, holds: holdsWritten, contended }
 }

@@ -17,13 +17,35 @@ export interface SqlClient {
   script(sql: string): Promise<void>
 }
 
+/** Limits of one transaction. */
+export interface TransactionOptions {
+  /**
+   * How long the transaction may take, in ms. PostgreSQL gets it as `lock_timeout` and
+   * `statement_timeout` (SET LOCAL), so a lock wait or a slow statement ends in a rollback on
+   * the database's side. A driver that can also stops waiting for a database that does not
+   * answer at all (frozen, or cut off) shortly after it, and discards the connection: nothing
+   * was committed, since COMMIT was not sent. A COMMIT already sent is always waited for.
+   */
+  timeoutMs?: number
+}
+
 /** A database behind the store. */
 export interface SqlDriver extends SqlClient {
+  /**
+   * One statement outside a transaction. With `options.timeoutMs`, a driver that can stops
+   * waiting for a database that does not answer by then and discards the connection (for
+   * reads, and for housekeeping that may safely run again).
+   */
+  query<R>(
+    statement: Statement,
+    params: readonly unknown[],
+    options?: TransactionOptions,
+  ): Promise<R[]>
   /**
    * Runs `fn` in one transaction (READ COMMITTED): commits when it resolves, rolls back when it
    * throws (and rethrows). A connection the failure left unusable is discarded.
    */
-  transaction<T>(fn: (tx: SqlClient) => Promise<T>): Promise<T>
+  transaction<T>(fn: (tx: SqlClient) => Promise<T>, options?: TransactionOptions): Promise<T>
   /** How many transactions can usefully run at once: the pool size, 1 for PGlite. */
   readonly concurrency: number
   /** Releases the connections the driver opened itself; idempotent. */
@@ -48,4 +70,51 @@ const RETRYABLE = new Set(['23505', '40P01', '40001'])
 export function isRetryable(err: unknown): boolean {
   const state = sqlState(err)
   return state !== undefined && RETRYABLE.has(state)
+}
+
+/**
+ * The database gave up waiting, on its side: `lock_timeout` (55P03) or `statement_timeout`
+ * (57014). The transaction was rolled back.
+ */
+const TIMEOUTS = new Set(['55P03', '57014'])
+
+/**
+ * True for a lock or statement timeout, or a database that did not answer at all: the
+ * transaction was rolled back, or will be.
+ */
+export function isTimeout(err: unknown): boolean {
+  if (err instanceof UnansweredError) return true
+  const state = sqlState(err)
+  return state !== undefined && TIMEOUTS.has(state)
+}
+
+/**
+ * Errors that a value in one operation can cause: data exceptions (class 22: a NUL byte in a
+ * text column, a number out of range, invalid JSON), integrity violations other than the races
+ * above (class 23: a check constraint) and program limits (class 54: a value too large for an
+ * index). The rest of the batch may well succeed without the operation.
+ */
+const OPERATION_CLASSES = new Set(['22', '23', '54'])
+
+/** True when the error may be one operation's fault rather than the database's. */
+export function isOperationError(err: unknown): boolean {
+  const state = sqlState(err)
+  return state !== undefined && OPERATION_CLASSES.has(state.slice(0, 2))
+}
+
+/** True for a data exception (SQLSTATE class 22): the database refuses a value as input. */
+export function isDataError(err: unknown): boolean {
+  return sqlState(err)?.startsWith('22') === true
+}
+
+/**
+ * The database did not answer a statement within the transaction's timeout and a grace period
+ * (frozen, or cut off by the network): the driver stopped waiting and discarded the connection.
+ * COMMIT had not been sent, so nothing of the transaction is committed.
+ */
+export class UnansweredError extends Error {
+  constructor() {
+    super('the database did not answer in time')
+    this.name = 'UnansweredError'
+  }
 }

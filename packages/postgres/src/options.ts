@@ -54,6 +54,23 @@ export interface SqlStoreOptions {
    * join their account's batch. 0 turns it off. @default 10_000
    */
   holdCacheSize?: number
+  /**
+   * An operation's deadline, in ms from the call, when the call gives none (`timeoutMs` of the
+   * meter's methods, or a server's propagated deadline). An operation not started by then is
+   * not run; its transaction waits for row locks and statements at most until then
+   * (`lock_timeout`, `statement_timeout`) and commits only before it; it then fails with
+   * `StoreUnavailableError` (503), unapplied. A row locked elsewhere fails only its own
+   * account's operations, after this long.
+   * @default 5_000
+   */
+  timeoutMs?: number
+  /**
+   * Operations queued for a batch, at most; beyond it `execute` fails at once with
+   * `StoreUnavailableError` (503, retry after 1 s), so that a stalled database cannot make the
+   * process hold work without bound.
+   * @default 10_000
+   */
+  maxQueue?: number
 }
 
 /** {@link SqlStoreOptions} with defaults applied. */
@@ -67,6 +84,8 @@ export interface ResolvedSqlStoreOptions {
   maxRetries: number
   sweepLeaseMs: number
   holdCacheSize: number
+  timeoutMs: number
+  maxQueue: number
 }
 
 /** Defaults of the shared options; each factory spreads them into its own defaults literal. */
@@ -80,6 +99,8 @@ export const SQL_STORE_DEFAULTS = {
   maxRetries: 5,
   sweepLeaseMs: 30_000,
   holdCacheSize: 10_000,
+  timeoutMs: 5_000,
+  maxQueue: 10_000,
 } satisfies OptionDefaults<SqlStoreOptions>
 
 const SCHEMA_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/
@@ -106,5 +127,7 @@ export function resolveSqlOptions(
     maxRetries: checkInt(o.maxRetries, 'maxRetries', 0, 100),
     sweepLeaseMs: checkInt(o.sweepLeaseMs, 'sweepLeaseMs', 1, 86_400_000),
     holdCacheSize: checkInt(o.holdCacheSize, 'holdCacheSize', 0, 10_000_000),
+    timeoutMs: checkInt(o.timeoutMs, 'timeoutMs', 1, 3_600_000),
+    maxQueue: checkInt(o.maxQueue, 'maxQueue', 1, 10_000_000),
   }
 }

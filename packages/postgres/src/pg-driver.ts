@@ -2,7 +2,13 @@
  * The node-postgres driver: a `pg.Pool` (the caller's, or one made from a connection string).
  * `pg` is imported only when the store has to create the pool, so PGlite users need not install it.
  */
-import type { SqlClient, SqlDriver, Statement } from './driver.js'
+import {
+  type SqlClient,
+  type SqlDriver,
+  type Statement,
+  type TransactionOptions,
+  UnansweredError,
+} from './driver.js'
 
 /** The part of a `pg` pool client the store uses. A `pg.PoolClient` is one. */
 export interface PgPoolClientLike {
@@ -49,7 +55,87 @@ const BEGIN: Statement = { name: '', text: `BEGIN; ${CUSTOM_PLANS}` }
 const COMMIT: Statement = { name: '', text: 'COMMIT' }
 const ROLLBACK: Statement = { name: '', text: 'ROLLBACK' }
 
+/**
+ * BEGIN with the transaction's timeouts, in the same round trip: a lock wait (`lock_timeout`)
+ * or a statement (`statement_timeout`) that outlasts them is cancelled by PostgreSQL and the
+ * transaction rolls back. Whole milliseconds, so the text is a plain integer.
+ */
+function beginWithin(timeoutMs: number): Statement {
+  const ms = Math.max(1, Math.ceil(timeoutMs))
+  return {
+    name: '',
+    text: `BEGIN; ${CUSTOM_PLANS}; SET LOCAL lock_timeout = ${ms}; SET LOCAL statement_timeout = ${ms}`,
+  }
+}
+
+/**
+ * How long past a transaction's timeout the driver still waits for a database that does not
+ * answer at all. PostgreSQL's own timeouts end a lock wait or a slow statement at the timeout;
+ * no answer a second later means the server (or the network to it) is frozen, and only the
+ * client can end the wait.
+ */
+export const UNANSWERED_GRACE_MS = 1_000
+
 function noop(): void {}
+
+/**
+ * Ends a transaction's waits when the database does not answer in time. Each statement before
+ * COMMIT is raced against it; COMMIT is not, since a COMMIT the database already received may
+ * commit, and its caller must learn which.
+ */
+class Watchdog {
+  readonly #timer: NodeJS.Timeout
+  #fired = false
+  #reject: ((err: Error) => void) | null = null
+
+  constructor(ms: number) {
+    this.#timer = setTimeout(() => {
+      this.#fired = true
+      this.#reject?.(new UnansweredError())
+    }, ms)
+    // The connection's socket keeps the process alive while a statement is in flight.
+    this.#timer.unref()
+  }
+
+  get fired(): boolean {
+    return this.#fired
+  }
+
+  /** `p`, or an {@link UnansweredError} if the watchdog fires first. */
+  guard<T>(p: Promise<T>): Promise<T> {
+    if (this.#fired) {
+      p.catch(noop)
+      return Promise.reject(new UnansweredError())
+    }
+    return new Promise<T>((resolve, reject) => {
+      this.#reject = reject
+      p.then(
+        (value) => {
+          this.#reject = null
+          resolve(value)
+        },
+        (err: unknown) => {
+          this.#reject = null
+          reject(err)
+        },
+      )
+    })
+  }
+
+  stop(): void {
+    clearTimeout(this.#timer)
+  }
+}
+
+/**
+ * Closes a connection's socket at once. `release(err)` alone ends it politely, which waits for
+ * a server that may never answer; the pending query then fails with "Connection terminated".
+ */
+function destroySocket(client: PgPoolClientLike): void {
+  const stream = (client as { connection?: { stream?: { destroy?: () => void } } }).connection
+    ?.stream
+  stream?.destroy?.()
+}
 
 /** An idle client killed by the server (restart, pg_terminate_backend) must not crash the app. */
 function onIdleError(err: Error): void {
@@ -103,20 +189,43 @@ export class PgDriver implements SqlDriver {
       : { text: st.text, values: params as unknown[] }
   }
 
-  async query<R>(st: Statement, params: readonly unknown[]): Promise<R[]> {
+  async query<R>(
+    st: Statement,
+    params: readonly unknown[],
+    options?: TransactionOptions,
+  ): Promise<R[]> {
     const pool = await this.#pool
-    const res = await pool.query(this.#config(st, params))
-    return res.rows as R[]
+    const timeoutMs = options?.timeoutMs
+    if (timeoutMs === undefined) return (await pool.query(this.#config(st, params))).rows as R[]
+    // Reads wait on no lock: only a database that does not answer makes them late.
+    const watchdog = new Watchdog(timeoutMs)
+    const connecting = pool.connect()
+    let client: PgPoolClientLike
+    try {
+      client = await watchdog.guard(connecting)
+    } catch (err) {
+      watchdog.stop()
+      if (watchdog.fired) connecting.then((late) => late.release(), noop)
+      throw err
+    }
+    this.#watch(client)
+    let broken: Error | undefined
+    try {
+      return (await watchdog.guard(client.query(this.#config(st, params)))).rows as R[]
+    } catch (err) {
+      if (watchdog.fired) {
+        broken = err instanceof Error ? err : new UnansweredError()
+        destroySocket(client)
+      }
+      throw err
+    } finally {
+      watchdog.stop()
+      client.release(broken)
+    }
   }
 
-  async script(sql: string): Promise<void> {
-    const pool = await this.#pool
-    await pool.query({ text: sql })
-  }
-
-  async transaction<T>(fn: (tx: SqlClient) => Promise<T>): Promise<T> {
-    const pool = await this.#pool
-    const client = await pool.connect()
+  /** Listens for the connection's death between queries (once per client). */
+  #watch(client: PgPoolClientLike): void {
     if (!this.#watched.has(client)) {
       // Between two queries of a transaction the client has no query to fail: pg would emit
       // the connection's death as an 'error' event, which crashes the process unless heard.
@@ -124,20 +233,67 @@ export class PgDriver implements SqlDriver {
       client.on('error', noop)
       this.#watched.add(client)
     }
+  }
+
+  async script(sql: string): Promise<void> {
+    const pool = await this.#pool
+    await pool.query({ text: sql })
+  }
+
+  async transaction<T>(
+    fn: (tx: SqlClient) => Promise<T>,
+    options?: TransactionOptions,
+  ): Promise<T> {
+    const timeoutMs = options?.timeoutMs
+    if (timeoutMs === undefined) return this.#transaction(fn, BEGIN, null)
+    const watchdog = new Watchdog(timeoutMs + UNANSWERED_GRACE_MS)
+    try {
+      return await this.#transaction(fn, beginWithin(timeoutMs), watchdog)
+    } finally {
+      watchdog.stop()
+    }
+  }
+
+  async #transaction<T>(
+    fn: (tx: SqlClient) => Promise<T>,
+    begin: Statement,
+    watchdog: Watchdog | null,
+  ): Promise<T> {
+    const pool = await this.#pool
+    const connecting = pool.connect()
+    let client: PgPoolClientLike
+    try {
+      client = watchdog ? await watchdog.guard(connecting) : await connecting
+    } catch (err) {
+      // A connection that arrives after the watchdog gave up goes back to the pool unused.
+      if (watchdog?.fired) connecting.then((late) => late.release(), noop)
+      throw err
+    }
+    this.#watch(client)
+    const run = <R>(p: Promise<R>): Promise<R> => (watchdog ? watchdog.guard(p) : p)
     let broken: Error | undefined
     try {
-      await client.query(BEGIN)
+      await run(client.query(begin))
       const tx: SqlClient = {
         query: async <R>(st: Statement, params: readonly unknown[]) =>
-          (await client.query(this.#config(st, params))).rows as R[],
+          (await run(client.query(this.#config(st, params)))).rows as R[],
         script: async (sql: string) => {
-          await client.query({ text: sql })
+          await run(client.query({ text: sql }))
         },
       }
       const out = await fn(tx)
+      // Not raced: once sent, COMMIT may succeed, and the caller must not hear otherwise.
       await client.query(COMMIT)
       return out
     } catch (err) {
+      if (watchdog?.fired) {
+        // The database did not answer: the connection cannot be trusted with anything more.
+        // COMMIT was never sent, so when the server wakes it finds the socket closed and rolls
+        // the transaction back.
+        broken = err instanceof Error ? err : new UnansweredError()
+        destroySocket(client)
+        throw err
+      }
       try {
         await client.query(ROLLBACK)
       } catch (rollbackFailed) {

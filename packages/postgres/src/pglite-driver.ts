@@ -3,7 +3,7 @@
  * statements and transactions are serialized by PGlite itself. `@electric-sql/pglite` is imported
  * only when the store has to create the instance.
  */
-import type { SqlClient, SqlDriver, Statement } from './driver.js'
+import type { SqlClient, SqlDriver, Statement, TransactionOptions } from './driver.js'
 
 /** The part of a PGlite transaction the store uses. */
 export interface PGliteTransactionLike {
@@ -61,7 +61,12 @@ export class PgliteDriver implements SqlDriver {
     }
   }
 
-  async query<R>(st: Statement, params: readonly unknown[]): Promise<R[]> {
+  /** `options.timeoutMs` is not applied, as for {@link PgliteDriver.transaction}. */
+  async query<R>(
+    st: Statement,
+    params: readonly unknown[],
+    _options?: TransactionOptions,
+  ): Promise<R[]> {
     return wrap(await this.#db).query<R>(st, params)
   }
 
@@ -69,7 +74,15 @@ export class PgliteDriver implements SqlDriver {
     await (await this.#db).exec(sql)
   }
 
-  async transaction<T>(fn: (tx: SqlClient) => Promise<T>): Promise<T> {
+  /**
+   * `options.timeoutMs` is not applied: PGlite has one connection, so a transaction never waits
+   * for a lock another connection holds, and a statement runs in this thread, where no timer
+   * could interrupt it. The store still never starts an operation past its deadline.
+   */
+  async transaction<T>(
+    fn: (tx: SqlClient) => Promise<T>,
+    _options?: TransactionOptions,
+  ): Promise<T> {
     const db = await this.#db
     // PGlite runs in this thread and answers through promises alone: under steady load,
     // transaction after transaction would run in one endless chain of microtasks, and timers

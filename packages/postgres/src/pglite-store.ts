@@ -73,5 +73,6 @@ export function pgliteStore(options: PgliteStoreOptions = {}): PostgresStore {
     driver: pglite,
     options: shared,
     defaultMaxInFlight: pglite.concurrency,
+    sharedDatabase: false,
   })
 }

@@ -106,5 +106,6 @@ export function postgresStore(options: PostgresStoreOptions): PostgresStore {
     options: shared,
     // One connection stays free for ledger reads, codes and sweeps.
     defaultMaxInFlight: Math.max(1, Math.min(DEFAULT_IN_FLIGHT, pg.concurrency - 1)),
+    sharedDatabase: true,
   })
 }

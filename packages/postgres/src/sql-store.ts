@@ -1,6 +1,15 @@
 /**
  * The one SQL store behind `postgresStore()` and `pgliteStore()`: the Store contract over a
  * {@link SqlDriver}, with group commit in front of `execute`.
+ *
+ * Faults stay with the operation that caused them (DESIGN section 2):
+ * - an operation the database refuses fails alone: its batch is split and the rest run again
+ *   without it (a data error is `InvalidInputError`, anything else `StoreUnavailableError`);
+ * - an operation has a deadline (`timeoutMs`): it is not started after it, its transaction runs
+ *   under `lock_timeout`/`statement_timeout` and sends COMMIT only before it;
+ * - a row locked elsewhere holds up only its own account's operations (see batch.ts);
+ * - the queue is bounded: when it is full, an operation fails at once.
+ * No database message reaches an error's text: the driver's error is its `cause`.
  */
 
 import {
@@ -10,6 +19,7 @@ import {
   NotFoundError,
   type Store,
   StoreUnavailableError,
+  type TollgateError,
 } from '@tollgate/core'
 import { codeBatchRecord, decideCodeBatch } from '@tollgate/core/engine'
 import {
@@ -22,8 +32,17 @@ import {
   type LedgerRequest,
   type Outcome,
 } from '@tollgate/core/store'
-import { type BatchItem, runBatch } from './batch.js'
-import { isRetryable, type SqlDriver } from './driver.js'
+import { type BatchItem, type BatchResult, FailedOperationError, runBatch } from './batch.js'
+import {
+  isDataError,
+  isOperationError,
+  isRetryable,
+  isTimeout,
+  type SqlClient,
+  type SqlDriver,
+  type Statement,
+  sqlState,
+} from './driver.js'
 import { emptyStats, GroupCommit, type StoreStats, sizeRange } from './group-commit.js'
 import { HoldAccounts } from './hold-accounts.js'
 import { sqlKeyRegistry } from './key-registry.js'
@@ -55,6 +74,25 @@ const PRUNE_BATCH = 1_000
 const PRUNE_ROUNDS = 20
 /** A JS string PostgreSQL text cannot hold: NUL, or a lone surrogate (not UTF-8). */
 const NOT_TEXT = /\0|\p{Cs}/u
+/**
+ * The least time a code batch's transaction gets: a batch holds up to 100,000 codes, which
+ * takes seconds to insert.
+ */
+const CODES_TIMEOUT_MS = 30_000
+/** The longest deadline an operation may have (the meter's limit for `timeoutMs`). */
+const MAX_TIMEOUT_MS = 3_600_000
+/** The Retry-After hint of a saturated or slow store. */
+const RETRY_AFTER_MS = 1_000
+/** How deep {@link badTextField} looks into an operation (metadata is nested). */
+const FIELD_SEARCH_DEPTH = 6
+
+/** The batch's earliest deadline passed before COMMIT: it rolls back instead. */
+class DeadlinePassedError extends Error {
+  constructor() {
+    super('an operation of the batch reached its deadline before COMMIT')
+    this.name = 'DeadlinePassedError'
+  }
+}
 
 /** The settings of one store instance. */
 export interface SqlStoreSettings {
@@ -63,6 +101,37 @@ export interface SqlStoreSettings {
   options: ResolvedSqlStoreOptions
   /** maxInFlight when the caller gave none. */
   defaultMaxInFlight: number
+  /**
+   * Whether other connections can hold the store's row locks (PostgreSQL): shared batches then
+   * skip locked rows. PGlite's one connection never finds a row locked by another.
+   */
+  sharedDatabase: boolean
+}
+
+/** What one transaction of a batch did. */
+type Attempt = { ok: true; done: BatchResult } | { ok: false; err: unknown }
+
+/** Errors the database (or the connection to it) raised during a batch. */
+const DATABASE_ERRORS = new WeakSet<object>()
+
+/** The client, with every failure it raises marked as the database's. */
+function watched(tx: SqlClient): SqlClient {
+  const mark = (err: unknown): never => {
+    if (typeof err === 'object' && err !== null) DATABASE_ERRORS.add(err)
+    throw err
+  }
+  return {
+    query: <R>(st: Statement, params: readonly unknown[]) => tx.query<R>(st, params).catch(mark),
+    script: (sql) => tx.script(sql).catch(mark),
+  }
+}
+
+/** The batch's own code threw (not the database, not the engine on a known operation). */
+class BatchCodeError extends Error {
+  constructor(cause: unknown) {
+    super('the batch could not be prepared', { cause })
+    this.name = 'BatchCodeError'
+  }
 }
 
 export class SqlStore implements PostgresStore {
@@ -73,7 +142,10 @@ export class SqlStore implements PostgresStore {
   readonly #mst: MigrationStatements
   readonly #queue: GroupCommit
   readonly #holds: HoldAccounts
+  readonly #skipLocked: boolean
   #stats = emptyStats()
+  /** Operations failed at their deadline while their batch's transaction was still open. */
+  readonly #answered = new WeakSet<BatchItem>()
   #migrated = false
   #migration: Promise<void> | null = null
   #closing: Promise<void> | null = null
@@ -88,18 +160,30 @@ export class SqlStore implements PostgresStore {
     this.#mst = migrationStatements(this.#o.schema, this.#o.quotedSchema)
     this.#holds = new HoldAccounts(this.#o.holdCacheSize)
     this.#tenantList = sqlTenantList(this.#driver, this.#o.quotedSchema)
-    this.keys = sqlKeyRegistry(this.#driver, this.#o.quotedSchema, () => {
+    this.#skipLocked = settings.sharedDatabase
+    // Key lookups get the same deadline and errors as the other reads: a key that cannot be
+    // checked because the database is down or frozen is a 503, never a hang or a 500.
+    const keysClient: SqlClient = {
+      query: (st, params) => this.#read(st, params),
+      script: (sql) => this.#driver.script(sql),
+    }
+    this.keys = sqlKeyRegistry(keysClient, this.#o.quotedSchema, () => {
       this.#checkOpen()
       return this.migrate()
     })
+    const maxInFlight = this.#o.maxInFlight ?? settings.defaultMaxInFlight
     this.#queue = new GroupCommit(
       {
         enabled: this.#o.groupCommit,
         maxBatch: this.#o.maxBatch,
         maxWaitMs: this.#o.maxWaitMs,
-        maxInFlight: this.#o.maxInFlight ?? settings.defaultMaxInFlight,
+        maxInFlight,
+        maxQueue: this.#o.maxQueue,
+        // The connections batches leave free, but one (ledger reads, codes, sweeps).
+        maxLanes: Math.max(1, this.#driver.concurrency - maxInFlight - 1),
       },
-      (items) => this.#runBatch(items),
+      (items, wait) => this.#runBatch(items, wait),
+      (item) => this.#expire(item),
     )
   }
 
@@ -124,60 +208,283 @@ export class SqlStore implements PostgresStore {
       )
     }
     const account = req.account ?? holdAccount
+    const t = req.timeoutMs
+    // A deadline past an hour is an hour: the database's timeouts take a bounded integer.
+    const deadline =
+      performance.now() +
+      (t === undefined || Number.isNaN(t) ? this.#o.timeoutMs : Math.min(t, MAX_TIMEOUT_MS))
     return new Promise<Outcome>((resolve, reject) => {
-      this.#queue.submit({
+      const queued = this.#queue.submit({
         req,
         holdAccount,
         accountKey: account === undefined ? null : `${req.tenant}\u0000${account}`,
+        deadline,
         resolve,
         reject,
       })
+      if (!queued) {
+        this.#stats.shed++
+        reject(
+          new StoreUnavailableError(`${this.kind} store is saturated: too many operations queued`, {
+            retryAfterMs: RETRY_AFTER_MS,
+          }),
+        )
+      }
     })
   }
 
-  /** One batch, one transaction; retried from scratch after a lost race. Never rejects. */
-  async #runBatch(items: BatchItem[]): Promise<void> {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        const done = await this.#driver.transaction((tx) => runBatch(tx, this.#st, items))
-        // Read after the await: resetStats() may have replaced the object meanwhile.
-        const stats = this.#stats
-        const n = items.length
-        stats.batches++
-        stats.operations += n
-        if (n > stats.largestBatch) stats.largestBatch = n
-        const range = sizeRange(n)
-        stats.batchSizes[range] = (stats.batchSizes[range] ?? 0) + 1
-        for (const [tenant, id, account, pending] of done.holds) {
-          if (pending) this.#holds.set(tenant, id, account)
-          else this.#holds.delete(tenant, id)
+  /** An operation whose deadline passed before it could run or commit: not applied. */
+  #expire(item: BatchItem): void {
+    if (this.#answered.has(item)) return
+    this.#answered.add(item)
+    this.#stats.expired++
+    item.reject(
+      new StoreUnavailableError(
+        `${this.kind} store did not run the operation within its deadline`,
+        {
+          retryAfterMs: RETRY_AFTER_MS,
+        },
+      ),
+    )
+  }
+
+  /**
+   * Runs a batch; resolves or rejects every item itself, except those it returns (contended:
+   * their account's row is locked elsewhere; only when `wait` is false). Never rejects.
+   *
+   * A batch that fails is not failed whole: parts of it run again, in order, so that per
+   * account the operations keep their arrival order.
+   * - lost race (unique violation, deadlock): again, whole, up to maxRetries;
+   * - the engine threw on one operation: that one fails, the rest run again;
+   * - the database refused a value (data exception, constraint, size limit): split in halves
+   *   until the operation is alone, and it fails alone;
+   * - timeout (lock, statement, deadline before COMMIT, no answer): the operations whose
+   *   deadline passed fail, the rest run again (the transaction's timeout is the earliest
+   *   deadline, so each round ends at least one);
+   * - anything else (connection lost, database down): every operation fails.
+   */
+  async #runBatch(items: BatchItem[], wait: boolean): Promise<BatchItem[]> {
+    const contended: BatchItem[] = []
+    const work: BatchItem[][] = [items]
+    let retries = 0
+    while (work.length > 0) {
+      const ran = this.#live(work.shift()!)
+      if (ran.length === 0) continue
+      const attempt = await this.#attempt(ran, wait)
+      if (attempt.ok) {
+        this.#committed(ran, attempt.done, contended)
+        continue
+      }
+      const { err } = attempt
+      // The engine's culprit, by its place in the batch that ran.
+      const culprit = err instanceof FailedOperationError ? ran[err.index] : undefined
+      // Those answered at their deadline meanwhile are done with.
+      const batch = ran.filter((item) => !this.#answered.has(item))
+      if (batch.length === 0) continue
+      const stats = this.#stats
+      if (isRetryable(err) && retries < this.#o.maxRetries) {
+        retries++
+        stats.retries++
+        // A short, growing, jittered pause lets the winner of the race commit first.
+        await sleep(Math.random() * 2 * retries)
+        work.unshift(batch)
+      } else if (culprit !== undefined) {
+        if (!this.#answered.has(culprit)) {
+          this.#failAlone(
+            culprit,
+            new StoreUnavailableError(`${this.kind} store could not run the operation`, {
+              cause: (err as Error).cause,
+            }),
+          )
         }
-        for (let i = 0; i < n; i++) items[i]!.resolve(done.outcomes[i]!)
-        return
-      } catch (err) {
-        const stats = this.#stats
-        if (attempt < this.#o.maxRetries && isRetryable(err)) {
-          stats.retries++
-          // A short, growing, jittered pause lets the winner of the race commit first.
-          await sleep(Math.random() * 2 * (attempt + 1))
-          continue
+        work.unshift(batch.filter((item) => item !== culprit))
+      } else if (isOperationError(err) || err instanceof BatchCodeError) {
+        if (batch.length === 1) {
+          this.#failAlone(batch[0]!, this.#refused(batch[0]!, err))
+        } else {
+          stats.splits++
+          const half = Math.ceil(batch.length / 2)
+          work.unshift(batch.slice(0, half), batch.slice(half))
         }
-        stats.failedBatches++
-        stats.failedOperations += items.length
-        const failure = isTollgateError(err)
-          ? err
-          : new StoreUnavailableError(`${this.kind} store: ${describe(err)}`, { cause: err })
-        for (const item of items) item.reject(failure)
-        return
+      } else if (isTimeout(err) || err instanceof DeadlinePassedError) {
+        const now = performance.now()
+        if (batch.some((item) => item.deadline <= now) || retries++ < this.#o.maxRetries) {
+          // #live fails the expired ones when the batch comes round again.
+          work.unshift(batch)
+        } else {
+          this.#failAll(batch, err)
+        }
+      } else {
+        this.#failAll(batch, err)
       }
     }
+    return contended
+  }
+
+  /** The items still awaited; those whose deadline passed fail here, unstarted. */
+  #live(batch: BatchItem[]): BatchItem[] {
+    const now = performance.now()
+    if (!batch.some((item) => item.deadline <= now)) return batch
+    const live: BatchItem[] = []
+    for (const item of batch) {
+      if (item.deadline <= now) this.#expire(item)
+      else live.push(item)
+    }
+    return live
+  }
+
+  /**
+   * One transaction of the batch. Its timeout is the time left to the earliest deadline, and
+   * it commits only if no deadline passed meanwhile.
+   */
+  async #attempt(batch: BatchItem[], wait: boolean): Promise<Attempt> {
+    let deadline = Number.POSITIVE_INFINITY
+    for (const item of batch) if (item.deadline < deadline) deadline = item.deadline
+    /** The batch's code finished in time: COMMIT is being sent, and must be waited for. */
+    let committing = false
+    // At the earliest deadline, a transaction that has not reached COMMIT never will (the
+    // check below refuses), so the operations whose deadline passed are answered then, not when
+    // the database gets round to failing the statement in flight (or, frozen, never does).
+    // Each operation is answered at its own deadline: the timer moves on to the next one.
+    let timer: NodeJS.Timeout | undefined
+    const arm = (at: number) => {
+      timer = setTimeout(atDeadline, Math.max(0, at - performance.now()))
+      // The transaction in flight keeps the process alive; this timer need not.
+      timer.unref()
+    }
+    const atDeadline = () => {
+      if (committing) return
+      const now = performance.now()
+      let next = Number.POSITIVE_INFINITY
+      for (const item of batch) {
+        if (item.deadline <= now) this.#expire(item)
+        else if (item.deadline < next) next = item.deadline
+      }
+      if (next !== Number.POSITIVE_INFINITY) arm(next)
+    }
+    arm(deadline)
+    try {
+      const done = await this.#driver.transaction(
+        async (tx) => {
+          let done: BatchResult
+          try {
+            done = await runBatch(watched(tx), this.#st, batch, !wait && this.#skipLocked)
+          } catch (err) {
+            // Thrown by our own code, not the database: one operation's values may have caused
+            // it (a value JSON cannot hold), so it is searched for like a refused one.
+            if (DATABASE_ERRORS.has(err as object) || err instanceof FailedOperationError) throw err
+            throw new BatchCodeError(err)
+          }
+          // Sent only while every operation that ran is still awaited: a client that was
+          // answered (or gave up) never finds its operation applied afterwards.
+          if (performance.now() >= deadline) throw new DeadlinePassedError()
+          committing = true
+          return done
+        },
+        { timeoutMs: deadline - performance.now() },
+      )
+      return { ok: true, done }
+    } catch (err) {
+      return { ok: false, err }
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+
+  #committed(batch: BatchItem[], done: BatchResult, contended: BatchItem[]): void {
+    // Read after the await: resetStats() may have replaced the object meanwhile.
+    const stats = this.#stats
+    const n = batch.length - done.contended.length
+    if (n > 0) {
+      stats.batches++
+      stats.operations += n
+      if (n > stats.largestBatch) stats.largestBatch = n
+      const range = sizeRange(n)
+      stats.batchSizes[range] = (stats.batchSizes[range] ?? 0) + 1
+    }
+    for (const [tenant, id, account, pending] of done.holds) {
+      if (pending) this.#holds.set(tenant, id, account)
+      else this.#holds.delete(tenant, id)
+    }
+    for (const { index, accountKey } of done.contended) {
+      stats.contended++
+      contended.push({ ...batch[index]!, accountKey })
+    }
+    for (let i = 0; i < batch.length; i++) {
+      const outcome = done.outcomes[i]
+      if (outcome !== undefined) batch[i]!.resolve(outcome)
+    }
+  }
+
+  #failAlone(item: BatchItem, err: unknown): void {
+    this.#stats.isolated++
+    this.#stats.failedOperations++
+    item.reject(err)
+  }
+
+  #failAll(batch: BatchItem[], err: unknown): void {
+    const stats = this.#stats
+    stats.failedBatches++
+    stats.failedOperations += batch.length
+    const failure = isTollgateError(err)
+      ? err
+      : new StoreUnavailableError(`${this.kind} store unavailable`, {
+          cause: err,
+          retryAfterMs: RETRY_AFTER_MS,
+        })
+    for (const item of batch) item.reject(failure)
+  }
+
+  /** The error of an operation the database refused on its own. */
+  #refused(item: BatchItem, err: unknown): TollgateError {
+    if (isDataError(err)) {
+      const { tenant, account, op } = item.req
+      const field =
+        badTextField(tenant) !== undefined
+          ? 'tenant'
+          : badTextField(account) !== undefined
+            ? 'account'
+            : badTextField(op)
+      return new InvalidInputError(
+        field ?? 'operation',
+        'holds a value the database cannot store (text must not contain NUL or lone surrogates)',
+        { cause: err },
+      )
+    }
+    return new StoreUnavailableError(
+      `${this.kind} store refused the operation (SQLSTATE ${sqlState(err) ?? 'unknown'})`,
+      { cause: err },
+    )
   }
 
   // ---------------------------------------------------------------- reads and housekeeping
 
+  /**
+   * One statement outside a batch, within the store's timeout, its failure a typed error
+   * without the database's words.
+   */
+  async #read<R>(st: Statement, params: readonly unknown[]): Promise<R[]> {
+    try {
+      return await this.#driver.query<R>(st, params, { timeoutMs: this.#o.timeoutMs })
+    } catch (err) {
+      if (isTollgateError(err)) throw err
+      if (isDataError(err)) {
+        throw new InvalidInputError(
+          'request',
+          'holds text the database cannot read (NUL or lone surrogates)',
+          { cause: err },
+        )
+      }
+      throw new StoreUnavailableError(`${this.kind} store unavailable`, {
+        cause: err,
+        retryAfterMs: RETRY_AFTER_MS,
+      })
+    }
+  }
+
   async ledger(tenant: string, account: string, req: LedgerRequest): Promise<LedgerPage> {
     this.#checkOpen()
-    const rows = await this.#driver.query<LedgerRow>(this.#st.ledger, [
+    const rows = await this.#read<LedgerRow>(this.#st.ledger, [
       tenant,
       account,
       req.before,
@@ -201,52 +508,71 @@ export class SqlStore implements PostgresStore {
     if (key && NOT_TEXT.test(key.key)) {
       throw new InvalidInputError('idempotencyKey', 'must be text without NUL or lone surrogates')
     }
-    return this.#driver.transaction(async (tx) => {
-      if (key) {
-        const record = codeBatchRecord(key, batch.now)
-        for (let attempt = 0; ; attempt++) {
-          // Insert first, decide on a conflict: the unique key serialises concurrent batches.
-          const saved = await tx.query(st.saveCodesKey, [
+    try {
+      return await this.#driver.transaction(
+        async (tx) => {
+          if (key) {
+            const record = codeBatchRecord(key, batch.now)
+            for (let attempt = 0; ; attempt++) {
+              // Insert first, decide on a conflict: the unique key serialises concurrent batches.
+              const saved = await tx.query(st.saveCodesKey, [
+                tenant,
+                record.key,
+                record.account,
+                record.fingerprint,
+                JSON.stringify(record.result),
+                record.createdAt,
+              ])
+              if (saved.length > 0) break
+              // The key was used before (or is being, by a transaction we just waited for).
+              const [row] = await tx.query<{
+                account: string
+                fingerprint: string
+                result: unknown
+              }>(st.readKey, [tenant, key.key])
+              const decided = decideCodeBatch(row ?? null, key, batch.now)
+              if (decided.status !== 'created') return decided
+              // No record after all: pruned between the two statements. Once more, then give up.
+              if (attempt > 0) throw new StoreUnavailableError('idempotency record kept changing')
+            }
+          }
+          const c = batch.codes
+          await tx.query(st.insertCodes, [
             tenant,
-            record.key,
-            record.account,
-            record.fingerprint,
-            JSON.stringify(record.result),
-            record.createdAt,
+            c.map((r) => r.hash),
+            c.map((r) => r.batchId),
+            c.map((r) => r.credits),
+            c.map((r) => r.validityDays),
+            c.map((r) => r.codeExpiresAt),
+            c.map((r) => r.maxRedemptions),
+            c.map((r) => r.redemptions),
+            c.map((r) => r.priority),
+            c.map((r) => r.category),
+            c.map((r) => r.createdAt),
           ])
-          if (saved.length > 0) break
-          // The key was used before (or is being, by a transaction we just waited for).
-          const [row] = await tx.query<{ account: string; fingerprint: string; result: unknown }>(
-            st.readKey,
-            [tenant, key.key],
-          )
-          const decided = decideCodeBatch(row ?? null, key, batch.now)
-          if (decided.status !== 'created') return decided
-          // No record after all: pruned between the two statements. Once more, then give up.
-          if (attempt > 0) throw new StoreUnavailableError('idempotency record kept changing')
-        }
+          return { status: 'created' }
+        },
+        { timeoutMs: Math.max(this.#o.timeoutMs, CODES_TIMEOUT_MS) },
+      )
+    } catch (err) {
+      if (isTollgateError(err)) throw err
+      if (isDataError(err)) {
+        throw new InvalidInputError(
+          badTextField(batch) ?? 'codes',
+          'holds a value the database cannot store (text must not contain NUL or lone surrogates)',
+          { cause: err },
+        )
       }
-      const c = batch.codes
-      await tx.query(st.insertCodes, [
-        tenant,
-        c.map((r) => r.hash),
-        c.map((r) => r.batchId),
-        c.map((r) => r.credits),
-        c.map((r) => r.validityDays),
-        c.map((r) => r.codeExpiresAt),
-        c.map((r) => r.maxRedemptions),
-        c.map((r) => r.redemptions),
-        c.map((r) => r.priority),
-        c.map((r) => r.category),
-        c.map((r) => r.createdAt),
-      ])
-      return { status: 'created' }
-    })
+      throw new StoreUnavailableError(`${this.kind} store unavailable`, {
+        cause: err,
+        retryAfterMs: RETRY_AFTER_MS,
+      })
+    }
   }
 
   async dueAccounts(tenant: string, now: number, limit: number): Promise<string[]> {
     this.#checkOpen()
-    const rows = await this.#driver.query<{ account: string }>(this.#st.dueAccounts, [
+    const rows = await this.#read<{ account: string }>(this.#st.dueAccounts, [
       tenant,
       now,
       limit,
@@ -261,11 +587,7 @@ export class SqlStore implements PostgresStore {
     // Bounded statements (short transactions, short locks); what is left waits for the next call.
     for (const st of [this.#st.pruneKeys, this.#st.pruneHolds]) {
       for (let round = 0; round < PRUNE_ROUNDS; round++) {
-        const [row] = await this.#driver.query<{ n: number | string }>(st, [
-          tenant,
-          before,
-          PRUNE_BATCH,
-        ])
+        const [row] = await this.#read<{ n: number | string }>(st, [tenant, before, PRUNE_BATCH])
         const n = Number(row?.n ?? 0)
         total += n
         if (n < PRUNE_BATCH) break
@@ -330,8 +652,20 @@ export class SqlStore implements PostgresStore {
   }
 }
 
-function describe(err: unknown): string {
-  return err instanceof Error ? err.message : String(err)
+/**
+ * The path of the first string in `value` (keys included) that PostgreSQL text cannot hold, to
+ * name the field of an operation the database refused; undefined when there is none.
+ */
+export function badTextField(value: unknown, path = '', depth = 0): string | undefined {
+  if (typeof value === 'string') return NOT_TEXT.test(value) ? path || 'value' : undefined
+  if (typeof value !== 'object' || value === null || depth >= FIELD_SEARCH_DEPTH) return undefined
+  for (const [key, v] of Object.entries(value)) {
+    const at = path === '' ? key : `${path}.${key}`
+    if (NOT_TEXT.test(key)) return at
+    const found = badTextField(v, at, depth + 1)
+    if (found !== undefined) return found
+  }
+  return undefined
 }
 
 /** Not unref()ed: operations wait on it, and PGlite holds no handle that keeps the process up. */

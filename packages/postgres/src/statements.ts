@@ -15,6 +15,7 @@ export function statement(text: string): Statement {
 /** The statements of one schema. */
 export interface Statements {
   lock: Statement
+  lockOrSkip: Statement
   load: Statement
   persist: Statement
   ledger: Statement
@@ -50,6 +51,33 @@ WHERE (a.tenant, a.account) IN (
 )
 ORDER BY a.tenant, a.account
 FOR UPDATE OF a`),
+
+    /**
+     * The lock statement of a shared batch: takes the locks it can get at once and waits for
+     * none (SKIP LOCKED), so that an account another transaction holds (another process's
+     * batch, or a session that keeps a row locked for a minute) cannot hold up the batch's other
+     * accounts. Those accounts come back with `skipped` set; their operations leave the batch
+     * and wait for the lock in a transaction of their own. Same parameters as `lock`.
+     */
+    lockOrSkip: statement(`WITH want AS (
+  SELECT x.tenant, x.account FROM unnest($1::text[], $2::text[]) AS x(tenant, account)
+  UNION
+  SELECT h.tenant, h.account FROM ${s}.holds h
+  JOIN unnest($3::text[], $4::text[]) AS y(tenant, id) ON h.tenant = y.tenant AND h.id = y.id
+),
+locked AS (
+  SELECT ${ACCOUNT_COLUMNS}
+  FROM ${s}.accounts a
+  WHERE (a.tenant, a.account) IN (SELECT tenant, account FROM want)
+  ORDER BY a.tenant, a.account
+  FOR UPDATE OF a SKIP LOCKED
+)
+SELECT false AS skipped, l.* FROM locked l
+UNION ALL
+SELECT true AS skipped, ${ACCOUNT_COLUMNS}
+FROM ${s}.accounts a
+JOIN want w ON a.tenant = w.tenant AND a.account = w.account
+WHERE NOT EXISTS (SELECT 1 FROM locked l WHERE l.tenant = a.tenant AND l.account = a.account)`),
 
     /**
      * Everything else the engine needs, in one round trip, after the locks (a statement's

@@ -46,4 +46,10 @@ export interface ServerContext {
   sawTenant(tenant: string): void
   /** The caller of an authenticated request. */
   callerOf(request: FastifyRequest): Caller
+  /**
+   * The ms left of the request's deadline: its `Tollgate-Deadline-Ms`, capped by the server's
+   * `timeoutMs`, counted from its arrival. Throws `StoreUnavailableError` (503) when none is
+   * left: the operation is then not run at all.
+   */
+  timeoutOf(request: FastifyRequest): number
 }

@@ -77,6 +77,13 @@ export interface CreateServerOptions {
    * The server's redeem brakes (per process), on top of the engine's `meter.redeemAttempts`.
    * @default { accountFailuresPerMinute: 20, failingAccountsPerMinute: 100 }
    */
+  /**
+   * An operation's deadline in ms, counted from the request's arrival: the default when the
+   * request sends no `Tollgate-Deadline-Ms`, and the most it may ask for. An operation the
+   * store cannot run within it is answered 503 with `Retry-After` and never applied.
+   * @default 5_000
+   */
+  timeoutMs?: number
   redeemLimit?: RedeemLimitOptions
 }
 
@@ -114,6 +121,7 @@ export interface ResolvedServerOptions {
   /** The server's own redeem throttle; store-protocol clients cannot loosen it. */
   redeemMaxFailures: number
   redeemWindowMs: number
+  timeoutMs: number
 }
 
 /** Room for a full batch of 100,000 code records (about 260 bytes each as JSON): admin keys. */
@@ -133,6 +141,7 @@ const DEFAULTS = {
   logger: undefined,
   meter: {},
   redeemLimit: {},
+  timeoutMs: 5_000,
 } satisfies OptionDefaults<CreateServerOptions>
 
 /** No defaults: what is not given is left to `createMeter`'s own. */
@@ -224,5 +233,6 @@ export function resolveOptions(options: CreateServerOptions): ResolvedServerOpti
       ),
     },
     ...redeem,
+    timeoutMs: checkInt(o.timeoutMs, 'timeoutMs', 1),
   }
 }

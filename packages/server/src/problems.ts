@@ -22,6 +22,10 @@ export const AUTH_DETAIL = 'invalid or missing API key'
 export function sendProblem(reply: FastifyReply, problem: ProblemDetails): FastifyReply {
   if (problem.code === 'rate_limited' && typeof problem.retryAfterMs === 'number') {
     reply.header('retry-after', String(Math.max(1, Math.ceil(problem.retryAfterMs / 1000))))
+  } else if (problem.status === 503) {
+    // Saturated, slow or down: every 503 says when to come back (the store's hint, else 1 s).
+    const ms = typeof problem.retryAfterMs === 'number' ? problem.retryAfterMs : 1_000
+    reply.header('retry-after', String(Math.max(1, Math.ceil(ms / 1000))))
   }
   return reply.code(problem.status).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify(problem))
 }
@@ -34,6 +38,7 @@ export function authProblem(): ProblemDetails {
 const HEADER_NAMES: Record<string, string> = {
   'idempotency-key': 'Idempotency-Key',
   'tollgate-tenant': 'Tollgate-Tenant',
+  'tollgate-deadline-ms': 'Tollgate-Deadline-Ms',
 }
 
 /** The field a zod issue names: its path, or the unknown key itself. */

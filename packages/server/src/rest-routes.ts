@@ -2,7 +2,8 @@
  * The REST API (`/v1/accounts`, `/v1/holds`, `/v1/codes`): each route validates with its zod
  * schema, then calls the tenant's {@link Meter}, which applies the same checks and rules as in
  * process. The `Idempotency-Key` header becomes the operation's idempotency key; a replay is
- * marked `Idempotent-Replayed: true`.
+ * marked `Idempotent-Replayed: true`. Every operation runs within the request's deadline
+ * (`Tollgate-Deadline-Ms`, capped by the server's `timeoutMs`): past it, 503 and not applied.
  */
 import { isTollgateError } from '@tollgate/core'
 import type { FastifyReply, FastifyRequest } from 'fastify'
@@ -80,6 +81,7 @@ export function restRoutes(app: App, ctx: ServerContext): void {
       const grant = await meter(request).grant(request.params.account, amount, {
         ...options,
         idempotencyKey: idempotencyKey(request),
+        timeoutMs: ctx.timeoutOf(request),
       })
       return answer(reply, 201, grant)
     },
@@ -103,6 +105,7 @@ export function restRoutes(app: App, ctx: ServerContext): void {
       const result = await meter(request).debit(request.params.account, amount, {
         metadata,
         idempotencyKey: idempotencyKey(request),
+        timeoutMs: ctx.timeoutOf(request),
       })
       return answer(reply, 200, result)
     },
@@ -126,6 +129,7 @@ export function restRoutes(app: App, ctx: ServerContext): void {
       const result = await meter(request).adjust(request.params.account, delta, {
         ...options,
         idempotencyKey: idempotencyKey(request),
+        timeoutMs: ctx.timeoutOf(request),
       })
       return answer(reply, 200, result)
     },
@@ -149,6 +153,7 @@ export function restRoutes(app: App, ctx: ServerContext): void {
       const hold = await meter(request).reserve(request.params.account, amount, {
         ...options,
         idempotencyKey: idempotencyKey(request),
+        timeoutMs: ctx.timeoutOf(request),
       })
       return answer(reply, 201, { ...hold.toJSON(), balance: hold.balance })
     },
@@ -172,6 +177,7 @@ export function restRoutes(app: App, ctx: ServerContext): void {
       const result = await meter(request).commit(request.params.id, actual, {
         ...options,
         idempotencyKey: idempotencyKey(request),
+        timeoutMs: ctx.timeoutOf(request),
       })
       return answer(reply, 200, result)
     },
@@ -194,6 +200,7 @@ export function restRoutes(app: App, ctx: ServerContext): void {
       const result = await meter(request).release(request.params.id, {
         ...request.body,
         idempotencyKey: idempotencyKey(request),
+        timeoutMs: ctx.timeoutOf(request),
       })
       return answer(reply, 200, result)
     },
@@ -215,6 +222,7 @@ export function restRoutes(app: App, ctx: ServerContext): void {
     async (request, reply) => {
       const result = await meter(request).extend(request.params.id, request.body.ttlMs, {
         idempotencyKey: idempotencyKey(request),
+        timeoutMs: ctx.timeoutOf(request),
       })
       return answer(reply, 200, result)
     },
@@ -232,7 +240,11 @@ export function restRoutes(app: App, ctx: ServerContext): void {
         response: { 200: balanceSchema, ...problems },
       },
     },
-    async (request) => meter(request).balance(request.params.account, { fresh: true }),
+    async (request) =>
+      meter(request).balance(request.params.account, {
+        fresh: true,
+        timeoutMs: ctx.timeoutOf(request),
+      }),
   )
 
   app.get(
@@ -274,6 +286,7 @@ export function restRoutes(app: App, ctx: ServerContext): void {
       const result = await meter(request).configure(request.params.account, {
         ...request.body,
         ...withKey(request),
+        timeoutMs: ctx.timeoutOf(request),
       })
       // The meter's type leaves `replayed` out; the result carries it like every mutation's.
       return answer(reply, 200, result as typeof result & { replayed: boolean })
@@ -297,6 +310,7 @@ export function restRoutes(app: App, ctx: ServerContext): void {
       const result = await meter(request).startCycle(request.params.account, {
         ...request.body,
         idempotencyKey: idempotencyKey(request),
+        timeoutMs: ctx.timeoutOf(request),
       })
       return answer(reply, 200, result)
     },
@@ -315,7 +329,10 @@ export function restRoutes(app: App, ctx: ServerContext): void {
       },
     },
     async (request, reply) => {
-      const result = await meter(request).stopCycle(request.params.account, withKey(request))
+      const result = await meter(request).stopCycle(request.params.account, {
+        ...withKey(request),
+        timeoutMs: ctx.timeoutOf(request),
+      })
       return answer(reply, 200, result)
     },
   )
@@ -361,9 +378,10 @@ export function restRoutes(app: App, ctx: ServerContext): void {
       const attempt = ctx.limiter.begin(tenant, account)
       let failed = false
       try {
-        const result = await ctx
-          .meterFor(tenant)
-          .redeem(account, request.body.code, withKey(request))
+        const result = await ctx.meterFor(tenant).redeem(account, request.body.code, {
+          ...withKey(request),
+          timeoutMs: ctx.timeoutOf(request),
+        })
         return answer(reply, 201, result)
       } catch (err) {
         failed = isTollgateError(err) && isFailedRedemption(err)

@@ -43,16 +43,27 @@ export const accountParams = z.strictObject({ account: accountSchema })
 export const holdParams = z.strictObject({ id: textSchema(1, 100) })
 export const keyParams = z.strictObject({ id: textSchema(1, 100) })
 
+/** `Tollgate-Deadline-Ms`: how long the client waits, in whole ms. */
+const deadlineHeader = z
+  .string()
+  .regex(/^[1-9][0-9]{0,8}$/, 'must be a whole number of milliseconds, at least 1')
+  .optional()
+  .describe(
+    "How long the client waits, in ms. The operation runs within it (capped by the server's `timeoutMs`) or is answered 503 and never applied.",
+  )
+
 /** Headers every `/v1` route reads (other headers pass through untouched). */
 export const tenantHeaders = z.looseObject({
   'tollgate-tenant': z
     .string()
     .optional()
     .describe('Admin keys: the tenant to act for (default: `default`).'),
+  'tollgate-deadline-ms': deadlineHeader,
 })
-/** Headers of mutations: the tenant and the idempotency key. */
+/** Headers of mutations: the tenant, the deadline and the idempotency key. */
 export const mutationHeaders = z.looseObject({
   'tollgate-tenant': tenantHeaders.shape['tollgate-tenant'],
+  'tollgate-deadline-ms': deadlineHeader,
   'idempotency-key': idempotencyKeySchema
     .optional()
     .describe('Same key and body replay the first answer; a different body is 409.'),

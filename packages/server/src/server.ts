@@ -13,7 +13,7 @@ import {
   type Meter,
   StoreUnavailableError,
 } from '@tollgate/core'
-import { checkAccount } from '@tollgate/core/protocol'
+import { checkAccount, DEADLINE_HEADER } from '@tollgate/core/protocol'
 import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify'
 import {
   jsonSchemaTransform,
@@ -96,6 +96,8 @@ export class TollgateServer {
     const o = resolveOptions(options)
     this.#o = o
     const callers = new WeakMap<FastifyRequest, Caller>()
+    /** When each request arrived (performance.now()): its deadline counts from there. */
+    const arrivals = new WeakMap<FastifyRequest, number>()
     const ctx: ServerContext = {
       options: o,
       // Real time, not the injectable clock: the cache is about seconds on the wall.
@@ -110,6 +112,22 @@ export class TollgateServer {
         // Only reachable if a /v1 route skipped the auth hook: fail closed.
         if (caller === undefined) throw new StoreUnavailableError('request was not authenticated')
         return caller
+      },
+      timeoutOf(request) {
+        const header = request.headers[DEADLINE_HEADER]
+        const asked = typeof header === 'string' ? Number(header) : Number.NaN
+        const budget = asked >= 1 ? Math.min(asked, o.timeoutMs) : o.timeoutMs
+        const arrived = arrivals.get(request) ?? performance.now()
+        const left = Math.floor(budget - (performance.now() - arrived))
+        if (left < 1) {
+          throw new StoreUnavailableError(
+            "the request's deadline passed before the operation ran",
+            {
+              retryAfterMs: 1_000,
+            },
+          )
+        }
+        return left
       },
     }
     this.#ctx = ctx
@@ -166,6 +184,7 @@ export class TollgateServer {
     app.setNotFoundHandler((request, reply) => sendProblem(reply, routeNotFound(request)))
 
     app.addHook('onRequest', async (request, reply) => {
+      arrivals.set(request, performance.now())
       const url = request.routeOptions.url
       if (this.#closing !== null && url !== '/healthz') {
         reply.header('connection', 'close')

@@ -2,7 +2,7 @@
  * The store protocol (`/v1/store/*`), what `httpStore()` calls: a meter on another machine sends
  * the operation it built, and it runs here on this server's store, for the tenant of the key.
  * Domain errors travel inside the outcome (200); only a transport failure (auth, a malformed
- * body, the store down) is an HTTP error.
+ * body, the store down or past the request's deadline) is an HTTP error.
  */
 import { Transform } from 'node:stream'
 import {
@@ -115,6 +115,7 @@ export function storeRoutes(app: App, ctx: ServerContext): void {
           now: clientClock ? body.now : clock(),
           config: capped(body.config),
           newId,
+          timeoutMs: ctx.timeoutOf(request),
         })
       } catch (err) {
         throw storeFailure(err)

@@ -2,9 +2,10 @@
  * `Hold`: a pending hold as `reserve` returns it. It carries the hold's data and settles
  * through the meter that made it, so `hold.commit()` and `meter.commit(hold.id)` are one path.
  */
+
 import type { Balance, CommitResult, HoldData, Metadata, ReleaseResult } from '../types.js'
 import type { Meter } from './meter.js'
-import type { CommitOptions, MutationOptions } from './operation-options.js'
+import type { CallOptions, CommitOptions, MutationOptions } from './operation-options.js'
 
 /** The result of extend: the hold as it is now. */
 export interface ExtendResult extends HoldData {
@@ -50,7 +51,10 @@ export class Hold implements HoldData {
   }
 
   /** Moves the expiry to `now + ttlMs`: a heartbeat for long work. */
-  extend(ttlMs: number, options?: { idempotencyKey?: string }): Promise<ExtendResult> {
+  extend(
+    ttlMs: number,
+    options?: { idempotencyKey?: string } & CallOptions,
+  ): Promise<ExtendResult> {
     return this.#meter.extend(this.id, ttlMs, options)
   }
 

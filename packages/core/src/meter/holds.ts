@@ -21,7 +21,12 @@ import type { CommitResult, HoldData, ReleaseResult } from '../types.js'
 import { type ExtendResult, Hold } from './hold.js'
 import type { LeaseManager } from './lease.js'
 import type { Meter } from './meter.js'
-import type { CommitOptions, MutationOptions, ReserveOptions } from './operation-options.js'
+import type {
+  CallOptions,
+  CommitOptions,
+  MutationOptions,
+  ReserveOptions,
+} from './operation-options.js'
 import type { SharedCache } from './shared-cache.js'
 import { result, type StoreClient } from './store-client.js'
 
@@ -76,13 +81,17 @@ export class Holds {
   ): Hold | Promise<Hold> {
     // A keyed reserve may be a replay (or a conflict): only the store knows.
     if (amount > 0 && o?.idempotencyKey === undefined) this.#refuseIfKnownShort(account, amount)
-    const out = this.#client.execute(account, {
-      type: 'reserve',
-      amount,
-      ttlMs,
-      metadata: metadataOf(o?.metadata),
-      idempotencyKey: o?.idempotencyKey,
-    })
+    const out = this.#client.execute(
+      account,
+      {
+        type: 'reserve',
+        amount,
+        ttlMs,
+        metadata: metadataOf(o?.metadata),
+        idempotencyKey: o?.idempotencyKey,
+      },
+      o?.timeoutMs,
+    )
     if (out instanceof Promise) return out.then((r) => this.#hold(r))
     return this.#hold(out)
   }
@@ -116,14 +125,18 @@ export class Holds {
       }
       return this.#leases.commit(holdId, actual, o?.overage, o?.idempotencyKey)
     }
-    const out = await this.#client.execute(undefined, {
-      type: 'commit',
-      holdId,
-      actual,
-      overage: o?.overage,
-      metadata: metadataOf(o?.metadata),
-      idempotencyKey: o?.idempotencyKey,
-    })
+    const out = await this.#client.execute(
+      undefined,
+      {
+        type: 'commit',
+        holdId,
+        actual,
+        overage: o?.overage,
+        metadata: metadataOf(o?.metadata),
+        idempotencyKey: o?.idempotencyKey,
+      },
+      o?.timeoutMs,
+    )
     return result<CommitResult>(out)
   }
 
@@ -135,19 +148,23 @@ export class Holds {
       if (o?.metadata !== undefined) throw leasedMetadata()
       return this.#leases.release(holdId, o?.idempotencyKey)
     }
-    const out = await this.#client.execute(undefined, {
-      type: 'release',
-      holdId,
-      metadata: metadataOf(o?.metadata),
-      idempotencyKey: o?.idempotencyKey,
-    })
+    const out = await this.#client.execute(
+      undefined,
+      {
+        type: 'release',
+        holdId,
+        metadata: metadataOf(o?.metadata),
+        idempotencyKey: o?.idempotencyKey,
+      },
+      o?.timeoutMs,
+    )
     return result<ReleaseResult>(out)
   }
 
   async extend(
     holdId: string,
     ttlMs: number,
-    options?: { idempotencyKey?: string },
+    options?: { idempotencyKey?: string } & CallOptions,
   ): Promise<ExtendResult> {
     checkHoldId(holdId)
     parse(ttlSchema, ttlMs, 'ttlMs')
@@ -156,12 +173,16 @@ export class Holds {
       this.#client.checkOpen()
       return this.#leases.extend(holdId, ttlMs)
     }
-    const out = await this.#client.execute(undefined, {
-      type: 'extend',
-      holdId,
-      ttlMs,
-      idempotencyKey: o.idempotencyKey,
-    })
+    const out = await this.#client.execute(
+      undefined,
+      {
+        type: 'extend',
+        holdId,
+        ttlMs,
+        idempotencyKey: o.idempotencyKey,
+      },
+      o.timeoutMs,
+    )
     return result<ExtendResult>(out)
   }
 }

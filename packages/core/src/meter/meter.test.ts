@@ -408,6 +408,63 @@ describe('store failures', () => {
 
 // ------------------------------------------------------------------ close
 
+describe('per-call timeoutMs', () => {
+  /** The memory store, with the timeoutMs of every request it receives recorded. */
+  function recording() {
+    const inner = memoryStore()
+    const timeouts: (number | undefined)[] = []
+    const store: Store = {
+      ...countingStore(inner),
+      execute: (req) => {
+        timeouts.push(req.timeoutMs)
+        return inner.execute(req)
+      },
+    }
+    return { store, timeouts }
+  }
+
+  it('travels with every operation to the store; without it the store decides', async () => {
+    const { store, timeouts } = recording()
+    const meter = createMeter({ store, clock: () => T0 })
+    const t = { timeoutMs: 1_234 }
+    await meter.grant('a', 100, t)
+    await meter.debit('a', 1, t)
+    await meter.adjust('a', 1, t)
+    const hold = await meter.reserve('a', 5, t)
+    await hold.extend(5_000, t)
+    await hold.commit(2, t)
+    await (await meter.reserve('a', 5, t)).release(t)
+    await meter.balance('a', { fresh: true, ...t })
+    await meter.configure('a', { lowBalanceThreshold: 3, ...t })
+    await meter.startCycle('a', { amount: 1, every: 'day', ...t })
+    await meter.stopCycle('a', t)
+    const { codes } = await meter.createCodes({ credits: 5, count: 1 })
+    await meter.redeem('b', codes[0]!, t)
+    expect(timeouts).toEqual(Array(13).fill(1_234))
+    await meter.grant('a', 1)
+    expect(timeouts.at(-1)).toBeUndefined()
+  })
+
+  it('is not an engine setting: a configure with it stores only the settings', async () => {
+    const { store } = recording()
+    const meter = createMeter({ store, clock: () => T0 })
+    const out = await meter.configure('a', { overdraftLimit: 7, timeoutMs: 500 })
+    expect(out).toMatchObject({ overdraftLimit: 7 })
+    expect(out).not.toHaveProperty('timeoutMs')
+  })
+
+  it.each([0, -1, 1.5, Number.NaN, 3_600_001, '100'])(
+    'timeoutMs %s is InvalidInputError naming it',
+    async (bad) => {
+      const meter = createMeter({ store: memoryStore(), clock: () => T0 })
+      await expect(meter.debit('a', 0, { timeoutMs: bad as number })).rejects.toMatchObject({
+        code: 'invalid_input',
+        field: 'timeoutMs',
+      })
+    },
+  )
+})
+
 describe('close', () => {
   it('closes the store once; closing again is a no-op', async () => {
     const { meter, store } = setup()

@@ -35,6 +35,7 @@ import { type ExtendResult, Hold } from './hold.js'
 import { Holds } from './holds.js'
 import { LeaseManager } from './lease.js'
 import type {
+  CallOptions,
   CommitOptions,
   CreateCodesOptions,
   GrantOptions,
@@ -104,7 +105,7 @@ export class Meter {
    */
   async grant(account: string, amount: number, options?: GrantOptions): Promise<Grant> {
     const op = grantOperation(account, amount, options, this.#o.clock)
-    return result<Grant>(await this.#client.execute(account, op))
+    return result<Grant>(await this.#client.execute(account, op, options?.timeoutMs))
   }
 
   /**
@@ -113,7 +114,7 @@ export class Meter {
    */
   async debit(account: string, amount: number, options?: MutationOptions): Promise<DebitResult> {
     const op = debitOperation(account, amount, options)
-    return result<DebitResult>(await this.#client.execute(account, op))
+    return result<DebitResult>(await this.#client.execute(account, op, options?.timeoutMs))
   }
 
   /**
@@ -123,10 +124,10 @@ export class Meter {
   async adjust(
     account: string,
     delta: number,
-    options?: { reason?: string; metadata?: Metadata; idempotencyKey?: string },
+    options?: { reason?: string; metadata?: Metadata; idempotencyKey?: string } & CallOptions,
   ): Promise<DebitResult> {
     const op = adjustOperation(account, delta, options)
-    return result<DebitResult>(await this.#client.execute(account, op))
+    return result<DebitResult>(await this.#client.execute(account, op, options?.timeoutMs))
   }
 
   /**
@@ -172,7 +173,7 @@ export class Meter {
   extend(
     holdId: string,
     ttlMs: number,
-    options?: { idempotencyKey?: string },
+    options?: { idempotencyKey?: string } & CallOptions,
   ): Promise<ExtendResult> {
     return this.#holds.extend(holdId, ttlMs, options)
   }
@@ -181,12 +182,12 @@ export class Meter {
    * The account's balance: from the cache when this process saw it recently, else from the
    * store (which also applies any expiry that fell due). `{ fresh: true }` skips the cache.
    */
-  async balance(account: string, options?: { fresh?: boolean }): Promise<Balance> {
+  async balance(account: string, options?: { fresh?: boolean } & CallOptions): Promise<Balance> {
     checkAccount(account)
     const o = options === undefined ? undefined : parse(balanceOptionsSchema, options)
     let balance: Balance | undefined
     if (o?.fresh !== true) balance = this.#cache.get(account)
-    balance ??= (await this.#client.execute(account, { type: 'balance' })).balance!
+    balance ??= (await this.#client.execute(account, { type: 'balance' }, o?.timeoutMs)).balance!
     // Credits this meter leased are counted as what they are: used, in local holds, or free.
     return this.#leases ? this.#leases.adjust(balance) : balance
   }
@@ -223,10 +224,11 @@ export class Meter {
   /** Per-account settings; `null` returns a setting to the meter's default. */
   async configure(
     account: string,
-    settings: { lowBalanceThreshold?: number | null; overdraftLimit?: number | null },
+    settings: { lowBalanceThreshold?: number | null; overdraftLimit?: number | null } & CallOptions,
   ): Promise<AccountSettings & { balance: Balance }> {
     const op = configureOperation(account, settings)
-    return result<AccountSettings & { balance: Balance }>(await this.#client.execute(account, op))
+    const out = await this.#client.execute(account, op, settings?.timeoutMs)
+    return result<AccountSettings & { balance: Balance }>(out)
   }
 
   /**
@@ -235,13 +237,16 @@ export class Meter {
    */
   async startCycle(account: string, options: StartCycleOptions): Promise<CycleResult> {
     const op = startCycleOperation(account, options)
-    return result<CycleResult>(await this.#client.execute(account, op))
+    return result<CycleResult>(await this.#client.execute(account, op, options?.timeoutMs))
   }
 
   /** Stops future refills; the current period's credits stay until they expire. */
-  async stopCycle(account: string, options?: { idempotencyKey?: string }): Promise<CycleResult> {
+  async stopCycle(
+    account: string,
+    options?: { idempotencyKey?: string } & CallOptions,
+  ): Promise<CycleResult> {
     const op = stopCycleOperation(account, options)
-    return result<CycleResult>(await this.#client.execute(account, op))
+    return result<CycleResult>(await this.#client.execute(account, op, options?.timeoutMs))
   }
 
   /**
@@ -271,10 +276,10 @@ export class Meter {
   async redeem(
     account: string,
     code: string,
-    options?: { idempotencyKey?: string },
+    options?: { idempotencyKey?: string } & CallOptions,
   ): Promise<RedeemResult> {
     const op = redeemOperation(account, code, options)
-    const r = result<RedeemResult>(await this.#client.execute(account, op))
+    const r = result<RedeemResult>(await this.#client.execute(account, op, options?.timeoutMs))
     return { ...r, newBalance: r.balance.available }
   }
 

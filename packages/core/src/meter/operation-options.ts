@@ -1,8 +1,21 @@
 /** Options of the meter's operations (`grant`, `reserve`, `commit`…), as an app passes them. */
 import type { CycleEvery, Metadata, OveragePolicy } from '../types.js'
 
+/** The option of every call that goes to the store. */
+export interface CallOptions {
+  /**
+   * How long to wait for the store, in ms. Past it the call fails with `StoreUnavailableError`
+   * and the operation is not applied: a store with deadlines (PostgreSQL, PGlite, a Tollgate
+   * server) never starts it later, nor commits it after. Calls served from a lease or the cache
+   * do not wait for the store.
+   * @default the store's own (5_000 for postgresStore and pgliteStore)
+   * @example await meter.debit('user_1', 5, { timeoutMs: 1_000 })
+   */
+  timeoutMs?: number
+}
+
 /** Options of {@link Meter.grant}. */
-export interface GrantOptions {
+export interface GrantOptions extends CallOptions {
   /** When the credits expire (ms since epoch or Date); must be in the future. */
   expiresAt?: number | Date
   /** Alternative to `expiresAt`: expire this many days from now. */
@@ -16,7 +29,7 @@ export interface GrantOptions {
 }
 
 /** Options of {@link Meter.reserve}. */
-export interface ReserveOptions {
+export interface ReserveOptions extends CallOptions {
   /** 1 s to 24 h. @default 60_000 */
   ttlMs?: number
   metadata?: Metadata
@@ -24,7 +37,7 @@ export interface ReserveOptions {
 }
 
 /** Options of commit. */
-export interface CommitOptions {
+export interface CommitOptions extends CallOptions {
   /** Overrides the meter's overage policy for this commit. */
   overage?: OveragePolicy
   metadata?: Metadata
@@ -32,13 +45,13 @@ export interface CommitOptions {
 }
 
 /** Options of release, debit. */
-export interface MutationOptions {
+export interface MutationOptions extends CallOptions {
   metadata?: Metadata
   idempotencyKey?: string
 }
 
 /** Options of {@link Meter.startCycle}. */
-export interface StartCycleOptions {
+export interface StartCycleOptions extends CallOptions {
   amount: number
   every: CycleEvery
   rollover?: { max: number }

@@ -103,7 +103,9 @@ export function adjustOperation(
 
 export function configureOperation(account: string, settings: unknown): ConfigureOp {
   checkAccount(account)
-  return { type: 'configure', ...parse(configureSchema, settings, 'settings') }
+  // The call's deadline is not part of the operation.
+  const { timeoutMs: _deadline, ...s } = parse(configureSchema, settings, 'settings')
+  return { type: 'configure', ...s }
 }
 
 export function startCycleOperation(account: string, options: StartCycleOptions): StartCycleOp {

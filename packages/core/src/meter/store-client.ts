@@ -75,10 +75,14 @@ export class StoreClient {
    * Hands one operation to the store. Returns the outcome directly when the store answered at
    * once, so a synchronous store costs no extra promise; throws the outcome's domain error.
    */
-  execute(account: string | undefined, op: Operation): Outcome | Promise<Outcome> {
+  execute(
+    account: string | undefined,
+    op: Operation,
+    timeoutMs?: number,
+  ): Outcome | Promise<Outcome> {
     this.checkOpen()
     const migrating = this.#whenMigrated()
-    if (migrating) return migrating.then(() => this.execute(account, op))
+    if (migrating) return migrating.then(() => this.execute(account, op, timeoutMs))
     let pending: Outcome | Promise<Outcome>
     try {
       pending = this.#store.execute({
@@ -88,6 +92,7 @@ export class StoreClient {
         now: this.#o.clock(),
         config: this.#o.config,
         newId,
+        timeoutMs,
       })
     } catch (err) {
       throw storeFailure(err)

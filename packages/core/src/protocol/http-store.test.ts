@@ -419,6 +419,53 @@ describe('httpStore retries', () => {
   })
 })
 
+describe('httpStore deadlines', () => {
+  it("tells the server how long each attempt waits: the call's timeoutMs, else the request timeout", async () => {
+    const { url, seen } = await serve(storeProtocol(memoryStore()))
+    const meter = meterOn(client(url, { timeoutMs: 7_000 }))
+    await meter.grant('a', 10)
+    await meter.debit('a', 1, { timeoutMs: 2_000 })
+    await meter.ledger('a')
+    const sent = seen.map((s) => [s.path, s.headers['tollgate-deadline-ms']])
+    expect(sent[0]).toEqual(['/v1/store/execute', '7000'])
+    expect(sent[1]![0]).toBe('/v1/store/execute')
+    const left = Number(sent[1]![1])
+    expect(Number.isInteger(left)).toBe(true)
+    expect(left).toBeGreaterThan(0)
+    expect(left).toBeLessThanOrEqual(2_000)
+    // Only operations carry a deadline.
+    expect(sent[2]).toEqual(['/v1/store/ledger', undefined])
+  })
+
+  it("a call's timeoutMs bounds all its attempts: none starts after it, each says the time left", async () => {
+    const { url, seen } = await serve((_s, res) =>
+      sendError(res, new StoreUnavailableError('database down')),
+    )
+    const meter = meterOn(client(url, { retries: 100, retryBaseMs: 20, retryMaxMs: 20 }))
+    const err = await meter.grant('a', 1, { timeoutMs: 300 }).catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(StoreUnavailableError)
+    const attempts = seen.length
+    expect(attempts).toBeGreaterThan(1)
+    expect(attempts).toBeLessThan(100)
+    const left = seen.map((s) => Number(s.headers['tollgate-deadline-ms']))
+    for (let i = 1; i < left.length; i++) expect(left[i]).toBeLessThanOrEqual(left[i - 1]!)
+    expect(left.at(-1)).toBeGreaterThanOrEqual(1)
+    // Nothing more is sent once the call has failed.
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    expect(seen).toHaveLength(attempts)
+  })
+
+  it("a server that does not answer within a call's timeoutMs fails the call, however long the request timeout", async () => {
+    const { url, seen } = await serve(() => new Promise(() => {}))
+    const meter = meterOn(client(url, { timeoutMs: 60_000, retries: 5 }))
+    const err = await meter.grant('a', 1, { timeoutMs: 100 }).catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(StoreUnavailableError)
+    // The one attempt waited for the deadline (and a grace for the server's own answer), then
+    // no retry could start.
+    expect(seen).toHaveLength(1)
+  })
+})
+
 describe('httpStore errors', () => {
   it('problem+json answers become typed errors with their fields', async () => {
     const errors: TollgateError[] = [

@@ -3,7 +3,8 @@
  * each operation the meter built to the server's store protocol (`/v1/store/*`, see
  * docs/server.md) and hands back the outcome; the server runs the same engine on its own store.
  * What this file adds is the transport: a keep-alive connection pool, timeouts, retries that
- * never apply an operation twice, and errors mapped back to Tollgate's typed errors.
+ * never apply an operation twice, deadlines the server honours, and errors mapped back to
+ * Tollgate's typed errors.
  */
 import { randomUUID } from 'node:crypto'
 import { Pool } from 'undici'
@@ -46,7 +47,8 @@ export interface HttpStoreOptions {
   connections?: number
   /**
    * How long to wait for the response headers, and then between two chunks of the body, in ms.
-   * A request that times out is retried like a dropped connection.
+   * A request that times out is retried like a dropped connection. An operation's own deadline
+   * (the meter's `timeoutMs` option of a call) shortens it, and bounds all attempts together.
    * @default 10_000
    */
   timeoutMs?: number
@@ -174,6 +176,19 @@ class Retryable {
   constructor(readonly cause: unknown) {}
 }
 
+/**
+ * The header that tells the server how long this request's client waits, in ms: the server runs
+ * the operation within it (capped by its own limit) or answers 503, and never applies it after.
+ */
+export const DEADLINE_HEADER = 'tollgate-deadline-ms'
+
+/**
+ * How much longer than the deadline it sent an attempt waits for the server's answer: the
+ * server answers at the deadline (a 503 at worst), and that answer is worth hearing rather
+ * than timing out just before it arrives.
+ */
+const ANSWER_GRACE_MS = 1_000
+
 const ROUTE = {
   execute: '/v1/store/execute',
   ledger: '/v1/store/ledger',
@@ -232,7 +247,8 @@ class HttpStore implements Store {
       now: req.now,
       config: req.config,
     })
-    return this.#post(this.#paths.execute, req.tenant, body).then((data) =>
+    const deadline = req.timeoutMs === undefined ? undefined : performance.now() + req.timeoutMs
+    return this.#post(this.#paths.execute, req.tenant, body, deadline).then((data) =>
       decodeOutcome(data, transportKey),
     )
   }
@@ -350,13 +366,33 @@ class HttpStore implements Store {
    * POSTs `body` and returns the parsed JSON answer. Connection errors, timeouts and 5xx
    * answers are retried with exponential backoff and jitter; a 4xx answer is thrown at once as
    * the typed error its problem details stand for.
+   *
+   * With a `deadline` (performance.now() time), every attempt tells the server the time left
+   * ({@link DEADLINE_HEADER}) and waits about that long; none starts after it.
    */
-  async #post(path: string, tenant: string, body: string): Promise<unknown> {
+  async #post(path: string, tenant: string, body: string, deadline?: number): Promise<unknown> {
     if (this.#closed) throw new StoreUnavailableError('httpStore is closed')
-    const headers = this.#headersFor(tenant)
-    const { retries } = this.#o
+    const tenantHeaders = this.#headersFor(tenant)
+    const { retries, timeoutMs } = this.#o
     for (let attempt = 0; ; attempt++) {
-      const answer = await this.#attempt(path, headers, body)
+      let headers = tenantHeaders
+      /** This attempt's own timeout, when the deadline makes it shorter than the pool's. */
+      let waitMs: number | undefined
+      if (path === this.#paths.execute) {
+        // The server learns how long this attempt waits, so that it never works longer.
+        const left =
+          deadline === undefined
+            ? timeoutMs
+            : Math.min(timeoutMs, Math.floor(deadline - performance.now()))
+        if (left < 1) {
+          throw new StoreUnavailableError(
+            `no answer from the Tollgate server at ${this.#o.origin} within the deadline`,
+          )
+        }
+        headers = { ...tenantHeaders, [DEADLINE_HEADER]: String(left) }
+        if (left < timeoutMs) waitMs = left + ANSWER_GRACE_MS
+      }
+      const answer = await this.#attempt(path, headers, body, waitMs)
       if (!(answer instanceof Retryable)) return answer
       if (attempt >= retries || this.#closed) {
         throw new StoreUnavailableError(
@@ -364,7 +400,10 @@ class HttpStore implements Store {
           { cause: answer.cause },
         )
       }
-      await sleep(this.#backoff(attempt))
+      const pause = this.#backoff(attempt)
+      await sleep(
+        deadline === undefined ? pause : Math.min(pause, Math.max(0, deadline - performance.now())),
+      )
     }
   }
 
@@ -373,11 +412,23 @@ class HttpStore implements Store {
     path: string,
     headers: Record<string, string>,
     body: string,
+    timeoutMs: number | undefined,
   ): Promise<unknown | Retryable> {
     let statusCode: number
     let text: string
     try {
-      const res = await this.#pool.request({ path, method: 'POST', headers, body })
+      const res = await this.#pool.request(
+        timeoutMs === undefined
+          ? { path, method: 'POST', headers, body }
+          : {
+              path,
+              method: 'POST',
+              headers,
+              body,
+              headersTimeout: timeoutMs,
+              bodyTimeout: timeoutMs,
+            },
+      )
       statusCode = res.statusCode
       text = await res.body.text()
     } catch (err) {

@@ -183,6 +183,8 @@ export const timestamp = z
 export const validityDays = wholeNumber(1, 36_500)
 export const ttlMs = wholeNumber(1_000, 86_400_000)
 export const overage = z.enum(['reject', 'clamp', 'overdraft'])
+/** A call's deadline: how long the caller waits for the store, in ms. */
+export const timeoutMs = z.int().min(1).max(3_600_000)
 
 export const grantOptionsSchema = z
   .strictObject({
@@ -192,6 +194,7 @@ export const grantOptionsSchema = z
     category: category.optional(),
     metadata: metadata.optional(),
     idempotencyKey: idempotencyKey.optional(),
+    timeoutMs: timeoutMs.optional(),
   })
   .refine((o) => o.expiresAt === undefined || o.validityDays === undefined, {
     message: 'give expiresAt or validityDays, not both',
@@ -201,33 +204,39 @@ export const grantOptionsSchema = z
 export const debitOptionsSchema = z.strictObject({
   metadata: metadata.optional(),
   idempotencyKey: idempotencyKey.optional(),
+  timeoutMs: timeoutMs.optional(),
 })
 
 export const adjustOptionsSchema = z.strictObject({
   reason: text(1, 500).optional(),
   metadata: metadata.optional(),
   idempotencyKey: idempotencyKey.optional(),
+  timeoutMs: timeoutMs.optional(),
 })
 
 export const reserveOptionsSchema = z.strictObject({
   ttlMs: ttlMs.optional(),
   metadata: metadata.optional(),
   idempotencyKey: idempotencyKey.optional(),
+  timeoutMs: timeoutMs.optional(),
 })
 
 export const commitOptionsSchema = z.strictObject({
   overage: overage.optional(),
   metadata: metadata.optional(),
   idempotencyKey: idempotencyKey.optional(),
+  timeoutMs: timeoutMs.optional(),
 })
 
 export const releaseOptionsSchema = z.strictObject({
   metadata: metadata.optional(),
   idempotencyKey: idempotencyKey.optional(),
+  timeoutMs: timeoutMs.optional(),
 })
 
 export const extendOptionsSchema = z.strictObject({
   idempotencyKey: idempotencyKey.optional(),
+  timeoutMs: timeoutMs.optional(),
 })
 
 export const ttlSchema = ttlMs
@@ -262,7 +271,10 @@ export function parseReserveOptions(
   return parse(reserveOptionsSchema, options)
 }
 
-export const balanceOptionsSchema = z.strictObject({ fresh: z.boolean().optional() })
+export const balanceOptionsSchema = z.strictObject({
+  fresh: z.boolean().optional(),
+  timeoutMs: timeoutMs.optional(),
+})
 
 export const ledgerQuerySchema = z.strictObject({
   limit: wholeNumber(1, 1000).optional(),
@@ -279,6 +291,7 @@ export const configureSchema = z.strictObject({
   lowBalanceThreshold: safeInt().nullable().optional(),
   overdraftLimit: safeInt().nullable().optional(),
   idempotencyKey: idempotencyKey.optional(),
+  timeoutMs: timeoutMs.optional(),
 })
 
 export const every = z.union([
@@ -293,9 +306,13 @@ export const startCycleSchema = z.strictObject({
   priority: priority.optional(),
   category: category.optional(),
   idempotencyKey: idempotencyKey.optional(),
+  timeoutMs: timeoutMs.optional(),
 })
 
-export const stopCycleSchema = z.strictObject({ idempotencyKey: idempotencyKey.optional() })
+export const stopCycleSchema = z.strictObject({
+  idempotencyKey: idempotencyKey.optional(),
+  timeoutMs: timeoutMs.optional(),
+})
 
 export const createCodesSchema = z.strictObject({
   credits: safeInt(1),
@@ -314,7 +331,10 @@ export const createCodesSchema = z.strictObject({
 
 export const sweepOptionsSchema = z.strictObject({ limit: wholeNumber(1, 100_000).optional() })
 
-export const redeemOptionsSchema = z.strictObject({ idempotencyKey: idempotencyKey.optional() })
+export const redeemOptionsSchema = z.strictObject({
+  idempotencyKey: idempotencyKey.optional(),
+  timeoutMs: timeoutMs.optional(),
+})
 
 /**
  * Parses `value` with `schema`; an absent options argument is `{}`.

@@ -23,6 +23,12 @@ export interface ExecuteRequest {
   config: EngineConfig
   /** Id factory for grants, holds, cycles and redemptions; `now` is the operation's time. */
   newId: (prefix: string, now: number) => string
+  /**
+   * How long the caller waits for this operation, in ms from the call; undefined for the
+   * store's own default. A store that can wait (a database, a server) fails the operation with
+   * `StoreUnavailableError` rather than apply it after this, and never starts it later.
+   */
+  timeoutMs?: number
 }
 
 /**
