@@ -14,8 +14,7 @@ import { pgliteStore, postgresStore } from '@tollgate/postgres'
 import { createServer } from '@tollgate/server'
 import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-
-const databaseUrl = process.env.TOLLGATE_TEST_DATABASE_URL
+import { databaseUrl, NO_DATABASE } from './processes.js'
 
 /** Registers the suite against a server over the store `backend()` makes (in beforeAll). */
 function describeOverServer(
@@ -82,7 +81,5 @@ if (databaseUrl) {
     })
   })
 } else {
-  console.warn(
-    'SKIPPED: httpStore conformance over a server on PostgreSQL (set TOLLGATE_TEST_DATABASE_URL=postgres://… to run it)',
-  )
+  console.warn(`SKIPPED: httpStore conformance over a server on PostgreSQL (${NO_DATABASE})`)
 }

@@ -8,11 +8,14 @@ import { join } from 'node:path'
 import type { LedgerEntry, Meter } from '@tollgate/core'
 import { describe, expect, it } from 'vitest'
 
-/** The PostgreSQL server of the tests, when there is one. */
+/**
+ * The PostgreSQL server of the tests, when there is one: TOLLGATE_TEST_DATABASE_URL, which the
+ * global setup (scripts/test-database.mjs) sets to the default local server when it answers.
+ */
 export const databaseUrl = process.env.TOLLGATE_TEST_DATABASE_URL
 
 /**
- * Without a database URL, PostgreSQL suites skip (saying so) on a developer machine and fail in
+ * Without a database, PostgreSQL suites skip (saying so) on a developer machine and fail in
  * CI, where .ci/run always provides one.
  */
 export function gateOnDatabase(what: string): void {
@@ -24,9 +27,13 @@ export function gateOnDatabase(what: string): void {
       })
     })
   } else {
-    console.warn(`SKIPPED: ${what} (set TOLLGATE_TEST_DATABASE_URL=postgres://… to run them)`)
+    console.warn(`SKIPPED: ${what} (${NO_DATABASE})`)
   }
 }
+
+/** Why a PostgreSQL suite is skipped, in its SKIPPED line. */
+export const NO_DATABASE =
+  'no PostgreSQL answered at the default address and TOLLGATE_TEST_DATABASE_URL is unset'
 
 const workers = new URL('./workers/', import.meta.url).pathname
 

@@ -3,7 +3,7 @@
  * `dist/`, not from source.
  */
 import { execFileSync } from 'node:child_process'
-import { cpSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs'
+import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
@@ -14,20 +14,71 @@ import { describe, expect, it } from 'vitest'
 
 const require = createRequire(import.meta.url)
 
+/** Every publishable package: the folders of packages/ not marked private. */
+const root = fileURLToPath(new URL('..', import.meta.url))
+const publishable = readdirSync(join(root, 'packages'))
+  .map((dir) => ({ dir, pkg: readJson(join(root, 'packages', dir, 'package.json')) }))
+  .filter(({ pkg }) => pkg.private !== true)
+
+function readJson(file: string): Record<string, unknown> & { name: string } {
+  return JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown> & { name: string }
+}
+
 describe('package entry points', () => {
-  it('resolve to built ESM with types first in the exports map', () => {
-    for (const name of ['@tollgate/core', '@tollgate/conformance', '@tollgate/server']) {
-      const pkg = require(`${name}/package.json`) as {
-        type: string
-        exports: Record<string, unknown>
-        engines: { node: string }
+  it('every entry is ESM for import and its require() twin for require, types first', () => {
+    expect(publishable.map((p) => p.pkg.name)).toContain('@tollgate/core')
+    for (const { pkg } of publishable) {
+      const exports = pkg.exports as Record<string, unknown>
+      expect(pkg.type, pkg.name).toBe('module')
+      expect((pkg.engines as { node: string }).node, pkg.name).toBe('>=20.19')
+      expect(exports['./package.json'], pkg.name).toBe('./package.json')
+      for (const [subpath, target] of Object.entries(exports)) {
+        if (subpath === './package.json') continue
+        const base = subpath === '.' ? 'index' : `${subpath.slice(2)}/index`
+        // `import` gets the ES module, `require` a CommonJS file that require()s that same
+        // module (Node >= 20.19), each with its declarations first.
+        expect(target, `${pkg.name} ${subpath}`).toStrictEqual({
+          import: { types: `./dist/${base}.d.ts`, default: `./dist/${base}.js` },
+          require: { types: `./dist/${base}.d.cts`, default: `./dist/${base}.cjs` },
+        })
       }
-      expect(pkg.type).toBe('module')
-      // types first; `default` serves both import and require() (Node >= 20.19 loads ESM).
-      expect(Object.keys(pkg.exports['.'] as object)).toEqual(['types', 'default'])
-      expect(pkg.exports['./package.json']).toBe('./package.json')
-      expect(pkg.engines.node).toBe('>=20.19')
+      // For resolvers that predate `exports`.
+      expect([pkg.main, pkg.types], pkg.name).toEqual(['./dist/index.cjs', './dist/index.d.cts'])
+    }
+    for (const name of ['@tollgate/core', '@tollgate/conformance', '@tollgate/server']) {
       expect(import.meta.resolve(name)).toMatch(/\/dist\/index\.js$/)
+      expect(require.resolve(name)).toMatch(/\/dist\/index\.cjs$/)
+    }
+  })
+
+  it('this package depends on every publishable one, so turbo builds them before the pack test', () => {
+    const self = readJson(join(root, 'test', 'package.json'))
+    const deps = { ...(self.dependencies as object), ...(self.devDependencies as object) }
+    for (const { pkg } of publishable) expect(deps, pkg.name).toHaveProperty([pkg.name])
+  })
+
+  it('every package says where it comes from and under which license', () => {
+    const license = readFileSync(join(root, 'LICENSE'), 'utf8')
+    for (const { dir, pkg } of publishable) {
+      expect(pkg.license, pkg.name).toBe('MIT')
+      expect(readFileSync(join(root, 'packages', dir, 'LICENSE'), 'utf8'), pkg.name).toBe(license)
+      expect(pkg.repository, pkg.name).toEqual({
+        type: 'git',
+        url: 'git+https://github.com/tollgate-dev/tollgate.git',
+        directory: `packages/${dir}`,
+      })
+      // A peer range has an upper bound: a future major is not promised to work.
+      for (const [peer, range] of Object.entries(
+        (pkg.peerDependencies ?? {}) as Record<string, string>,
+      )) {
+        expect(range, `${pkg.name} → ${peer}`).toMatch(/^\^\d+\.\d+\.\d+( \|\| \^\d+\.\d+\.\d+)*$/)
+      }
+      // npm shows the README away from the repository: no link may be relative to it.
+      const readme = readFileSync(join(root, 'packages', dir, 'README.md'), 'utf8')
+      const relative = [...readme.matchAll(/\]\(([^)]+)\)/g)]
+        .map((m) => m[1]!)
+        .filter((href) => !/^(https?:|#)/.test(href))
+      expect(relative, `${pkg.name} README`).toEqual([])
     }
   })
 

@@ -10,6 +10,9 @@ const ALONE = ['store-faults.test.ts', 'postgres-restart.test.ts']
 
 export default defineConfig({
   test: {
+    // Finds the PostgreSQL server of the PostgreSQL tests (TOLLGATE_TEST_DATABASE_URL, else the
+    // default local address when it answers).
+    globalSetup: ['../scripts/test-database.mjs'],
     projects: [
       {
         extends: true,

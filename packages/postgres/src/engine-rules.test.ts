@@ -3,7 +3,7 @@
  * holds to load" are built from the engine's rules (due-sql.ts), and these tests hold them to
  * the engine's functions on random rows, to the memory store on random operation sequences, and
  * check that idempotency records an earlier version stored still replay. On PGlite always, and
- * on PostgreSQL when TOLLGATE_TEST_DATABASE_URL is set.
+ * on PostgreSQL when there is one (see describePostgres).
  */
 import { PGlite } from '@electric-sql/pglite'
 import { createMeter, memoryStore, type Store } from '@tollgate/core'

@@ -9,6 +9,7 @@ import {
   type TransactionOptions,
   UnansweredError,
 } from './driver.js'
+import { assertPeerInstalled } from './optional-peer.js'
 
 /** The part of a `pg` pool client the store uses. A `pg.PoolClient` is one. */
 export interface PgPoolClientLike {
@@ -159,6 +160,7 @@ export class PgDriver implements SqlDriver {
     const p = options.pool
     this.#own = p.own
     if (p.own) {
+      assertPeerInstalled('pg', 'postgresStore')
       this.concurrency = p.max
       this.#pool = import('pg').then(({ default: pg }) => {
         const pool = new pg.Pool({

@@ -4,6 +4,7 @@
  * only when the store has to create the instance.
  */
 import type { SqlClient, SqlDriver, Statement, TransactionOptions } from './driver.js'
+import { assertPeerInstalled } from './optional-peer.js'
 
 /** The part of a PGlite transaction the store uses. */
 export interface PGliteTransactionLike {
@@ -49,6 +50,7 @@ export class PgliteDriver implements SqlDriver {
   constructor(options: PgliteDriverOptions) {
     this.#own = options.own
     if (options.own) {
+      assertPeerInstalled('@electric-sql/pglite', 'pgliteStore')
       const dataDir = options.dataDir
       this.#db = import('@electric-sql/pglite').then(({ PGlite }) =>
         // In memory when there is no data directory.

@@ -3,13 +3,16 @@ import { afterAll, describe, it } from 'vitest'
 
 const ENV = 'TOLLGATE_TEST_DATABASE_URL'
 
-/** The database the PostgreSQL half runs against, if configured. */
+/**
+ * The database the PostgreSQL half runs against: TOLLGATE_TEST_DATABASE_URL, which the global
+ * setup (scripts/test-database.mjs) sets to the default local server when it answers.
+ */
 export const DATABASE_URL = process.env[ENV]
 
 /**
- * A `describe` for tests that need PostgreSQL. Without TOLLGATE_TEST_DATABASE_URL: on CI a test
- * that fails and says why (a silently skipped database suite would pass CI); elsewhere the
- * block is skipped and a line says what was skipped and how to run it.
+ * A `describe` for tests that need PostgreSQL. Without a database: on CI a test that fails and
+ * says why (a silently skipped database suite would pass CI); elsewhere the block is skipped
+ * and a line says what was skipped and how to run it.
  */
 export function describePostgres(name: string, body: (url: string) => void): void {
   const url = DATABASE_URL
@@ -28,7 +31,7 @@ export function describePostgres(name: string, body: (url: string) => void): voi
     return
   }
   process.stdout.write(
-    `\n[@tollgate/postgres] SKIPPED "${name}": set ${ENV}=postgres://user@host:5432/db to run it against PostgreSQL\n`,
+    `\n[@tollgate/postgres] SKIPPED "${name}": no PostgreSQL answered at the default address and ${ENV} is unset\n`,
   )
   describe.skip(name, () => body(''))
 }

@@ -235,6 +235,7 @@ describe('persistence across restarts', () => {
   })
 })
 
+// Set by the global setup (scripts/test-database.mjs) when the default local server answers.
 const url = process.env.TOLLGATE_TEST_DATABASE_URL
 if (!url && process.env.CI) {
   describe('PostgreSQL', () => {
@@ -244,7 +245,7 @@ if (!url && process.env.CI) {
   })
 } else if (!url) {
   console.warn(
-    'SKIPPED: server PostgreSQL tests (set TOLLGATE_TEST_DATABASE_URL=postgres://… to run them)',
+    'SKIPPED: server PostgreSQL tests (no PostgreSQL answered at the default address and TOLLGATE_TEST_DATABASE_URL is unset)',
   )
 }
 

@@ -181,6 +181,7 @@ function parseRaw(data: Buffer): RawAnswer {
   return { status, headers, body: rest.toString() }
 }
 
+// Set by the global setup (scripts/test-database.mjs) when the default local server answers.
 const DATABASE_URL = process.env.TOLLGATE_TEST_DATABASE_URL
 
 /** A fresh SQL store of one kind, with a side door to its database for injecting faults. */
@@ -239,7 +240,9 @@ export function describeSqlStores(name: string, body: (kind: SqlStoreKind) => vo
         })
       })
     } else {
-      console.warn(`SKIPPED: "${name}" on PostgreSQL (set TOLLGATE_TEST_DATABASE_URL to run it)`)
+      console.warn(
+        `SKIPPED: "${name}" on PostgreSQL (no PostgreSQL answered at the default address and TOLLGATE_TEST_DATABASE_URL is unset)`,
+      )
     }
     return
   }

@@ -204,8 +204,13 @@ function requestMeter(
  *
  * Put it after `.input()` when the cost depends on the input: middlewares before it see no
  * parsed input.
+ *
+ * Called as `metered(meter, options)`, TypeScript infers the option callbacks' `ctx` and `meta`
+ * only in some positions; {@link createMetered} binds them to your `t`, so they never need
+ * annotations.
  * @example
- * const t = initTRPC.context<Context>().meta<MeteredMeta>().create()
+ * const t = initTRPC.context<{ user: { id: string } }>().meta<MeteredMeta>().create()
+ * const metered = createMetered(t)
  * const billed = t.procedure.use(metered(meter, { account: ({ ctx }) => ctx.user.id }))
  * export const router = t.router({
  *   summarize: billed.meta({ credits: 5 }).query(({ input }) => summarize(input)),
@@ -235,6 +240,48 @@ export function metered<
   const rm = requestMeter(meter, options as unknown as MeteredOptions)
   const middleware = (opts: CallOptions) => meterCall(rm, opts)
   return middleware as unknown as MeteredMiddleware<TContext, TMeta, TInput, TContextOverrides>
+}
+
+/**
+ * What a tRPC root object (`initTRPC…create()`) carries of its types: the context and the meta.
+ * Only the types are read; the object itself is not used.
+ */
+export interface MeteredRoot {
+  _config: { $types: { ctx: object; meta: object } }
+}
+
+/**
+ * {@link metered} with the context and meta fixed to those of one tRPC root object: what
+ * {@link createMetered} returns. The input and the context added by earlier middlewares are
+ * still inferred where it is used.
+ */
+export type MeteredBuilder<TContext extends object, TMeta extends object> = <
+  TInput = unknown,
+  TContextOverrides = object,
+>(
+  meter: Meter,
+  options: MeteredOptions<TContext, TMeta, TInput, TContextOverrides>,
+) => MeteredMiddleware<TContext, TMeta, TInput, TContextOverrides>
+
+/**
+ * {@link metered}, bound to the context and meta types of your tRPC root object, so `ctx` and
+ * `meta` are typed in every option callback without annotations (a bare `metered()` cannot
+ * always infer them from `.use()`). `createMetered(t)` and `createMetered<typeof t>()` are the
+ * same; `t` is only read for its type.
+ * @example
+ * const t = initTRPC.context<{ user: { id: string } }>().meta<MeteredMeta>().create()
+ * const metered = createMetered(t)
+ * const billed = t.procedure.use(
+ *   metered(meter, {
+ *     account: ({ ctx }) => ctx.user.id, // ctx: { user: { id: string } }
+ *     cost: ({ meta }) => meta?.credits ?? 1, // meta: MeteredMeta | undefined
+ *   }),
+ * )
+ */
+export function createMetered<TRoot extends MeteredRoot>(
+  _t?: TRoot,
+): MeteredBuilder<TRoot['_config']['$types']['ctx'], TRoot['_config']['$types']['meta']> {
+  return metered
 }
 
 async function meterCall(
