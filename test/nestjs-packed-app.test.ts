@@ -4,8 +4,9 @@
  * npm from the tarballs `pnpm pack` makes of @tollgate/core and @tollgate/nestjs, compiled with
  * tsc and run with node. CommonJS `require()`s the ESM packages (Node >= 20.19).
  *
- * Nest 11 by default (the line whose starter emits CommonJS); TOLLGATE_NEST_VERSION=10 or 12
- * runs the same app on another major, with that major's starter tsconfig.
+ * The same app on Nest 10, 11 and 12, each with its major's starter tsconfig (10's has
+ * `module: commonjs`, 11's and 12's CommonJS one `module: nodenext`); TOLLGATE_NEST_VERSIONS
+ * (e.g. `11`) picks fewer. The tarballs are packed once.
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process'
 import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
@@ -19,7 +20,7 @@ import { request } from 'undici'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 
 const run = promisify(execFile)
-const NEST = process.env.TOLLGATE_NEST_VERSION ?? '11'
+const VERSIONS = (process.env.TOLLGATE_NEST_VERSIONS ?? '10,11,12').split(',').map((v) => v.trim())
 const root = fileURLToPath(new URL('..', import.meta.url))
 const fixture = join(root, 'test/fixtures/nestjs-app')
 const tsc = createRequire(join(root, 'package.json')).resolve('typescript/bin/tsc')
@@ -69,9 +70,18 @@ const TSCONFIG_NEST_11 = {
   noFallthroughCasesInSwitch: false,
 }
 
-let dir: string
-let app: ChildProcess | undefined
-let url: string
+/** The tarballs of @tollgate/core and @tollgate/nestjs, packed once for every app. */
+let packed: string
+let tarballs: { core: string; nestjs: string }
+
+beforeAll(async () => {
+  packed = mkdtempSync(join(tmpdir(), 'tollgate-nest-tarballs-'))
+  tarballs = { core: await pack('core', packed), nestjs: await pack('nestjs', packed) }
+}, 60_000)
+
+afterAll(() => {
+  if (packed) rmSync(packed, { recursive: true, force: true })
+})
 
 /** Packs a workspace package into `dest`; returns the tarball's file name. */
 async function pack(pkg: string, dest: string): Promise<string> {
@@ -85,14 +95,14 @@ async function pack(pkg: string, dest: string): Promise<string> {
 }
 
 /** Starts `node dist/main.js` and resolves with the URL it prints once listening. */
-function start(cwd: string): Promise<string> {
+function start(cwd: string, onChild: (child: ChildProcess) => void): Promise<string> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ['dist/main.js'], {
       cwd,
       env: { ...process.env, PORT: '0' },
       stdio: ['ignore', 'pipe', 'pipe'],
     })
-    app = child
+    onChild(child)
     let stderr = ''
     child.stderr!.on('data', (chunk: Buffer) => {
       stderr += chunk
@@ -110,11 +120,12 @@ function start(cwd: string): Promise<string> {
   })
 }
 
-beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'tollgate-nest-app-'))
-  const core = await pack('core', dir)
-  const nestjs = await pack('nestjs', dir)
-  const nest = `^${NEST}.0.0`
+/** Installs, compiles and starts the app on Nest `major` in a fresh folder. */
+async function makeApp(major: string, onChild: (child: ChildProcess) => void) {
+  const dir = mkdtempSync(join(tmpdir(), `tollgate-nest${major}-app-`))
+  cpSync(join(packed, tarballs.core), join(dir, tarballs.core))
+  cpSync(join(packed, tarballs.nestjs), join(dir, tarballs.nestjs))
+  const nest = `^${major}.0.0`
   writeFileSync(
     join(dir, 'package.json'),
     JSON.stringify(
@@ -128,8 +139,8 @@ beforeAll(async () => {
           '@nestjs/common': nest,
           '@nestjs/core': nest,
           '@nestjs/platform-express': nest,
-          '@tollgate/core': `file:./${core}`,
-          '@tollgate/nestjs': `file:./${nestjs}`,
+          '@tollgate/core': `file:./${tarballs.core}`,
+          '@tollgate/nestjs': `file:./${tarballs.nestjs}`,
           'reflect-metadata': '^0.2.2',
           rxjs: '^7.8.1',
         },
@@ -144,7 +155,7 @@ beforeAll(async () => {
   writeFileSync(
     join(dir, 'tsconfig.json'),
     JSON.stringify({
-      compilerOptions: NEST === '10' ? TSCONFIG_NEST_10 : TSCONFIG_NEST_11,
+      compilerOptions: major === '10' ? TSCONFIG_NEST_10 : TSCONFIG_NEST_11,
       include: ['src'],
     }),
   )
@@ -154,21 +165,16 @@ beforeAll(async () => {
     timeout: 120_000,
   })
   await run(process.execPath, [tsc, '-p', 'tsconfig.json'], { cwd: dir, timeout: 60_000 })
-  url = await start(dir)
-}, 180_000)
+  return { dir, url: await start(dir, onChild) }
+}
 
-afterAll(() => {
-  app?.kill()
-  if (dir) rmSync(dir, { recursive: true, force: true })
-})
-
-async function get(path: string, account: string) {
+async function get(url: string, path: string, account: string) {
   const res = await request(`${url}${path}`, { headers: { 'x-account': account } })
   const text = await res.body.text()
   return { status: res.statusCode, headers: res.headers, text }
 }
 
-async function grant(account: string, amount: number): Promise<void> {
+async function grant(url: string, account: string, amount: number): Promise<void> {
   const res = await request(`${url}/grant/${account}/${amount}`, { method: 'POST' })
   expect(res.statusCode).toBe(201)
   await res.body.dump()
@@ -181,11 +187,11 @@ interface Ledger {
 }
 
 /** The account's ledger, read through the app's free route, once its last entry is `type`. */
-async function settledAs(account: string, type: string): Promise<Ledger> {
+async function settledAs(url: string, account: string, type: string): Promise<Ledger> {
   let ledger: Ledger | undefined
   await vi.waitFor(
     async () => {
-      ledger = JSON.parse((await get(`/ledger/${account}`, account)).text) as Ledger
+      ledger = JSON.parse((await get(url, `/ledger/${account}`, account)).text) as Ledger
       expect(ledger.types.at(-1)).toBe(type)
     },
     { timeout: 3_000, interval: 20 },
@@ -194,71 +200,89 @@ async function settledAs(account: string, type: string): Promise<Ledger> {
   return ledger!
 }
 
-describe(`a "nest new" app on Nest ${NEST}, CommonJS, installed from packed tarballs`, () => {
-  it('was compiled to CommonJS and loads the packages with require()', () => {
-    const main = readFileSync(join(dir, 'dist/app.module.js'), 'utf8')
-    expect(main).toMatch(/^"use strict";/)
-    expect(main).toContain('require("@tollgate/nestjs")')
-    const installed = JSON.parse(
-      readFileSync(join(dir, 'node_modules/@nestjs/core/package.json'), 'utf8'),
-    ) as { version: string }
-    expect(installed.version.split('.')[0]).toBe(NEST)
-  })
+describe.each(VERSIONS)(
+  'a "nest new" app on Nest %s, CommonJS, installed from packed tarballs',
+  (major) => {
+    let dir = ''
+    let url = ''
+    let app: ChildProcess | undefined
 
-  it('a 200 commits the actual cost the handler set', async () => {
-    await grant('a', 25)
-    const res = await get('/work?n=4', 'a')
-    expect(res.status).toBe(200)
-    expect(JSON.parse(res.text)).toEqual({ reserved: 10 })
-    expect(res.headers['x-credits-cost']).toBe('10')
-    expect(res.headers['x-credits-remaining']).toBe('15')
-    expect(await settledAs('a', 'commit')).toEqual({
-      total: 21,
-      held: 0,
-      types: ['grant', 'hold', 'commit'],
+    beforeAll(async () => {
+      ;({ dir, url } = await makeApp(major, (child) => {
+        app = child
+      }))
+    }, 180_000)
+
+    afterAll(() => {
+      app?.kill()
+      if (dir) rmSync(dir, { recursive: true, force: true })
     })
-  })
 
-  it('a thrown error releases the hold', async () => {
-    await grant('b', 25)
-    expect((await get('/fail', 'b')).status).toBe(500)
-    expect((await settledAs('b', 'release')).total).toBe(25)
-  })
-
-  it('a refusal is a 402 problem+json with both credit headers', async () => {
-    await grant('c', 8)
-    const res = await get('/work?n=1', 'c')
-    expect(res.status).toBe(402)
-    expect(res.headers['content-type']).toMatch(/^application\/problem\+json/)
-    expect(res.headers['x-credits-cost']).toBe('10')
-    expect(res.headers['x-credits-remaining']).toBe('8')
-    expect(JSON.parse(res.text)).toMatchObject({
-      status: 402,
-      code: 'insufficient_credits',
-      account: 'c',
-      required: 10,
-      available: 8,
+    it('was compiled to CommonJS and loads the packages with require()', () => {
+      const main = readFileSync(join(dir, 'dist/app.module.js'), 'utf8')
+      expect(main).toMatch(/^"use strict";/)
+      expect(main).toContain('require("@tollgate/nestjs")')
+      const installed = JSON.parse(
+        readFileSync(join(dir, 'node_modules/@nestjs/core/package.json'), 'utf8'),
+      ) as { version: string }
+      expect(installed.version.split('.')[0]).toBe(major)
     })
-  })
 
-  it('an @Sse stream settles when it ends, with the actual cost it set', async () => {
-    await grant('d', 25)
-    const res = await get('/events', 'd')
-    expect(res.status).toBe(200)
-    expect(res.headers['content-type']).toMatch(/^text\/event-stream/)
-    expect(res.text.match(/^data: /gm)).toHaveLength(3)
-    expect((await settledAs('d', 'commit')).total).toBe(22)
-  })
+    it('a 200 commits the actual cost the handler set', async () => {
+      await grant(url, 'a', 25)
+      const res = await get(url, '/work?n=4', 'a')
+      expect(res.status).toBe(200)
+      expect(JSON.parse(res.text)).toEqual({ reserved: 10 })
+      expect(res.headers['x-credits-cost']).toBe('10')
+      expect(res.headers['x-credits-remaining']).toBe('15')
+      expect(await settledAs(url, 'a', 'commit')).toEqual({
+        total: 21,
+        held: 0,
+        types: ['grant', 'hold', 'commit'],
+      })
+    })
 
-  it.each([
-    ['below', '/work?n=10'],
-    ['above', '/work-above'],
-  ])('@Credits written %s @Get meters the route', async (_, path) => {
-    const account = `order-${path.length}`
-    await grant(account, 25)
-    const res = await get(path, account)
-    expect(res.status).toBe(200)
-    expect(res.headers['x-credits-cost']).toBe('10')
-    expect((await settledAs(account, 'commit')).total).toBe(15)
-  })
-})
+    it('a thrown error releases the hold', async () => {
+      await grant(url, 'b', 25)
+      expect((await get(url, '/fail', 'b')).status).toBe(500)
+      expect((await settledAs(url, 'b', 'release')).total).toBe(25)
+    })
+
+    it('a refusal is a 402 problem+json with both credit headers', async () => {
+      await grant(url, 'c', 8)
+      const res = await get(url, '/work?n=1', 'c')
+      expect(res.status).toBe(402)
+      expect(res.headers['content-type']).toMatch(/^application\/problem\+json/)
+      expect(res.headers['x-credits-cost']).toBe('10')
+      expect(res.headers['x-credits-remaining']).toBe('8')
+      expect(JSON.parse(res.text)).toMatchObject({
+        status: 402,
+        code: 'insufficient_credits',
+        account: 'c',
+        required: 10,
+        available: 8,
+      })
+    })
+
+    it('an @Sse stream settles when it ends, with the actual cost it set', async () => {
+      await grant(url, 'd', 25)
+      const res = await get(url, '/events', 'd')
+      expect(res.status).toBe(200)
+      expect(res.headers['content-type']).toMatch(/^text\/event-stream/)
+      expect(res.text.match(/^data: /gm)).toHaveLength(3)
+      expect((await settledAs(url, 'd', 'commit')).total).toBe(22)
+    })
+
+    it.each([
+      ['below', '/work?n=10'],
+      ['above', '/work-above'],
+    ])('@Credits written %s @Get meters the route', async (_, path) => {
+      const account = `order-${path.length}`
+      await grant(url, account, 25)
+      const res = await get(url, path, account)
+      expect(res.status).toBe(200)
+      expect(res.headers['x-credits-cost']).toBe('10')
+      expect((await settledAs(url, account, 'commit')).total).toBe(15)
+    })
+  },
+)
