@@ -9,6 +9,7 @@ import { errorRules } from './rules/errors.js'
 import { eventRules } from './rules/events.js'
 import { expiryRules } from './rules/expiry.js'
 import { grantAndBurnOrderRules } from './rules/grants-and-burn-order.js'
+import { holdGrowthRules } from './rules/hold-growth.js'
 import { holdRules } from './rules/holds.js'
 import { idempotencyRules } from './rules/idempotency.js'
 import { ledgerRules } from './rules/ledger.js'
@@ -47,6 +48,7 @@ export function describeStoreConformance(options: ConformanceOptions): void {
     grantAndBurnOrderRules(options)
     debitRules(options)
     holdRules(options)
+    holdGrowthRules(options)
     overageRules(options)
     debtRules(options)
     expiryRules(options)

@@ -33,6 +33,7 @@ export type {
   CommitOptions,
   CreateCodesOptions,
   GrantOptions,
+  IncreaseOptions,
   MutationOptions,
   ReserveOptions,
   StartCycleOptions,

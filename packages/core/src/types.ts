@@ -100,6 +100,17 @@ export interface CommitResult extends MutationResult {
   freed: number
 }
 
+/** The result of {@link Meter.increase}: the hold as it is after growing. */
+export interface IncreaseResult extends MutationResult {
+  holdId: string
+  account: string
+  /** The hold's new total. */
+  amount: number
+  /** Credits added by this call: `n`, or with `partial` what was available (possibly 0). */
+  added: number
+  expiresAt: number
+}
+
 /** The result of a release. */
 export interface ReleaseResult extends MutationResult {
   holdId: string

@@ -190,7 +190,11 @@ describe('mounting', () => {
     expect(() => metered(meter, { account: byHeader, cost: -1 })).toThrow(/cost/)
     expect(() => metered({} as Meter, { account: byHeader })).toThrow(/meter/)
     metered(meter, { account: byHeader, costs: 2 } as MeteredOptions)
-    expect(warn).toHaveBeenCalledWith(expect.stringContaining('"costs"'), 'TollgateWarning')
+    expect(warn).toHaveBeenCalledWith(
+      expect.stringContaining('"costs"'),
+      'TollgateWarning',
+      'TOLLGATE_UNKNOWN_OPTION',
+    )
     warn.mockRestore()
   })
 })

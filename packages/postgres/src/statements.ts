@@ -174,7 +174,8 @@ put_holds AS (
     allocations, metadata, resolved_at)
   SELECT * FROM unnest($25::text[], $26::text[], $27::text[], $28::int8[], $29::int8[],
     $30::int8[], $31::text[], $32::json[], $33::json[], $34::int8[])
-  ON CONFLICT (tenant, account, id) DO UPDATE SET expires_at = excluded.expires_at,
+  ON CONFLICT (tenant, account, id) DO UPDATE SET amount = excluded.amount,
+    expires_at = excluded.expires_at,
     status = excluded.status, allocations = excluded.allocations,
     resolved_at = excluded.resolved_at
 ),

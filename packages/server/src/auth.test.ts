@@ -101,7 +101,7 @@ describe('tenants', () => {
     expect(ledger.body).toEqual({ entries: [], nextCursor: null })
   })
 
-  it("another tenant's hold does not exist: read, commit, release and extend are 404", async () => {
+  it("another tenant's hold does not exist: read, commit, release, extend and increase are 404", async () => {
     const hold = await t.call<{ id: string }>('POST', '/v1/accounts/alice/holds', {
       key: acme.key,
       body: { amount: 10 },
@@ -116,6 +116,7 @@ describe('tenants', () => {
       ['commit', {}],
       ['release', {}],
       ['extend', { ttlMs: 60_000 }],
+      ['increase', { amount: 1 }],
       ['commit', { actual: 1 }],
     ] as const) {
       const res = await t.call('POST', `/v1/holds/${id}/${action}`, { key: globex.key, body })

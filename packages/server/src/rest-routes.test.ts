@@ -82,6 +82,68 @@ describe('REST routes', () => {
     expect(missing.body).toMatchObject({ code: 'not_found' })
   })
 
+  it('holds: increase grows a pending hold, all or nothing or partial, idempotent', async () => {
+    await t.call('POST', '/v1/accounts/rest-grow/grants', { body: { amount: 50 } })
+    const h = await t.call<{ id: string; expiresAt: number }>(
+      'POST',
+      '/v1/accounts/rest-grow/holds',
+      { body: { amount: 10 } },
+    )
+    const url = `/v1/holds/${h.body.id}/increase`
+    const headers = { 'idempotency-key': 'grow-1' }
+    const grown = await t.call<Json>('POST', url, { body: { amount: 15 }, headers })
+    expect(grown.status).toBe(200)
+    expect(grown.body).toMatchObject({
+      holdId: h.body.id,
+      account: 'rest-grow',
+      amount: 25,
+      added: 15,
+      expiresAt: h.body.expiresAt,
+      replayed: false,
+    })
+    expect(grown.body.balance).toMatchObject({ total: 50, available: 25 })
+    const replay = await t.call<Json>('POST', url, { body: { amount: 15 }, headers })
+    expect(replay.headers['idempotent-replayed']).toBe('true')
+    expect(replay.body).toMatchObject({ amount: 25, added: 15, replayed: true })
+    const conflict = await t.call('POST', url, { body: { amount: 16 }, headers })
+    expect(conflict.status).toBe(409)
+    expect(conflict.body).toMatchObject({ code: 'idempotency_conflict' })
+
+    const short = await t.call('POST', url, { body: { amount: 26 } })
+    expect(short.status).toBe(402)
+    expect(short.headers['content-type']).toMatch(/^application\/problem\+json/)
+    expect(short.body).toMatchObject({ code: 'insufficient_credits', required: 26, available: 25 })
+    const partial = await t.call<Json>('POST', url, { body: { amount: 26, partial: true } })
+    expect(partial.status).toBe(200)
+    expect(partial.body).toMatchObject({ amount: 50, added: 25 })
+
+    for (const body of [{ amount: -1 }, { amount: 1.5 }, { amount: 1, partial: 'yes' }, {}]) {
+      const bad = await t.call('POST', url, { body })
+      expect(bad.status).toBe(400)
+      expect(bad.body).toMatchObject({ code: 'invalid_input' })
+    }
+
+    const c = await t.call<Json>('POST', `/v1/holds/${h.body.id}/commit`, { body: {} })
+    expect(c.body).toMatchObject({ charged: 50, freed: 0 })
+    const after = await t.call('POST', url, { body: { amount: 1 } })
+    expect(after.status).toBe(409)
+    expect(after.body).toMatchObject({ code: 'hold_resolved' })
+    const missing = await t.call('POST', '/v1/holds/hld_nope/increase', { body: { amount: 1 } })
+    expect(missing.status).toBe(404)
+
+    const ledger = await t.call<{ entries: { type: string; heldDelta: number }[] }>(
+      'GET',
+      '/v1/accounts/rest-grow/ledger',
+    )
+    expect(ledger.body.entries.map((e) => [e.type, e.heldDelta])).toEqual([
+      ['commit', -50],
+      ['hold', 25],
+      ['hold', 15],
+      ['hold', 10],
+      ['grant', 0],
+    ])
+  })
+
   it('insufficient credits is 402 problem+json', async () => {
     const res = await t.call('POST', '/v1/accounts/rest-empty/holds', { body: { amount: 5 } })
     expect(res.status).toBe(402)

@@ -27,6 +27,8 @@ import {
   holdBody,
   holdParams,
   holdResponse,
+  increaseBody,
+  increaseResponse,
   ledgerQuery,
   ledgerResponse,
   mutationHeaders,
@@ -221,6 +223,30 @@ export function restRoutes(app: App, ctx: ServerContext): void {
     },
     async (request, reply) => {
       const result = await meter(request).extend(request.params.id, request.body.ttlMs, {
+        idempotencyKey: idempotencyKey(request),
+        timeoutMs: ctx.timeoutOf(request),
+      })
+      return answer(reply, 200, result)
+    },
+  )
+
+  app.post(
+    '/v1/holds/:id/increase',
+    {
+      schema: {
+        tags,
+        summary: 'Grow a pending hold by amount credits, in burn order',
+        security,
+        params: holdParams,
+        headers: mutationHeaders,
+        body: increaseBody,
+        response: { 200: increaseResponse, ...problems },
+      },
+    },
+    async (request, reply) => {
+      const { amount, partial } = request.body
+      const result = await meter(request).increase(request.params.id, amount, {
+        ...(partial === undefined ? {} : { partial }),
         idempotencyKey: idempotencyKey(request),
         timeoutMs: ctx.timeoutOf(request),
       })

@@ -14,6 +14,7 @@ import {
   createCodesSchema,
   grantOptionsSchema,
   idempotencyKeySchema,
+  increaseOptionsSchema,
   releaseOptionsSchema,
   reserveOptionsSchema,
   startCycleSchema,
@@ -107,6 +108,13 @@ export const commitBody = z.strictObject({
 export const releaseBody = z.strictObject({ metadata: releaseOptionsSchema.shape.metadata })
 
 export const extendBody = z.strictObject({ ttlMs: ttlSchema })
+
+export const increaseBody = z.strictObject({
+  amount: amount.describe('credits to add to the hold'),
+  partial: increaseOptionsSchema.shape.partial.describe(
+    'grow by what is available (possibly 0) instead of answering 402 when it is less',
+  ),
+})
 
 const configure = configureSchema.shape
 export const settingsBody = z.strictObject({
@@ -249,6 +257,17 @@ export const commitResponse = z
     ...mutation,
   })
   .meta({ id: 'CommitResult' })
+
+export const increaseResponse = z
+  .object({
+    holdId: z.string(),
+    account: z.string(),
+    amount: amount.describe("the hold's new total"),
+    added: amount.describe('credits this call added'),
+    expiresAt: timestampMs,
+    ...mutation,
+  })
+  .meta({ id: 'IncreaseResult' })
 
 export const releaseResponse = z
   .object({ holdId: z.string(), account: z.string(), freed: amount, ...mutation })

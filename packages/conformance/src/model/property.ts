@@ -31,6 +31,7 @@ import {
   type Grant,
   type GrantOptions,
   type Hold,
+  type IncreaseResult,
   isTollgateError,
   type LedgerEntry,
   type Meter,
@@ -81,6 +82,7 @@ type Command =
     }
   | { kind: 'release'; hold: HoldRef; keyed: boolean }
   | { kind: 'extend'; hold: HoldRef; ttlMs: number; keyed: boolean }
+  | { kind: 'increase'; hold: HoldRef; amount: number; partial: boolean; keyed: boolean }
   | { kind: 'advance'; ms: number }
   | { kind: 'balance'; account: number }
   | { kind: 'sweep' }
@@ -209,6 +211,16 @@ const commandArb: fc.Arbitrary<Command> = fc.oneof(
   {
     weight: 1,
     arbitrary: fc.record({ kind: fc.constant('extend' as const), hold: holdRef, ttlMs, keyed }),
+  },
+  {
+    weight: 3,
+    arbitrary: fc.record({
+      kind: fc.constant('increase' as const),
+      hold: holdRef,
+      amount,
+      partial: fc.boolean(),
+      keyed,
+    }),
   },
   { weight: 4, arbitrary: fc.record({ kind: fc.constant('advance' as const), ms: duration }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('balance' as const), account }) },
@@ -576,6 +588,30 @@ function callOf(env: Env, cmd: Command): Call | null {
           meter.extend(hold.id, cmd.ttlMs, key === undefined ? undefined : { idempotencyKey: key }),
         model: () => model.extend(env.now, hold.id, cmd.ttlMs, key),
         check: (v, r) => same([r.id, r.expiresAt], [hold.id, v.expiresAt], 'extend: id, expiresAt'),
+      })
+    }
+    case 'increase': {
+      const hold = pickHold(env, cmd.hold)
+      if (!hold) return null
+      const key = newKey(env, cmd.keyed)
+      const o = {
+        ...(cmd.partial ? { partial: true } : {}),
+        ...(key ? { idempotencyKey: key } : {}),
+      }
+      return makeCall<IncreaseResult, { amount: number; added: number; expiresAt: number }>({
+        key,
+        real: () => meter.increase(hold.id, cmd.amount, o),
+        model: () => model.increase(env.now, hold.id, cmd.amount, cmd.partial, key),
+        check: (v, r) =>
+          same(
+            [r.holdId, r.amount, r.added, r.expiresAt],
+            [hold.id, v.amount, v.added, v.expiresAt],
+            'increase: holdId, amount, added, expiresAt',
+          ),
+        // Later commits size their actual from the hold as it is now.
+        onSuccess: (r) => {
+          hold.amount = r.amount
+        },
       })
     }
     case 'balance':

@@ -499,6 +499,37 @@ export class ReferenceModel {
     })
   }
 
+  /**
+   * Grows a pending hold by `amount` free credits (all of them, or with `partial` what there
+   * is). The hold's allocations are kept merged per bucket and in burn order, so its commit
+   * spends it as a hold reserved at the new size would be spent.
+   */
+  increase(
+    now: number,
+    holdId: string,
+    amount: number,
+    partial: boolean,
+    key: string | undefined,
+  ): Expect<{ amount: number; added: number; expiresAt: number }> {
+    const known = this.#holds.get(holdId)
+    if (!known) return fail('not_found')
+    return this.#mutate(now, known.account, key, ['increase', holdId, amount, partial], () => {
+      const hold = this.#holdError(now, holdId)
+      if ('kind' in hold) return hold
+      const available = this.#available(hold.account)
+      if (amount > available && !partial) return fail('insufficient_credits')
+      const added = Math.min(amount, available)
+      for (const part of this.#take(hold.account, added, true)) {
+        const same = hold.allocations.find((a) => a.bucket === part.bucket)
+        if (same) same.amount += part.amount
+        else hold.allocations.push(part)
+      }
+      hold.allocations.sort((a, b) => burnOrder(a.bucket, b.bucket))
+      hold.amount += added
+      return { kind: 'ok', value: { amount: hold.amount, added, expiresAt: hold.expiresAt } }
+    })
+  }
+
   configure(
     now: number,
     account: string,

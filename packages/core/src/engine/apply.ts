@@ -29,7 +29,7 @@ import { ensureBurnOrder, insertBucket } from './burn-order.js'
 import { isBucketDue, isDue, isHoldDue, nextCycleAt } from './due.js'
 import { decideKey, fingerprintOf } from './idempotency.js'
 import { periodStart } from './periods.js'
-import { overdraftRoom, settleHold } from './settle.js'
+import { growth, overdraftRoom, settleHold } from './settle.js'
 import type {
   AccountRecord,
   AccountState,
@@ -41,6 +41,7 @@ import type {
   EngineEvent,
   EntryDraft,
   HoldState,
+  IncreaseOp,
   Operation,
 } from './state.js'
 
@@ -670,6 +671,8 @@ function run(r: Run, op: Operation): Record<string, unknown> | TollgateError {
       r.touchHold(hold)
       return holdData(hold)
     }
+    case 'increase':
+      return increase(r, op)
     case 'balance':
       return {}
     case 'configure': {
@@ -721,6 +724,44 @@ function run(r: Run, op: Operation): Record<string, unknown> | TollgateError {
     }
     case 'redeem':
       return redeem(r, op.codeHash)
+  }
+}
+
+/**
+ * Grows a pending hold from free credits in burn order. The new parts join the hold's
+ * allocations, which stay in burn order, so a commit spends the grown hold exactly as it would
+ * have spent a hold reserved at that size. Growing by nothing answers without an entry.
+ */
+function increase(r: Run, op: IncreaseOp): Record<string, unknown> | TollgateError {
+  const hold = findHold(r, op.holdId)
+  if (hold instanceof TollgateError) return hold
+  const rec = r.state.record
+  const available = r.available()
+  const added = growth(op.amount, available, op.partial)
+  if (added === null) return new InsufficientCreditsError(rec.account, op.amount, available)
+  if (added > 0) {
+    const parts = take(r, added, true)
+    // Copies: the old list may be in a result the caller still holds.
+    const allocations = hold.allocations.map((a) => ({ bucketId: a.bucketId, amount: a.amount }))
+    for (const p of parts) {
+      const same = allocations.find((a) => a.bucketId === p.bucketId)
+      if (same) same.amount += p.amount
+      else allocations.push({ bucketId: p.bucketId, amount: p.amount })
+    }
+    // Held buckets are live, so each has a place in the burn order.
+    const order = new Map(r.state.buckets.map((b, i) => [b.id, i]))
+    allocations.sort((a, b) => (order.get(a.bucketId) ?? 0) - (order.get(b.bucketId) ?? 0))
+    hold.allocations = allocations
+    hold.amount += added
+    r.touchHold(hold)
+    fromOp(r.entry('hold', 0, added, 0, r.ctx.now), op).holdId = hold.id
+  }
+  return {
+    holdId: hold.id,
+    account: rec.account,
+    amount: hold.amount,
+    added,
+    expiresAt: hold.expiresAt,
   }
 }
 

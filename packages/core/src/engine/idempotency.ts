@@ -31,6 +31,7 @@ const INPUT_FIELDS = {
   commit: ['type', 'holdId', 'actual', 'overage', 'metadata'],
   release: ['type', 'holdId', 'metadata'],
   extend: ['type', 'holdId', 'ttlMs'],
+  increase: ['type', 'holdId', 'amount', 'partial'],
   balance: ['type'],
   configure: ['type', 'lowBalanceThreshold', 'overdraftLimit'],
   startCycle: ['type', 'amount', 'every', 'rolloverMax', 'priority', 'category'],

@@ -39,7 +39,13 @@ export {
 } from './idempotency.js'
 export { periodStart } from './periods.js'
 export { type LedgerFigures, replayLedger } from './replay.js'
-export { type HoldSettlement, overdraftRoom, type SettleRoom, settleHold } from './settle.js'
+export {
+  growth,
+  type HoldSettlement,
+  overdraftRoom,
+  type SettleRoom,
+  settleHold,
+} from './settle.js'
 export type {
   AccountRecord,
   AccountState,

@@ -85,3 +85,17 @@ export function overdraftRoom(
   const ceiling = Math.min(limit ?? Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER)
   return Math.max(0, ceiling - record.debt)
 }
+
+/**
+ * How much an increase of `n` grows a hold when `available` free credits can back it: all of
+ * `n`, or with `partial` as much as there is; null when it must be refused (all or nothing and
+ * `n > available`). One function, used by the engine for store holds and by the lease manager
+ * for local holds (whose `available` is what their leases can still hold), so both grow alike.
+ * @example growth(10, 4, true) // 4
+ * @example growth(10, 4, false) // null: InsufficientCreditsError { required: 10, available: 4 }
+ */
+export function growth(n: number, available: number, partial: boolean): number | null {
+  const free = Math.max(0, available)
+  if (n <= free) return n
+  return partial ? free : null
+}

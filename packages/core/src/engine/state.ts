@@ -181,6 +181,17 @@ export interface ExtendOp extends OpBase {
   holdId: string
   ttlMs: number
 }
+/**
+ * Grows a pending hold by `amount` free credits in burn order. All or nothing, unless
+ * `partial`: then by as much as is available, up to `amount`.
+ */
+export interface IncreaseOp extends OpBase {
+  type: 'increase'
+  holdId: string
+  amount: number
+  /** Grow by what is available when that is less than `amount`. @default false */
+  partial: boolean
+}
 export interface BalanceOp extends OpBase {
   type: 'balance'
 }
@@ -214,6 +225,7 @@ export type Operation =
   | CommitOp
   | ReleaseOp
   | ExtendOp
+  | IncreaseOp
   | BalanceOp
   | ConfigureOp
   | StartCycleOp
@@ -221,7 +233,7 @@ export type Operation =
   | RedeemOp
 
 /** Operations addressed by hold id; the store finds the account from the hold. */
-export type HoldOperation = CommitOp | ReleaseOp | ExtendOp
+export type HoldOperation = CommitOp | ReleaseOp | ExtendOp | IncreaseOp
 
 /** Meter-wide settings the engine needs. */
 export interface EngineConfig {

@@ -3,9 +3,21 @@
  * through the meter that made it, so `hold.commit()` and `meter.commit(hold.id)` are one path.
  */
 
-import type { Balance, CommitResult, HoldData, Metadata, ReleaseResult } from '../types.js'
+import type {
+  Balance,
+  CommitResult,
+  HoldData,
+  IncreaseResult,
+  Metadata,
+  ReleaseResult,
+} from '../types.js'
 import type { Meter } from './meter.js'
-import type { CallOptions, CommitOptions, MutationOptions } from './operation-options.js'
+import type {
+  CallOptions,
+  CommitOptions,
+  IncreaseOptions,
+  MutationOptions,
+} from './operation-options.js'
 
 /** The result of extend: the hold as it is now. */
 export interface ExtendResult extends HoldData {
@@ -17,7 +29,8 @@ export interface ExtendResult extends HoldData {
 export class Hold implements HoldData {
   readonly id: string
   readonly account: string
-  readonly amount: number
+  /** What is held: the reserved amount, plus what {@link Hold.increase} through it added. */
+  amount: number
   readonly expiresAt: number
   readonly createdAt: number
   readonly allocations: HoldData['allocations']
@@ -56,6 +69,18 @@ export class Hold implements HoldData {
     options?: { idempotencyKey?: string } & CallOptions,
   ): Promise<ExtendResult> {
     return this.#meter.extend(this.id, ttlMs, options)
+  }
+
+  /**
+   * Grows the hold by `n` credits (see {@link Meter.increase}); on success `amount` follows.
+   * `allocations` stay as reserved.
+   * @example if ((await hold.increase(10, { partial: true })).added < 10) stopServing()
+   */
+  async increase(n: number, options?: IncreaseOptions): Promise<IncreaseResult> {
+    const out = await this.#meter.increase(this.id, n, options)
+    // A hold only grows: an answer overtaken by a later one must not shrink it.
+    this.amount = Math.max(this.amount, out.amount)
+    return out
   }
 
   toJSON(): HoldData & { replayed: boolean } {

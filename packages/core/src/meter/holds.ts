@@ -1,7 +1,7 @@
 /**
  * Where a meter's holds live. A reserve is served from a lease when it can be (no round
  * trip), else by the store, and refused without a round trip when the cache knows the account
- * is short; commit, release and extend follow the hold to where it lives.
+ * is short; commit, release, extend and increase follow the hold to where it lives.
  */
 import { InsufficientCreditsError, InvalidInputError } from '../errors.js'
 import {
@@ -10,6 +10,7 @@ import {
   checkHoldId,
   commitOptionsSchema,
   extendOptionsSchema,
+  increaseOptionsSchema,
   metadataOf,
   parse,
   parseReserveOptions,
@@ -17,13 +18,14 @@ import {
   ttlSchema,
 } from '../protocol/validation.js'
 import type { Outcome } from '../store/store.js'
-import type { CommitResult, HoldData, ReleaseResult } from '../types.js'
+import type { CommitResult, HoldData, IncreaseResult, ReleaseResult } from '../types.js'
 import { type ExtendResult, Hold } from './hold.js'
 import type { LeaseManager } from './lease.js'
 import type { Meter } from './meter.js'
 import type {
   CallOptions,
   CommitOptions,
+  IncreaseOptions,
   MutationOptions,
   ReserveOptions,
 } from './operation-options.js'
@@ -184,6 +186,28 @@ export class Holds {
       o.timeoutMs,
     )
     return result<ExtendResult>(out)
+  }
+
+  async increase(holdId: string, n: number, options?: IncreaseOptions): Promise<IncreaseResult> {
+    checkHoldId(holdId)
+    checkAmount(n, 'n')
+    const o = options === undefined ? undefined : parse(increaseOptionsSchema, options)
+    if (this.#leases?.owns(holdId)) {
+      this.#client.checkOpen()
+      return this.#leases.increase(holdId, n, o?.partial === true, o?.idempotencyKey)
+    }
+    const out = await this.#client.execute(
+      undefined,
+      {
+        type: 'increase',
+        holdId,
+        amount: n,
+        partial: o?.partial === true,
+        idempotencyKey: o?.idempotencyKey,
+      },
+      o?.timeoutMs,
+    )
+    return result<IncreaseResult>(out)
   }
 }
 

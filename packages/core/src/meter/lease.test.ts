@@ -248,6 +248,79 @@ describe('leases', () => {
     expect((await plain.balance('a')).total).toBe(80)
   })
 
+  it('a local hold grows from its lease, within the loss bound, without a store round trip', async () => {
+    const { meter, plain, store } = setup()
+    await plain.grant('a', 100)
+    const h = await meter.reserve('a', 5)
+    expect(h.id.startsWith('lh_')).toBe(true)
+    const before = store.calls.execute
+    const grown = await h.increase(10)
+    expect(grown).toMatchObject({ holdId: h.id, account: 'a', amount: 15, added: 10 })
+    expect(grown.balance).toMatchObject({ total: 100, held: 15, available: 85 })
+    expect(h.amount).toBe(15)
+    expect(store.calls.execute - before).toBe(0)
+    // 5 credits are left in the lease and the bound: more is refused, the hold untouched.
+    await expect(h.increase(6)).rejects.toMatchObject({
+      code: 'insufficient_credits',
+      required: 6,
+      available: 5,
+    })
+    expect(await meter.increase(h.id, 6, { partial: true })).toMatchObject({
+      amount: 20,
+      added: 5,
+    })
+    expect(await h.commit(18)).toMatchObject({ charged: 18, freed: 2, shortfall: 0 })
+    await meter.close()
+    expect(await plain.balance('a')).toMatchObject({ total: 82, held: 0 })
+    await expectLedgerReplays(plain, 'a')
+  })
+
+  it('a grown local hold released gives all of it back to the lease', async () => {
+    const { meter, plain } = setup()
+    await plain.grant('a', 100)
+    const h = await meter.reserve('a', 2)
+    await h.increase(8)
+    expect(await h.release()).toMatchObject({ freed: 10 })
+    expect(await meter.balance('a')).toMatchObject({ total: 100, held: 0, available: 100 })
+    // The freed credits serve the next hold from the same lease.
+    const next = await meter.reserve('a', 20)
+    expect(next.id.startsWith('lh_')).toBe(true)
+    await next.commit()
+    await meter.close()
+    expect(await plain.balance('a')).toMatchObject({ total: 80, held: 0 })
+    await expectLedgerReplays(plain, 'a')
+  })
+
+  it('a local hold grows idempotently, once pending, and not after it resolves or expires', async () => {
+    const { meter, plain, clock } = setup()
+    await plain.grant('a', 100)
+    const h = await meter.reserve('a', 2, { ttlMs: 1_000 })
+    const first = await h.increase(3, { idempotencyKey: 'g1' })
+    expect(first).toMatchObject({ amount: 5, added: 3, replayed: false })
+    expect(await h.increase(3, { idempotencyKey: 'g1' })).toMatchObject({
+      amount: 5,
+      added: 3,
+      replayed: true,
+    })
+    await expect(h.increase(4, { idempotencyKey: 'g1' })).rejects.toMatchObject({
+      code: 'idempotency_conflict',
+    })
+    await expect(h.increase(3, { idempotencyKey: 'g1', partial: true })).rejects.toMatchObject({
+      code: 'idempotency_conflict',
+    })
+    expect(await h.increase(0)).toMatchObject({ amount: 5, added: 0 })
+    await expect(h.increase(-1)).rejects.toMatchObject({ code: 'invalid_input', field: 'n' })
+    await h.commit()
+    await expect(h.increase(1)).rejects.toMatchObject({ code: 'hold_resolved' })
+    const late = await meter.reserve('a', 1, { ttlMs: 1_000 })
+    clock.now += 1_000
+    await expect(late.increase(1)).rejects.toMatchObject({ code: 'hold_expired' })
+    await expect(meter.increase('lh_nope_1', 1)).rejects.toMatchObject({ code: 'not_found' })
+    await meter.close()
+    expect(await plain.balance('a')).toMatchObject({ total: 95, held: 0 })
+    await expectLedgerReplays(plain, 'a')
+  })
+
   it('close() charges the usage served before the store closes', async () => {
     const store = countingStore()
     const meter = createMeter({ store, lease: LEASE, clock: () => T0 })

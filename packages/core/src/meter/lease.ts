@@ -21,10 +21,11 @@
  */
 
 import { isDue } from '../engine/due.js'
-import { settleHold } from '../engine/settle.js'
+import { growth, settleHold } from '../engine/settle.js'
 import {
   HoldExpiredError,
   HoldResolvedError,
+  IdempotencyConflictError,
   InsufficientCreditsError,
   InvalidInputError,
   isTollgateError,
@@ -33,7 +34,14 @@ import {
 } from '../errors.js'
 import { checkInt, type OptionDefaults, readOptions } from '../options-kit.js'
 import { randomChars } from '../store/ids.js'
-import type { Balance, CommitResult, HoldData, OveragePolicy, ReleaseResult } from '../types.js'
+import type {
+  Balance,
+  CommitResult,
+  HoldData,
+  IncreaseResult,
+  OveragePolicy,
+  ReleaseResult,
+} from '../types.js'
 
 /** Options of leases: `createMeter({ lease: { size, ttlMs, flushMs } })`. */
 export interface LeaseOptions {
@@ -162,6 +170,8 @@ interface LocalHold {
   parts: Array<[Lease, number]>
   expiresAt: number
   createdAt: number
+  /** Keyed increases while it is pending (key → input and result), oldest first; bounded. */
+  increases: Map<string, { input: string; result: IncreaseResult }> | null
 }
 
 interface Resolution {
@@ -180,6 +190,8 @@ export interface LeasedHold {
 const RESOLVED_KEPT = 10_000
 /** Store attempts to take a lease when other meters keep changing the account meanwhile. */
 const ACQUIRE_ATTEMPTS = 4
+/** Keyed increases a local hold remembers for replays (the oldest are forgotten first). */
+const INCREASE_KEYS_KEPT = 1_000
 /** Settles a reserve waits for when the bound is reached, before it goes to the store. */
 const ROOM_ATTEMPTS = 4
 
@@ -266,7 +278,15 @@ export class LeaseManager {
     // finds this one empty does not wait for the store.
     if (free - amount < this.#o.size / 4 && acc.acquiring === null) this.#refill(account, acc)
     const id = this.#idPrefix + (this.#seq++).toString(36)
-    const hold: LocalHold = { id, account, amount, parts, expiresAt: now + ttlMs, createdAt: now }
+    const hold: LocalHold = {
+      id,
+      account,
+      amount,
+      parts,
+      expiresAt: now + ttlMs,
+      createdAt: now,
+      increases: null,
+    }
     this.#holds.set(id, hold)
     return {
       data: {
@@ -683,6 +703,69 @@ export class LeaseManager {
       balance: this.#adjust(hold.account, this.#accounts.get(hold.account)?.storeBalance ?? null),
       replayed: false,
     }
+  }
+
+  /**
+   * Grows a local hold from the account's open leases, within the loss bound: what they can
+   * still hold is what is available to it (no store round trip; credits the leases do not
+   * hold are out of its reach). All or nothing, or with `partial` as much as that allows.
+   */
+  increase(
+    holdId: string,
+    n: number,
+    partial: boolean,
+    idempotencyKey: string | undefined,
+  ): IncreaseResult {
+    const now = this.#b.now()
+    const hold = this.#open(holdId, undefined, now)
+    if (!('parts' in hold)) throw new HoldResolvedError(holdId, 'committed')
+    const input = `${n}:${partial}`
+    if (idempotencyKey !== undefined) {
+      const seen = hold.increases?.get(idempotencyKey)
+      if (seen !== undefined) {
+        if (seen.input !== input) throw new IdempotencyConflictError(idempotencyKey)
+        return { ...seen.result, replayed: true }
+      }
+    }
+    const acc = this.#accounts.get(hold.account)
+    const available = acc === undefined ? 0 : Math.min(openFree(acc), this.#room(acc))
+    const added = growth(n, available, partial)
+    if (added === null) throw new InsufficientCreditsError(hold.account, n, available)
+    let left = added
+    for (const l of acc?.leases ?? []) {
+      if (left === 0) break
+      if (l.closing) continue
+      const take = Math.min(l.free, left)
+      if (take === 0) continue
+      l.pending += take
+      l.lastUse = now
+      const part = hold.parts.find(([p]) => p === l)
+      if (part) part[1] += take
+      else hold.parts.push([l, take])
+      left -= take
+      if (l.free === 0) l.closing = true
+    }
+    hold.amount += added
+    if (acc !== undefined && openFree(acc) < this.#o.size / 4 && acc.acquiring === null) {
+      this.#refill(hold.account, acc)
+    }
+    const result: IncreaseResult = {
+      holdId,
+      account: hold.account,
+      amount: hold.amount,
+      added,
+      expiresAt: hold.expiresAt,
+      balance: this.#adjust(hold.account, acc?.storeBalance ?? null),
+      replayed: false,
+    }
+    if (idempotencyKey !== undefined) {
+      hold.increases ??= new Map()
+      if (hold.increases.size >= INCREASE_KEYS_KEPT) {
+        hold.increases.delete(hold.increases.keys().next().value as string)
+      }
+      hold.increases.set(idempotencyKey, { input, result })
+    }
+    return result
   }
 
   /** Moves a local hold's expiry; its leases are extended by the flush while it is pending. */

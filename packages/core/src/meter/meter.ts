@@ -23,6 +23,7 @@ import type {
   CycleResult,
   DebitResult,
   Grant,
+  IncreaseResult,
   LedgerEntryType,
   LedgerPage,
   LedgerQuery,
@@ -39,6 +40,7 @@ import type {
   CommitOptions,
   CreateCodesOptions,
   GrantOptions,
+  IncreaseOptions,
   MutationOptions,
   ReserveOptions,
   StartCycleOptions,
@@ -176,6 +178,20 @@ export class Meter {
     options?: { idempotencyKey?: string } & CallOptions,
   ): Promise<ExtendResult> {
     return this.#holds.extend(holdId, ttlMs, options)
+  }
+
+  /**
+   * Grows a pending hold by `n` credits, taken in burn order: all or nothing
+   * (`InsufficientCreditsError`, the hold untouched), or with `{ partial: true }` by as much as
+   * is available up to `n` (`added` says how much). `n = 0` answers the hold as it is. For
+   * long work whose cost is learnt as it goes (streams): grow the hold before serving more.
+   * @example
+   * const hold = await meter.reserve('user_1', 100)
+   * const grown = await meter.increase(hold.id, 50, { idempotencyKey: 'chunk-2' })
+   * grown.amount // 150
+   */
+  increase(holdId: string, n: number, options?: IncreaseOptions): Promise<IncreaseResult> {
+    return this.#holds.increase(holdId, n, options)
   }
 
   /**

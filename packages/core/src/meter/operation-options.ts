@@ -45,6 +45,17 @@ export interface CommitOptions extends CallOptions {
 }
 
 /** Options of release, debit. */
+/** Options of {@link Meter.increase}. */
+export interface IncreaseOptions extends CallOptions {
+  /**
+   * Grow by what is available when that is less than `n` (the result's `added` says how much,
+   * possibly 0) instead of refusing with `InsufficientCreditsError`.
+   * @default false
+   */
+  partial?: boolean
+  idempotencyKey?: string
+}
+
 export interface MutationOptions extends CallOptions {
   metadata?: Metadata
   idempotencyKey?: string

@@ -15,6 +15,7 @@ const TAKES_ONLY: ReadonlySet<Operation['type']> = new Set([
   'debit',
   'balance',
   'extend',
+  'increase',
 ])
 
 /** The balance caches of every meter on one store, by tenant. */

@@ -23,6 +23,7 @@ export {
   extendOptionsSchema,
   grantOptionsSchema,
   idempotencyKey as idempotencyKeySchema,
+  increaseOptionsSchema,
   isStorableText,
   ledgerQuerySchema,
   parse as parseInput,

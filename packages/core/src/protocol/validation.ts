@@ -239,6 +239,12 @@ export const extendOptionsSchema = z.strictObject({
   timeoutMs: timeoutMs.optional(),
 })
 
+export const increaseOptionsSchema = z.strictObject({
+  partial: z.boolean({ error: 'must be true or false' }).optional(),
+  idempotencyKey: idempotencyKey.optional(),
+  timeoutMs: timeoutMs.optional(),
+})
+
 export const ttlSchema = ttlMs
 
 /**

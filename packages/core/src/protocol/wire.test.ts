@@ -88,6 +88,8 @@ async function operationsTheMeterBuilds(): Promise<ExecuteRequest[]> {
   const h2 = await meter.reserve('a', 10, { ttlMs: 5_000, metadata: meta, idempotencyKey: 'r-1' })
   await h2.extend(30_000)
   await h2.extend(40_000, { idempotencyKey: 'ext-1' })
+  await h2.increase(3)
+  await h2.increase(50, { partial: true, idempotencyKey: 'inc-1' })
   await h2.commit(12, { overage: 'clamp', metadata: meta, idempotencyKey: 'c-1' })
   const h3 = await meter.reserve('a', 4)
   await meter.commit(h3.id, 0)

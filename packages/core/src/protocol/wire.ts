@@ -110,6 +110,13 @@ const extendOp = z.strictObject({
   ttlMs,
   idempotencyKey: key,
 })
+const increaseOp = z.strictObject({
+  type: z.literal('increase'),
+  holdId,
+  amount: safeInt(),
+  partial: z.boolean(),
+  idempotencyKey: key,
+})
 const balanceOp = z.strictObject({ type: z.literal('balance') })
 const configureOp = z.strictObject({
   type: z.literal('configure'),
@@ -142,6 +149,7 @@ export const operationSchema = z.discriminatedUnion('type', [
   commitOp,
   releaseOp,
   extendOp,
+  increaseOp,
   balanceOp,
   configureOp,
   startCycleOp,
@@ -154,6 +162,7 @@ export const HOLD_OPERATIONS: ReadonlySet<Operation['type']> = new Set([
   'commit',
   'release',
   'extend',
+  'increase',
 ])
 
 /** The meter's engine settings, sent with every operation. */

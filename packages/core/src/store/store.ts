@@ -12,9 +12,9 @@ import type { Balance, LedgerEntryType, LedgerPage } from '../types.js'
 export interface ExecuteRequest {
   tenant: string
   /**
-   * The account, for account operations. Undefined for `commit`, `release` and `extend`: the
-   * store finds the account from `op.holdId` within the tenant (a hold of another tenant is
-   * not found).
+   * The account, for account operations. Undefined for hold operations (`commit`, `release`,
+   * `extend`, `increase`): the store finds the account from `op.holdId` within the tenant (a
+   * hold of another tenant is not found).
    */
   account: string | undefined
   op: Operation
