@@ -4,7 +4,7 @@
  * panel, every bar labelled with its req/s and its ratio to bare. Plain SVG text: no
  * dependency, and it diffs.
  */
-import { type Framework, frameworkName, type HttpData } from './http-scenarios.js'
+import { FRAMEWORKS, type Framework, frameworkName, type HttpData } from './http-scenarios.js'
 
 const WIDTH = 960
 const LABEL_W = 360
@@ -40,7 +40,7 @@ function axis(max: number): { top: number; step: number } {
 }
 
 export function throughputChart(data: HttpData, subtitle: string): string {
-  const panels = (['express', 'koa'] as Framework[])
+  const panels = FRAMEWORKS.map((f: Framework) => f)
     .map((f) => ({ f, rows: data.scenarios.filter((s) => s.framework === f) }))
     .filter((p) => p.rows.length > 0)
   // per panel: title 26, rows, 4 below them, axis labels 14, the gap

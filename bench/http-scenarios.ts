@@ -3,14 +3,17 @@
  * process (`http-server.ts`): framework × middleware × store × lease × accounts.
  *
  *   <framework>-bare
- *   <framework>-<peer>-<hot|many>                     peers: express-rate-limit / koa-ratelimit,
- *                                                      rlf-memory, rlf-postgres
+ *   <framework>-<peer>-<hot|many>                     peers: express-rate-limit / koa-ratelimit /
+ *                                                      @nestjs/throttler, rlf-memory, rlf-postgres
  *   <framework>-tollgate-<store>[-lease]-<hot|many>   stores: memory, pglite, postgres, server
+ *
+ * NestJS (on its default platform, Express) runs a smaller matrix: its usual limiter and
+ * Tollgate on memory and PostgreSQL, since what it adds over Express is its own pipeline.
  */
 
 import type { FixedRateResult } from './fixed-rate.js'
 
-export const FRAMEWORKS = ['express', 'koa'] as const
+export const FRAMEWORKS = ['express', 'koa', 'nestjs'] as const
 export type Framework = (typeof FRAMEWORKS)[number]
 
 export const STORES = ['memory', 'pglite', 'postgres', 'server'] as const
@@ -42,7 +45,28 @@ export const accountName = (i: number) => `acct_${i}`
 
 export const accountCount = (a: Accounts | null) => (a === 'many' ? MANY_ACCOUNTS : 1)
 
-const FRAMEWORK_NAME: Record<Framework, string> = { express: 'Express 5', koa: 'Koa 3' }
+const FRAMEWORK_NAME: Record<Framework, string> = {
+  express: 'Express 5',
+  koa: 'Koa 3',
+  nestjs: 'NestJS 12 (Express)',
+}
+
+/** The limiters and stores each framework is measured with. */
+const MATRIX: Record<
+  Framework,
+  { peers: readonly Exclude<Middleware, 'bare' | 'tollgate'>[]; stores: readonly TollgateStore[] }
+> = {
+  express: { peers: ['rate-limit', 'rlf-memory', 'rlf-postgres'], stores: STORES },
+  koa: { peers: ['rate-limit', 'rlf-memory', 'rlf-postgres'], stores: STORES },
+  nestjs: { peers: ['rate-limit'], stores: ['memory', 'postgres'] },
+}
+
+/** The framework's usual limiter, the `rate-limit` peer. */
+const LIMITER: Record<Framework, { name: string; slug: string }> = {
+  express: { name: 'express-rate-limit', slug: 'rate-limit' },
+  koa: { name: 'koa-ratelimit', slug: 'ratelimit' },
+  nestjs: { name: '@nestjs/throttler', slug: 'throttler' },
+}
 const STORE_NAME: Record<TollgateStore, string> = {
   memory: 'memory',
   pglite: 'PGlite',
@@ -52,7 +76,7 @@ const STORE_NAME: Record<TollgateStore, string> = {
 const ACCOUNTS_NAME: Record<Accounts, string> = { hot: '1 hot account', many: '1,000 accounts' }
 
 function peerName(framework: Framework, m: Middleware): string {
-  if (m === 'rate-limit') return framework === 'express' ? 'express-rate-limit' : 'koa-ratelimit'
+  if (m === 'rate-limit') return LIMITER[framework].name
   if (m === 'rlf-memory') return 'rate-limiter-flexible (memory)'
   if (m === 'rlf-postgres') return 'rate-limiter-flexible (PostgreSQL)'
   return 'bare'
@@ -78,7 +102,7 @@ function build(
     id = `${framework}-tollgate-${store}${lease ? '-lease' : ''}-${accounts}`
     label = `Tollgate · ${STORE_NAME[store!]}${lease ? ' · lease' : ''} · ${ACCOUNTS_NAME[accounts!]}`
   } else {
-    const slug = middleware === 'rate-limit' && framework === 'koa' ? 'ratelimit' : middleware
+    const slug = middleware === 'rate-limit' ? LIMITER[framework].slug : middleware
     id = `${framework}-${slug}-${accounts}`
     label = `${peerName(framework, middleware)} · ${ACCOUNTS_NAME[accounts!]}`
   }
@@ -89,10 +113,8 @@ function build(
 export const SCENARIOS: readonly Scenario[] = FRAMEWORKS.flatMap((f) => {
   const list: Scenario[] = [build(f, 'bare', null, false, null)]
   for (const accounts of ['hot', 'many'] as const) {
-    for (const m of ['rate-limit', 'rlf-memory', 'rlf-postgres'] as const) {
-      list.push(build(f, m, null, false, accounts))
-    }
-    for (const store of STORES) {
+    for (const m of MATRIX[f].peers) list.push(build(f, m, null, false, accounts))
+    for (const store of MATRIX[f].stores) {
       for (const lease of [false, true]) list.push(build(f, 'tollgate', store, lease, accounts))
     }
   }

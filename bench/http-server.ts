@@ -10,14 +10,34 @@
  * `{ error }`). Answers `'cpu'` messages with its CPU time so far; SIGTERM or a lost parent
  * closes it.
  */
+import 'reflect-metadata'
 import { mkdtempSync, rmSync } from 'node:fs'
-import { createServer, type IncomingHttpHeaders } from 'node:http'
+import { createServer, type IncomingHttpHeaders, type RequestListener } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
+import {
+  Controller,
+  type DynamicModule,
+  Get,
+  Module,
+  type Provider,
+  type Type,
+} from '@nestjs/common'
+import { APP_GUARD, NestFactory, Reflector } from '@nestjs/core'
+import { ExpressAdapter } from '@nestjs/platform-express'
+import {
+  getOptionsToken,
+  getStorageToken,
+  ThrottlerGuard,
+  ThrottlerModule,
+  type ThrottlerModuleOptions,
+  type ThrottlerStorage,
+} from '@nestjs/throttler'
 import { createMeter, httpStore, type Meter, memoryStore, type Store } from '@tollgate/core'
 import { metered as expressMetered } from '@tollgate/express'
 import { metered as koaMetered } from '@tollgate/koa'
+import { Credits, TollgateModule } from '@tollgate/nestjs'
 import { pgliteStore, postgresStore } from '@tollgate/postgres'
 import express, { type RequestHandler } from 'express'
 import { rateLimit } from 'express-rate-limit'
@@ -187,6 +207,68 @@ async function koaApp(s: Scenario) {
   return app
 }
 
+/** `@nestjs/throttler`'s guard, keyed on the account header as the other limiters are. */
+class AccountThrottlerGuard extends ThrottlerGuard {
+  protected override async getTracker(req: Record<string, unknown>): Promise<string> {
+    return account(req.headers as IncomingHttpHeaders)
+  }
+}
+
+@Controller()
+class HelloController {
+  @Get()
+  hello() {
+    return BODY
+  }
+}
+
+@Controller()
+class MeteredHelloController {
+  @Get()
+  @Credits(1)
+  hello() {
+    return BODY
+  }
+}
+
+/** A Nest app on its default platform (Express), whose Express instance serves the requests. */
+async function nestApp(s: Scenario): Promise<RequestListener> {
+  const imports: DynamicModule[] = []
+  const providers: Provider[] = []
+  let controller: Type<unknown> = HelloController
+  if (s.middleware === 'rate-limit') {
+    imports.push(ThrottlerModule.forRoot([{ ttl: 60_000, limit: NEVER }]))
+    providers.push({
+      provide: APP_GUARD,
+      // Built here rather than by class: under tsx, @nestjs/throttler's require() of the ES
+      // module @nestjs/core loads a second copy, whose Reflector Nest does not provide.
+      useFactory: (
+        options: ThrottlerModuleOptions,
+        storage: ThrottlerStorage,
+        reflector: Reflector,
+      ) => new AccountThrottlerGuard(options, storage, reflector),
+      inject: [getOptionsToken(), getStorageToken(), Reflector],
+    })
+  } else if (s.middleware === 'tollgate') {
+    const meter = await seededMeter(s)
+    imports.push(TollgateModule.forRoot({ meter, account: (req) => account(req.headers) }))
+    controller = MeteredHelloController
+  } else if (s.middleware !== 'bare') {
+    throw new Error(`no NestJS app for ${s.id}`)
+  }
+  class BenchModule {}
+  Module({ imports, providers, controllers: [controller] })(BenchModule)
+  const instance = express()
+  const app = await NestFactory.create(BenchModule, new ExpressAdapter(instance), {
+    logger: false,
+    // Throw what failed (reported to the driver) rather than exit silently.
+    abortOnError: false,
+  })
+  await app.init()
+  cleanups.unshift(() => app.close())
+  return instance
+}
+
 let stopping = false
 async function stop(code = 0) {
   if (stopping) return
@@ -206,10 +288,12 @@ async function stop(code = 0) {
 const server = createServer()
 server.keepAliveTimeout = 60_000
 try {
-  const handler =
+  const handler: RequestListener =
     scenario.framework === 'express'
       ? await expressApp(scenario)
-      : (await koaApp(scenario)).callback()
+      : scenario.framework === 'nestjs'
+        ? await nestApp(scenario)
+        : (await koaApp(scenario)).callback()
   server.on('request', handler)
   server.listen(0, '127.0.0.1', () => {
     const { port } = server.address() as AddressInfo

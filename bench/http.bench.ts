@@ -7,6 +7,7 @@
  *                       rate-limiter-flexible: RateLimiterMemory, RateLimiterPostgres
  *                       Tollgate on memory, PGlite (file), PostgreSQL (group commit), and a
  *                       Tollgate server through httpStore, each with and without a lease
+ *   NestJS 12 (Express):  bare, @nestjs/throttler, Tollgate on memory and PostgreSQL (±lease)
  *   every middleware on 1 hot account and on 1,000 accounts (the `x-account` header)
  *
  * Every scenario serves `GET /` with one small JSON body; the metered ones charge 1 credit per
@@ -25,7 +26,7 @@
  *
  *   pnpm --filter @tollgate/bench bench:http [--rounds 3] [--duration 5] [--warmup 2]
  *     [--connections 50] [--only koa-tollgate-memory,lease-hot] [--quick]
- *     [--rate-fraction 0.5] [--rate express=5000,koa=20000] [--fixed-duration 3]
+ *     [--rate-fraction 0.5] [--rate express=5000,koa=20000,nestjs=4000] [--fixed-duration 3]
  *     [--fixed 'bare|-hot$'] [--server-store pglite|postgres] [--profile]
  *
  * PostgreSQL: TOLLGATE_BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/test);
@@ -106,7 +107,8 @@ const profileDir = path.join(os.tmpdir(), 'tollgate-http-profiles')
 const givenRates = new Map<Framework, number>()
 for (const part of (values.rate ?? '').split(',').filter(Boolean)) {
   const [f, r] = part.split('=')
-  if ((f === 'express' || f === 'koa') && Number(r) > 0) givenRates.set(f, Number(r))
+  const framework = FRAMEWORKS.find((known) => known === f)
+  if (framework && Number(r) > 0) givenRates.set(framework, Number(r))
 }
 
 // Bare of every framework in the selection always runs: it is what the others are divided by.

@@ -85,6 +85,8 @@ describe('error classes', () => {
     const err = make()
     expect(err.code).toBe(code)
     expect(err.status).toBe(status)
+    expect(err.statusCode).toBe(status)
+    expect(err.expose).toBe(status < 500)
     expect(err.name).toBe(name)
     expect(err).toBeInstanceOf(TollgateError)
     expect(err).toBeInstanceOf(Error)
@@ -156,6 +158,15 @@ describe('error fields and toJSON', () => {
       available: 3,
     })
     expect(JSON.parse(JSON.stringify(err))).toEqual(err.toJSON())
+  })
+
+  it('statusCode and expose follow status without being serialised', () => {
+    const err = new StoreUnavailableError()
+    expect(err.statusCode).toBe(503)
+    expect(err.expose).toBe(false)
+    expect(Object.keys(err)).not.toContain('statusCode')
+    expect(err.toJSON()).not.toHaveProperty('statusCode')
+    expect(err.toJSON()).not.toHaveProperty('expose')
   })
 
   it('InvalidInputError names the field in the property and the message', () => {

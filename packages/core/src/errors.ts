@@ -28,6 +28,25 @@ export class TollgateError extends Error {
   readonly status: number
   readonly [BRAND] = true
 
+  /**
+   * The HTTP status again, under the name frameworks read from an error they did not expect
+   * (NestJS's and Fastify's default error handlers, `http-errors`): a Tollgate error that
+   * escapes a handler is then answered with its own status (402, 409, 503…) instead of a 500.
+   * A getter, so it is not serialised a second time by `toJSON`.
+   */
+  get statusCode(): number {
+    return this.status
+  }
+
+  /**
+   * Whether the message may be shown to the client, as `http-errors` has it: true below 500.
+   * NestJS 12 recognises an error of unknown class by `statusCode` with `expose`, and shows a
+   * 5xx error's status text rather than its message. A getter, as `statusCode`.
+   */
+  get expose(): boolean {
+    return this.status < 500
+  }
+
   constructor(code: ErrorCode, status: number, message: string, options?: { cause?: unknown }) {
     super(message, options)
     this.code = code

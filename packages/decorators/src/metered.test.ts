@@ -5,6 +5,7 @@
  * tests after it cover what only method calls have: arguments and `this`, abort signals, async
  * generators, nesting, and the two decorator flavours' type checking.
  */
+import 'reflect-metadata'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import type { IncomingMessage } from 'node:http'
 import { tmpdir } from 'node:os'
@@ -284,6 +285,17 @@ describe.each(MODES)('@Metered (%s decorators)', (mode) => {
       const { Service } = await setup()
       expect(Service.prototype.ok.name).toBe('ok')
       expect(Service.prototype.stream.name).toBe('stream')
+    })
+
+    it.each([
+      ['above', 'meteredAbove'],
+      ['below', 'meteredBelow'],
+    ] as const)('written %s a route decorator, keeps its metadata and meters', async (_, name) => {
+      const { meter, Service, service } = await setup()
+      const path = name === 'meteredAbove' ? '/metered-above' : '/metered-below'
+      expect(Reflect.getMetadata('route:path', Service.prototype[name])).toBe(path)
+      expect(await service[name]()).toBe(1)
+      expect(await balanceOf(meter)).toEqual({ total: 99, held: 0 })
     })
   })
 

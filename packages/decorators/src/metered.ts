@@ -283,7 +283,42 @@ function wrap(original: Method, name: string, rm: Kit, signalOf: SignalOf | null
       }
   // Keep the name for stack traces and framework reflection.
   Object.defineProperty(wrapped, 'name', { value: original.name, configurable: true })
+  carryOver(original, wrapped)
   return wrapped
+}
+
+/** The part of the `reflect-metadata` API used here, when an app has loaded it. */
+interface ReflectMetadata {
+  getOwnMetadataKeys(target: object): unknown[]
+  getOwnMetadata(key: unknown, target: object): unknown
+  defineMetadata(key: unknown, value: unknown, target: object): void
+}
+
+/**
+ * Carries what other decorators stored on the method over to its wrapper, so that the order of
+ * `@Metered` and a framework's decorators does not matter. Route decorators (NestJS's `@Get`,
+ * `@Post`, `@Sse`…) keep their metadata in `reflect-metadata`, keyed by the method's function:
+ * one applied before `@Metered` (written below it) would otherwise mark a function the class no
+ * longer has, and the route would silently disappear. Own properties (markers some libraries
+ * set on the function) come along too.
+ */
+function carryOver(from: Method, to: Method): void {
+  for (const key of Reflect.ownKeys(from)) {
+    if (key === 'length' || key === 'name' || key === 'prototype') continue
+    const descriptor = Object.getOwnPropertyDescriptor(from, key)
+    if (descriptor !== undefined) Object.defineProperty(to, key, descriptor)
+  }
+  const reflect = Reflect as unknown as Partial<ReflectMetadata>
+  if (
+    typeof reflect.getOwnMetadataKeys !== 'function' ||
+    typeof reflect.getOwnMetadata !== 'function' ||
+    typeof reflect.defineMetadata !== 'function'
+  ) {
+    return
+  }
+  for (const key of reflect.getOwnMetadataKeys(from)) {
+    reflect.defineMetadata(key, reflect.getOwnMetadata(key, from), to)
+  }
 }
 
 /** Listens for the caller's abort; returns the function that stops listening. */

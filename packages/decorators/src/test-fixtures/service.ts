@@ -17,6 +17,26 @@ export interface Caller {
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
+/** A method decorator in both modes, as {@link Route} returns it. */
+interface RouteDecorator {
+  (value: (...args: never[]) => unknown, context: ClassMethodDecoratorContext): void
+  (target: object, key: string | symbol, descriptor: PropertyDescriptor): void
+}
+
+/**
+ * A route decorator as web frameworks write them: Reflect metadata keyed by the method's
+ * function (NestJS's `@Get`, `@Post`, `@Sse` do this). The test loads `reflect-metadata`.
+ */
+function Route(path: string): RouteDecorator {
+  const reflect = Reflect as unknown as {
+    defineMetadata(key: string, value: unknown, target: object): void
+  }
+  return ((...params: unknown[]) => {
+    const method = params.length === 2 ? params[0] : (params[2] as PropertyDescriptor).value
+    reflect.defineMetadata('route:path', path, method as object)
+  }) as RouteDecorator
+}
+
 export function defineService(
   Metered: MeteredFactory,
   currentCredits: typeof CurrentCredits,
@@ -92,6 +112,20 @@ export function defineService(
     /** `self` of a static method is the class: the account here is its name. */
     @Metered({ cost: 1, account: (_args, self) => (self as { name: string }).name })
     static async census(): Promise<number | undefined> {
+      return currentCredits()?.cost
+    }
+
+    /** The route decorator runs first and @Metered wraps the method it marked. */
+    @Metered({ cost: 1 })
+    @Route('/metered-above')
+    async meteredAbove(): Promise<number | undefined> {
+      return currentCredits()?.cost
+    }
+
+    /** @Metered runs first and the route decorator marks the wrapper. */
+    @Route('/metered-below')
+    @Metered({ cost: 1 })
+    async meteredBelow(): Promise<number | undefined> {
       return currentCredits()?.cost
     }
 
