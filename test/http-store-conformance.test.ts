@@ -12,9 +12,8 @@ import { describeStoreConformance } from '@tollgate/conformance'
 import { httpStore, type Store } from '@tollgate/core'
 import { pgliteStore, postgresStore } from '@tollgate/postgres'
 import { createServer } from '@tollgate/server'
-import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { databaseUrl, NO_DATABASE } from './processes.js'
+import { databaseUrl, dropSchemas, NO_DATABASE } from './processes.js'
 
 /** Registers the suite against a server over the store `backend()` makes (in beforeAll). */
 function describeOverServer(
@@ -65,13 +64,7 @@ if (databaseUrl) {
     () => postgresStore({ connectionString: databaseUrl, schema }),
     200,
     async () => {
-      const client = new pg.Client({ connectionString: databaseUrl })
-      await client.connect()
-      try {
-        await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`)
-      } finally {
-        await client.end()
-      }
+      await dropSchemas(schema)
     },
   )
 } else if (process.env.CI) {

@@ -11,13 +11,13 @@ import { connect, createServer as createTcpServer, type Server, type Socket } fr
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createMeter, httpStore, type Meter } from '@tollgate/core'
-import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
   contend as contendWith,
   countTypes,
   createTenantKey,
   databaseUrl,
+  dropSchemas,
   expectManyAccountsSettle,
   expectReplays as expectReplaysIn,
   gateOnDatabase,
@@ -199,13 +199,7 @@ describeServerProcesses(
   'httpStore: app processes share a server on PostgreSQL',
   () => ({ url: databaseUrl, schema }),
   async () => {
-    const client = new pg.Client({ connectionString: databaseUrl })
-    await client.connect()
-    try {
-      await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`)
-    } finally {
-      await client.end()
-    }
+    await dropSchemas(schema)
   },
   !databaseUrl,
 )

@@ -12,12 +12,12 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { createMeter, httpStore, type Meter } from '@tollgate/core'
 import { postgresStore } from '@tollgate/postgres'
-import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import {
   contend,
   countTypes,
   databaseUrl,
+  dropSchemas,
   expectReplays,
   gateOnDatabase,
   kill,
@@ -308,13 +308,7 @@ describeThroughServer(
   'leases: app processes through one Tollgate server (httpStore) on PostgreSQL',
   () => ({ url: databaseUrl, schema }),
   async () => {
-    const client = new pg.Client({ connectionString: databaseUrl })
-    await client.connect()
-    try {
-      await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`)
-    } finally {
-      await client.end()
-    }
+    await dropSchemas(schema)
   },
   !databaseUrl,
 )

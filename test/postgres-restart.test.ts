@@ -12,7 +12,6 @@ import { readdirSync } from 'node:fs'
 import { promisify } from 'node:util'
 import { createMeter, type Meter } from '@tollgate/core'
 import { postgresStore } from '@tollgate/postgres'
-import pg from 'pg'
 import { afterAll, describe, expect, it } from 'vitest'
 import { DebitClient, expectLedgerMatchesAnswers, type Sample, summary } from './faults.js'
 import {
@@ -20,6 +19,7 @@ import {
   countTypes,
   createTenantKey,
   databaseUrl,
+  dropSchemas,
   expectReplays,
   gateOnDatabase,
   ledgerOf,
@@ -66,13 +66,7 @@ describe.skipIf(!databaseUrl || !enabled)('PostgreSQL stopped under load', () =>
   let meter: Meter | undefined
   afterAll(async () => {
     await meter?.close()
-    const client = new pg.Client({ connectionString: databaseUrl })
-    await client.connect()
-    try {
-      await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`)
-    } finally {
-      await client.end()
-    }
+    await dropSchemas(schema)
   }, 60_000)
 
   it('every error the server answers is a 503; nothing is lost or applied twice', async () => {

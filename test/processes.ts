@@ -6,6 +6,7 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { join } from 'node:path'
 import type { LedgerEntry, Meter } from '@tollgate/core'
+import pg from 'pg'
 import { describe, expect, it } from 'vitest'
 
 /**
@@ -244,5 +245,16 @@ export async function expectManyAccountsSettle(
         expect(entries.filter((e) => e.type === 'commit')).toHaveLength(2)
       }),
     )
+  }
+}
+
+/** Drops the test's own schemas from the test database (after the suite that made them). */
+export async function dropSchemas(...schemas: string[]): Promise<void> {
+  const client = new pg.Client({ connectionString: databaseUrl })
+  await client.connect()
+  try {
+    for (const schema of schemas) await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`)
+  } finally {
+    await client.end()
   }
 }

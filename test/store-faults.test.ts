@@ -27,7 +27,14 @@ import {
   type Sample,
   summary,
 } from './faults.js'
-import { createTenantKey, databaseUrl, gateOnDatabase, startServer, stop } from './processes.js'
+import {
+  createTenantKey,
+  databaseUrl,
+  dropSchemas,
+  gateOnDatabase,
+  startServer,
+  stop,
+} from './processes.js'
 
 gateOnDatabase('fault isolation across processes on PostgreSQL')
 
@@ -53,13 +60,7 @@ describe.skipIf(!databaseUrl)('faults through a server on PostgreSQL', () => {
   afterAll(async () => {
     await Promise.all(meters.map((m) => m.close()))
     for (const child of servers) await stop(child)
-    const client = new pg.Client({ connectionString: databaseUrl })
-    await client.connect()
-    try {
-      for (const schema of schemas) await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`)
-    } finally {
-      await client.end()
-    }
+    await dropSchemas(...schemas)
   }, 60_000)
 
   async function serve(url: string, label: string) {
