@@ -4,16 +4,19 @@
  *
  *   <framework>-bare
  *   <framework>-<peer>-<hot|many>                     peers: express-rate-limit / koa-ratelimit /
+ *                                                      @fastify/rate-limit / hono-rate-limiter /
  *                                                      @nestjs/throttler, rlf-memory, rlf-postgres
  *   <framework>-tollgate-<store>[-lease]-<hot|many>   stores: memory, pglite, postgres, server
  *
+ * Fastify and Hono (on `@hono/node-server`) run the full matrix, as Express and Koa do:
+ * rate-limiter-flexible is a plain function call in any middleware.
  * NestJS (on its default platform, Express) runs a smaller matrix: its usual limiter and
  * Tollgate on memory and PostgreSQL, since what it adds over Express is its own pipeline.
  */
 
 import type { FixedRateResult } from './fixed-rate.js'
 
-export const FRAMEWORKS = ['express', 'koa', 'nestjs'] as const
+export const FRAMEWORKS = ['express', 'koa', 'fastify', 'hono', 'nestjs'] as const
 export type Framework = (typeof FRAMEWORKS)[number]
 
 export const STORES = ['memory', 'pglite', 'postgres', 'server'] as const
@@ -48,6 +51,8 @@ export const accountCount = (a: Accounts | null) => (a === 'many' ? MANY_ACCOUNT
 const FRAMEWORK_NAME: Record<Framework, string> = {
   express: 'Express 5',
   koa: 'Koa 3',
+  fastify: 'Fastify 5',
+  hono: 'Hono 4 (node-server)',
   nestjs: 'NestJS 12 (Express)',
 }
 
@@ -58,6 +63,8 @@ const MATRIX: Record<
 > = {
   express: { peers: ['rate-limit', 'rlf-memory', 'rlf-postgres'], stores: STORES },
   koa: { peers: ['rate-limit', 'rlf-memory', 'rlf-postgres'], stores: STORES },
+  fastify: { peers: ['rate-limit', 'rlf-memory', 'rlf-postgres'], stores: STORES },
+  hono: { peers: ['rate-limit', 'rlf-memory', 'rlf-postgres'], stores: STORES },
   nestjs: { peers: ['rate-limit'], stores: ['memory', 'postgres'] },
 }
 
@@ -65,6 +72,8 @@ const MATRIX: Record<
 const LIMITER: Record<Framework, { name: string; slug: string }> = {
   express: { name: 'express-rate-limit', slug: 'rate-limit' },
   koa: { name: 'koa-ratelimit', slug: 'ratelimit' },
+  fastify: { name: '@fastify/rate-limit', slug: 'rate-limit' },
+  hono: { name: 'hono-rate-limiter', slug: 'rate-limiter' },
   nestjs: { name: '@nestjs/throttler', slug: 'throttler' },
 }
 const STORE_NAME: Record<TollgateStore, string> = {

@@ -16,6 +16,8 @@ import { createServer, type IncomingHttpHeaders, type RequestListener } from 'no
 import type { AddressInfo } from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
+import fastifyRateLimit from '@fastify/rate-limit'
+import { getRequestListener } from '@hono/node-server'
 import {
   Controller,
   type DynamicModule,
@@ -36,11 +38,16 @@ import {
 } from '@nestjs/throttler'
 import { createMeter, httpStore, type Meter, memoryStore, type Store } from '@tollgate/core'
 import { metered as expressMetered } from '@tollgate/express'
+import { tollgate as fastifyTollgate } from '@tollgate/fastify'
+import { metered as honoMetered } from '@tollgate/hono'
 import { metered as koaMetered } from '@tollgate/koa'
 import { Credits, TollgateModule } from '@tollgate/nestjs'
 import { pgliteStore, postgresStore } from '@tollgate/postgres'
 import express, { type RequestHandler } from 'express'
 import { rateLimit } from 'express-rate-limit'
+import Fastify from 'fastify'
+import { Hono } from 'hono'
+import { rateLimiter as honoRateLimiter } from 'hono-rate-limiter'
 import Koa, { type Middleware } from 'koa'
 import ratelimit from 'koa-ratelimit'
 import pg from 'pg'
@@ -207,6 +214,83 @@ async function koaApp(s: Scenario) {
   return app
 }
 
+/**
+ * A Fastify app whose handler serves the benchmark's server: `serverFactory` hands Fastify's
+ * own request handler over, so requests take the same path as under `app.listen()`.
+ */
+async function fastifyApp(s: Scenario): Promise<RequestListener> {
+  let listener: RequestListener | undefined
+  const app = Fastify({
+    logger: false,
+    serverFactory: (handler) => {
+      listener = handler
+      // Fastify wants a server it may close; the benchmark's own one is closed by stop().
+      return createServer()
+    },
+  })
+  if (s.middleware === 'rate-limit') {
+    await app.register(fastifyRateLimit, {
+      max: NEVER,
+      timeWindow: 60_000,
+      keyGenerator: (req) => account(req.headers),
+    })
+  } else if (s.middleware === 'rlf-memory' || s.middleware === 'rlf-postgres') {
+    const limiter = await rlfLimiter(s)
+    app.addHook('onRequest', async (req, reply) => {
+      try {
+        await limiter.consume(account(req.headers))
+      } catch {
+        return reply.code(429).send()
+      }
+    })
+  } else if (s.middleware === 'tollgate') {
+    await app.register(fastifyTollgate, {
+      meter: await seededMeter(s),
+      account: (req) => account(req.headers),
+      cost: 1,
+    })
+  }
+  app.get('/', async () => BODY)
+  await app.ready()
+  cleanups.unshift(() => app.close())
+  if (!listener) throw new Error('Fastify did not call serverFactory')
+  return listener
+}
+
+/** A Hono app on `@hono/node-server`'s request listener (the way Node serves a Hono app). */
+async function honoApp(s: Scenario): Promise<RequestListener> {
+  const app = new Hono()
+  if (s.middleware === 'rate-limit') {
+    app.use(
+      honoRateLimiter({
+        windowMs: 60_000,
+        limit: NEVER,
+        standardHeaders: 'draft-7',
+        keyGenerator: (c) => c.req.header('x-account') ?? '',
+      }),
+    )
+  } else if (s.middleware === 'rlf-memory' || s.middleware === 'rlf-postgres') {
+    const limiter = await rlfLimiter(s)
+    app.use(async (c, next) => {
+      try {
+        await limiter.consume(c.req.header('x-account') ?? '')
+      } catch {
+        return c.body(null, 429)
+      }
+      await next()
+    })
+  } else if (s.middleware === 'tollgate') {
+    app.use(
+      honoMetered(await seededMeter(s), {
+        account: (c) => c.req.header('x-account') ?? '',
+        cost: 1,
+      }),
+    )
+  }
+  app.get('/', (c) => c.json(BODY))
+  return getRequestListener(app.fetch)
+}
+
 /** `@nestjs/throttler`'s guard, keyed on the account header as the other limiters are. */
 class AccountThrottlerGuard extends ThrottlerGuard {
   protected override async getTracker(req: Record<string, unknown>): Promise<string> {
@@ -269,6 +353,21 @@ async function nestApp(s: Scenario): Promise<RequestListener> {
   return instance
 }
 
+async function appFor(s: Scenario): Promise<RequestListener> {
+  switch (s.framework) {
+    case 'express':
+      return expressApp(s)
+    case 'koa':
+      return (await koaApp(s)).callback()
+    case 'fastify':
+      return fastifyApp(s)
+    case 'hono':
+      return honoApp(s)
+    case 'nestjs':
+      return nestApp(s)
+  }
+}
+
 let stopping = false
 async function stop(code = 0) {
   if (stopping) return
@@ -288,12 +387,7 @@ async function stop(code = 0) {
 const server = createServer()
 server.keepAliveTimeout = 60_000
 try {
-  const handler: RequestListener =
-    scenario.framework === 'express'
-      ? await expressApp(scenario)
-      : scenario.framework === 'nestjs'
-        ? await nestApp(scenario)
-        : (await koaApp(scenario)).callback()
+  const handler: RequestListener = await appFor(scenario)
   server.on('request', handler)
   server.listen(0, '127.0.0.1', () => {
     const { port } = server.address() as AddressInfo

@@ -2,8 +2,9 @@
  * HTTP overhead of metering, next to bare frameworks and rate limiters (which do comparable
  * per-request bookkeeping): framework × middleware × store × lease × accounts.
  *
- *   Express 5 / Koa 3:  bare
- *                       express-rate-limit / koa-ratelimit (memory)
+ *   Express 5 / Koa 3 / Fastify 5 / Hono 4 (on @hono/node-server):  bare
+ *                       express-rate-limit / koa-ratelimit / @fastify/rate-limit /
+ *                       hono-rate-limiter (memory)
  *                       rate-limiter-flexible: RateLimiterMemory, RateLimiterPostgres
  *                       Tollgate on memory, PGlite (file), PostgreSQL (group commit), and a
  *                       Tollgate server through httpStore, each with and without a lease
@@ -26,7 +27,7 @@
  *
  *   pnpm --filter @tollgate/bench bench:http [--rounds 3] [--duration 5] [--warmup 2]
  *     [--connections 50] [--only koa-tollgate-memory,lease-hot] [--quick]
- *     [--rate-fraction 0.5] [--rate express=5000,koa=20000,nestjs=4000] [--fixed-duration 3]
+ *     [--rate-fraction 0.5] [--rate express=5000,koa=20000,fastify=20000,hono=20000,nestjs=4000] [--fixed-duration 3]
  *     [--fixed 'bare|-hot$'] [--server-store pglite|postgres] [--profile]
  *
  * PostgreSQL: TOLLGATE_BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/test);
