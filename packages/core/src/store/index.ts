@@ -23,10 +23,12 @@ export {
 } from '../options-kit.js'
 export { newId } from './ids.js'
 export {
+  type AccountChange,
   type ApiKeyRecord,
   type CodeBatch,
   type CodeBatchOutcome,
   decodeCursor,
+  type EventsRequest,
   type ExecuteRequest,
   encodeCursor,
   errorOutcome,
@@ -35,4 +37,8 @@ export {
   memoryKeyRegistry,
   type Outcome,
   type Store,
+  type StoredEvent,
+  type StoredEventType,
+  type WatchListener,
+  type WatchSubscription,
 } from './store.js'

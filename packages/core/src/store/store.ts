@@ -123,6 +123,74 @@ export function memoryKeyRegistry(): KeyRegistry {
 }
 
 /**
+ * Types of the durable events a store keeps (the outbox, DESIGN §5): one per ledger change and
+ * one per alert crossing, written in the same transaction as the change that caused them.
+ */
+export type StoredEventType =
+  | 'granted'
+  | 'debited'
+  | 'reserved'
+  | 'committed'
+  | 'released'
+  | 'expired'
+  | 'redeemed'
+  | 'adjusted'
+  | 'low'
+  | 'depleted'
+  | 'recovered'
+  | 'debt_changed'
+
+/**
+ * One durable event. `seq` is the store's sequence (increasing within a tenant, and in the
+ * order the changes were applied to each account), so a consumer resumes from the last `seq`
+ * it handled; `id` is stable across reads and processes (a webhook's `webhook-id`).
+ */
+export interface StoredEvent {
+  seq: number
+  id: string
+  tenant: string
+  account: string
+  type: StoredEventType
+  /** ms since epoch: the operation's time. */
+  at: number
+  /** The figures: amounts, ids (`grantId`, `holdId`, …) and `balanceAfter` where it applies. */
+  data: Record<string, unknown>
+}
+
+/** A read of the outbox: events with `seq > after`, oldest first. */
+export interface EventsRequest {
+  /** One tenant, or null for every tenant (a server's delivery worker). */
+  tenant: string | null
+  after: number
+  /** At most this many (1–1000). */
+  limit: number
+}
+
+/** One account changed: enough for a cache to drop what it holds of the account. */
+export interface AccountChange {
+  tenant: string
+  account: string
+  /** The store sequence of the change; increasing per tenant. */
+  seq: number
+}
+
+/** What a change-feed subscriber is told. Called synchronously; must not throw or block. */
+export interface WatchListener {
+  onChanges(changes: readonly AccountChange[]): void
+  /**
+   * The feed went down (`up: false`, with why) or came back (`up: true`). While it is down a
+   * subscriber cannot trust its cache beyond its TTL; after it comes back, changes missed in
+   * between are not replayed, so a subscriber drops its whole cache.
+   */
+  onStatus?(up: boolean, reason?: string): void
+}
+
+/** A live change-feed subscription. */
+export interface WatchSubscription {
+  close(): Promise<void>
+}
+
+/**
  * Storage behind a {@link Meter}. Implementations: `memoryStore()` here, `postgresStore()` and
  * `pgliteStore()` in `@tollgate/postgres`, `httpStore()` against a Tollgate server.
  *
@@ -178,6 +246,18 @@ export interface Store {
    * (`httpStore()`) each server process counts alone.
    */
   noteRedeemFailure?(tenant: string, account: string, windowStart: number): Promise<number>
+  /**
+   * The outbox: durable events with `seq > after`, oldest first (DESIGN §5). Optional: a store
+   * without it has no webhooks and no durable event subscription.
+   */
+  events?(request: EventsRequest): Promise<StoredEvent[]>
+  /**
+   * The change feed: tells `listener` about every committed change to any account of any
+   * tenant, from any process sharing this store, within about 100 ms (PostgreSQL
+   * `LISTEN/NOTIFY`, the server's SSE stream, in process for memory and PGlite). Optional: a
+   * meter on a store without it relies on its cache TTL.
+   */
+  watch?(listener: WatchListener): Promise<WatchSubscription>
   close(): Promise<void>
   /** API keys of a Tollgate server running on this store. Optional: `httpStore()` has none. */
   readonly keys?: KeyRegistry
