@@ -15,6 +15,9 @@ import { checkFunction, checkOneOf, type OptionDefaults, readOptions } from '../
 import { type ProblemDetails, problemDetails } from '../protocol/problem.js'
 import { checkAmount, parse, ttlSchema } from '../protocol/validation.js'
 import type { Balance, CommitResult, ReleaseResult } from '../types.js'
+import { type CreditsOwner, MeteredCredits, type RequestCredits } from './stream.js'
+
+export type { RequestCredits } from './stream.js'
 
 /** A value or a promise of it: option callbacks may be sync or async. */
 export type Awaitable<T> = T | PromiseLike<T>
@@ -53,25 +56,23 @@ export interface MeteringOptions<Req, Res = unknown> {
    */
   onError?: (error: unknown, req: Req) => void
   /**
-   * What a request the client abandons pays: `'release'` frees its hold, `'commit'` charges
-   * its actual cost (work that ran anyway, e.g. a model call). @default 'release'
+   * What a request the client abandons pays: `'release'` frees its hold (nothing), `'commit'`
+   * charges its `actual` cost, the reserved cost unless the handler set it (work that ran
+   * anyway, e.g. a model call), `'used'` charges exactly what `credits.use(n)` counted as
+   * served (pay as you stream; 0 when it was never called). @default 'release'
+   * @example onAbort: 'used'
    */
-  onAbort?: 'release' | 'commit'
-}
-
-/** What a handler sees of its request's credits (`req.credits`, `ctx.state.credits`). */
-export interface RequestCredits {
-  readonly account: string
-  /** Credits reserved before the handler ran. */
-  readonly cost: number
-  /** The hold; null when the cost is 0. */
-  readonly hold: Hold | null
-  /** What the request is charged on success; set it to charge what the work really cost. */
-  actual: number
-  /** The balance after the reserve, and after settlement once it settled. */
-  balance: Balance | null
-  /** The commit or release result, once settled. */
-  settlement: CommitResult | ReleaseResult | null
+  onAbort?: 'release' | 'commit' | 'used'
+  /**
+   * Pay as you stream: a block of credits by which the hold grows, in the background, when less
+   * than half a block of it is left unused by `credits.use(n)`, so a stream may outgrow its
+   * `cost`. Each top-up takes what the account has, up to a block; once one adds nothing,
+   * `use()` refuses past the hold and `credits.signal` aborts. Off (0) by default: the hold
+   * stays at `cost`, and `use()` refuses past it.
+   * @default 0
+   * @example { cost: 100, topUp: 100 } // start with 100 credits, grow 100 at a time
+   */
+  topUp?: number
 }
 
 /** Header names, or null when headers are off. */
@@ -121,7 +122,9 @@ export interface ResolvedMeteringOptions<Req, Res> {
   failMode: 'closed' | 'open'
   skip: ((req: Req) => Awaitable<boolean>) | null
   onError: (error: unknown, req: Req) => void
-  onAbort: 'release' | 'commit'
+  onAbort: 'release' | 'commit' | 'used'
+  /** The top-up block; 0 when off. */
+  topUp: number
 }
 
 const METERING_DEFAULTS = {
@@ -135,6 +138,7 @@ const METERING_DEFAULTS = {
   skip: undefined,
   onError: undefined,
   onAbort: 'release',
+  topUp: 0,
 } satisfies OptionDefaults<MeteringOptions<unknown, unknown>>
 
 /** What an adapter adds to {@link resolveMeteringOptions}: its name, its default, its own keys. */
@@ -204,7 +208,7 @@ export function resolveMeteringOptions<Req, Res>(
     throw new InvalidInputError('headers', 'must be a boolean or { cost, remaining }')
   }
   const failMode = checkOneOf(o.failMode, 'failMode', ['closed', 'open'])
-  const onAbort = checkOneOf(o.onAbort, 'onAbort', ['release', 'commit'])
+  const onAbort = checkOneOf(o.onAbort, 'onAbort', ['release', 'commit', 'used'])
   return {
     account,
     cost,
@@ -218,6 +222,7 @@ export function resolveMeteringOptions<Req, Res>(
     skip: fn(o.skip, 'skip'),
     onError: fn<(error: unknown, req: Req) => void>(o.onError, 'onError') ?? defaultOnError,
     onAbort,
+    topUp: checkAmount(o.topUp, 'topUp'),
   }
 }
 
@@ -296,10 +301,10 @@ const RUNNING = 1
 const FINISHED = 2
 
 /** One request's credits: reserve, then settle exactly once. */
-export class MeteredRequest<Req, Res = unknown> {
+export class MeteredRequest<Req, Res = unknown> implements CreditsOwner {
   readonly req: Req
   /** Set once admitted with a cost; what the handler sees. */
-  credits: RequestCredits | null = null
+  credits: MeteredCredits | null = null
   readonly #rm: RequestMeter<Req, Res>
   #phase = ADMITTING
   /** Set by an early `finish()` (client gone while admitting), applied once the hold exists. */
@@ -409,14 +414,7 @@ export class MeteredRequest<Req, Res = unknown> {
   }
 
   #admitted(account: string, cost: number, hold: Hold | null, balance: Balance): Admission {
-    const credits: RequestCredits = {
-      account,
-      cost,
-      hold,
-      actual: cost,
-      balance,
-      settlement: null,
-    }
+    const credits = new MeteredCredits(this, account, cost, hold, balance)
     this.credits = credits
     if (this.#early !== null) {
       // The client left while we reserved: settle now, do not run the handler.
@@ -434,10 +432,21 @@ export class MeteredRequest<Req, Res = unknown> {
     return { type: 'admitted', credits }
   }
 
+  /** @internal The top-up block of pay-as-you-stream credits; 0 when off. */
+  get topUp(): number {
+    return this.#rm.options.topUp
+  }
+
+  /** @internal A failure of the credits' own (a top-up), for `onError`. */
+  report(error: unknown): void {
+    this.#rm.options.onError(error, this.req)
+  }
+
   /**
-   * Settles the request exactly once: commit `credits.actual` on success (and on abort under
-   * `onAbort: 'commit'`), release otherwise. Later calls do nothing. Never rejects: failures
-   * go to `onError` (the response is usually on its way already).
+   * Settles the request exactly once: on success commit `credits.actual` when the handler set
+   * it, else what `credits.use(n)` counted once it was called, else the cost; on abort follow
+   * `onAbort` (`'commit'`: `actual`, `'used'`: what was served); release otherwise. Later calls
+   * do nothing. Never rejects: failures go to `onError` (the response is usually on its way).
    */
   finish(reason: FinishReason): Promise<void> {
     if (this.#phase === ADMITTING) {
@@ -448,11 +457,15 @@ export class MeteredRequest<Req, Res = unknown> {
     this.#phase = FINISHED
     const credits = this.credits
     const hold = credits?.hold
+    credits?.settle(reason === 'abort')
     if (!credits || !hold) return Promise.resolve()
     this.#rm.untrack(this)
     const o = this.#rm.options
-    const charge = reason === 'success' || (reason === 'abort' && o.onAbort === 'commit')
-    const settled = charge ? this.#commit(credits, hold) : hold.release()
+    let settled: Promise<CommitResult | ReleaseResult>
+    if (reason === 'success') settled = this.#commit(credits.charge(), hold)
+    else if (reason === 'abort' && o.onAbort === 'commit') settled = this.#commit(credits.actual, hold)
+    else if (reason === 'abort' && o.onAbort === 'used') settled = hold.commit(credits.used)
+    else settled = hold.release()
     return settled.then(
       (r) => {
         credits.settlement = r
@@ -481,16 +494,16 @@ export class MeteredRequest<Req, Res = unknown> {
     return this.finish(reason)
   }
 
-  #commit(credits: RequestCredits, hold: Hold): Promise<CommitResult> {
+  #commit(actual: number, hold: Hold): Promise<CommitResult> {
     try {
-      checkAmount(credits.actual, 'actual')
+      checkAmount(actual, 'actual')
     } catch (err) {
       // A bad `actual` from the handler must not make the work free: charge the reserved cost.
       this.#rm.options.onError(err, this.req)
       return hold.commit()
     }
-    const committed = hold.commit(credits.actual)
-    if (credits.actual <= hold.amount) return committed
+    const committed = hold.commit(actual)
+    if (actual <= hold.amount) return committed
     // Above the hold under `overage: 'reject'` the commit is refused and the hold stays
     // pending: charge what was reserved rather than let the hold lapse into free work.
     return committed.catch((err: unknown) => {
