@@ -76,10 +76,19 @@ export interface MeteredMethodOptions<Args extends unknown[] = unknown[], This =
   onError?: (error: unknown, call: MethodCall<Args, This>) => void
   /**
    * What a call its caller abandons pays (the `signal` aborted, or an async generator's
-   * consumer stopped early): `'release'` frees the hold, `'commit'` charges the actual cost.
+   * consumer stopped early): `'release'` frees the hold, `'commit'` charges the actual cost,
+   * `'used'` what `credits.use(n)` counted as served.
    * @default 'release'
    */
-  onAbort?: 'release' | 'commit'
+  onAbort?: 'release' | 'commit' | 'used'
+  /**
+   * Pay as you stream: grow the hold by this block of credits, in the background, when less
+   * than half a block of it is left unused by `credits.use(n)` (see docs/streaming.md). Off (0)
+   * by default: `use()` refuses past the reserved cost.
+   * @default 0
+   * @example topUp: 100
+   */
+  topUp?: number
   /**
    * The caller's abort signal, if the call has one: when it aborts before the method settled,
    * the call counts as abandoned (see `onAbort`). The method itself is not stopped.
@@ -145,6 +154,7 @@ const KEYS = [
   'skip',
   'onError',
   'onAbort',
+  'topUp',
   'signal',
 ] as const
 

@@ -30,7 +30,13 @@ export interface CreditsOptions {
   /** Hold TTL for these routes (1 s–24 h); a request still running is extended. @default the module's */
   ttlMs?: number
   /** What a request the client abandons pays. @default the module's ('release') */
-  onAbort?: 'release' | 'commit'
+  onAbort?: 'release' | 'commit' | 'used'
+  /**
+   * Pay as you stream: the block by which the hold of these routes grows (see the module's
+   * `topUp`). @default the module's (0: off)
+   * @example @Credits(100, { topUp: 100 })
+   */
+  topUp?: number
   /** The ledger unreachable: 503 (`'closed'`) or serve unmetered (`'open'`). @default the module's */
   failMode?: 'closed' | 'open'
 }
@@ -41,7 +47,7 @@ export interface CreditsSpec {
   readonly options: Readonly<CreditsOptions>
 }
 
-const ROUTE_KEYS = new Set(['account', 'ttlMs', 'onAbort', 'failMode'])
+const ROUTE_KEYS = new Set(['account', 'ttlMs', 'onAbort', 'failMode', 'topUp'])
 
 /**
  * Meters a route, or every route of a controller: the cost is reserved before the handler runs

@@ -51,6 +51,7 @@ const KIT_KEYS = new Set([
   'skip',
   'onError',
   'onAbort',
+  'topUp',
 ])
 
 /**

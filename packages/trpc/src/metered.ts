@@ -133,10 +133,19 @@ export interface MeteredOptions<
   ) => void
   /**
    * What a call the client abandons pays (request aborted, subscription stopped): `'release'`
-   * frees its hold, `'commit'` charges `ctx.credits.actual` (work that ran anyway).
+   * frees its hold, `'commit'` charges `ctx.credits.actual` (work that ran anyway), `'used'`
+   * what `ctx.credits.use(n)` counted as served.
    * @default 'release'
    */
-  onAbort?: 'release' | 'commit'
+  onAbort?: 'release' | 'commit' | 'used'
+  /**
+   * Pay as you stream: grow the hold by this block of credits, in the background, when less
+   * than half a block of it is left unused by `credits.use(n)` (see docs/streaming.md). Off (0)
+   * by default: `use()` refuses past the reserved cost.
+   * @default 0
+   * @example topUp: 100
+   */
+  topUp?: number
 }
 
 /** The middleware `metered()` returns, for `.use()`. */

@@ -34,6 +34,10 @@ export const ADAPTER_TESTS = [
   'cost as an async function of the request',
   'a cost of 0 reserves nothing',
   '200 concurrent requests on 50 credits serve exactly 50',
+  'a stream that outgrows its hold tops up and finishes',
+  'an account that runs dry mid-stream stops within one block, charged exactly what was served',
+  'three concurrent streams on one account never serve more than it holds',
+  "a client that disconnects under onAbort 'used' pays what it was served",
 ] as const
 
 /** The name of one test of the adapter suite. */
@@ -62,7 +66,8 @@ export interface SuiteMeteringOptions<Req> {
   failMode?: 'closed' | 'open'
   /** Takes the error only: every adapter's `onError(error, …)` accepts it. */
   onError?: (error: unknown) => void
-  onAbort?: 'release' | 'commit'
+  onAbort?: 'release' | 'commit' | 'used'
+  topUp?: number
 }
 
 /** What a body route answers: a status (200, 400, 404 or 500) and a `text/plain` body. */
@@ -82,7 +87,9 @@ export type SuiteRoute = (credits: RequestCredits | null) => Promise<SuiteReply>
 /**
  * The streaming route, served at `/stream`: answer 200 and send each string of the iterable as
  * it comes (SSE framing is fine, the suite looks for the strings). Stop reading it when the
- * client goes away.
+ * client goes away. In the pay-as-you-stream tests the iterable calls `credits.use(n)` for each
+ * chunk and, once that refuses (`credits.signal` aborted), yields an SSE `event: error` with
+ * the problem and ends: the route sends it and ends the response as usual.
  */
 export type SuiteStreamRoute = (credits: RequestCredits | null) => AsyncIterable<string>
 

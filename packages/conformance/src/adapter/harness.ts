@@ -4,7 +4,7 @@
  * to the adapter over real HTTP.
  */
 import { createMeter, type LedgerEntryType, type Meter, memoryStore } from '@tollgate/core'
-import type { Awaitable, RequestCredits } from '@tollgate/core/metering'
+import { type Awaitable, problemDetails, type RequestCredits } from '@tollgate/core/metering'
 import { expect, onTestFinished, vi } from 'vitest'
 import { type Deferred, deferred } from '../testing/async.js'
 import { expectLedgerReplays, ledgerTypes } from '../testing/ledger.js'
@@ -31,7 +31,8 @@ export interface TestOptions {
   ttlMs?: number
   headers?: boolean | { cost: string; remaining: string }
   failMode?: 'closed' | 'open'
-  onAbort?: 'release' | 'commit'
+  onAbort?: 'release' | 'commit' | 'used'
+  topUp?: number
 }
 
 /** What one test sets up. */
@@ -207,6 +208,7 @@ function optionsFor<Req>(
   if (options.headers !== undefined) out.headers = options.headers
   if (options.failMode !== undefined) out.failMode = options.failMode
   if (options.onAbort !== undefined) out.onAbort = options.onAbort
+  if (options.topUp !== undefined) out.topUp = options.topUp
   return out
 }
 
@@ -216,8 +218,72 @@ export interface RouteControl {
   actual: number | undefined
   /** The status `/fail` answers. */
   failStatus: number
-  /** What each chunk `/stream` delivers adds to the actual cost. */
+  /** What each chunk `/stream` delivers adds to the actual cost (or pays, when `paid`). */
   perChunk: number
+  /**
+   * `/stream` pays as it goes: each chunk calls `credits.use(perChunk)` instead of setting the
+   * actual cost, and a refusal ends the stream with an SSE `event: error` carrying the problem.
+   */
+  paid: boolean
+  /**
+   * When above 0, each `/stream` request sends this many chunks of its own (`data: chunk-<i>`,
+   * one event-loop turn apart, a steady stream) instead of those the test pushes to `chunks`.
+   */
+  generate: number
+}
+
+/** Yields between generated chunks: one turn of the event loop, as a steady source would. */
+const turn = () => new Promise<void>((resolve) => setImmediate(resolve))
+
+/**
+ * `count` chunks, one event-loop turn apart. Written by hand, as {@link Chunks}, so `return()`
+ * (the client went away) stops it at once.
+ */
+function generated(count: number): AsyncIterable<string> {
+  let sent = 0
+  let stopped = false
+  const next = async (): Promise<IteratorResult<string>> => {
+    await turn()
+    if (stopped || sent === count) return { done: true, value: undefined }
+    sent++
+    return { done: false, value: `data: chunk-${sent}\n\n` }
+  }
+  const stop = async (): Promise<IteratorResult<string>> => {
+    stopped = true
+    return { done: true, value: undefined }
+  }
+  return { [Symbol.asyncIterator]: () => ({ next, return: stop }) }
+}
+
+/**
+ * A stream that pays as it goes (DESIGN section 3): each chunk of `source` is served only when
+ * `credits.use(perChunk)` covers it; on a refusal (`credits.signal` aborted) it sends an SSE
+ * `event: error` with the problem and ends, so the response ends cleanly and is charged what
+ * was served. Unmetered (`credits` null), it passes the chunks on.
+ */
+function paying(
+  source: AsyncIterable<string>,
+  credits: RequestCredits | null,
+  perChunk: number,
+): AsyncIterable<string> {
+  const it = source[Symbol.asyncIterator]()
+  let over = false
+  const next = async (): Promise<IteratorResult<string>> => {
+    if (over) return { done: true, value: undefined }
+    const chunk = await it.next()
+    if (chunk.done || credits === null) return chunk
+    if (credits.use(perChunk)) return chunk
+    over = true
+    void it.return?.()
+    const problem = problemDetails(credits.signal.reason)
+    return { done: false, value: `event: error\ndata: ${JSON.stringify(problem)}\n\n` }
+  }
+  const stop = async (): Promise<IteratorResult<string>> => {
+    over = true
+    await it.return?.()
+    return { done: true, value: undefined }
+  }
+  return { [Symbol.asyncIterator]: () => ({ next, return: stop }) }
 }
 
 /**
@@ -239,7 +305,13 @@ export async function start(
   const entered = deferred()
   const gate = deferred()
   const chunks = new Chunks()
-  const control: RouteControl = { actual: undefined, failStatus: 500, perChunk: 5 }
+  const control: RouteControl = {
+    actual: undefined,
+    failStatus: 500,
+    perChunk: 5,
+    paid: false,
+    generate: 0,
+  }
   const seen: Seen = {
     calls: { '/ok': 0, '/actual': 0, '/fail': 0, '/throw': 0, '/slow': 0, '/stream': 0 },
     credits: undefined,
@@ -285,9 +357,13 @@ export async function start(
     routes,
     stream: (credits) => {
       called('/stream', credits)
-      return chunks.iterable((count) => {
-        if (credits !== null) credits.actual = count * control.perChunk
-      })
+      if (!control.paid) {
+        return chunks.iterable((count) => {
+          if (credits !== null) credits.actual = count * control.perChunk
+        })
+      }
+      const source = control.generate > 0 ? generated(control.generate) : chunks.iterable(() => {})
+      return paying(source, credits, control.perChunk)
     },
   })
   onTestFinished(async () => {

@@ -317,4 +317,95 @@ export const ADAPTER_TEST_BODIES: Record<AdapterTestName, Test> = {
     const balance = await run.settled({ commits: 50 })
     expect(balance).toMatchObject({ total: 0, available: 0, held: 0 })
   },
+
+  async 'a stream that outgrows its hold tops up and finishes'(adapter) {
+    const run = await start(adapter, { grant: 1_000, options: { cost: 10, topUp: 20 } })
+    // 50 chunks at 2 credits: 100 credits through a hold of 10, grown 20 at a time.
+    Object.assign(run.control, { paid: true, perChunk: 2, generate: 50 })
+    const res = await run.get('/stream')
+    expect(res.status).toBe(200)
+    const text = await res.text()
+    expect(served(text)).toBe(50)
+    expect(text).not.toContain('event: error')
+    expect((await run.settled({ commits: 1 })).total).toBe(900)
+    // The reserve, then the top-ups (each a `hold` entry), then one commit.
+    const holds = (await run.types()).filter((t) => t === 'hold').length
+    expect(holds).toBeGreaterThanOrEqual(1 + Math.ceil((100 - 10) / 20))
+    expect(run.seen.credits?.used).toBe(100)
+    expect(run.errors).toEqual([])
+  },
+
+  async 'an account that runs dry mid-stream stops within one block, charged exactly what was served'(
+    adapter,
+  ) {
+    const block = 10
+    const run = await start(adapter, { grant: 100, options: { cost: 10, topUp: block } })
+    Object.assign(run.control, { paid: true, perChunk: 3, generate: 1_000 })
+    const res = await run.get('/stream')
+    expect(res.status).toBe(200)
+    const text = await res.text()
+    const n = served(text)
+    // It stopped in-band, with the problem, within one block of the account's last credit.
+    expect(problemEvent(text)).toMatchObject({ status: 402, account: ACCOUNT, required: 3 })
+    expect(3 * n).toBeLessThanOrEqual(100)
+    expect(100 - 3 * n).toBeLessThan(block)
+    const balance = await run.settled({ commits: 1 })
+    expect(balance).toMatchObject({ total: 100 - 3 * n, debt: 0 })
+    expect(run.seen.credits?.used).toBe(3 * n)
+  },
+
+  async 'three concurrent streams on one account never serve more than it holds'(adapter) {
+    const block = 10
+    const run = await start(adapter, { grant: 100, options: { cost: 10, topUp: block } })
+    Object.assign(run.control, { paid: true, perChunk: 1, generate: 1_000 })
+    const texts = await Promise.all(
+      [1, 2, 3].map(async () => {
+        const res = await run.get('/stream')
+        expect(res.status).toBe(200)
+        return res.text()
+      }),
+    )
+    const each = texts.map(served)
+    const total = each.reduce((a, b) => a + b, 0)
+    expect(total).toBeLessThanOrEqual(100)
+    // Each stopped in-band once the account could pay no more, within a block of its end.
+    for (const text of texts) expect(problemEvent(text)).toMatchObject({ status: 402 })
+    expect(100 - total).toBeLessThan(3 * block)
+    // Charged exactly what was served, never overdrawn.
+    const balance = await run.settled({ commits: 3 })
+    expect(balance).toMatchObject({ total: 100 - total, debt: 0 })
+  },
+
+  async "a client that disconnects under onAbort 'used' pays what it was served"(adapter) {
+    const run = await start(adapter, { options: { cost: 10, topUp: 10, onAbort: 'used' } })
+    Object.assign(run.control, { paid: true, perChunk: 5 })
+    const aborter = new AbortController()
+    const { reader, sofar } = await openStream(run, aborter.signal)
+    for (let i = 2; i <= 5; i++) {
+      run.chunks.push(`chunk-${i}`)
+      await readUntil(reader, sofar, `chunk-${i}`)
+    }
+    // Five chunks at 5 credits served through a hold of 10 that grew as they went.
+    expect((await run.balance()).held).toBeGreaterThanOrEqual(25)
+    aborter.abort()
+    await reader.read().catch(() => undefined)
+    expect((await run.settled({ commits: 1 })).total).toBe(75)
+    expect(run.seen.credits?.used).toBe(25)
+  },
+}
+
+/** How many `data: chunk-<i>` events a paying stream served. */
+function served(text: string): number {
+  return text.match(/data: chunk-\d+/g)?.length ?? 0
+}
+
+/**
+ * The problem an SSE `event: error` of a paying stream carries. An adapter that frames each
+ * chunk as JSON of its own (tRPC's SSE) escapes it: read it unescaped.
+ */
+function problemEvent(text: string): Record<string, unknown> {
+  const plain = text.replaceAll('\\n', '\n').replaceAll('\\"', '"')
+  const match = /event: error\ndata: (.*)\n\n/.exec(plain)
+  if (match === null) throw new Error(`no error event in the stream: ${text.slice(-200)}`)
+  return JSON.parse(match[1]!) as Record<string, unknown>
 }

@@ -461,11 +461,7 @@ export class MeteredRequest<Req, Res = unknown> implements CreditsOwner {
     if (!credits || !hold) return Promise.resolve()
     this.#rm.untrack(this)
     const o = this.#rm.options
-    let settled: Promise<CommitResult | ReleaseResult>
-    if (reason === 'success') settled = this.#commit(credits.charge(), hold)
-    else if (reason === 'abort' && o.onAbort === 'commit') settled = this.#commit(credits.actual, hold)
-    else if (reason === 'abort' && o.onAbort === 'used') settled = hold.commit(credits.used)
-    else settled = hold.release()
+    const settled = this.#settle(reason, credits, hold)
     return settled.then(
       (r) => {
         credits.settlement = r
@@ -492,6 +488,21 @@ export class MeteredRequest<Req, Res = unknown> implements CreditsOwner {
       }
     }
     return this.finish(reason)
+  }
+
+  #settle(
+    reason: FinishReason,
+    credits: MeteredCredits,
+    hold: Hold,
+  ): Promise<CommitResult | ReleaseResult> {
+    if (reason === 'success') return this.#commit(credits.charge(), hold)
+    if (reason === 'abort') {
+      const onAbort = this.#rm.options.onAbort
+      if (onAbort === 'commit') return this.#commit(credits.actual, hold)
+      // What was served: never above the hold, since `use()` refuses past it.
+      if (onAbort === 'used') return hold.commit(credits.used)
+    }
+    return hold.release()
   }
 
   #commit(actual: number, hold: Hold): Promise<CommitResult> {
