@@ -40,6 +40,8 @@ declare global {
  * - `headers` (@default true: `X-Credits-Cost`, `X-Credits-Remaining`)
  * - `onInsufficient(error, req, res)`: answer a refused request yourself (@default 402 problem+json)
  * - `failMode` (@default 'closed'), `skip(req)`, `onError(error, req)`, `onAbort` (@default 'release')
+ * - pay as you stream: `topUp` (@default 0: off), `onAbort: 'used'`; the handler calls
+ *   `credits.use(n)` and watches `credits.signal` (docs/streaming.md)
  */
 export type MeteredOptions = MeteringOptions<Request, Response>
 

@@ -75,6 +75,8 @@ declare module 'fastify' {
  *   problem+json)
  * - `failMode` (@default 'closed'), `skip(request)`, `onError(error, request)`, `onAbort`
  *   (@default 'release')
+ * - pay as you stream: `topUp` (@default 0: off), `onAbort: 'used'`; the handler calls
+ *   `credits.use(n)` and watches `credits.signal` (docs/streaming.md)
  */
 export interface TollgateOptions extends MeteringOptions<FastifyRequest, FastifyReply> {
   /** The meter to charge, from `createMeter()`. Required. */

@@ -24,6 +24,8 @@ import { startWebRequest } from './web-request.js'
  *   (@default 402 problem+json); the credit headers are added to it
  * - `failMode` (@default 'closed'), `skip(request)`, `onError(error, request)`,
  *   `onAbort` (@default 'release')
+ * - pay as you stream: `topUp` (@default 0: off), `onAbort: 'used'`; the handler calls
+ *   `credits.use(n)` and watches `credits.signal` (docs/streaming.md)
  */
 export interface MeteredOptions extends Omit<MeteringOptions<Request, Response>, 'onInsufficient'> {
   /**

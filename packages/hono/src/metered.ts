@@ -52,6 +52,8 @@ declare module 'hono' {
  * - `onInsufficient(error, c)`: a Response for a request the account cannot pay for
  *   (@default 402 problem+json); the credit headers are added to it
  * - `failMode` (@default 'closed'), `skip(c)`, `onError(error, c)`, `onAbort` (@default 'release')
+ * - pay as you stream: `topUp` (@default 0: off), `onAbort: 'used'`; the handler calls
+ *   `credits.use(n)` and watches `credits.signal` (docs/streaming.md)
  *
  * `E` is your app's environment, so `c.get`, `c.env` and `c.req.valid` are typed in them.
  */

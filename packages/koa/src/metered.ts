@@ -45,6 +45,8 @@ declare module 'koa' {
  * - `headers` (@default true: `X-Credits-Cost`, `X-Credits-Remaining`)
  * - `onInsufficient(error, ctx)`: answer a refused request yourself (@default a thrown 402)
  * - `failMode` (@default 'closed'), `skip(ctx)`, `onError(error, ctx)`, `onAbort` (@default 'release')
+ * - pay as you stream: `topUp` (@default 0: off), `onAbort: 'used'`; the handler calls
+ *   `credits.use(n)` and watches `credits.signal` (docs/streaming.md)
  */
 export interface MeteredOptions<Ctx = Context>
   extends Omit<MeteringOptions<Ctx, Ctx>, 'shouldCharge' | 'onInsufficient'> {

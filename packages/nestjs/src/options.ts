@@ -20,6 +20,8 @@ import type { HttpRequest } from './http.js'
  * - `headers` (@default true: `X-Credits-Cost`, `X-Credits-Remaining`)
  * - `onInsufficient(error, req, res)`, `failMode` (@default 'closed'), `skip(req)`,
  *   `onError(error, req)`, `onAbort` (@default 'release')
+ * - pay as you stream: `topUp` (@default 0: off), `onAbort: 'used'`; the handler calls
+ *   `credits.use(n)` and watches `credits.signal` (docs/streaming.md)
  * - `exceptionFilter` (@default true): register {@link CreditsExceptionFilter} globally
  */
 export interface TollgateModuleOptions<Req = HttpRequest, Res = unknown>
