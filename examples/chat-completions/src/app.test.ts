@@ -123,7 +123,11 @@ describe.each(Object.keys(APPS) as (keyof typeof APPS)[])('chat completions on %
     const decoder = new TextDecoder()
     let text = ''
     const read = () => text.split('\n\n').filter((e) => e.includes('"content":"')).length - 1
-    while (read() < 20) text += decoder.decode((await reader.read()).value, { stream: true })
+    while (read() < 20) {
+      const { done, value } = await reader.read()
+      if (done) throw new Error(`the stream ended early: ${text}`)
+      text += decoder.decode(value, { stream: true })
+    }
     aborter.abort()
     await reader.read().catch(() => undefined)
     const charged = 10_000 - (await settled()).total
