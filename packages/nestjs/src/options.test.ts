@@ -31,6 +31,7 @@ describe('TollgateModule.forRoot options', () => {
     expect(fieldOf(() => forRoot({ meter: {} as Meter }))).toBe('meter')
     expect(fieldOf(() => forRoot({ ttlMs: 10 }))).toBe('ttlMs')
     expect(fieldOf(() => forRoot({ cost: -1 }))).toBe('cost')
+    expect(fieldOf(() => forRoot({ topUp: 2.5 }))).toBe('topUp')
     expect(fieldOf(() => forRoot({ failMode: 'maybe' as 'open' }))).toBe('failMode')
     expect(fieldOf(() => forRoot({ headers: { cost: 'bad header' } }))).toBe('headers.cost')
     expect(fieldOf(() => forRoot({ exceptionFilter: 'yes' as unknown as boolean }))).toBe(
@@ -88,6 +89,8 @@ describe('@Credits', () => {
     expect(fieldOf(() => Credits(1.5))).toBe('cost')
     expect(fieldOf(() => Credits(1, { ttlMs: 10 }))).toBe('ttlMs')
     expect(fieldOf(() => Credits(1, { onAbort: 'never' as 'release' }))).toBe('onAbort')
+    expect(fieldOf(() => Credits(1, { topUp: -1 }))).toBe('topUp')
+    expect(() => Credits(1, { topUp: 10, onAbort: 'used' })).not.toThrow()
     expect(fieldOf(() => Credits(1, { account: 'u' as unknown as () => string }))).toBe('account')
     expect(fieldOf(() => Credits(1, null as unknown as object))).toBe('options')
   })
