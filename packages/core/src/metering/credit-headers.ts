@@ -3,7 +3,7 @@
  * `X-Credits-Cost` / `X-Credits-Remaining` pair (DESIGN section 3) and, when the app opts in,
  * the IETF `RateLimit-Policy` / `RateLimit` fields (draft-ietf-httpapi-ratelimit-headers-11),
  * so clients that already read those fields see the account's credits without Tollgate's own
- * names. docs/decisions.md ("RateLimit fields for prepaid credits") says how credits map to them.
+ * names. docs/decisions.md ("Middleware", standard headers) says how credits map to them.
  */
 import { InvalidInputError } from '../errors.js'
 
