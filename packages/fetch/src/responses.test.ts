@@ -9,7 +9,7 @@ import type { Refusal } from '@tollgate/core/metering'
 import { describe, expect, it, vi } from 'vitest'
 import { answerRefusal, problemResponse, withCreditHeaders, withHeaders } from './responses.js'
 
-const names = { cost: 'X-Credits-Cost', remaining: 'X-Credits-Remaining' }
+const names = { cost: 'X-Credits-Cost', remaining: 'X-Credits-Remaining', policy: null }
 
 function refusal(error: TollgateError, credits: Refusal['credits'] = null): Refusal {
   return { type: 'refused', error, problem: problemDetails(error), credits }
@@ -35,6 +35,17 @@ describe('withHeaders', () => {
     expect(withCreditHeaders(res, names, 3, 97)).toBe(res)
     expect(res.headers.get('x-credits-cost')).toBe('3')
     expect(res.headers.get('x-credits-remaining')).toBe('97')
+    expect(res.headers.get('ratelimit')).toBeNull()
+  })
+
+  it('with a policy, the RateLimit fields too; RateLimit-Policy only when the total is known', () => {
+    const standard = { ...names, policy: 'credits' }
+    const res = withCreditHeaders(new Response('ok'), standard, 3, 97, 100)
+    expect(res.headers.get('ratelimit-policy')).toBe('"credits";q=100')
+    expect(res.headers.get('ratelimit')).toBe('"credits";r=97')
+    const unknown = withCreditHeaders(new Response('ok'), standard, 3, 97)
+    expect(unknown.headers.get('ratelimit-policy')).toBeNull()
+    expect(unknown.headers.get('ratelimit')).toBe('"credits";r=97')
   })
 
   it('copies a Response whose headers are immutable, keeping status, headers and body', async () => {

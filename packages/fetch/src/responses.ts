@@ -8,6 +8,7 @@ import { type InsufficientCreditsError, isTollgateError, type ProblemDetails } f
 import {
   type Awaitable,
   type CreditHeaderNames,
+  creditHeaderFields,
   PROBLEM_CONTENT_TYPE,
   type Refusal,
   refusalHeaders,
@@ -85,14 +86,17 @@ export function withHeaders(response: Response, headers: Record<string, string>)
 
 /**
  * `response` with the credit headers of a metered request: the reserved cost and what the
- * account has available after the reserve. Unchanged when headers are off.
+ * account has available after the reserve, and with `standardHeaders` the `RateLimit` fields
+ * (`total`, the account's credits, is the quota of `RateLimit-Policy`, left out when null).
+ * Unchanged when headers are off.
  */
 export function withCreditHeaders(
   response: Response,
   names: CreditHeaderNames | null,
   cost: number,
   remaining: number,
+  total: number | null = null,
 ): Response {
   if (names === null) return response
-  return withHeaders(response, { [names.cost]: String(cost), [names.remaining]: String(remaining) })
+  return withHeaders(response, creditHeaderFields(names, cost, remaining, total))
 }

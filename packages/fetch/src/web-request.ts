@@ -79,6 +79,8 @@ export class WebMeteredRequest<Req> {
   #settled = false
   /** What `X-Credits-Remaining` reports: available right after the reserve. */
   #remaining = 0
+  /** The account's credits right after the reserve: the quota of `RateLimit-Policy`. */
+  #total: number | null = null
   /** The handler's body while it streams, so an abort can stop its producer. */
   #reader: ReadableStreamDefaultReader<Uint8Array> | null = null
   /** This request's own heartbeat, while it holds credits. */
@@ -119,9 +121,15 @@ export class WebMeteredRequest<Req> {
     )
   }
 
+  /** `response` with this request's credit headers (as they stood after the reserve). */
+  #headed(response: Response, cost: number): Response {
+    return withCreditHeaders(response, this.#names, cost, this.#remaining, this.#total)
+  }
+
   #admitted(admission: Admission): Admission {
     if (admission.type === 'admitted') {
       this.#remaining = admission.credits.balance?.available ?? 0
+      this.#total = admission.credits.balance?.total ?? null
       if (admission.credits.hold !== null && !this.#settled) this.#keepAlive()
     } else {
       // Nothing to settle: refused, finished, or served without metering.
@@ -162,11 +170,11 @@ export class WebMeteredRequest<Req> {
       return response
     }
     const cost = credits.cost
-    if (this.#settled) return withCreditHeaders(response, this.#names, cost, this.#remaining)
+    if (this.#settled) return this.#headed(response, cost)
     const now = credits.hold === null || this.#method === 'HEAD' || given === 'whole'
     const body = now ? null : response.body
     if (body === null || body.locked || !canCopy(response)) {
-      const out = withCreditHeaders(response, this.#names, cost, this.#remaining)
+      const out = this.#headed(response, cost)
       this.#finishResponse(out, true)
       return out
     }
@@ -223,7 +231,7 @@ export class WebMeteredRequest<Req> {
       // Stated, so a framework that copies the Response again keeps the length.
       out.headers.set('Content-Length', String(bytes.byteLength))
     }
-    withCreditHeaders(out, this.#names, this.call.credits!.cost, this.#remaining)
+    this.#headed(out, this.call.credits!.cost)
     this.#finishResponse(out, true)
     return out
   }
@@ -280,7 +288,7 @@ export class WebMeteredRequest<Req> {
       { highWaterMark: 0 },
     )
     out = new Response(stream, response)
-    return withCreditHeaders(out, this.#names, this.call.credits!.cost, this.#remaining)
+    return this.#headed(out, this.call.credits!.cost)
   }
 
   readonly #abort = (): void => {

@@ -46,6 +46,7 @@ const KIT_KEYS = new Set([
   'shouldCharge',
   'ttlMs',
   'headers',
+  'standardHeaders',
   'onInsufficient',
   'failMode',
   'skip',

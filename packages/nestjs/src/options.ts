@@ -17,7 +17,8 @@ import type { HttpRequest } from './http.js'
  * - `meter` (required), `account(req)` (required)
  * - `cost`: the default of `@Credits()` written without a cost (@default 1)
  * - `shouldCharge(req, res)` (@default status < 400), `ttlMs` (@default 60_000)
- * - `headers` (@default true: `X-Credits-Cost`, `X-Credits-Remaining`)
+ * - `headers` (@default true: `X-Credits-Cost`, `X-Credits-Remaining`), `standardHeaders`
+ *   (@default false: the IETF `RateLimit-Policy` / `RateLimit` fields)
  * - `onInsufficient(error, req, res)`, `failMode` (@default 'closed'), `skip(req)`,
  *   `onError(error, req)`, `onAbort` (@default 'release')
  * - pay as you stream: `topUp` (@default 0: off), `onAbort: 'used'`; the handler calls

@@ -86,6 +86,8 @@ describeAdapterConformance({
       tests: [
         'sets both credit headers on every metered response',
         'credit headers take other names, or none',
+        'standardHeaders adds the RateLimit fields: the account credits as quota, available as r',
+        'the 402 carries RateLimit with what was available when standardHeaders is on',
       ],
     },
   ],

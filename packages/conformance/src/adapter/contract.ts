@@ -24,6 +24,8 @@ export const ADAPTER_TESTS = [
   'the 402 is problem+json with both credit headers and no Retry-After',
   'sets both credit headers on every metered response',
   'credit headers take other names, or none',
+  'standardHeaders adds the RateLimit fields: the account credits as quota, available as r',
+  'the 402 carries RateLimit with what was available when standardHeaders is on',
   'an invalid account or cost from the request is a 400, without running the handler',
   'the 400 is problem+json naming the field',
   "failMode 'closed': a store that is down is a 503, without running the handler",
@@ -63,6 +65,7 @@ export interface SuiteMeteringOptions<Req> {
   skip?: (req: Req) => boolean
   ttlMs?: number
   headers?: boolean | { cost: string; remaining: string }
+  standardHeaders?: boolean | { policy: string }
   failMode?: 'closed' | 'open'
   /** Takes the error only: every adapter's `onError(error, …)` accepts it. */
   onError?: (error: unknown) => void

@@ -30,6 +30,7 @@ export interface TestOptions {
   skip?: (req: SuiteRequest) => boolean
   ttlMs?: number
   headers?: boolean | { cost: string; remaining: string }
+  standardHeaders?: boolean | { policy: string }
   failMode?: 'closed' | 'open'
   onAbort?: 'release' | 'commit' | 'used'
   topUp?: number
@@ -206,6 +207,7 @@ function optionsFor<Req>(
   // Only what the test sets: an adapter may warn about an option it does not take.
   if (options.ttlMs !== undefined) out.ttlMs = options.ttlMs
   if (options.headers !== undefined) out.headers = options.headers
+  if (options.standardHeaders !== undefined) out.standardHeaders = options.standardHeaders
   if (options.failMode !== undefined) out.failMode = options.failMode
   if (options.onAbort !== undefined) out.onAbort = options.onAbort
   if (options.topUp !== undefined) out.topUp = options.topUp

@@ -19,6 +19,11 @@ function creditHeaders(res: Response, names: [string, string] = [COST, REMAINING
   return { cost: res.headers.get(names[0]), remaining: res.headers.get(names[1]) }
 }
 
+/** The IETF RateLimit fields of a response (draft-ietf-httpapi-ratelimit-headers). */
+function rateLimitFields(res: Response) {
+  return { policy: res.headers.get('ratelimit-policy'), limit: res.headers.get('ratelimit') }
+}
+
 /** The problem+json body of a response, after checking its media type and length. */
 async function problemOf(res: Response): Promise<Record<string, unknown>> {
   expect(res.headers.get('content-type')).toBe(PROBLEM_CONTENT_TYPE)
@@ -206,6 +211,51 @@ export const ADAPTER_TEST_BODIES: Record<AdapterTestName, Test> = {
     expect(bare.status).toBe(200)
     expect(creditHeaders(bare)).toEqual({ cost: null, remaining: null })
     await none.settled({ commits: 1 })
+  },
+
+  async 'standardHeaders adds the RateLimit fields: the account credits as quota, available as r'(
+    adapter,
+  ) {
+    // Off unless asked.
+    const plain = await start(adapter, { options: { cost: 3 } })
+    expect(rateLimitFields(await fetched(plain, '/ok'))).toEqual({ policy: null, limit: null })
+    await plain.settled({ commits: 1 })
+    // Beside the credit headers: q is the account's credits (the held 3 included), r what is
+    // available after the reserve.
+    const run = await start(adapter, { options: { cost: 3, standardHeaders: true } })
+    const first = await fetched(run, '/ok')
+    expect(creditHeaders(first)).toEqual({ cost: '3', remaining: '97' })
+    expect(rateLimitFields(first)).toEqual({
+      policy: '"credits";q=100',
+      limit: '"credits";r=97',
+    })
+    await run.settled({ commits: 1 })
+    expect(rateLimitFields(await fetched(run, '/ok'))).toEqual({
+      policy: '"credits";q=97',
+      limit: '"credits";r=94',
+    })
+    await run.settled({ commits: 2 })
+    // Instead of them, under a policy name of the app's.
+    const options = { cost: 2, headers: false, standardHeaders: { policy: 'prepaid' } }
+    const alone = await start(adapter, { options })
+    const res = await fetched(alone, '/ok')
+    expect(res.status).toBe(200)
+    expect(creditHeaders(res)).toEqual({ cost: null, remaining: null })
+    expect(rateLimitFields(res)).toEqual({
+      policy: '"prepaid";q=100',
+      limit: '"prepaid";r=98',
+    })
+    await alone.settled({ commits: 1 })
+  },
+
+  async 'the 402 carries RateLimit with what was available when standardHeaders is on'(adapter) {
+    const run = await start(adapter, { grant: 2, options: { cost: 5, standardHeaders: true } })
+    const res = await fetched(run, '/ok')
+    expect(res.status).toBe(402)
+    expect(creditHeaders(res)).toEqual({ cost: '5', remaining: '2' })
+    // A refusal learns what was available, not the account's total: no RateLimit-Policy.
+    expect(rateLimitFields(res)).toEqual({ policy: null, limit: '"credits";r=2' })
+    expect(run.seen.calls['/ok']).toBe(0)
   },
 
   async 'an invalid account or cost from the request is a 400, without running the handler'(

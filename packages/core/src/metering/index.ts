@@ -8,9 +8,14 @@
  */
 export { PROBLEM_CONTENT_TYPE, type ProblemDetails, problemDetails } from '../protocol/problem.js'
 export {
+  type CreditHeaderNames,
+  creditHeaderFields,
+  DEFAULT_RATE_LIMIT_POLICY,
+  resolveCreditHeaders,
+} from './credit-headers.js'
+export {
   type Admission,
   type Awaitable,
-  type CreditHeaderNames,
   createRequestMeter,
   type FinishReason,
   MeteredRequest,

@@ -51,6 +51,9 @@ describe('resolveMeteringOptions', () => {
     ['ttlMs above 24 h', { ttlMs: 86_400_001 }, 'ttlMs'],
     ['headers as string', { headers: 'yes' as never }, 'headers'],
     ['header name with a space', { headers: { cost: 'X Cost' } }, 'headers.cost'],
+    ['standardHeaders as string', { standardHeaders: 'draft-11' as never }, 'standardHeaders'],
+    ['policy with a quote', { standardHeaders: { policy: 'a"b' } }, 'standardHeaders.policy'],
+    ['empty policy', { standardHeaders: { policy: '' } }, 'standardHeaders.policy'],
     ['unknown failMode', { failMode: 'half' as never }, 'failMode'],
     ['unknown onAbort', { onAbort: 'keep' as never }, 'onAbort'],
     ['skip not a function', { skip: true as never }, 'skip'],
@@ -81,7 +84,7 @@ describe('resolveMeteringOptions', () => {
       ttlMs: 60_000,
       failMode: 'closed',
       onAbort: 'release',
-      headers: { cost: 'X-Credits-Cost', remaining: 'X-Credits-Remaining' },
+      headers: { cost: 'X-Credits-Cost', remaining: 'X-Credits-Remaining', policy: null },
     })
     expect(warn).toHaveBeenCalledWith(
       expect.stringContaining('"costt"'),

@@ -15,6 +15,7 @@ import { checkFunction, checkOneOf, type OptionDefaults, readOptions } from '../
 import { type ProblemDetails, problemDetails } from '../protocol/problem.js'
 import { checkAmount, parse, ttlSchema } from '../protocol/validation.js'
 import type { Balance, CommitResult, ReleaseResult } from '../types.js'
+import { type CreditHeaderNames, resolveCreditHeaders } from './credit-headers.js'
 import { type CreditsOwner, MeteredCredits, type RequestCredits } from './stream.js'
 
 export type { RequestCredits } from './stream.js'
@@ -41,6 +42,14 @@ export interface MeteringOptions<Req, Res = unknown> {
    * other names. @default true
    */
   headers?: boolean | { cost?: string; remaining?: string }
+  /**
+   * The IETF `RateLimit-Policy` / `RateLimit` fields on every metered response, beside the
+   * `X-Credits-*` pair (with `headers: false`, instead of it): `RateLimit-Policy:
+   * "credits";q=<the account's credits>`, `RateLimit: "credits";r=<available after the
+   * reserve>`, in credits, no window. `{ policy }` names the policy. @default false
+   * @example { headers: false, standardHeaders: true }
+   */
+  standardHeaders?: boolean | { policy?: string }
   /** Answers a request the account cannot pay for, instead of the default 402 problem+json. */
   onInsufficient?: (error: InsufficientCreditsError, req: Req, res: Res) => Awaitable<void>
   /**
@@ -75,11 +84,7 @@ export interface MeteringOptions<Req, Res = unknown> {
   topUp?: number
 }
 
-/** Header names, or null when headers are off. */
-export interface CreditHeaderNames {
-  cost: string
-  remaining: string
-}
+export type { CreditHeaderNames } from './credit-headers.js'
 
 /** How a request ended, for {@link MeteredRequest.finish}. */
 export type FinishReason = 'success' | 'failure' | 'abort'
@@ -133,6 +138,7 @@ const METERING_DEFAULTS = {
   shouldCharge: undefined,
   ttlMs: undefined,
   headers: true,
+  standardHeaders: false,
   onInsufficient: undefined,
   failMode: 'closed',
   skip: undefined,
@@ -154,19 +160,8 @@ export interface MeteringDefaults<Req, Res> {
 /** The hold TTL when `ttlMs` is not given; a meter's `defaultTtlMs` is the same by default. */
 const DEFAULT_TTL_MS = 60_000
 
-/** RFC 7230 token: what a header name may contain. */
-const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
-
 function fn<T>(value: unknown, field: string): T | null {
   return value === undefined ? null : checkFunction<T>(value, field)
-}
-
-function headerName(value: unknown, fallback: string, field: string): string {
-  if (value === undefined) return fallback
-  if (typeof value !== 'string' || !HEADER_NAME.test(value)) {
-    throw new InvalidInputError(field, 'must be a valid HTTP header name')
-  }
-  return value
 }
 
 function defaultOnError(error: unknown): void {
@@ -194,19 +189,7 @@ export function resolveMeteringOptions<Req, Res>(
   let costOf: ((req: Req) => Awaitable<number>) | null = null
   if (typeof o.cost === 'function') costOf = o.cost
   else cost = checkAmount(o.cost, 'cost')
-  let headers: CreditHeaderNames | null = {
-    cost: 'X-Credits-Cost',
-    remaining: 'X-Credits-Remaining',
-  }
-  if (o.headers === false) headers = null
-  else if (typeof o.headers === 'object' && o.headers !== null) {
-    headers = {
-      cost: headerName(o.headers.cost, headers.cost, 'headers.cost'),
-      remaining: headerName(o.headers.remaining, headers.remaining, 'headers.remaining'),
-    }
-  } else if (o.headers !== true) {
-    throw new InvalidInputError('headers', 'must be a boolean or { cost, remaining }')
-  }
+  const headers = resolveCreditHeaders(o.headers, o.standardHeaders)
   const failMode = checkOneOf(o.failMode, 'failMode', ['closed', 'open'])
   const onAbort = checkOneOf(o.onAbort, 'onAbort', ['release', 'commit', 'used'])
   return {

@@ -156,7 +156,7 @@ describe('settleOnResponseEnd', () => {
 })
 
 describe('credit headers and refusals', () => {
-  const names = { cost: 'X-Credits-Cost', remaining: 'X-Credits-Remaining' }
+  const names = { cost: 'X-Credits-Cost', remaining: 'X-Credits-Remaining', policy: null }
 
   async function refusalFor(grant: number): Promise<Refusal> {
     const { rm } = await setup(grant)
@@ -226,5 +226,23 @@ describe('credit headers and refusals', () => {
     })
     const res = await get(url)
     expect(res.headers).toMatchObject({ 'x-credits-cost': '3', 'x-credits-remaining': '97' })
+    expect(res.headers.ratelimit).toBeUndefined()
+  })
+
+  it('with standardHeaders, the RateLimit fields: the account credits as quota, available as r', async () => {
+    const { rm } = await setup()
+    const standard = { cost: null, remaining: null, policy: 'credits' }
+    const url = await serve(async (req, res) => {
+      const admission = await rm.start(req).admit()
+      if (admission.type !== 'admitted') throw new Error(admission.type)
+      setCreditHeaders(res, standard, admission.credits)
+      res.end()
+    })
+    const res = await get(url)
+    expect(res.headers['x-credits-cost']).toBeUndefined()
+    expect(res.headers['ratelimit-policy']).toBe('"credits";q=100')
+    expect(res.headers.ratelimit).toBe('"credits";r=97')
+    // A refusal knows what was available, not the account's total: RateLimit alone.
+    expect(refusalHeaders(await refusalFor(2), standard)).toEqual({ RateLimit: '"credits";r=2' })
   })
 })

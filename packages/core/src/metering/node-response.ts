@@ -6,7 +6,8 @@
  */
 import type { ServerResponse } from 'node:http'
 import { PROBLEM_CONTENT_TYPE, type ProblemDetails } from '../protocol/problem.js'
-import type { Admission, CreditHeaderNames, MeteredRequest, RequestCredits } from './metering.js'
+import { type CreditHeaderNames, creditHeaderFields } from './credit-headers.js'
+import type { Admission, MeteredRequest, RequestCredits } from './metering.js'
 
 /** A refused admission, as {@link MeteredRequest.admit} reports it. */
 export type Refusal = Extract<Admission, { type: 'refused' }>
@@ -34,8 +35,9 @@ export function settleOnResponseEnd<Req, Res>(
 
 /**
  * Puts the credit headers of an admitted request on `res`: the reserved cost and what the
- * account has available after the reserve. Nothing when headers are off or already sent (the
- * app answered before the middleware got to it).
+ * account has available after the reserve (and its credits, in the `RateLimit` fields when they
+ * are on). Nothing when headers are off or already sent (the app answered before the
+ * middleware got to it).
  */
 export function setCreditHeaders(
   res: ServerResponse,
@@ -43,22 +45,28 @@ export function setCreditHeaders(
   credits: RequestCredits,
 ): void {
   if (names === null || res.headersSent) return
-  res.setHeader(names.cost, credits.cost)
-  res.setHeader(names.remaining, credits.balance?.available ?? 0)
+  const balance = credits.balance
+  const fields = creditHeaderFields(
+    names,
+    credits.cost,
+    balance?.available ?? 0,
+    balance?.total ?? null,
+  )
+  for (const name in fields) res.setHeader(name, fields[name]!)
 }
 
 /**
  * The credit headers of a refusal (the cost asked for, what was available), as a plain object
  * for frameworks that carry headers on their error; empty when unknown (a 503) or headers are
- * off.
+ * off. A refusal does not know the account's total, so `RateLimit-Policy` is left out.
  */
 export function refusalHeaders(
   refusal: Refusal,
   names: CreditHeaderNames | null,
 ): Record<string, string> {
   const credits = refusal.credits
-  if (credits === null || names === null) return {}
-  return { [names.cost]: String(credits.cost), [names.remaining]: String(credits.available) }
+  if (credits === null) return {}
+  return creditHeaderFields(names, credits.cost, credits.available, null)
 }
 
 /**
