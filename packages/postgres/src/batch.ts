@@ -12,7 +12,7 @@
  * idempotency record or a code redemption saved earlier in the batch.
  */
 
-import { NotFoundError } from '@tollgate/core'
+import { NotFoundError, type TenantSettings } from '@tollgate/core'
 import {
   type AccountState,
   applyOperation,
@@ -23,7 +23,13 @@ import {
   type IdempotencyRecord,
   newAccountState,
 } from '@tollgate/core/engine'
-import { type ExecuteRequest, errorOutcome, type Outcome } from '@tollgate/core/store'
+import {
+  type ExecuteRequest,
+  errorOutcome,
+  NO_TENANT_SETTINGS,
+  type Outcome,
+  withTenantSettings,
+} from '@tollgate/core/store'
 import type { SqlClient } from './driver.js'
 import {
   type AccountRow,
@@ -34,6 +40,7 @@ import {
   type LoadRow,
   PersistColumns,
   recordFrom,
+  tenantSettingsFrom,
 } from './rows.js'
 import type { Statements } from './statements.js'
 
@@ -154,9 +161,11 @@ export async function runBatch(
   const keys = new Keys(2)
   const codeKeys = new Keys(2)
   const redemptionKeys = new Keys(3)
+  const tenants = new Set<string>()
   let maxNow = Number.NEGATIVE_INFINITY
   for (const { req, holdAccount } of items) {
     const { tenant, op } = req
+    tenants.add(tenant)
     if (req.now > maxNow) maxNow = req.now
     if (req.account !== undefined) lockAccounts.add(tenant, req.account)
     else if ('holdId' in op) {
@@ -199,7 +208,13 @@ export async function runBatch(
     ...keys.cols,
     ...codeKeys.cols,
     ...redemptionKeys.cols,
+    [...tenants],
   ])
+  /** The stored default settings of the batch's tenants that have any. */
+  const stored = new Map<string, TenantSettings>()
+  for (const t of loaded?.settings ?? []) {
+    stored.set(t[0] as string, tenantSettingsFrom(t[1], t[2]))
+  }
   for (const t of loaded?.buckets ?? []) {
     accounts.get(key2(t[0] as string, t[1] as string))?.state.buckets.push(bucketFrom(t))
   }
@@ -283,7 +298,7 @@ export async function runBatch(
     try {
       fx = applyOperation(state, op, {
         now,
-        config: req.config,
+        config: withTenantSettings(req.config, stored.get(tenant) ?? NO_TENANT_SETTINGS),
         idempotency:
           idemKey === undefined ? null : (idempotency.get(key2(tenant, idemKey)) ?? null),
         code,

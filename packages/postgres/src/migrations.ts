@@ -179,6 +179,21 @@ CREATE TABLE ${s}.redeem_failures (
 );
 `,
   },
+  {
+    version: 6,
+    name: 'tenant settings',
+    // A tenant's default settings, read with each batch's account state (one row per tenant,
+    // keyed by tenant: a sharded database keeps it as a reference table). Versions 4 and 5
+    // (the outbox, webhooks) come from other changes; each version is applied on its own.
+    sql: (s) => `
+CREATE TABLE ${s}.tenant_settings (
+  tenant text COLLATE "C" PRIMARY KEY,
+  low_balance_threshold int8,
+  overdraft_limit int8,
+  updated_at int8 NOT NULL
+);
+`,
+  },
 ]
 
 /** The schema version this package writes and reads. */

@@ -58,6 +58,19 @@ export interface LoadRow {
   keys: unknown[][] | null
   codes: unknown[][] | null
   redemptions: unknown[][] | null
+  /** [tenant, low_balance_threshold, overdraft_limit] of the batch's tenants that stored any. */
+  settings: unknown[][] | null
+}
+
+/** A tenant settings row (int8 columns may come back as strings). */
+export function tenantSettingsFrom(
+  low: unknown,
+  overdraft: unknown,
+): { lowBalanceThreshold: number | null; overdraftLimit: number | null } {
+  return {
+    lowBalanceThreshold: low === null || low === undefined ? null : Number(low),
+    overdraftLimit: overdraft === null || overdraft === undefined ? null : Number(overdraft),
+  }
 }
 
 /** [tenant, account, id, amount, remaining, held, expires_at, priority, category, created_at, expired, cycle_id] */

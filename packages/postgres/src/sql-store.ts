@@ -19,6 +19,7 @@ import {
   NotFoundError,
   type Store,
   StoreUnavailableError,
+  type TenantSettings,
   type TollgateError,
 } from '@tollgate/core'
 import { codeBatchRecord, decideCodeBatch } from '@tollgate/core/engine'
@@ -48,7 +49,7 @@ import { HoldAccounts } from './hold-accounts.js'
 import { sqlKeyRegistry } from './key-registry.js'
 import { type MigrationStatements, migrate, migrationStatements } from './migrations.js'
 import type { ResolvedSqlStoreOptions } from './options.js'
-import { entryFrom, type LedgerRow } from './rows.js'
+import { entryFrom, type LedgerRow, tenantSettingsFrom } from './rows.js'
 import { buildStatements, type Statements } from './statements.js'
 import { sqlTenantList } from './tenant-list.js'
 
@@ -611,6 +612,33 @@ export class SqlStore implements PostgresStore {
       await this.#read(this.#st.pruneRedeemFailures, [tenant, windowStart, PRUNE_BATCH])
     }
     return n
+  }
+
+  /** See `Store.tenantSettings`. */
+  async tenantSettings(tenant: string): Promise<TenantSettings> {
+    this.#checkOpen()
+    const [row] = await this.#read<{ low_balance_threshold: unknown; overdraft_limit: unknown }>(
+      this.#st.tenantSettings,
+      [tenant],
+    )
+    return tenantSettingsFrom(row?.low_balance_threshold, row?.overdraft_limit)
+  }
+
+  /** See `Store.putTenantSettings`: one upsert, so concurrent writers of other fields both land. */
+  async putTenantSettings(tenant: string, patch: Partial<TenantSettings>): Promise<TenantSettings> {
+    this.#checkOpen()
+    const [row] = await this.#read<{ low_balance_threshold: unknown; overdraft_limit: unknown }>(
+      this.#st.putTenantSettings,
+      [
+        tenant,
+        patch.lowBalanceThreshold ?? null,
+        patch.overdraftLimit ?? null,
+        patch.lowBalanceThreshold !== undefined,
+        patch.overdraftLimit !== undefined,
+        Date.now(),
+      ],
+    )
+    return tenantSettingsFrom(row?.low_balance_threshold, row?.overdraft_limit)
   }
 
   /** Tenants that hold accounts, for a sweeper (see `Store.tenants`). */

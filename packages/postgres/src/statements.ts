@@ -26,6 +26,8 @@ export interface Statements {
   pruneKeys: Statement
   pruneHolds: Statement
   noteRedeemFailure: Statement
+  tenantSettings: Statement
+  putTenantSettings: Statement
   pruneRedeemFailures: Statement
 }
 
@@ -122,7 +124,9 @@ WHERE NOT EXISTS (SELECT 1 FROM locked l WHERE l.tenant = a.tenant AND l.account
 (SELECT json_agg(json_build_array(r.tenant, r.code_hash, r.account))
   FROM ${s}.redemptions r
   JOIN unnest($10::text[], $11::text[], $12::text[]) AS k(tenant, hash, account)
-    ON r.tenant = k.tenant AND r.code_hash = k.hash AND r.account = k.account) AS redemptions`),
+    ON r.tenant = k.tenant AND r.code_hash = k.hash AND r.account = k.account) AS redemptions,
+(SELECT json_agg(json_build_array(t.tenant, t.low_balance_threshold, t.overdraft_limit))
+  FROM ${s}.tenant_settings t WHERE t.tenant = ANY($13::text[])) AS settings`),
 
     /**
      * Writes a whole batch in one statement: each table gets one multi-row `unnest` insert,
@@ -296,6 +300,24 @@ SELECT count(*)::int4 AS n FROM gone`),
      * the window's distinct accounts. The count reads the snapshot from before the insert, so the
      * row this statement inserted is added from `ins`.
      */
+    /** The stored default settings of tenant $1 (no row: none stored). */
+    tenantSettings: statement(`SELECT low_balance_threshold, overdraft_limit
+FROM ${s}.tenant_settings WHERE tenant = $1::text`),
+
+    /**
+     * Stores tenant $1's defaults: $2/$3 the values, $4/$5 whether each is given (one left out
+     * keeps its stored value), $6 the time. Returns the row as stored.
+     */
+    putTenantSettings: statement(`INSERT INTO ${s}.tenant_settings AS t
+  (tenant, low_balance_threshold, overdraft_limit, updated_at)
+VALUES ($1::text, $2::int8, $3::int8, $6::int8)
+ON CONFLICT (tenant) DO UPDATE SET
+  low_balance_threshold = CASE WHEN $4::bool THEN excluded.low_balance_threshold
+    ELSE t.low_balance_threshold END,
+  overdraft_limit = CASE WHEN $5::bool THEN excluded.overdraft_limit ELSE t.overdraft_limit END,
+  updated_at = excluded.updated_at
+RETURNING low_balance_threshold, overdraft_limit`),
+
     noteRedeemFailure: statement(`WITH ins AS (
   INSERT INTO ${s}.redeem_failures (tenant, window_start, account)
   VALUES ($1::text, $2::int8, $3::text)

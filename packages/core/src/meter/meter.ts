@@ -17,6 +17,7 @@ import type { Store } from '../store/store.js'
 import { decodeCursor } from '../store/store.js'
 import type {
   AccountSettings,
+  AccountSettingsView,
   Balance,
   CommitResult,
   CreateCodesResult,
@@ -31,6 +32,7 @@ import type {
   RedeemResult,
   ReleaseResult,
 } from '../types.js'
+import { joinChangeFeed } from './change-feed.js'
 import { MeterEmitter, type MeterEventName, type MeterListener } from './events.js'
 import { type ExtendResult, Hold } from './hold.js'
 import { Holds } from './holds.js'
@@ -57,6 +59,7 @@ import {
   stopCycleOperation,
 } from './operations.js'
 import { type MeterOptions, type ResolvedMeterOptions, resolveMeterOptions } from './options.js'
+import { checkSettings } from './settings.js'
 import { SharedCache } from './shared-cache.js'
 import { leaseBackend, result, StoreClient } from './store-client.js'
 
@@ -78,6 +81,8 @@ export class Meter {
   /** Leases, when the meter has them (`createMeter({ lease })`). */
   readonly #leases: LeaseManager | null
   readonly #holds: Holds
+  /** Leaves the store's change feed; a no-op for a meter without a cache. */
+  readonly #leaveFeed: () => Promise<void>
 
   constructor(options: MeterOptions) {
     this.#o = resolveMeterOptions(options)
@@ -89,6 +94,17 @@ export class Meter {
       ? new LeaseManager(this.#o.lease, leaseBackend(this.#client, this.#o))
       : null
     this.#holds = new Holds(this, this.#client, this.#cache, this.#leases, this.#o.defaultTtlMs)
+    const cache = this.#o.cache
+    // Only a cache can go stale: a meter without one has nothing to keep true.
+    this.#leaveFeed = cache ? joinChangeFeed(this.#o.store, cache.ttlMs) : async () => {}
+    const { config, store } = this.#o
+    if (config.lowBalanceThreshold !== null || config.overdraftLimit !== null) {
+      // In the background: a meter's creation never waits for the store.
+      this.#client
+        .ready()
+        .then(() => checkSettings(store, this.tenant, config))
+        .catch(() => {})
+    }
   }
 
   /** The store this meter runs on. */
@@ -248,6 +264,23 @@ export class Meter {
   }
 
   /**
+   * The account's settings: its own (null: none) and the ones in effect for it, which are its
+   * own, else the tenant's stored defaults, else this meter's options.
+   * @example (await meter.settings('user_1')).effective.lowBalanceThreshold // 20
+   */
+  async settings(account: string, options?: CallOptions): Promise<AccountSettingsView> {
+    checkAccount(account)
+    const out = await this.#client.execute(account, { type: 'balance' }, options?.timeoutMs)
+    const r = out.result as unknown as AccountSettings & { effective: AccountSettings }
+    return {
+      account,
+      lowBalanceThreshold: r.lowBalanceThreshold,
+      overdraftLimit: r.overdraftLimit,
+      effective: { ...r.effective },
+    }
+  }
+
+  /**
    * Grants `amount` at the start of every period, expiring at its end; unspent credits up to
    * `rollover.max` carry into the next period. Replaces an active cycle.
    */
@@ -348,7 +381,11 @@ export class Meter {
     } finally {
       this.#events.clear()
       this.#cache.close()
-      await this.#client.close()
+      try {
+        await this.#leaveFeed()
+      } finally {
+        await this.#client.close()
+      }
     }
   }
 }

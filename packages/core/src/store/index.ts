@@ -35,10 +35,13 @@ export {
   type KeyRegistry,
   type LedgerRequest,
   memoryKeyRegistry,
+  NO_TENANT_SETTINGS,
   type Outcome,
+  patchTenantSettings,
   type Store,
   type StoredEvent,
   type StoredEventType,
   type WatchListener,
   type WatchSubscription,
+  withTenantSettings,
 } from './store.js'

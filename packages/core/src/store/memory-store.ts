@@ -6,10 +6,16 @@
 import { applyOperation, newAccountState } from '../engine/apply.js'
 import { isAccountDue, isDue, isHoldDue } from '../engine/due.js'
 import { decideCodeBatch } from '../engine/idempotency.js'
-import type { AccountState, CodeRecord, HoldState, IdempotencyRecord } from '../engine/state.js'
+import type {
+  AccountState,
+  CodeRecord,
+  EngineConfig,
+  HoldState,
+  IdempotencyRecord,
+} from '../engine/state.js'
 import { NotFoundError } from '../errors.js'
 import { readOptions } from '../options-kit.js'
-import type { LedgerEntry, LedgerPage } from '../types.js'
+import type { LedgerEntry, LedgerPage, TenantSettings } from '../types.js'
 import { randomChars } from './ids.js'
 import { MemoryLedger } from './memory-ledger.js'
 import type {
@@ -20,7 +26,15 @@ import type {
   Outcome,
   Store,
 } from './store.js'
-import { encodeCursor, errorOutcome, type KeyRegistry, memoryKeyRegistry } from './store.js'
+import {
+  encodeCursor,
+  errorOutcome,
+  type KeyRegistry,
+  memoryKeyRegistry,
+  NO_TENANT_SETTINGS,
+  patchTenantSettings,
+  withTenantSettings,
+} from './store.js'
 
 /** Options of {@link memoryStore}. None yet; the object is accepted for symmetry with other stores. */
 export type MemoryStoreOptions = Record<string, never>
@@ -71,6 +85,11 @@ interface MemTenant {
   /** Accounts that failed a redemption, by window start: the two latest windows only. */
   redeemFailures: Map<number, Set<string>>
   seq: number
+  /** Stored default settings (`putTenantSettings`). */
+  settings: TenantSettings
+  /** The last meter config seen and that config under `settings`: one merge per change. */
+  configSeen: EngineConfig | null
+  configMerged: EngineConfig | null
 }
 
 function newTenant(holdPrefix: string): MemTenant {
@@ -83,6 +102,9 @@ function newTenant(holdPrefix: string): MemTenant {
     redemptions: new Set(),
     redeemFailures: new Map(),
     seq: 0,
+    settings: NO_TENANT_SETTINGS,
+    configSeen: null,
+    configMerged: null,
   }
 }
 
@@ -207,9 +229,13 @@ class MemoryStore implements Store {
       }
     }
     const a = acct
+    if (t.configSeen !== req.config) {
+      t.configSeen = req.config
+      t.configMerged = withTenantSettings(req.config, t.settings)
+    }
     const fx = applyOperation(state, op, {
       now,
-      config: req.config,
+      config: t.configMerged!,
       idempotency: key === undefined ? null : (t.idempotency.get(key) ?? null),
       code,
       newId: (prefix, at) =>
@@ -373,6 +399,17 @@ class MemoryStore implements Store {
    * Drops idempotency records older than `before`. Resolved holds are kept as one status byte
    * each for the life of the store, so a late commit still gets "already resolved".
    */
+  async tenantSettings(tenant: string): Promise<TenantSettings> {
+    return { ...(this.#tenants.get(tenant)?.settings ?? NO_TENANT_SETTINGS) }
+  }
+
+  async putTenantSettings(tenant: string, patch: Partial<TenantSettings>): Promise<TenantSettings> {
+    const t = this.#tenant(tenant)
+    t.settings = patchTenantSettings(t.settings, patch)
+    t.configSeen = null
+    return { ...t.settings }
+  }
+
   async prune(tenant: string, before: number): Promise<number> {
     const t = this.#tenants.get(tenant)
     if (!t) return 0
