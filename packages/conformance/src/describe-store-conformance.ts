@@ -15,6 +15,7 @@ import { idempotencyRules } from './rules/idempotency.js'
 import { ledgerRules } from './rules/ledger.js'
 import { overageRules } from './rules/overage.js'
 import { redeemCodeRules } from './rules/redeem-codes.js'
+import { tenantSettingsRules } from './rules/tenant-settings.js'
 import { tenantRules } from './rules/tenants.js'
 
 /** Options of {@link describeStoreConformance}. */
@@ -58,6 +59,7 @@ export function describeStoreConformance(options: ConformanceOptions): void {
     idempotencyRules(options)
     eventRules(options)
     tenantRules(options)
+    tenantSettingsRules(options)
     errorRules(options)
     describeModelProperty(options)
   })

@@ -17,14 +17,21 @@ const FIELDS = ['lowBalanceThreshold', 'overdraftLimit'] as const
 
 /**
  * What is wrong with the meter's options given the stored settings, one sentence per field;
- * empty when they agree (or the meter has no option of its own).
+ * empty when they agree (or the meter has no option of its own). An option where the tenant
+ * stored nothing is only mentioned for a `shared` store (other processes, the REST API).
  */
-export function settingsDisagreements(config: EngineConfig, stored: TenantSettings): string[] {
+export function settingsDisagreements(
+  config: EngineConfig,
+  stored: TenantSettings,
+  shared: boolean,
+): string[] {
   const out: string[] = []
   for (const field of FIELDS) {
     const mine = config[field]
     const theirs = stored[field]
     if (mine === null || mine === theirs) continue
+    // In one process's memory there is no other path to disagree with.
+    if (theirs === null && !shared) continue
     out.push(
       theirs === null
         ? `${field}: ${mine} is this meter's alone (the tenant has none stored, so the REST API, the CLI and other meters report another figure); store it with PUT /v1/settings or \`tollgate settings set\``
@@ -49,7 +56,7 @@ export async function checkSettings(
     // The first operation reports a store that does not answer.
     return
   }
-  const problems = settingsDisagreements(config, stored)
+  const problems = settingsDisagreements(config, stored, store.kind !== 'memory')
   if (problems.length > 0) {
     warn(
       `Tollgate: createMeter (tenant ${tenant}): ${problems.join('; ')}`,
