@@ -78,7 +78,7 @@ export class ChangeFeedHub {
       // A proxy (nginx) must pass each event on at once.
       'x-accel-buffering': 'no',
     })
-    this.#send(sub, sseEvent('ready', {}))
+    this.#send(sub, sseEvent('ready', { tenant }))
     if (!this.#up) this.#send(sub, sseEvent('status', { up: false, reason: this.#reason }))
   }
 

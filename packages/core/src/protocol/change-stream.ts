@@ -1,7 +1,8 @@
 /**
  * The change feed's wire format (`GET /v1/store/changes`, `text/event-stream`), shared by the
  * server that streams it and `httpStore().watch()` that reads it. Events:
- * - `ready`: the stream is live; changes from here on are sent (data: `{}`);
+ * - `ready`: the stream is live; changes from here on are sent (data: `{ tenant }`, the one
+ *   tenant the stream carries, or null for every tenant);
  * - `changes`: data is a JSON array of {@link AccountChange} (`{ tenant, account, seq }`);
  * - `status`: data is `{ up, reason? }`, the server's own feed from its store went down or
  *   came back.
@@ -22,7 +23,7 @@ export const SSE_HEARTBEAT = ':\n\n'
 
 /** What {@link SseReader} hands on. */
 export type ChangeStreamEvent =
-  | { type: 'ready' }
+  | { type: 'ready'; tenant: string | null }
   | { type: 'changes'; changes: AccountChange[] }
   | { type: 'status'; up: boolean; reason: string | undefined }
 
@@ -63,7 +64,10 @@ function parseBlock(block: string): ChangeStreamEvent | null {
     if (field === 'event') name = value
     else if (field === 'data') data = data === '' ? value : `${data}\n${value}`
   }
-  if (name === 'ready') return { type: 'ready' }
+  if (name === 'ready') {
+    const tenant = (JSON.parse(data || '{}') as { tenant?: unknown }).tenant
+    return { type: 'ready', tenant: typeof tenant === 'string' ? tenant : null }
+  }
   if (name === 'changes') {
     const changes = JSON.parse(data) as unknown
     if (!Array.isArray(changes) || !changes.every(isChange)) {

@@ -12,6 +12,7 @@ import type { CodeRecord, Operation } from '../engine/state.js'
 import { InvalidInputError, isTollgateError, StoreUnavailableError } from '../errors.js'
 import { checkInt, type OptionDefaults, readOptions } from '../options-kit.js'
 import type {
+  AccountChange,
   CodeBatch,
   CodeBatchOutcome,
   ExecuteRequest,
@@ -632,11 +633,14 @@ class ChangeStream {
           throw errorFromProblem(problemOf(res.statusCode, text))
         }
         const reader = new SseReader()
+        /** The key's tenant when the stream carries one tenant (a tenant key). */
+        let scope: string | null = null
         res.body.setEncoding('utf8')
         for await (const chunk of res.body) {
           for (const event of reader.push(chunk as string)) {
-            if (event.type === 'changes') this.#listener.onChanges(event.changes)
+            if (event.type === 'changes') this.#listener.onChanges(asCalled(event.changes, scope))
             else if (event.type === 'ready' || event.up) {
+              if (event.type === 'ready') scope = event.tenant
               attempt = 0
               this.#up()
             } else this.#lost(`the server's feed is down: ${event.reason ?? 'no reason given'}`)
@@ -670,6 +674,18 @@ class ChangeStream {
     this.#down = true
     this.#listener.onStatus?.(false, reason)
   }
+}
+
+/**
+ * Changes of a tenant key's stream as the meter names them: a meter on a tenant key calls its
+ * tenant `'default'` (every call of httpStore does: the server maps it to the key's tenant), so
+ * each change is also told under that name.
+ */
+function asCalled(changes: AccountChange[], scope: string | null): AccountChange[] {
+  if (scope === null || scope === 'default') return changes
+  const out = changes.slice()
+  for (const c of changes) out.push({ ...c, tenant: 'default' })
+  return out
 }
 
 /** Waits `ms` (unref'd: a background reconnect keeps no process alive), or less if aborted. */
