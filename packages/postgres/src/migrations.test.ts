@@ -32,8 +32,9 @@ describePostgres('migrations on PostgreSQL', (url) => {
       { version: 2, name: 'server API keys' },
       { version: 3, name: 'redeem failures per tenant window' },
       { version: 4, name: 'outbox: events by sequence and alerts' },
+      { version: 6, name: 'tenant settings' },
     ])
-    expect(SCHEMA_VERSION).toBe(4)
+    expect(SCHEMA_VERSION).toBe(6)
   })
 
   it('refuses a schema newer than the package', async () => {
@@ -63,7 +64,13 @@ describe('migrations on PGlite', () => {
         pgliteStore({ client: db }).migrate(),
       ])
       const { rows } = await db.query('SELECT version FROM tollgate.schema_migrations')
-      expect(rows).toEqual([{ version: 1 }, { version: 2 }, { version: 3 }])
+      expect(rows).toEqual([
+        { version: 1 },
+        { version: 2 },
+        { version: 3 },
+        { version: 4 },
+        { version: 6 },
+      ])
     } finally {
       await db.close()
     }

@@ -6,10 +6,14 @@ import { expectLedgerReplays } from '../testing/ledger.js'
 
 type SettingsStore = Store & Required<Pick<Store, 'tenantSettings' | 'putTenantSettings'>>
 
-/** The store's tenant settings; a store without them fails here (skip the group instead). */
-function settingsOf(store: Store): SettingsStore {
+/**
+ * The store's tenant settings, its schema migrated (the test calls it before any meter
+ * operation would); a store without them fails here (skip the group instead).
+ */
+async function settingsOf(store: Store): Promise<SettingsStore> {
   expect(typeof store.tenantSettings).toBe('function')
   expect(typeof store.putTenantSettings).toBe('function')
+  await store.migrate?.()
   return store as SettingsStore
 }
 
@@ -25,7 +29,7 @@ export function tenantSettingsRules(options: ConformanceOptions): void {
     const t = useMeter(options)
 
     test('tenant settings: none stored reads all null, and the meter option applies', async () => {
-      const store = settingsOf(t.store)
+      const store = await settingsOf(t.store)
       expect(await store.tenantSettings(t.tenant)).toEqual(NONE)
       const m = t.meterWith({ lowBalanceThreshold: 50 })
       await m.grant('a', 40)
@@ -34,7 +38,7 @@ export function tenantSettingsRules(options: ConformanceOptions): void {
     })
 
     test('tenant settings: a stored threshold wins over every meter option', async () => {
-      const store = settingsOf(t.store)
+      const store = await settingsOf(t.store)
       expect(await store.putTenantSettings(t.tenant, { lowBalanceThreshold: 20 })).toEqual({
         lowBalanceThreshold: 20,
         overdraftLimit: null,
@@ -54,7 +58,7 @@ export function tenantSettingsRules(options: ConformanceOptions): void {
     })
 
     test("tenant settings: an account's own setting wins over the stored default", async () => {
-      const store = settingsOf(t.store)
+      const store = await settingsOf(t.store)
       await store.putTenantSettings(t.tenant, { lowBalanceThreshold: 20 })
       await t.meter.grant('a', 10)
       await t.meter.configure('a', { lowBalanceThreshold: 5 })
@@ -70,7 +74,7 @@ export function tenantSettingsRules(options: ConformanceOptions): void {
     })
 
     test('tenant settings: a field left out is kept, null clears it, the next operation sees it', async () => {
-      const store = settingsOf(t.store)
+      const store = await settingsOf(t.store)
       const m = t.meterWith({ lowBalanceThreshold: 5 })
       await m.grant('a', 10)
       await store.putTenantSettings(t.tenant, { lowBalanceThreshold: 20, overdraftLimit: 7 })
@@ -92,7 +96,7 @@ export function tenantSettingsRules(options: ConformanceOptions): void {
     })
 
     test('tenant settings: a stored overdraft limit bounds the debt a commit creates', async () => {
-      const store = settingsOf(t.store)
+      const store = await settingsOf(t.store)
       await store.putTenantSettings(t.tenant, { overdraftLimit: 10 })
       // The meter's own option (no limit) is overruled by the stored one.
       const m = t.meterWith({ overage: 'overdraft' })
@@ -104,7 +108,7 @@ export function tenantSettingsRules(options: ConformanceOptions): void {
     })
 
     test('tenant settings: alerts cross the stored threshold', async () => {
-      const store = settingsOf(t.store)
+      const store = await settingsOf(t.store)
       await store.putTenantSettings(t.tenant, { lowBalanceThreshold: 20 })
       const seen: [string, number][] = []
       t.meter.on('low', (e) => seen.push(['low', e.available]))
@@ -119,7 +123,7 @@ export function tenantSettingsRules(options: ConformanceOptions): void {
     })
 
     test('tenant settings: nothing crosses tenants', async () => {
-      const store = settingsOf(t.store)
+      const store = await settingsOf(t.store)
       const other = t.otherTenant()
       await store.putTenantSettings(t.tenant, { lowBalanceThreshold: 20 })
       await other.grant('a', 10)
