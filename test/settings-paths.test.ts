@@ -26,16 +26,16 @@ describe.skipIf(!databaseUrl)('settings agree through every path', () => {
 
   /** Runs the CLI in this process as an operator would, with the tenant key. */
   async function cli(...args: string[]): Promise<string> {
-    let stdout = ''
-    let stderr = ''
+    const out: string[] = []
+    const err: string[] = []
     const io: CliIo = {
-      stdout: { isTTY: false, write: (s: string) => ((stdout += s), true) },
-      stderr: { isTTY: false, write: (s: string) => ((stderr += s), true) },
+      stdout: { isTTY: false, write: (s: string) => out.push(s) > 0 },
+      stderr: { isTTY: false, write: (s: string) => err.push(s) > 0 },
       env: { TOLLGATE_URL: url, TOLLGATE_API_KEY: apiKey },
     }
     const code = await runCli(args, io)
-    expect(code, stderr).toBe(0)
-    return stdout
+    expect(code, err.join('')).toBe(0)
+    return out.join('')
   }
 
   /** `low` of the account through the four paths. */

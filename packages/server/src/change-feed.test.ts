@@ -1,4 +1,5 @@
-import { type AccountChange, createMeter, httpStore, type Store } from '@tollgate/core'
+import { createMeter, httpStore, type Store } from '@tollgate/core'
+import type { AccountChange } from '@tollgate/core/store'
 import { request } from 'undici'
 import { afterEach, describe, expect, it } from 'vitest'
 import { startServer, type TestServer } from './test-support.js'
@@ -52,8 +53,8 @@ describe('GET /v1/store/changes and httpStore().watch()', () => {
     const b = (await t.createKey('tb')).key
     const seenA = collector()
     const seenAdmin = collector()
-    await open(a).watch(seenA.listener)
-    await open(t.adminKey).watch(seenAdmin.listener)
+    await open(a).watch!(seenA.listener)
+    await open(t.adminKey).watch!(seenAdmin.listener)
     expect(
       (await t.call('POST', '/v1/accounts/u1/grants', { key: b, body: { amount: 5 } })).status,
     ).toBe(201)
@@ -118,7 +119,7 @@ describe('GET /v1/store/changes and httpStore().watch()', () => {
   it('refuses a stream past maxSubscribers with 503, and needs a key', async () => {
     t = await startServer({ changeFeed: { maxSubscribers: 1 } })
     const first = collector()
-    await open(t.adminKey).watch(first.listener)
+    await open(t.adminKey).watch!(first.listener)
     const second = await t.call('GET', '/v1/store/changes')
     expect(second.status).toBe(503)
     expect(second.body).toMatchObject({ code: 'store_unavailable' })
