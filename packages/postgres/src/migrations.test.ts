@@ -63,7 +63,7 @@ describe('migrations on PGlite', () => {
         pgliteStore({ client: db }).migrate(),
       ])
       const { rows } = await db.query('SELECT version FROM tollgate.schema_migrations')
-      expect(rows).toEqual([{ version: 1 }, { version: 2 }, { version: 3 }])
+      expect(rows).toEqual([{ version: 1 }, { version: 2 }, { version: 3 }, { version: 4 }])
     } finally {
       await db.close()
     }
