@@ -73,6 +73,10 @@ export interface PostgresStore extends Store {
    * first operation unless `migrate: false`.
    */
   migrate(): Promise<void>
+  /** The outbox (docs/store.md, "Outbox and change feed"): always present on SQL stores. */
+  events(request: EventsRequest): Promise<StoredEvent[]>
+  /** The change feed over LISTEN/NOTIFY: always present on SQL stores. */
+  watch(listener: WatchListener): Promise<WatchSubscription>
   /** Group-commit counters and the batch-size histogram (a snapshot). */
   stats(): StoreStats
   /** Zeroes the counters (the histogram included). */
@@ -786,7 +790,7 @@ interface EventRow extends LedgerRow {
 }
 
 /** The first key of a schema's in-flight guard: 31 bits, the same in every process. */
-function guardClassOf(schema: string): number {
+export function guardClassOf(schema: string): number {
   return createHash('sha256').update(`tollgate.guard:${schema}`).digest().readUInt32BE(0) >>> 1
 }
 
