@@ -37,6 +37,36 @@ describePostgres('migrations on PostgreSQL', (url) => {
     expect(SCHEMA_VERSION).toBe(6)
   })
 
+  it('applies a version written below the newest applied one (parallel branches merge)', async () => {
+    const gap = uniqueSchema('mig_gap')
+    const store = postgresStore({ connectionString: url, schema: gap })
+    try {
+      await store.migrate()
+      const count = `SELECT count(*)::int4 AS n FROM "${gap}".schema_migrations`
+      const before = await withClient(url, async (c) => (await c.query(count)).rows[0].n)
+      // As if version 6 had reached this database before version 3 existed.
+      await withClient(url, (c) =>
+        c.query(
+          `DROP TABLE "${gap}".redeem_failures; DELETE FROM "${gap}".schema_migrations WHERE version = 3`,
+        ),
+      )
+      const again = postgresStore({ connectionString: url, schema: gap })
+      await again.migrate()
+      await again.close()
+      const rows = await withClient(url, async (c) => {
+        const r = await c.query(
+          `SELECT to_regclass('"${gap}".redeem_failures') IS NOT NULL AS present,
+            (SELECT count(*)::int4 FROM "${gap}".schema_migrations) AS versions`,
+        )
+        return r.rows
+      })
+      expect(rows).toEqual([{ present: true, versions: before }])
+    } finally {
+      await store.close()
+      await withClient(url, (c) => c.query(`DROP SCHEMA "${gap}" CASCADE`))
+    }
+  })
+
   it('refuses a schema newer than the package', async () => {
     const newer = uniqueSchema('mig_newer')
     const store = postgresStore({ connectionString: url, schema: newer })
