@@ -258,3 +258,49 @@ export async function dropSchemas(...schemas: string[]): Promise<void> {
     await client.end()
   }
 }
+
+/** A worker that answers one JSON line per JSON command line (test/workers/coherence-app.mjs). */
+export interface CommandWorker {
+  /** Sends a command; resolves with its answer (commands are answered in order). */
+  send<T>(command: Record<string, unknown>): Promise<T>
+  /** Ends its input, so that it closes and exits; SIGKILL after 10 s. */
+  stop(): Promise<number | null>
+}
+
+/** Starts a command worker and resolves once it printed its first line (`{ ready: true }`). */
+export function startCommandWorker(script: string, args: unknown): Promise<CommandWorker> {
+  const child = spawn(process.execPath, [join(workers, script), JSON.stringify(args)], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  })
+  const waiting: ((line: string) => void)[] = []
+  let buffered = ''
+  child.stdout!.on('data', (chunk: Buffer) => {
+    buffered += chunk
+    let nl = buffered.indexOf('\n')
+    while (nl >= 0) {
+      const line = buffered.slice(0, nl)
+      buffered = buffered.slice(nl + 1)
+      waiting.shift()?.(line)
+      nl = buffered.indexOf('\n')
+    }
+  })
+  const next = () =>
+    new Promise<string>((resolve, reject) => {
+      waiting.push(resolve)
+      child.once('exit', (code) => reject(new Error(`${script} exited (${code})`)))
+    })
+  const worker: CommandWorker = {
+    async send<T>(command: Record<string, unknown>) {
+      const answer = next()
+      child.stdin!.write(`${JSON.stringify(command)}\n`)
+      const parsed = JSON.parse(await answer) as T & { error?: string }
+      if (parsed.error !== undefined) throw new Error(`${script}: ${parsed.error}`)
+      return parsed
+    },
+    stop() {
+      child.stdin!.end()
+      return stop(child)
+    },
+  }
+  return next().then(() => worker)
+}

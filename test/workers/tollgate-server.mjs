@@ -1,12 +1,18 @@
-// A Tollgate server process: createServer over a file-backed PGlite store (`dataDir`) or
-// PostgreSQL (`url` + `schema`), on `port` (default: a free one). Prints one JSON line
+// A Tollgate server process: createServer over a file-backed PGlite store (`dataDir`),
+// PostgreSQL (`url` + `schema`) or, with `memory`, the memory store, on `port` (default: a free
+// one). Prints one JSON line
 // { url, adminKey } when it listens, then serves until SIGTERM (a graceful close) or SIGKILL.
 
+import { memoryStore } from '@tollgate/core'
 import { pgliteStore, postgresStore } from '@tollgate/postgres'
 import { createServer } from '@tollgate/server'
 
-const { dataDir, url, schema, port = 0 } = JSON.parse(process.argv[2])
-const store = url ? postgresStore({ connectionString: url, schema }) : pgliteStore({ dataDir })
+const { dataDir, url, schema, memory, port = 0 } = JSON.parse(process.argv[2])
+const store = memory
+  ? memoryStore()
+  : url
+    ? postgresStore({ connectionString: url, schema })
+    : pgliteStore({ dataDir })
 const server = createServer({ store, logger: false, sweepIntervalMs: 0 })
 const listening = await server.listen({ port, host: '127.0.0.1' })
 process.stdout.write(`${JSON.stringify({ url: listening.url, adminKey: listening.adminKey })}\n`)

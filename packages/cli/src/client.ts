@@ -4,6 +4,8 @@
  * store protocol and runs the engine's rules for a meter.
  */
 import type {
+  AccountSettings,
+  AccountSettingsView,
   Balance,
   Category,
   CreateCodesResult,
@@ -14,6 +16,7 @@ import type {
   LedgerEntryType,
   LedgerPage,
   RedeemResult,
+  TenantSettings,
 } from '@tollgate/core'
 import { Pool } from 'undici'
 
@@ -301,6 +304,33 @@ export class TollgateClient {
   async stopCycle(account: string, options: MutationOptions = {}): Promise<CycleResult> {
     const path = `${accountPath(account)}/cycle`
     return (await this.request<CycleResult>({ method: 'DELETE', path, ...options })).body
+  }
+
+  /** `GET /v1/settings`: the tenant's stored defaults. */
+  async tenantSettings(): Promise<TenantSettings> {
+    return (await this.request<TenantSettings>({ method: 'GET', path: '/v1/settings' })).body
+  }
+
+  /** `PUT /v1/settings`: stores the tenant's defaults (null clears one). */
+  async putTenantSettings(body: Partial<TenantSettings>): Promise<TenantSettings> {
+    return (await this.request<TenantSettings>({ method: 'PUT', path: '/v1/settings', body })).body
+  }
+
+  /** `GET /v1/accounts/{account}/settings`: the account's own settings and those in effect. */
+  async accountSettings(account: string): Promise<AccountSettingsView> {
+    const path = `${accountPath(account)}/settings`
+    return (await this.request<AccountSettingsView>({ method: 'GET', path })).body
+  }
+
+  /** `PUT /v1/accounts/{account}/settings` (null returns a setting to the default). */
+  async putAccountSettings(
+    account: string,
+    body: Partial<AccountSettings>,
+  ): Promise<AccountSettings & { balance: Balance }> {
+    const path = `${accountPath(account)}/settings`
+    return (
+      await this.request<AccountSettings & { balance: Balance }>({ method: 'PUT', path, body })
+    ).body
   }
 
   /** `POST /v1/keys` (admin): the new key, shown this once. */

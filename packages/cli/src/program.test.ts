@@ -91,6 +91,9 @@ describe('bad arguments: exit 2 before any request', () => {
     ['codes without --count', ['codes', 'create', '--credits', '5']],
     ['bad --prefix', ['codes', 'create', '--credits', '5', '--count', '2', '--prefix', 'no-dash']],
     ['bad --metadata', ['debit', 'alice', '5', '--metadata', '[1]']],
+    ['settings set without a setting', ['settings', 'set']],
+    ['negative setting', ['settings', 'set', '--low-balance-threshold', '-1']],
+    ['setting not a number', ['settings', 'set', 'alice', '--overdraft-limit', 'lots']],
   ]
   it.each(cases)('%s', async (_name, args) => {
     // NOWHERE: had a request been sent, the run would fail to connect with exit 1.

@@ -15,6 +15,7 @@ import { addCreditsCommands } from './commands/credits.js'
 import { addCycleCommands } from './commands/cycle.js'
 import { addKeysCommands } from './commands/keys.js'
 import { addServeCommand } from './commands/serve.js'
+import { addSettingsCommands } from './commands/settings.js'
 import { type CliIo, processIo } from './io.js'
 
 /** Options of {@link createProgram}: the process's streams and environment unless given. */
@@ -65,6 +66,7 @@ export function createProgram(options: ProgramOptions = {}): Command {
   addCreditsCommands(program, kit)
   addCodesCommands(program, kit)
   addCycleCommands(program, kit)
+  addSettingsCommands(program, kit)
   kit.addClientOptions()
 
   program.addHelpText(

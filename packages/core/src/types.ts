@@ -158,6 +158,26 @@ export interface CycleResult extends MutationResult {
   replaced: string | null
 }
 
+/**
+ * A tenant's default settings, stored with the ledger (`PUT /v1/settings`, `tollgate settings
+ * set`): what every meter, the REST API and the CLI apply to accounts without settings of
+ * their own. `null`: not stored, so each meter's own option (`createMeter({
+ * lowBalanceThreshold, overdraftLimit })`) applies. See docs/decisions.md, "Settings".
+ */
+export interface TenantSettings {
+  lowBalanceThreshold: number | null
+  overdraftLimit: number | null
+}
+
+/**
+ * An account's settings as {@link Meter.settings} reads them: its own (null: none) and the
+ * ones in effect for it, after the tenant's stored defaults and the meter's options.
+ */
+export interface AccountSettingsView extends AccountSettings {
+  account: string
+  effective: AccountSettings
+}
+
 /** The result of {@link Meter.configure}. */
 export interface AccountSettings {
   /** null: inherit the meter default. */

@@ -12,9 +12,10 @@
  * idempotency record or a code redemption saved earlier in the batch.
  */
 
-import { NotFoundError } from '@tollgate/core'
+import { NotFoundError, type TenantSettings } from '@tollgate/core'
 import {
   type AccountState,
+  alertEvents,
   applyOperation,
   type CodeLookup,
   type CodeRecord,
@@ -23,7 +24,14 @@ import {
   type IdempotencyRecord,
   newAccountState,
 } from '@tollgate/core/engine'
-import { type ExecuteRequest, errorOutcome, type Outcome } from '@tollgate/core/store'
+import {
+  type ExecuteRequest,
+  errorOutcome,
+  NO_TENANT_SETTINGS,
+  type Outcome,
+  withTenantSettings,
+} from '@tollgate/core/store'
+import { changeChunks } from './change-feed.js'
 import type { SqlClient } from './driver.js'
 import {
   type AccountRow,
@@ -34,6 +42,7 @@ import {
   type LoadRow,
   PersistColumns,
   recordFrom,
+  tenantSettingsFrom,
 } from './rows.js'
 import type { Statements } from './statements.js'
 
@@ -154,9 +163,11 @@ export async function runBatch(
   const keys = new Keys(2)
   const codeKeys = new Keys(2)
   const redemptionKeys = new Keys(3)
+  const tenants = new Set<string>()
   let maxNow = Number.NEGATIVE_INFINITY
   for (const { req, holdAccount } of items) {
     const { tenant, op } = req
+    tenants.add(tenant)
     if (req.now > maxNow) maxNow = req.now
     if (req.account !== undefined) lockAccounts.add(tenant, req.account)
     else if ('holdId' in op) {
@@ -172,9 +183,11 @@ export async function runBatch(
   }
 
   // ---- 2. lock, then load
+  const lockParams: unknown[] = [...lockAccounts.cols, ...unknownHolds.cols]
+  if (st.guardClass !== null) lockParams.push(st.guardClass)
   const rows = await db.query<AccountRow & { skipped?: boolean }>(
     skipLocked ? st.lockOrSkip : st.lock,
-    [...lockAccounts.cols, ...unknownHolds.cols],
+    lockParams,
   )
   const accounts = new Map<string, AccountCtx>()
   /** Accounts whose row another transaction holds (`tenant\0account`). */
@@ -199,7 +212,13 @@ export async function runBatch(
     ...keys.cols,
     ...codeKeys.cols,
     ...redemptionKeys.cols,
+    [...tenants],
   ])
+  /** The stored default settings of the batch's tenants that have any. */
+  const stored = new Map<string, TenantSettings>()
+  for (const t of loaded?.settings ?? []) {
+    stored.set(t[0] as string, tenantSettingsFrom(t[1], t[2]))
+  }
   for (const t of loaded?.buckets ?? []) {
     accounts.get(key2(t[0] as string, t[1] as string))?.state.buckets.push(bucketFrom(t))
   }
@@ -283,7 +302,7 @@ export async function runBatch(
     try {
       fx = applyOperation(state, op, {
         now,
-        config: req.config,
+        config: withTenantSettings(req.config, stored.get(tenant) ?? NO_TENANT_SETTINGS),
         idempotency:
           idemKey === undefined ? null : (idempotency.get(key2(tenant, idemKey)) ?? null),
         code,
@@ -307,6 +326,7 @@ export async function runBatch(
       }
     }
     for (const e of fx.entries) out.entry(tenant, e)
+    for (const a of alertEvents(fx)) out.alert(tenant, a)
     const saved = fx.saveIdempotency
     if (saved) {
       idempotency.set(key2(tenant, saved.key), saved)
@@ -335,6 +355,16 @@ export async function runBatch(
     }
   }
   for (const [tenant, record] of dirtyCodes.values()) out.codeCount(tenant, record)
-  if (out.size > 0) await db.query(st.persist, out.params())
+  if (st.channel !== null) {
+    out.channel = st.channel
+    const changed: [string, string][] = []
+    for (const ctx of accounts.values()) {
+      if (ctx.changed) changed.push([ctx.tenant, ctx.state.record.account])
+    }
+    out.changes.push(...changeChunks(changed))
+  }
+  if (out.size > 0) {
+    await db.query(out.xTenant.length > 0 ? st.persistWithAlerts : st.persist, out.params())
+  }
   return { outcomes, holds: holdsWritten, contended }
 }

@@ -31,8 +31,40 @@ describePostgres('migrations on PostgreSQL', (url) => {
       { version: 1, name: 'initial schema' },
       { version: 2, name: 'server API keys' },
       { version: 3, name: 'redeem failures per tenant window' },
+      { version: 4, name: 'outbox: events by sequence and alerts' },
+      { version: 6, name: 'tenant settings' },
     ])
-    expect(SCHEMA_VERSION).toBe(3)
+    expect(SCHEMA_VERSION).toBe(6)
+  })
+
+  it('applies a version written below the newest applied one (parallel branches merge)', async () => {
+    const gap = uniqueSchema('mig_gap')
+    const store = postgresStore({ connectionString: url, schema: gap })
+    try {
+      await store.migrate()
+      const count = `SELECT count(*)::int4 AS n FROM "${gap}".schema_migrations`
+      const before = await withClient(url, async (c) => (await c.query(count)).rows[0].n)
+      // As if version 6 had reached this database before version 3 existed.
+      await withClient(url, (c) =>
+        c.query(
+          `DROP TABLE "${gap}".redeem_failures; DELETE FROM "${gap}".schema_migrations WHERE version = 3`,
+        ),
+      )
+      const again = postgresStore({ connectionString: url, schema: gap })
+      await again.migrate()
+      await again.close()
+      const rows = await withClient(url, async (c) => {
+        const r = await c.query(
+          `SELECT to_regclass('"${gap}".redeem_failures') IS NOT NULL AS present,
+            (SELECT count(*)::int4 FROM "${gap}".schema_migrations) AS versions`,
+        )
+        return r.rows
+      })
+      expect(rows).toEqual([{ present: true, versions: before }])
+    } finally {
+      await store.close()
+      await withClient(url, (c) => c.query(`DROP SCHEMA "${gap}" CASCADE`))
+    }
   })
 
   it('refuses a schema newer than the package', async () => {
@@ -62,7 +94,13 @@ describe('migrations on PGlite', () => {
         pgliteStore({ client: db }).migrate(),
       ])
       const { rows } = await db.query('SELECT version FROM tollgate.schema_migrations')
-      expect(rows).toEqual([{ version: 1 }, { version: 2 }, { version: 3 }])
+      expect(rows).toEqual([
+        { version: 1 },
+        { version: 2 },
+        { version: 3 },
+        { version: 4 },
+        { version: 6 },
+      ])
     } finally {
       await db.close()
     }

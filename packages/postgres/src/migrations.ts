@@ -179,6 +179,45 @@ CREATE TABLE ${s}.redeem_failures (
 );
 `,
   },
+  {
+    version: 4,
+    name: 'outbox: events by sequence and alerts',
+    // The outbox is the ledger read by sequence (every entry is an event, seq its number) plus
+    // alerts, the events the ledger has no entry for. Alerts take their seq from the ledger's
+    // identity sequence, so one sequence orders both (docs/store.md "Outbox"). The COMMENT
+    // checks that the sequence has the name the statements use.
+    sql: (s) => `
+CREATE INDEX ledger_seq ON ${s}.ledger (seq);
+CREATE INDEX ledger_tenant_seq ON ${s}.ledger (tenant, seq);
+COMMENT ON SEQUENCE ${s}.ledger_seq_seq IS 'Tollgate store sequence: ledger entries and alerts';
+CREATE TABLE ${s}.alerts (
+  tenant text COLLATE "C" NOT NULL,
+  account text COLLATE "C" NOT NULL,
+  seq int8 NOT NULL,
+  type text NOT NULL,
+  data json NOT NULL,
+  at int8 NOT NULL,
+  PRIMARY KEY (tenant, account, seq)
+);
+CREATE INDEX alerts_seq ON ${s}.alerts (seq);
+CREATE INDEX alerts_tenant_seq ON ${s}.alerts (tenant, seq);
+`,
+  },
+  {
+    version: 6,
+    name: 'tenant settings',
+    // A tenant's default settings, read with each batch's account state (one row per tenant,
+    // keyed by tenant: a sharded database keeps it as a reference table). Versions 4 and 5
+    // (the outbox, webhooks) come from other changes; each version is applied on its own.
+    sql: (s) => `
+CREATE TABLE ${s}.tenant_settings (
+  tenant text COLLATE "C" PRIMARY KEY,
+  low_balance_threshold int8,
+  overdraft_limit int8,
+  updated_at int8 NOT NULL
+);
+`,
+  },
 ]
 
 /** The schema version this package writes and reads. */
@@ -189,6 +228,8 @@ export interface MigrationStatements {
   schema: string
   quoted: string
   version: Statement
+  /** Every applied version. */
+  applied: Statement
   lock: Statement
   record: Statement
 }
@@ -198,8 +239,10 @@ export function migrationStatements(schema: string, quoted: string): MigrationSt
     schema,
     quoted,
     version: statement(
-      `SELECT coalesce(max(version), 0)::int4 AS version FROM ${quoted}.schema_migrations`,
+      `SELECT coalesce(max(version), 0)::int4 AS version, count(*)::int4 AS applied
+FROM ${quoted}.schema_migrations`,
     ),
+    applied: statement(`SELECT version FROM ${quoted}.schema_migrations`),
     // Two int4 keys: one for Tollgate, one for the schema, so two schemas migrate independently.
     lock: statement(
       `SELECT pg_advisory_xact_lock(hashtext('tollgate.migrate'), hashtext($1::text))`,
@@ -210,9 +253,16 @@ export function migrationStatements(schema: string, quoted: string): MigrationSt
   }
 }
 
-async function currentVersion(db: SqlClient, st: MigrationStatements): Promise<number> {
-  const [row] = await db.query<{ version: number | string }>(st.version, [])
-  return Number(row?.version ?? 0)
+/** The newest applied version and how many are applied. */
+async function currentVersion(
+  db: SqlClient,
+  st: MigrationStatements,
+): Promise<{ version: number; applied: number }> {
+  const [row] = await db.query<{ version: number | string; applied: number | string }>(
+    st.version,
+    [],
+  )
+  return { version: Number(row?.version ?? 0), applied: Number(row?.applied ?? 0) }
 }
 
 /**
@@ -223,13 +273,14 @@ export async function migrate(
   db: SqlClient & { transaction<T>(fn: (tx: SqlClient) => Promise<T>): Promise<T> },
   st: MigrationStatements,
 ): Promise<void> {
-  let version = 0
+  let seen = { version: 0, applied: 0 }
   try {
-    version = await currentVersion(db, st)
+    seen = await currentVersion(db, st)
   } catch {
     // No migrations table yet (or no schema): the locked path below creates it.
   }
-  if (version >= SCHEMA_VERSION) return checkNotNewer(version)
+  checkNotNewer(seen.version)
+  if (seen.version === SCHEMA_VERSION && seen.applied === MIGRATIONS.length) return
   await db.transaction(async (tx) => {
     await tx.query(st.lock, [st.schema])
     // Under the lock: CREATE … IF NOT EXISTS alone is not safe against a concurrent creator.
@@ -240,10 +291,14 @@ CREATE TABLE IF NOT EXISTS ${st.quoted}.schema_migrations (
   applied_at timestamptz NOT NULL DEFAULT now()
 );`)
     // Read again under the lock: another process may have migrated while we waited.
-    const current = await currentVersion(tx, st)
-    checkNotNewer(current)
+    checkNotNewer((await currentVersion(tx, st)).version)
+    // Every version not applied yet, not only those above the newest: versions written on
+    // parallel branches (4, 5, 6) may reach a database in any order.
+    const applied = new Set(
+      (await tx.query<{ version: number | string }>(st.applied, [])).map((r) => Number(r.version)),
+    )
     for (const m of MIGRATIONS) {
-      if (m.version <= current) continue
+      if (applied.has(m.version)) continue
       await tx.script(m.sql(st.quoted))
       await tx.query(st.record, [m.version, m.name])
     }

@@ -12,6 +12,7 @@
  * No database message reaches an error's text: the driver's error is its `cause`.
  */
 
+import { createHash } from 'node:crypto'
 import {
   InvalidInputError,
   isTollgateError,
@@ -19,20 +20,29 @@ import {
   NotFoundError,
   type Store,
   StoreUnavailableError,
+  type TenantSettings,
   type TollgateError,
 } from '@tollgate/core'
-import { codeBatchRecord, decideCodeBatch } from '@tollgate/core/engine'
+import { codeBatchRecord, decideCodeBatch, entryEvent } from '@tollgate/core/engine'
 import {
   type CodeBatch,
   type CodeBatchOutcome,
+  checkInt,
+  type EventsRequest,
   type ExecuteRequest,
   encodeCursor,
   errorOutcome,
+  eventId,
   type KeyRegistry,
   type LedgerRequest,
   type Outcome,
+  type StoredEvent,
+  type StoredEventType,
+  type WatchListener,
+  type WatchSubscription,
 } from '@tollgate/core/store'
 import { type BatchItem, type BatchResult, FailedOperationError, runBatch } from './batch.js'
+import { ChangeFeed, channelOf } from './change-feed.js'
 import {
   isDataError,
   isOperationError,
@@ -48,8 +58,8 @@ import { HoldAccounts } from './hold-accounts.js'
 import { sqlKeyRegistry } from './key-registry.js'
 import { type MigrationStatements, migrate, migrationStatements } from './migrations.js'
 import type { ResolvedSqlStoreOptions } from './options.js'
-import { entryFrom, type LedgerRow } from './rows.js'
-import { buildStatements, type Statements } from './statements.js'
+import { entryFrom, type LedgerRow, tenantSettingsFrom } from './rows.js'
+import { buildStatements, GUARD_UNIT, type Statements } from './statements.js'
 import { sqlTenantList } from './tenant-list.js'
 
 /** A Tollgate store on PostgreSQL or PGlite, as both factories return it. */
@@ -63,6 +73,10 @@ export interface PostgresStore extends Store {
    * first operation unless `migrate: false`.
    */
   migrate(): Promise<void>
+  /** The outbox (docs/store.md, "Outbox and change feed"): always present on SQL stores. */
+  events(request: EventsRequest): Promise<StoredEvent[]>
+  /** The change feed over LISTEN/NOTIFY: always present on SQL stores. */
+  watch(listener: WatchListener): Promise<WatchSubscription>
   /** Group-commit counters and the batch-size histogram (a snapshot). */
   stats(): StoreStats
   /** Zeroes the counters (the histogram included). */
@@ -151,12 +165,19 @@ export class SqlStore implements PostgresStore {
   #closing: Promise<void> | null = null
   readonly keys: KeyRegistry
   readonly #tenantList: (after: string | null, limit: number) => Promise<string[]>
+  readonly #feed: ChangeFeed
 
   constructor(settings: SqlStoreSettings) {
     this.kind = settings.kind
     this.#driver = settings.driver
     this.#o = settings.options
-    this.#st = buildStatements(this.#o.quotedSchema)
+    const channel = channelOf(this.#o.schema)
+    this.#st = buildStatements(
+      this.#o.quotedSchema,
+      settings.sharedDatabase ? guardClassOf(this.#o.schema) : null,
+      this.#o.notify ? channel : null,
+    )
+    this.#feed = new ChangeFeed(channel, this.#driver.listen.bind(this.#driver))
     this.#mst = migrationStatements(this.#o.schema, this.#o.quotedSchema)
     this.#holds = new HoldAccounts(this.#o.holdCacheSize)
     this.#tenantList = sqlTenantList(this.#driver, this.#o.quotedSchema)
@@ -501,6 +522,54 @@ export class SqlStore implements PostgresStore {
     }
   }
 
+  /**
+   * The outbox: ledger entries and alerts with `seq > after`, oldest first. On PostgreSQL the
+   * read stops below the lowest sequence number a batch still in flight may commit (its guard,
+   * see statements.ts), so a reader that resumes from the last `seq` it saw never skips one.
+   */
+  async events(req: EventsRequest): Promise<StoredEvent[]> {
+    this.#checkOpen()
+    const after = checkInt(req.after, 'after')
+    const limit = checkInt(req.limit, 'limit', 1, 1000)
+    const st = this.#st
+    let bound = Number.MAX_SAFE_INTEGER
+    if (st.guardClass !== null) {
+      // In this order: the sequence first, then the guards. A batch not yet guarded when the
+      // guards are read takes its numbers after the sequence was read, so above `bound`.
+      const [last] = await this.#read<{ last_value: unknown }>(st.lastSeq, [])
+      const [held] = await this.#read<{ key: unknown }>(st.inFlightBound, [st.guardClass])
+      bound = Number(last?.last_value ?? 0)
+      if (held && held.key !== null) bound = Math.min(bound, Number(held.key) * GUARD_UNIT)
+    }
+    if (bound <= after) return []
+    const rows = await this.#read<EventRow>(
+      req.tenant === null ? st.eventsOfAll : st.eventsOfTenant,
+      [req.tenant, after, bound, limit],
+    )
+    return rows.map((row) => {
+      const seq = Number(row.seq)
+      const draft =
+        row.data !== null
+          ? { type: row.type as StoredEventType, at: Number(row.at), data: row.data }
+          : entryEvent(entryFrom(row.account, row))
+      return {
+        seq,
+        id: eventId(seq),
+        tenant: row.tenant,
+        account: row.account,
+        type: draft.type,
+        at: draft.at,
+        data: draft.data,
+      }
+    })
+  }
+
+  /** The change feed: notifications of batches committed by any process on this schema. */
+  async watch(listener: WatchListener): Promise<WatchSubscription> {
+    this.#checkOpen()
+    return this.#feed.watch(listener)
+  }
+
   async createCodes(tenant: string, batch: CodeBatch): Promise<CodeBatchOutcome> {
     this.#checkOpen()
     const st = this.#st
@@ -613,6 +682,33 @@ export class SqlStore implements PostgresStore {
     return n
   }
 
+  /** See `Store.tenantSettings`. */
+  async tenantSettings(tenant: string): Promise<TenantSettings> {
+    this.#checkOpen()
+    const [row] = await this.#read<{ low_balance_threshold: unknown; overdraft_limit: unknown }>(
+      this.#st.tenantSettings,
+      [tenant],
+    )
+    return tenantSettingsFrom(row?.low_balance_threshold, row?.overdraft_limit)
+  }
+
+  /** See `Store.putTenantSettings`: one upsert, so concurrent writers of other fields both land. */
+  async putTenantSettings(tenant: string, patch: Partial<TenantSettings>): Promise<TenantSettings> {
+    this.#checkOpen()
+    const [row] = await this.#read<{ low_balance_threshold: unknown; overdraft_limit: unknown }>(
+      this.#st.putTenantSettings,
+      [
+        tenant,
+        patch.lowBalanceThreshold ?? null,
+        patch.overdraftLimit ?? null,
+        patch.lowBalanceThreshold !== undefined,
+        patch.overdraftLimit !== undefined,
+        Date.now(),
+      ],
+    )
+    return tenantSettingsFrom(row?.low_balance_threshold, row?.overdraft_limit)
+  }
+
   /** Tenants that hold accounts, for a sweeper (see `Store.tenants`). */
   tenants(after: string | null, limit: number): Promise<string[]> {
     this.#checkOpen()
@@ -659,6 +755,7 @@ export class SqlStore implements PostgresStore {
     this.#closing ??= (async () => {
       await this.#queue.drain()
       this.#holds.clear()
+      await this.#feed.close()
       await this.#driver.close()
     })()
     return this.#closing
@@ -683,6 +780,18 @@ export function badTextField(value: unknown, path = '', depth = 0): string | und
     if (found !== undefined) return found
   }
   return undefined
+}
+
+/** An outbox row: a ledger entry, or an alert (then `data` is set and the figures are null). */
+interface EventRow extends LedgerRow {
+  tenant: string
+  account: string
+  data: Record<string, unknown> | null
+}
+
+/** The first key of a schema's in-flight guard: 31 bits, the same in every process. */
+export function guardClassOf(schema: string): number {
+  return createHash('sha256').update(`tollgate.guard:${schema}`).digest().readUInt32BE(0) >>> 1
 }
 
 /** Not unref()ed: operations wait on it, and PGlite holds no handle that keeps the process up. */

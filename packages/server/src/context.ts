@@ -3,7 +3,7 @@
  * authentication, attached to each request by the `onRequest` hook.
  */
 
-import type { Meter } from '@tollgate/core'
+import type { Meter, TenantSettings } from '@tollgate/core'
 import type { ApiKeyRecord } from '@tollgate/core/store'
 import type {
   FastifyBaseLogger,
@@ -15,6 +15,7 @@ import type {
 } from 'fastify'
 import type { ZodTypeProvider } from 'fastify-type-provider-zod'
 import type { KeyVerifier } from './api-keys.js'
+import type { ChangeFeedHub } from './change-feed.js'
 import type { ResolvedServerOptions } from './options.js'
 import type { RedeemLimiter } from './redeem-limiter.js'
 
@@ -37,6 +38,8 @@ export interface ServerContext {
   options: ResolvedServerOptions
   verifier: KeyVerifier
   limiter: RedeemLimiter
+  /** The change feed's fan-out to `GET /v1/store/changes` streams. */
+  changes: ChangeFeedHub
   /** The REST meter of a tenant (created on first use, never closed: it would close the store). */
   meterFor(tenant: string): Meter
   /**
@@ -44,6 +47,11 @@ export interface ServerContext {
    * its tenants (bounded; a no-op when the store can).
    */
   sawTenant(tenant: string): void
+  /**
+   * Reads the tenant's stored default settings, or with `patch` stores them first. Throws
+   * `InvalidInputError` when the store keeps none, `StoreUnavailableError` when it fails.
+   */
+  tenantSettings(tenant: string, patch?: Partial<TenantSettings>): Promise<TenantSettings>
   /** The caller of an authenticated request. */
   callerOf(request: FastifyRequest): Caller
   /**

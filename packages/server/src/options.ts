@@ -85,6 +85,22 @@ export interface CreateServerOptions {
    */
   timeoutMs?: number
   redeemLimit?: RedeemLimitOptions
+  /** The change feed `httpStore().watch()` streams from (`GET /v1/store/changes`, SSE). */
+  changeFeed?: ChangeFeedOptions
+}
+
+/** Options of the server's change feed; see docs/server.md, "Change feed". */
+export interface ChangeFeedOptions {
+  /** Streams open at once; one more is answered 503 with `Retry-After`. @default 1_000 */
+  maxSubscribers?: number
+  /**
+   * Bytes a stream may have waiting to be sent; a consumer that falls further behind is
+   * disconnected (it reconnects and drops its cache), so that it never holds the server's memory.
+   * @default 1_048_576
+   */
+  maxBufferBytes?: number
+  /** A comment line is sent this often on an idle stream, so both ends see a dead one. @default 15_000 */
+  heartbeatMs?: number
 }
 
 /** Options of the server's redeem limiter; see docs/server.md, "Redeem throttling". */
@@ -122,6 +138,7 @@ export interface ResolvedServerOptions {
   redeemMaxFailures: number
   redeemWindowMs: number
   timeoutMs: number
+  changeFeed: Required<ChangeFeedOptions>
 }
 
 /** Room for a full batch of 100,000 code records (about 260 bytes each as JSON): admin keys. */
@@ -142,7 +159,14 @@ const DEFAULTS = {
   meter: {},
   redeemLimit: {},
   timeoutMs: 5_000,
+  changeFeed: {},
 } satisfies OptionDefaults<CreateServerOptions>
+
+const CHANGE_FEED_DEFAULTS = {
+  maxSubscribers: 1_000,
+  maxBufferBytes: 1024 * 1024,
+  heartbeatMs: 15_000,
+} satisfies OptionDefaults<ChangeFeedOptions>
 
 /** No defaults: what is not given is left to `createMeter`'s own. */
 const METER_DEFAULTS = {
@@ -234,5 +258,19 @@ export function resolveOptions(options: CreateServerOptions): ResolvedServerOpti
     },
     ...redeem,
     timeoutMs: checkInt(o.timeoutMs, 'timeoutMs', 1),
+    changeFeed: resolveChangeFeed(o.changeFeed),
+  }
+}
+
+function resolveChangeFeed(options: ChangeFeedOptions | undefined): Required<ChangeFeedOptions> {
+  const f = readOptions(options ?? {}, {
+    owner: 'createServer',
+    field: 'changeFeed',
+    defaults: CHANGE_FEED_DEFAULTS,
+  })
+  return {
+    maxSubscribers: checkInt(f.maxSubscribers, 'changeFeed.maxSubscribers', 1),
+    maxBufferBytes: checkInt(f.maxBufferBytes, 'changeFeed.maxBufferBytes', 1_024),
+    heartbeatMs: checkInt(f.heartbeatMs, 'changeFeed.heartbeatMs', 100, 3_600_000),
   }
 }

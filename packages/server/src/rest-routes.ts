@@ -11,6 +11,7 @@ import type { App, ServerContext } from './context.js'
 import { isFailedRedemption } from './redeem-limiter.js'
 import {
   accountParams,
+  accountSettingsResponse,
   adjustBody,
   balanceSchema,
   codesBody,
@@ -40,6 +41,7 @@ import {
   settingsBody,
   settingsResponse,
   tenantHeaders,
+  tenantSettingsResponse,
 } from './schemas.js'
 
 const security = [{ apiKey: [] }]
@@ -317,6 +319,54 @@ export function restRoutes(app: App, ctx: ServerContext): void {
       // The meter's type leaves `replayed` out; the result carries it like every mutation's.
       return answer(reply, 200, result as typeof result & { replayed: boolean })
     },
+  )
+
+  app.get(
+    '/v1/accounts/:account/settings',
+    {
+      schema: {
+        tags,
+        summary: "An account's settings: its own and the ones in effect",
+        security,
+        params: accountParams,
+        headers: tenantHeaders,
+        response: { 200: accountSettingsResponse, ...problems },
+      },
+    },
+    async (request) =>
+      meter(request).settings(request.params.account, { timeoutMs: ctx.timeoutOf(request) }),
+  )
+
+  app.get(
+    '/v1/settings',
+    {
+      schema: {
+        tags,
+        summary: "The tenant's stored default settings",
+        security,
+        headers: tenantHeaders,
+        response: { 200: tenantSettingsResponse, ...problems },
+      },
+    },
+    async (request) => ctx.tenantSettings(ctx.callerOf(request).tenant),
+  )
+
+  app.put(
+    '/v1/settings',
+    {
+      schema: {
+        tags,
+        summary: "Store the tenant's default settings (null clears one, a field left out is kept)",
+        description:
+          'Every meter, the REST API and the CLI apply them to accounts without settings of ' +
+          "their own; a meter's own option applies only where the tenant stored none.",
+        security,
+        headers: tenantHeaders,
+        body: settingsBody,
+        response: { 200: tenantSettingsResponse, ...problems },
+      },
+    },
+    async (request) => ctx.tenantSettings(ctx.callerOf(request).tenant, request.body),
   )
 
   app.put(

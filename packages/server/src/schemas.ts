@@ -303,6 +303,28 @@ export const settingsResponse = z.object({
   ...mutation,
 })
 
+export const tenantSettingsResponse = z
+  .object({
+    lowBalanceThreshold: amount
+      .nullable()
+      .describe(
+        "`low` is `available ≤ this` for accounts without their own; null: each meter's option",
+      ),
+    overdraftLimit: amount
+      .nullable()
+      .describe("most debt an overdraft commit may create; null: each meter's option"),
+  })
+  .meta({ id: 'TenantSettings' })
+
+export const accountSettingsResponse = z.object({
+  account: z.string(),
+  lowBalanceThreshold: amount.nullable().describe("the account's own; null: none"),
+  overdraftLimit: amount.nullable().describe("the account's own; null: none"),
+  effective: z
+    .object({ lowBalanceThreshold: amount.nullable(), overdraftLimit: amount.nullable() })
+    .describe("what applies: the account's own, else the tenant's, else the server's option"),
+})
+
 export const cycleResponse = z
   .object({
     cycle: z.object({

@@ -23,6 +23,7 @@ import {
 } from 'fastify-type-provider-zod'
 import { LRUCache } from 'lru-cache'
 import { generateApiKey, hashApiKey, KeyVerifier, parseApiKey } from './api-keys.js'
+import { ChangeFeedHub } from './change-feed.js'
 import type { App, Caller, ServerContext } from './context.js'
 import { keyRoutes } from './key-routes.js'
 import { type CreateServerOptions, type ResolvedServerOptions, resolveOptions } from './options.js'
@@ -111,7 +112,27 @@ export class TollgateServer {
           )
         },
       }),
+      changes: new ChangeFeedHub(o.store, o.changeFeed, (details, message) =>
+        this.fastify.log.warn(details, message),
+      ),
       meterFor: (tenant) => this.#meterFor(tenant),
+      tenantSettings: async (tenant, patch) => {
+        const store = o.store
+        if (store.tenantSettings === undefined || store.putTenantSettings === undefined) {
+          throw new InvalidInputError(
+            'settings',
+            `the ${store.kind} store keeps no tenant settings`,
+          )
+        }
+        try {
+          return patch === undefined
+            ? await store.tenantSettings(tenant)
+            : await store.putTenantSettings(tenant, patch)
+        } catch (err) {
+          if (isTollgateError(err)) throw err
+          throw new StoreUnavailableError('store failed', { cause: err })
+        }
+      },
       sawTenant: (tenant) => {
         if (o.store.tenants === undefined) this.#seen.set(tenant, true)
       },
@@ -488,6 +509,8 @@ export class TollgateServer {
   async #close(): Promise<void> {
     if (this.#sweeper !== null) clearInterval(this.#sweeper)
     try {
+      // Streams never end on their own: the server would wait for them forever.
+      await this.#ctx.changes.close()
       // Waits for in-flight requests; new ones on kept-alive sockets get a 503 meanwhile.
       await this.fastify.close()
     } finally {

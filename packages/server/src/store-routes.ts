@@ -14,6 +14,7 @@ import {
 } from '@tollgate/core'
 import type { EngineConfig, Operation } from '@tollgate/core/engine'
 import {
+  CHANGES_ROUTE,
   codeBatchBodySchema,
   dueBodySchema,
   executeBodySchema,
@@ -31,9 +32,11 @@ import {
   dueResponse,
   problems,
   pruneResponse,
+  settingsBody,
   storeCodesResponse,
   storeLedgerResponse,
   tenantHeaders,
+  tenantSettingsResponse,
   wireOutcomeResponse,
 } from './schemas.js'
 
@@ -203,6 +206,62 @@ export function storeRoutes(app: App, ctx: ServerContext): void {
       } catch (err) {
         throw storeFailure(err)
       }
+    },
+  )
+
+  app.get(
+    '/v1/store/settings',
+    {
+      schema: {
+        tags,
+        summary: "The tenant's stored default settings (httpStore)",
+        security,
+        headers: tenantHeaders,
+        response: { 200: tenantSettingsResponse, ...problems },
+      },
+    },
+    async (request) => ctx.tenantSettings(ctx.callerOf(request).tenant),
+  )
+
+  app.put(
+    '/v1/store/settings',
+    {
+      schema: {
+        tags,
+        summary: "Store the tenant's default settings (httpStore)",
+        security,
+        headers: tenantHeaders,
+        body: settingsBody,
+        response: { 200: tenantSettingsResponse, ...problems },
+      },
+    },
+    async (request) => ctx.tenantSettings(ctx.callerOf(request).tenant, request.body),
+  )
+
+  app.get(
+    CHANGES_ROUTE,
+    {
+      schema: {
+        tags,
+        summary: 'The change feed (httpStore watch): server-sent events of changed accounts',
+        description:
+          'text/event-stream: `ready` once live, `changes` (JSON array of { tenant, account, seq }) ' +
+          'for every committed change of the tenant (every tenant for an admin key naming none), ' +
+          "`status` ({ up, reason }) when the store's own feed goes down or comes back, and a " +
+          'heartbeat comment line while idle.',
+        security,
+        headers: tenantHeaders,
+        response: problems,
+      },
+    },
+    async (request, reply) => {
+      const caller = ctx.callerOf(request)
+      const named = request.headers['tollgate-tenant'] !== undefined
+      const tenant = caller.key.role === 'admin' && !named ? null : caller.tenant
+      await ctx.changes.ready()
+      // The stream is ours from here: Fastify sends nothing more on it.
+      reply.hijack()
+      ctx.changes.add(tenant, reply.raw)
     },
   )
 

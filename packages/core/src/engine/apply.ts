@@ -674,7 +674,15 @@ function run(r: Run, op: Operation): Record<string, unknown> | TollgateError {
     case 'increase':
       return increase(r, op)
     case 'balance':
-      return {}
+      // The account's settings and the ones in effect, as the store's config made them.
+      return {
+        lowBalanceThreshold: rec.lowBalanceThreshold,
+        overdraftLimit: rec.overdraftLimit,
+        effective: {
+          lowBalanceThreshold: threshold(rec, ctx),
+          overdraftLimit: rec.overdraftLimit ?? ctx.config.overdraftLimit,
+        },
+      }
     case 'configure': {
       if (op.lowBalanceThreshold !== undefined) rec.lowBalanceThreshold = op.lowBalanceThreshold
       if (op.overdraftLimit !== undefined) rec.overdraftLimit = op.overdraftLimit

@@ -6,6 +6,7 @@
  */
 
 import { IdempotencyConflictError, InvalidInputError } from '../errors.js'
+import { checkInt, readOptions } from '../options-kit.js'
 import {
   balanceOptionsSchema,
   checkAccount,
@@ -13,10 +14,11 @@ import {
   parse,
   sweepOptionsSchema,
 } from '../protocol/validation.js'
-import type { Store } from '../store/store.js'
+import type { Store, StoredEvent } from '../store/store.js'
 import { decodeCursor } from '../store/store.js'
 import type {
   AccountSettings,
+  AccountSettingsView,
   Balance,
   CommitResult,
   CreateCodesResult,
@@ -31,6 +33,7 @@ import type {
   RedeemResult,
   ReleaseResult,
 } from '../types.js'
+import { joinChangeFeed } from './change-feed.js'
 import { MeterEmitter, type MeterEventName, type MeterListener } from './events.js'
 import { type ExtendResult, Hold } from './hold.js'
 import { Holds } from './holds.js'
@@ -57,8 +60,10 @@ import {
   stopCycleOperation,
 } from './operations.js'
 import { type MeterOptions, type ResolvedMeterOptions, resolveMeterOptions } from './options.js'
+import { checkSettings } from './settings.js'
 import { SharedCache } from './shared-cache.js'
 import { leaseBackend, result, StoreClient } from './store-client.js'
+import { type EventSubscription, type SubscribeOptions, subscribe } from './subscribe.js'
 
 // The names code that knows the meter by this module imports from it.
 export { Hold } from './hold.js'
@@ -78,6 +83,8 @@ export class Meter {
   /** Leases, when the meter has them (`createMeter({ lease })`). */
   readonly #leases: LeaseManager | null
   readonly #holds: Holds
+  /** Leaves the store's change feed; a no-op for a meter without a cache. */
+  readonly #leaveFeed: () => Promise<void>
 
   constructor(options: MeterOptions) {
     this.#o = resolveMeterOptions(options)
@@ -89,6 +96,17 @@ export class Meter {
       ? new LeaseManager(this.#o.lease, leaseBackend(this.#client, this.#o))
       : null
     this.#holds = new Holds(this, this.#client, this.#cache, this.#leases, this.#o.defaultTtlMs)
+    const cache = this.#o.cache
+    // Only a cache can go stale: a meter without one has nothing to keep true.
+    this.#leaveFeed = cache ? joinChangeFeed(this.#o.store, cache.ttlMs) : async () => {}
+    const { config, store } = this.#o
+    if (config.lowBalanceThreshold !== null || config.overdraftLimit !== null) {
+      // In the background: a meter's creation never waits for the store.
+      this.#client
+        .ready()
+        .then(() => checkSettings(store, this.tenant, config))
+        .catch(() => {})
+    }
   }
 
   /** The store this meter runs on. */
@@ -248,6 +266,23 @@ export class Meter {
   }
 
   /**
+   * The account's settings: its own (null: none) and the ones in effect for it, which are its
+   * own, else the tenant's stored defaults, else this meter's options.
+   * @example (await meter.settings('user_1')).effective.lowBalanceThreshold // 20
+   */
+  async settings(account: string, options?: CallOptions): Promise<AccountSettingsView> {
+    checkAccount(account)
+    const out = await this.#client.execute(account, { type: 'balance' }, options?.timeoutMs)
+    const r = out.result as unknown as AccountSettings & { effective: AccountSettings }
+    return {
+      account,
+      lowBalanceThreshold: r.lowBalanceThreshold,
+      overdraftLimit: r.overdraftLimit,
+      effective: { ...r.effective },
+    }
+  }
+
+  /**
    * Grants `amount` at the start of every period, expiring at its end; unspent credits up to
    * `rollover.max` carry into the next period. Replaces an active cycle.
    */
@@ -335,6 +370,35 @@ export class Meter {
     this.#events.off(event, listener)
   }
 
+  /**
+   * The tenant's durable events (the store's outbox) with `seq > after`, oldest first: every
+   * ledger change and alert, written with the change itself, whichever process or path made it.
+   * Throws `InvalidInputError` (field `store`) on a store that keeps none (`httpStore()`).
+   * @example const page = await meter.events({ after: lastSeq, limit: 100 })
+   */
+  async events(options: { after?: number; limit?: number } = {}): Promise<StoredEvent[]> {
+    const o = readOptions(options, { owner: 'meter.events', defaults: { after: 0, limit: 100 } })
+    const after = checkInt(o.after, 'after')
+    const limit = checkInt(o.limit, 'limit', 1, 1000)
+    const store = this.#o.store
+    if (!store.events) throw new InvalidInputError('store', `${store.kind} store keeps no events`)
+    await this.#client.ready()
+    return this.#client.call((s) => s.events!({ tenant: this.tenant, after, limit }))
+  }
+
+  /**
+   * Hands each of the tenant's durable events to `onEvent`, in order, at least once: reads
+   * what is there from `after` on, then waits for more (woken by the store's change feed,
+   * or a poll). Keep `position` (or the last `event.seq`) to resume after a restart.
+   * Unlike {@link on}, it sees changes made by every process sharing the store.
+   * @example
+   * const sub = meter.subscribe({ after: saved, onEvent: async (e) => save(e.seq, e) })
+   * await sub.close()
+   */
+  subscribe(options: SubscribeOptions): EventSubscription {
+    return subscribe(this.#o.store, this.tenant, options, () => this.#client.ready())
+  }
+
   /** Closes the meter and its store. */
   close(): Promise<void> {
     this.#closing ??= this.#close()
@@ -348,7 +412,11 @@ export class Meter {
     } finally {
       this.#events.clear()
       this.#cache.close()
-      await this.#client.close()
+      try {
+        await this.#leaveFeed()
+      } finally {
+        await this.#client.close()
+      }
     }
   }
 }

@@ -39,6 +39,23 @@ function siblingCaches(store: Store, tenant: string): Set<BalanceCache> {
   return set
 }
 
+/**
+ * Drops `account` of `tenant` from every meter's cache on `store` (the change feed told of a
+ * change another process made): the next read or reserve asks the store.
+ */
+export function forgetAccount(store: Store, tenant: string, account: string): void {
+  const set = CACHES.get(store)?.get(tenant)
+  if (set === undefined) return
+  for (const cache of set) cache.delete(account)
+}
+
+/** Empties every meter's cache on `store`: the change feed lost changes it will not replay. */
+export function forgetAll(store: Store): void {
+  const byTenant = CACHES.get(store)
+  if (byTenant === undefined) return
+  for (const set of byTenant.values()) for (const cache of set) cache.clear()
+}
+
 /** One meter's cache (none with `cache: false`) and the caches of its siblings. */
 export class SharedCache {
   readonly #own: BalanceCache | null

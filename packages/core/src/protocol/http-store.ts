@@ -12,14 +12,18 @@ import type { CodeRecord, Operation } from '../engine/state.js'
 import { InvalidInputError, isTollgateError, StoreUnavailableError } from '../errors.js'
 import { checkInt, type OptionDefaults, readOptions } from '../options-kit.js'
 import type {
+  AccountChange,
   CodeBatch,
   CodeBatchOutcome,
   ExecuteRequest,
   LedgerRequest,
   Outcome,
   Store,
+  WatchListener,
+  WatchSubscription,
 } from '../store/store.js'
-import type { LedgerPage } from '../types.js'
+import type { LedgerPage, TenantSettings } from '../types.js'
+import { CHANGES_ROUTE, SseReader } from './change-stream.js'
 import type { ProblemDetails } from './problem.js'
 import { TRANSPORT_KEY_PREFIX } from './transport-key.js'
 import { errorFromProblem, outcomeFromWire, type WireOutcome } from './wire.js'
@@ -64,6 +68,12 @@ export interface HttpStoreOptions {
   retryBaseMs?: number
   /** The longest wait between two attempts, in ms. @default 1_000 */
   retryMaxMs?: number
+  /**
+   * `watch()`: how long the change stream may stay silent before it counts as lost and is
+   * reopened, in ms. The server sends a heartbeat every `changeFeed.heartbeatMs` (15 s by
+   * default): keep this well above it. @default 45_000
+   */
+  watchIdleMs?: number
 }
 
 /** {@link HttpStoreOptions} checked, with defaults applied and request parts precomputed. */
@@ -78,6 +88,7 @@ interface ResolvedHttpStoreOptions {
   retries: number
   retryBaseMs: number
   retryMaxMs: number
+  watchIdleMs: number
 }
 
 const DEFAULTS = {
@@ -90,6 +101,7 @@ const DEFAULTS = {
   retries: 3,
   retryBaseMs: 50,
   retryMaxMs: 1_000,
+  watchIdleMs: 45_000,
 } satisfies OptionDefaults<HttpStoreOptions>
 
 function resolveOptions(options: HttpStoreOptions): ResolvedHttpStoreOptions {
@@ -131,6 +143,7 @@ function resolveOptions(options: HttpStoreOptions): ResolvedHttpStoreOptions {
     retries: checkInt(o.retries, 'retries', 0, 100),
     retryBaseMs: checkInt(o.retryBaseMs, 'retryBaseMs', 0, 3_600_000),
     retryMaxMs: checkInt(o.retryMaxMs, 'retryMaxMs', 0, 3_600_000),
+    watchIdleMs: checkInt(o.watchIdleMs, 'watchIdleMs', 100, 3_600_000),
   }
 }
 
@@ -195,6 +208,7 @@ const ROUTE = {
   codes: '/v1/store/codes',
   due: '/v1/store/due',
   prune: '/v1/store/prune',
+  settings: '/v1/store/settings',
 } as const
 
 class HttpStore implements Store {
@@ -205,6 +219,8 @@ class HttpStore implements Store {
   readonly #headers = new Map<string, Record<string, string>>()
   readonly #paths: Record<keyof typeof ROUTE, string>
   #closed = false
+  /** Open change streams (`watch()`), closed with the store. */
+  readonly #streams = new Set<ChangeStream>()
 
   constructor(options: HttpStoreOptions) {
     const o = resolveOptions(options)
@@ -215,6 +231,7 @@ class HttpStore implements Store {
       codes: o.basePath + ROUTE.codes,
       due: o.basePath + ROUTE.due,
       prune: o.basePath + ROUTE.prune,
+      settings: o.basePath + ROUTE.settings,
     }
     this.#pool = new Pool(o.origin, {
       connections: o.connections,
@@ -336,9 +353,41 @@ class HttpStore implements Store {
     return out.pruned
   }
 
+  async tenantSettings(tenant: string): Promise<TenantSettings> {
+    return settingsFrom(await this.#post(this.#paths.settings, tenant, undefined, undefined, 'GET'))
+  }
+
+  async putTenantSettings(tenant: string, patch: Partial<TenantSettings>): Promise<TenantSettings> {
+    const body = JSON.stringify(patch)
+    return settingsFrom(await this.#post(this.#paths.settings, tenant, body, undefined, 'PUT'))
+  }
+
+  /**
+   * The server's change feed (`GET /v1/store/changes`, server-sent events): every change to an
+   * account of the key's tenant (of every tenant, for an admin key). Resolves once the stream is
+   * live or its first attempt failed (then `onStatus(false)` was called); it reopens with
+   * backoff after a loss, calling `onStatus(false, reason)` once per loss and `onStatus(true)`
+   * when it is back. Holds one of the pool's connections while open.
+   */
+  async watch(listener: WatchListener): Promise<WatchSubscription> {
+    if (this.#closed) throw new StoreUnavailableError('httpStore is closed')
+    const stream = new ChangeStream(this.#pool, this.#o, this.#o.basePath + CHANGES_ROUTE, listener)
+    this.#streams.add(stream)
+    await stream.started
+    return {
+      close: async () => {
+        this.#streams.delete(stream)
+        await stream.close()
+      },
+    }
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return
     this.#closed = true
+    // A stream would hold the pool open for good.
+    await Promise.all([...this.#streams].map((s) => s.close()))
+    this.#streams.clear()
     // Lets requests in flight finish, then closes every socket.
     await this.#pool.close()
   }
@@ -370,7 +419,13 @@ class HttpStore implements Store {
    * With a `deadline` (performance.now() time), every attempt tells the server the time left
    * ({@link DEADLINE_HEADER}) and waits about that long; none starts after it.
    */
-  async #post(path: string, tenant: string, body: string, deadline?: number): Promise<unknown> {
+  async #post(
+    path: string,
+    tenant: string,
+    body: string | undefined,
+    deadline?: number,
+    method: 'POST' | 'PUT' | 'GET' = 'POST',
+  ): Promise<unknown> {
     if (this.#closed) throw new StoreUnavailableError('httpStore is closed')
     const tenantHeaders = this.#headersFor(tenant)
     const { retries, timeoutMs } = this.#o
@@ -392,7 +447,7 @@ class HttpStore implements Store {
         headers = { ...tenantHeaders, [DEADLINE_HEADER]: String(left) }
         if (left < timeoutMs) waitMs = left + ANSWER_GRACE_MS
       }
-      const answer = await this.#attempt(path, headers, body, waitMs)
+      const answer = await this.#attempt(method, path, headers, body, waitMs)
       if (!(answer instanceof Retryable)) return answer
       if (attempt >= retries || this.#closed) {
         throw new StoreUnavailableError(
@@ -409,9 +464,10 @@ class HttpStore implements Store {
 
   /** One request: the parsed answer, a {@link Retryable}, or a thrown final error. */
   async #attempt(
+    method: 'POST' | 'PUT' | 'GET',
     path: string,
     headers: Record<string, string>,
-    body: string,
+    body: string | undefined,
     timeoutMs: number | undefined,
   ): Promise<unknown | Retryable> {
     let statusCode: number
@@ -419,10 +475,10 @@ class HttpStore implements Store {
     try {
       const res = await this.#pool.request(
         timeoutMs === undefined
-          ? { path, method: 'POST', headers, body }
+          ? { path, method, headers, body }
           : {
               path,
-              method: 'POST',
+              method,
               headers,
               body,
               headersTimeout: timeoutMs,
@@ -500,6 +556,18 @@ function decodeOutcome(data: unknown, transportKey: string | undefined): Outcome
   return out
 }
 
+function settingsFrom(data: unknown): TenantSettings {
+  const s = data as Record<string, unknown> | null
+  const ok = (v: unknown) => v === null || (typeof v === 'number' && Number.isSafeInteger(v))
+  if (typeof s !== 'object' || s === null || !ok(s.lowBalanceThreshold) || !ok(s.overdraftLimit)) {
+    throw malformed('settings')
+  }
+  return {
+    lowBalanceThreshold: s.lowBalanceThreshold as number | null,
+    overdraftLimit: s.overdraftLimit as number | null,
+  }
+}
+
 function malformed(route: string): StoreUnavailableError {
   return new StoreUnavailableError(`Tollgate server sent a malformed ${route} answer`)
 }
@@ -511,6 +579,127 @@ function explain(err: unknown): string {
     return typeof code === 'string' ? `${code} ${err.message}` : err.message
   }
   return String(err)
+}
+
+/** The longest wait between two attempts to reopen a change stream, in ms. */
+const STREAM_RETRY_MAX_MS = 5_000
+
+/** One `watch()` subscription: a change stream kept open, reopened with backoff after a loss. */
+class ChangeStream {
+  /** Settles once the first attempt is live or failed. */
+  readonly started: Promise<void>
+  readonly #pool: Pool
+  readonly #o: ResolvedHttpStoreOptions
+  readonly #path: string
+  readonly #listener: WatchListener
+  readonly #abort = new AbortController()
+  #running: Promise<void>
+  /** A loss was reported and the stream is not back yet. */
+  #down = false
+  #markStarted!: () => void
+
+  constructor(pool: Pool, o: ResolvedHttpStoreOptions, path: string, listener: WatchListener) {
+    this.#pool = pool
+    this.#o = o
+    this.#path = path
+    this.#listener = listener
+    this.started = new Promise((resolve) => {
+      this.#markStarted = resolve
+    })
+    this.#running = this.#run()
+  }
+
+  async close(): Promise<void> {
+    this.#abort.abort()
+    this.#markStarted()
+    await this.#running
+  }
+
+  async #run(): Promise<void> {
+    const signal = this.#abort.signal
+    for (let attempt = 0; !signal.aborted; ) {
+      try {
+        const res = await this.#pool.request({
+          path: this.#path,
+          method: 'GET',
+          headers: { authorization: this.#o.authorization, accept: 'text/event-stream' },
+          signal,
+          headersTimeout: this.#o.timeoutMs,
+          // The heartbeats keep a live stream from ever being this quiet.
+          bodyTimeout: this.#o.watchIdleMs,
+        })
+        if (res.statusCode !== 200) {
+          const text = await res.body.text()
+          throw errorFromProblem(problemOf(res.statusCode, text))
+        }
+        const reader = new SseReader()
+        /** The key's tenant when the stream carries one tenant (a tenant key). */
+        let scope: string | null = null
+        res.body.setEncoding('utf8')
+        for await (const chunk of res.body) {
+          for (const event of reader.push(chunk as string)) {
+            if (event.type === 'changes') this.#listener.onChanges(asCalled(event.changes, scope))
+            else if (event.type === 'ready' || event.up) {
+              if (event.type === 'ready') scope = event.tenant
+              attempt = 0
+              this.#up()
+            } else this.#lost(`the server's feed is down: ${event.reason ?? 'no reason given'}`)
+          }
+        }
+        throw new Error('the server ended the change stream')
+      } catch (err) {
+        if (signal.aborted) break
+        this.#lost(explain(err))
+      }
+      const pause = backoffMs(
+        attempt++,
+        Math.max(this.#o.retryBaseMs, 50),
+        STREAM_RETRY_MAX_MS,
+        Math.random(),
+      )
+      await pauseUnlessAborted(pause, signal)
+    }
+  }
+
+  #up(): void {
+    this.#markStarted()
+    if (!this.#down) return
+    this.#down = false
+    this.#listener.onStatus?.(true)
+  }
+
+  #lost(reason: string): void {
+    this.#markStarted()
+    if (this.#down) return
+    this.#down = true
+    this.#listener.onStatus?.(false, reason)
+  }
+}
+
+/**
+ * Changes of a tenant key's stream as the meter names them: a meter on a tenant key calls its
+ * tenant `'default'` (every call of httpStore does: the server maps it to the key's tenant), so
+ * each change is also told under that name.
+ */
+function asCalled(changes: AccountChange[], scope: string | null): AccountChange[] {
+  if (scope === null || scope === 'default') return changes
+  const out = changes.slice()
+  for (const c of changes) out.push({ ...c, tenant: 'default' })
+  return out
+}
+
+/** Waits `ms` (unref'd: a background reconnect keeps no process alive), or less if aborted. */
+function pauseUnlessAborted(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer)
+      signal.removeEventListener('abort', done)
+      resolve()
+    }
+    const timer = setTimeout(done, ms)
+    timer.unref()
+    signal.addEventListener('abort', done, { once: true })
+  })
 }
 
 /**

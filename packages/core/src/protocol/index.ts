@@ -3,6 +3,13 @@
  * schemas of the store protocol, the input schemas of every operation, the problem+json
  * codec and transport keys. Imported by `@tollgate/server` and the CLI; apps never need it.
  */
+export {
+  CHANGES_ROUTE,
+  type ChangeStreamEvent,
+  SSE_HEARTBEAT,
+  SseReader,
+  sseEvent,
+} from './change-stream.js'
 export { DEADLINE_HEADER } from './http-store.js'
 export {
   PROBLEM_CONTENT_TYPE,

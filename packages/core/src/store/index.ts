@@ -21,7 +21,7 @@ export {
   WARNING_TYPE,
   warn,
 } from '../options-kit.js'
-export { newId } from './ids.js'
+export { eventId, newId } from './ids.js'
 export {
   type AccountChange,
   type ApiKeyRecord,
@@ -35,10 +35,13 @@ export {
   type KeyRegistry,
   type LedgerRequest,
   memoryKeyRegistry,
+  NO_TENANT_SETTINGS,
   type Outcome,
+  patchTenantSettings,
   type Store,
   type StoredEvent,
   type StoredEventType,
   type WatchListener,
   type WatchSubscription,
+  withTenantSettings,
 } from './store.js'

@@ -4,9 +4,10 @@
  * account's state, calls {@link applyOperation} and persists the returned effects atomically.
  * See docs/store.md.
  */
+import type { StoredEventType } from '../engine/events.js'
 import type { CodeRecord, Effects, EngineConfig, Operation } from '../engine/state.js'
 import type { TollgateError } from '../errors.js'
-import type { Balance, LedgerEntryType, LedgerPage } from '../types.js'
+import type { Balance, LedgerEntryType, LedgerPage, TenantSettings } from '../types.js'
 
 /** One operation for one account (or, for hold operations, for the hold's account). */
 export interface ExecuteRequest {
@@ -124,21 +125,10 @@ export function memoryKeyRegistry(): KeyRegistry {
 
 /**
  * Types of the durable events a store keeps (the outbox, DESIGN §5): one per ledger change and
- * one per alert crossing, written in the same transaction as the change that caused them.
+ * one per alert crossing or debt change, written in the same transaction as the change that
+ * caused them. Defined by the engine (`entryEvent`, `alertEvents`), which maps changes to them.
  */
-export type StoredEventType =
-  | 'granted'
-  | 'debited'
-  | 'reserved'
-  | 'committed'
-  | 'released'
-  | 'expired'
-  | 'redeemed'
-  | 'adjusted'
-  | 'low'
-  | 'depleted'
-  | 'recovered'
-  | 'debt_changed'
+export type { StoredEventType } from '../engine/events.js'
 
 /**
  * One durable event. `seq` is the store's sequence (increasing within a tenant, and in the
@@ -258,9 +248,57 @@ export interface Store {
    * meter on a store without it relies on its cache TTL.
    */
   watch?(listener: WatchListener): Promise<WatchSubscription>
+  /**
+   * The tenant's stored default settings (all null when none are stored). A store that has them
+   * applies them to every operation of the tenant with {@link withTenantSettings}, reading them
+   * with the account's state (never a stale copy). Optional: without them each meter's options
+   * are the defaults.
+   */
+  tenantSettings?(tenant: string): Promise<TenantSettings>
+  /**
+   * Stores the tenant's defaults: a field left out keeps its value, `null` clears it. Returns
+   * the settings now stored. With `tenantSettings`.
+   */
+  putTenantSettings?(tenant: string, patch: Partial<TenantSettings>): Promise<TenantSettings>
   close(): Promise<void>
   /** API keys of a Tollgate server running on this store. Optional: `httpStore()` has none. */
   readonly keys?: KeyRegistry
+}
+
+/** No stored tenant settings. */
+export const NO_TENANT_SETTINGS: TenantSettings = Object.freeze({
+  lowBalanceThreshold: null,
+  overdraftLimit: null,
+})
+
+/** `current` with `patch` applied: a field left out (undefined) keeps its value. */
+export function patchTenantSettings(
+  current: TenantSettings,
+  patch: Partial<TenantSettings>,
+): TenantSettings {
+  return {
+    lowBalanceThreshold:
+      patch.lowBalanceThreshold === undefined
+        ? current.lowBalanceThreshold
+        : patch.lowBalanceThreshold,
+    overdraftLimit:
+      patch.overdraftLimit === undefined ? current.overdraftLimit : patch.overdraftLimit,
+  }
+}
+
+/**
+ * The engine config of an operation under the tenant's stored defaults: a stored setting wins
+ * over the meter's option; an unset one (`null`) leaves the option. Returns `config` itself
+ * when nothing is stored, so the hot path allocates nothing then.
+ */
+export function withTenantSettings(config: EngineConfig, settings: TenantSettings): EngineConfig {
+  const { lowBalanceThreshold: low, overdraftLimit: overdraft } = settings
+  if (low === null && overdraft === null) return config
+  return {
+    ...config,
+    lowBalanceThreshold: low ?? config.lowBalanceThreshold,
+    overdraftLimit: overdraft ?? config.overdraftLimit,
+  }
 }
 
 /**
