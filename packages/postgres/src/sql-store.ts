@@ -31,6 +31,7 @@ import {
   type KeyRegistry,
   type LedgerRequest,
   type Outcome,
+  type WebhookRegistry,
 } from '@tollgate/core/store'
 import { type BatchItem, type BatchResult, FailedOperationError, runBatch } from './batch.js'
 import {
@@ -51,6 +52,7 @@ import type { ResolvedSqlStoreOptions } from './options.js'
 import { entryFrom, type LedgerRow } from './rows.js'
 import { buildStatements, type Statements } from './statements.js'
 import { sqlTenantList } from './tenant-list.js'
+import { sqlWebhookRegistry } from './webhook-registry.js'
 
 /** A Tollgate store on PostgreSQL or PGlite, as both factories return it. */
 export interface PostgresStore extends Store {
@@ -150,6 +152,7 @@ export class SqlStore implements PostgresStore {
   #migration: Promise<void> | null = null
   #closing: Promise<void> | null = null
   readonly keys: KeyRegistry
+  readonly webhooks: WebhookRegistry
   readonly #tenantList: (after: string | null, limit: number) => Promise<string[]>
 
   constructor(settings: SqlStoreSettings) {
@@ -171,6 +174,17 @@ export class SqlStore implements PostgresStore {
       this.#checkOpen()
       return this.migrate()
     })
+    this.webhooks = sqlWebhookRegistry(
+      {
+        ...keysClient,
+        transaction: (fn) => this.#driver.transaction(fn, { timeoutMs: this.#o.timeoutMs }),
+      },
+      this.#o.quotedSchema,
+      () => {
+        this.#checkOpen()
+        return this.migrate()
+      },
+    )
     const maxInFlight = this.#o.maxInFlight ?? settings.defaultMaxInFlight
     this.#queue = new GroupCommit(
       {

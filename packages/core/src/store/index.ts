@@ -42,3 +42,14 @@ export {
   type WatchListener,
   type WatchSubscription,
 } from './store.js'
+export {
+  memoryWebhookRegistry,
+  type NewWebhookDelivery,
+  type WebhookAttempt,
+  type WebhookClaim,
+  type WebhookDelivery,
+  type WebhookDeliveryQuery,
+  type WebhookDeliveryStatus,
+  type WebhookEndpoint,
+  type WebhookRegistry,
+} from './webhooks.js'

@@ -21,6 +21,7 @@ import type {
   Store,
 } from './store.js'
 import { encodeCursor, errorOutcome, type KeyRegistry, memoryKeyRegistry } from './store.js'
+import { memoryWebhookRegistry, type WebhookRegistry } from './webhooks.js'
 
 /** Options of {@link memoryStore}. None yet; the object is accepted for symmetry with other stores. */
 export type MemoryStoreOptions = Record<string, never>
@@ -89,6 +90,7 @@ function newTenant(holdPrefix: string): MemTenant {
 class MemoryStore implements Store {
   readonly kind = 'memory'
   readonly keys: KeyRegistry = memoryKeyRegistry()
+  readonly webhooks: WebhookRegistry = memoryWebhookRegistry()
   readonly #tenants = new Map<string, MemTenant>()
   /** Tenant names in order, for `tenants()`; remade when a tenant was added (none is removed). */
   #sorted: string[] | null = null
