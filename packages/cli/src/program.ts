@@ -15,6 +15,7 @@ import { addCreditsCommands } from './commands/credits.js'
 import { addCycleCommands } from './commands/cycle.js'
 import { addKeysCommands } from './commands/keys.js'
 import { addServeCommand } from './commands/serve.js'
+import { addWebhooksCommands } from './commands/webhooks.js'
 import { type CliIo, processIo } from './io.js'
 
 /** Options of {@link createProgram}: the process's streams and environment unless given. */
@@ -55,7 +56,9 @@ export function createProgram(options: ProgramOptions = {}): Command {
     .showHelpAfterError('(run with --help for usage)')
 
   program
-    .description('Run a Tollgate server and manage prepaid credits, keys and codes from a shell.')
+    .description(
+      'Run a Tollgate server and manage prepaid credits, keys, codes and webhooks from a shell.',
+    )
     .version(VERSION, '-V, --version', 'print the version')
     .helpOption('-h, --help', 'show help for a command')
 
@@ -65,6 +68,7 @@ export function createProgram(options: ProgramOptions = {}): Command {
   addCreditsCommands(program, kit)
   addCodesCommands(program, kit)
   addCycleCommands(program, kit)
+  addWebhooksCommands(program, kit)
   kit.addClientOptions()
 
   program.addHelpText(
