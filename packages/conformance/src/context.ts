@@ -46,8 +46,18 @@ export interface MeterContext {
   balance(account: string, meter?: Meter): ReturnType<Meter['balance']>
 }
 
-/** A registered test: the title is the rule it checks. */
-export type RuleTest = (title: string, fn: () => Promise<void> | void) => void
+/** Optional parts of the Store contract a rule may need (see {@link RuleTest}). */
+export type StoreCapability = 'events' | 'watch'
+
+/**
+ * A registered test: the title is the rule it checks. A rule that `needs` optional parts of the
+ * Store contract is reported skipped (by name, with the reason) on a store without them.
+ */
+export type RuleTest = (
+  title: string,
+  fn: () => Promise<void> | void,
+  needs?: readonly StoreCapability[],
+) => void
 
 // Unique per process run, so a persistent store (a database reused between runs) never hands a
 // test the data of an earlier run.
@@ -147,11 +157,22 @@ export function ruleGroup(
   options: ConformanceOptions,
   name: string,
   body: (test: RuleTest) => void,
+  store?: () => Store,
 ): void {
   const skip = new Set(options.skip ?? [])
   describe(name, () => {
-    body((title, fn) => {
-      it.skipIf(skip.has(name) || skip.has(title))(title, fn)
+    body((title, fn, needs = []) => {
+      it.skipIf(skip.has(name) || skip.has(title))(title, (ctx) => {
+        if (needs.length > 0) {
+          if (!store) throw new Error(`rule "${title}" needs a store to check capabilities on`)
+          const s = store()
+          const missing = needs.filter((cap) => typeof s[cap] !== 'function')
+          // Reported as skipped, with the reason: a store without an optional part is no failure,
+          // and no pass either.
+          if (missing.length > 0) return ctx.skip(`${s.kind} store has no ${missing.join(', ')}()`)
+        }
+        return fn()
+      })
     })
   })
 }

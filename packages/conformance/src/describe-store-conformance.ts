@@ -13,6 +13,7 @@ import { holdGrowthRules } from './rules/hold-growth.js'
 import { holdRules } from './rules/holds.js'
 import { idempotencyRules } from './rules/idempotency.js'
 import { ledgerRules } from './rules/ledger.js'
+import { outboxRules } from './rules/outbox.js'
 import { overageRules } from './rules/overage.js'
 import { redeemCodeRules } from './rules/redeem-codes.js'
 import { tenantRules } from './rules/tenants.js'
@@ -27,6 +28,13 @@ export interface ConformanceOptions {
   teardown?: (store: Store) => void | Promise<void>
   /** Rule names (test titles) or groups to skip, for a store that cannot support them yet. */
   skip?: string[]
+  /**
+   * Another store over the same data as `store` (another connection or process), for the rules
+   * that check a change made through one is seen through the other (the change feed). Leave it
+   * out where there is nothing to share (memory, an in-process PGlite): those rules then use
+   * `store` itself. The suite closes it.
+   */
+  createPeer?: (store: Store) => Store | Promise<Store>
   /** Random sequences the property test runs. @default 1000 */
   numRuns?: number
 }
@@ -57,6 +65,7 @@ export function describeStoreConformance(options: ConformanceOptions): void {
     ledgerRules(options)
     idempotencyRules(options)
     eventRules(options)
+    outboxRules(options)
     tenantRules(options)
     errorRules(options)
     describeModelProperty(options)

@@ -39,8 +39,9 @@ export type {
   StartCycleOptions,
 } from './meter/operation-options.js'
 export type { MeterOptions } from './meter/options.js'
+export type { EventSubscription, SubscribeOptions } from './meter/subscribe.js'
 export { type HttpStoreOptions, httpStore } from './protocol/http-store.js'
 export { PROBLEM_CONTENT_TYPE, type ProblemDetails, problemDetails } from './protocol/problem.js'
 export { type MemoryStoreOptions, memoryStore } from './store/memory-store.js'
-export type { Store } from './store/store.js'
+export type { Store, StoredEvent, StoredEventType } from './store/store.js'
 export * from './types.js'

@@ -24,6 +24,13 @@ export {
   nextCycleAt,
 } from './due.js'
 export {
+  type AlertEventType,
+  alertEvents,
+  type EventDraft,
+  entryEvent,
+  type StoredEventType,
+} from './events.js'
+export {
   type CodeBatchDecision,
   type CodeBatchInput,
   type CodeBatchKey,

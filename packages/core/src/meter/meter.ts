@@ -6,6 +6,7 @@
  */
 
 import { IdempotencyConflictError, InvalidInputError } from '../errors.js'
+import { checkInt, readOptions } from '../options-kit.js'
 import {
   balanceOptionsSchema,
   checkAccount,
@@ -13,7 +14,7 @@ import {
   parse,
   sweepOptionsSchema,
 } from '../protocol/validation.js'
-import type { Store } from '../store/store.js'
+import type { Store, StoredEvent } from '../store/store.js'
 import { decodeCursor } from '../store/store.js'
 import type {
   AccountSettings,
@@ -59,6 +60,7 @@ import {
 import { type MeterOptions, type ResolvedMeterOptions, resolveMeterOptions } from './options.js'
 import { SharedCache } from './shared-cache.js'
 import { leaseBackend, result, StoreClient } from './store-client.js'
+import { type EventSubscription, type SubscribeOptions, subscribe } from './subscribe.js'
 
 // The names code that knows the meter by this module imports from it.
 export { Hold } from './hold.js'
@@ -333,6 +335,35 @@ export class Meter {
 
   off<K extends MeterEventName>(event: K, listener: MeterListener<K>): void {
     this.#events.off(event, listener)
+  }
+
+  /**
+   * The tenant's durable events (the store's outbox) with `seq > after`, oldest first: every
+   * ledger change and alert, written with the change itself, whichever process or path made it.
+   * Throws `InvalidInputError` (field `store`) on a store that keeps none (`httpStore()`).
+   * @example const page = await meter.events({ after: lastSeq, limit: 100 })
+   */
+  async events(options: { after?: number; limit?: number } = {}): Promise<StoredEvent[]> {
+    const o = readOptions(options, { owner: 'meter.events', defaults: { after: 0, limit: 100 } })
+    const after = checkInt(o.after, 'after')
+    const limit = checkInt(o.limit, 'limit', 1, 1000)
+    const store = this.#o.store
+    if (!store.events) throw new InvalidInputError('store', `${store.kind} store keeps no events`)
+    await this.#client.ready()
+    return this.#client.call((s) => s.events!({ tenant: this.tenant, after, limit }))
+  }
+
+  /**
+   * Hands each of the tenant's durable events to `onEvent`, in order, at least once: reads
+   * what is there from `after` on, then waits for more (woken by the store's change feed,
+   * or a poll). Keep `position` (or the last `event.seq`) to resume after a restart.
+   * Unlike {@link on}, it sees changes made by every process sharing the store.
+   * @example
+   * const sub = meter.subscribe({ after: saved, onEvent: async (e) => save(e.seq, e) })
+   * await sub.close()
+   */
+  subscribe(options: SubscribeOptions): EventSubscription {
+    return subscribe(this.#o.store, this.tenant, options, () => this.#client.ready())
   }
 
   /** Closes the meter and its store. */

@@ -60,3 +60,12 @@ function timeChars(ms: number): string {
   }
   return time
 }
+
+/**
+ * The id of the durable event at store sequence `seq`: stable across reads and processes (a
+ * webhook's `webhook-id`). `scope` tells apart stores whose sequences restart (a memory store's
+ * tag); stores whose sequence never restarts (a database) leave it out.
+ */
+export function eventId(seq: number, scope = ''): string {
+  return scope === '' ? `evt_${seq}` : `evt_${scope}_${seq}`
+}

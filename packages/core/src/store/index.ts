@@ -21,7 +21,7 @@ export {
   WARNING_TYPE,
   warn,
 } from '../options-kit.js'
-export { newId } from './ids.js'
+export { eventId, newId } from './ids.js'
 export {
   type AccountChange,
   type ApiKeyRecord,

@@ -5,26 +5,37 @@
  */
 import { applyOperation, newAccountState } from '../engine/apply.js'
 import { isAccountDue, isDue, isHoldDue } from '../engine/due.js'
+import { type AlertEventType, alertEvents, type EventDraft, entryEvent } from '../engine/events.js'
 import { decideCodeBatch } from '../engine/idempotency.js'
 import type { AccountState, CodeRecord, HoldState, IdempotencyRecord } from '../engine/state.js'
 import { NotFoundError } from '../errors.js'
-import { readOptions } from '../options-kit.js'
+import { readOptions, warn } from '../options-kit.js'
 import type { LedgerEntry, LedgerPage } from '../types.js'
-import { randomChars } from './ids.js'
+import { eventId, randomChars } from './ids.js'
 import { MemoryLedger } from './memory-ledger.js'
 import type {
+  AccountChange,
   CodeBatch,
   CodeBatchOutcome,
+  EventsRequest,
   ExecuteRequest,
   LedgerRequest,
   Outcome,
   Store,
+  StoredEvent,
+  WatchListener,
+  WatchSubscription,
 } from './store.js'
 import { encodeCursor, errorOutcome, type KeyRegistry, memoryKeyRegistry } from './store.js'
 import { memoryWebhookRegistry, type WebhookRegistry } from './webhooks.js'
 
 /** Options of {@link memoryStore}. None yet; the object is accepted for symmetry with other stores. */
 export type MemoryStoreOptions = Record<string, never>
+
+/** Changes queued for watchers before they are told without waiting for the microtask. */
+const MAX_PENDING_CHANGES = 10_000
+/** Code of the warning a watch listener that throws raises. */
+const LISTENER_ERROR_WARNING = 'TOLLGATE_LISTENER_ERROR'
 
 /** Redeem failure windows kept per tenant (`noteRedeemFailure`): the current and the one before. */
 const MAX_REDEEM_WINDOWS = 2
@@ -36,6 +47,7 @@ const STATUS_NAME = [undefined, 'pending', 'committed', 'released', 'expired'] a
 interface MemAccount {
   /** Index in {@link MemTenant.byNo}; part of this account's hold ids. */
   no: number
+  tenant: MemTenant
   state: AccountState
   /** Pending holds by sequence number. */
   /**
@@ -61,6 +73,7 @@ interface MemAccount {
 }
 
 interface MemTenant {
+  name: string
   /** `hld_<store tag><tenant no>_`: every hold id of this tenant starts with it. */
   holdPrefix: string
   accounts: Map<string, MemAccount>
@@ -71,11 +84,13 @@ interface MemTenant {
   redemptions: Set<string>
   /** Accounts that failed a redemption, by window start: the two latest windows only. */
   redeemFailures: Map<number, Set<string>>
-  seq: number
+  /** Store sequence numbers of this tenant's events, oldest first (`events()` for one tenant). */
+  events: number[]
 }
 
-function newTenant(holdPrefix: string): MemTenant {
+function newTenant(name: string, holdPrefix: string): MemTenant {
   return {
+    name,
     holdPrefix,
     accounts: new Map(),
     byNo: [],
@@ -83,7 +98,7 @@ function newTenant(holdPrefix: string): MemTenant {
     codes: new Map(),
     redemptions: new Set(),
     redeemFailures: new Map(),
-    seq: 0,
+    events: [],
   }
 }
 
@@ -100,11 +115,24 @@ class MemoryStore implements Store {
    * from another memory store or tenant is not found.
    */
   readonly #tag = randomChars(6)
+  /**
+   * The outbox. Every ledger entry and every alert takes the next store sequence number, so
+   * event `seq` is at index `seq − 1`: its account, and its entry's index in the account's
+   * ledger (or −1 for an alert, kept in {@link #alerts}). Entries are not copied: an event is
+   * read from the ledger. Kept as long as the ledger is (the store's life).
+   */
+  #seq = 0
+  readonly #eventAccount: MemAccount[] = []
+  readonly #eventEntry: number[] = []
+  readonly #alerts = new Map<number, EventDraft<AlertEventType>>()
+  readonly #watchers = new Set<WatchListener>()
+  /** Changes not yet told to the watchers: flushed in a microtask, or at once when full. */
+  #changes: AccountChange[] = []
 
   #tenant(name: string): MemTenant {
     let t = this.#tenants.get(name)
     if (!t) {
-      t = newTenant(`hld_${this.#tag}${this.#tenants.size.toString(36)}_`)
+      t = newTenant(name, `hld_${this.#tag}${this.#tenants.size.toString(36)}_`)
       this.#tenants.set(name, t)
     }
     return t
@@ -174,6 +202,7 @@ class MemoryStore implements Store {
         isNew = true
         acct = {
           no: t.byNo.length,
+          tenant: t,
           state: newAccountState(req.account, now),
           pending: new Map(),
           stale: 0,
@@ -263,8 +292,20 @@ class MemoryStore implements Store {
             }
           }
         }
-        acct.ledger.push(entry, ++t.seq, holdNo)
+        const seq = ++this.#seq
+        this.#eventAccount.push(acct)
+        this.#eventEntry.push(acct.ledger.length)
+        t.events.push(seq)
+        acct.ledger.push(entry, seq, holdNo)
       }
+      for (const alert of alertEvents(fx)) {
+        const seq = ++this.#seq
+        this.#eventAccount.push(acct)
+        this.#eventEntry.push(-1)
+        t.events.push(seq)
+        this.#alerts.set(seq, alert)
+      }
+      if (this.#watchers.size > 0) this.#changed(t.name, state.record.account)
       if (fx.saveIdempotency) t.idempotency.set(fx.saveIdempotency.key, fx.saveIdempotency)
       if (fx.redemption) t.redemptions.add(`${fx.redemption.codeHash}\n${state.record.account}`)
     } else if (isNew) {
@@ -282,6 +323,82 @@ class MemoryStore implements Store {
     }
     state.holds = []
     return fx
+  }
+
+  /** Queues a change for the watchers; one microtask tells them all that queued meanwhile. */
+  #changed(tenant: string, account: string): void {
+    const first = this.#changes.length === 0
+    this.#changes.push({ tenant, account, seq: this.#seq })
+    if (this.#changes.length >= MAX_PENDING_CHANGES) this.#flush()
+    else if (first) queueMicrotask(() => this.#flush())
+  }
+
+  #flush(): void {
+    const changes = this.#changes
+    if (changes.length === 0) return
+    this.#changes = []
+    for (const w of this.#watchers) {
+      try {
+        w.onChanges(changes)
+      } catch (err) {
+        warn(`Tollgate watch listener threw: ${String(err)}`, LISTENER_ERROR_WARNING)
+      }
+    }
+  }
+
+  #event(seq: number): StoredEvent {
+    const acct = this.#eventAccount[seq - 1]!
+    const i = this.#eventEntry[seq - 1]!
+    const t = acct.tenant
+    const account = acct.state.record.account
+    const draft =
+      i < 0
+        ? this.#alerts.get(seq)!
+        : entryEvent(acct.ledger.read(i, account, (no) => this.#holdId(t, acct, no)))
+    return {
+      seq,
+      id: eventId(seq, this.#tag),
+      tenant: t.name,
+      account,
+      type: draft.type,
+      at: draft.at,
+      data: i < 0 ? structuredClone(draft.data) : draft.data,
+    }
+  }
+
+  async events(req: EventsRequest): Promise<StoredEvent[]> {
+    const out: StoredEvent[] = []
+    if (req.tenant === null) {
+      for (let seq = req.after + 1; seq <= this.#seq && out.length < req.limit; seq++) {
+        out.push(this.#event(seq))
+      }
+      return out
+    }
+    const list = this.#tenants.get(req.tenant)?.events
+    if (!list) return out
+    // Binary search for the first sequence number after `after`.
+    let i = 0
+    let hi = list.length
+    while (i < hi) {
+      const mid = (i + hi) >>> 1
+      if (list[mid]! <= req.after) i = mid + 1
+      else hi = mid
+    }
+    for (; i < list.length && out.length < req.limit; i++) out.push(this.#event(list[i]!))
+    return out
+  }
+
+  async watch(listener: WatchListener): Promise<WatchSubscription> {
+    // A fresh reference per subscription: the same listener may subscribe twice.
+    const own: WatchListener = {
+      onChanges: (changes) => listener.onChanges(changes),
+    }
+    this.#watchers.add(own)
+    return {
+      close: async () => {
+        this.#watchers.delete(own)
+      },
+    }
   }
 
   async ledger(tenant: string, account: string, req: LedgerRequest): Promise<LedgerPage> {
@@ -389,7 +506,12 @@ class MemoryStore implements Store {
   }
 
   async close(): Promise<void> {
+    this.#flush()
+    this.#watchers.clear()
     this.#tenants.clear()
+    this.#eventAccount.length = 0
+    this.#eventEntry.length = 0
+    this.#alerts.clear()
   }
 }
 

@@ -4,6 +4,7 @@
  * account's state, calls {@link applyOperation} and persists the returned effects atomically.
  * See docs/store.md.
  */
+import type { StoredEventType } from '../engine/events.js'
 import type { CodeRecord, Effects, EngineConfig, Operation } from '../engine/state.js'
 import type { TollgateError } from '../errors.js'
 import type { Balance, LedgerEntryType, LedgerPage } from '../types.js'
@@ -125,21 +126,10 @@ export function memoryKeyRegistry(): KeyRegistry {
 
 /**
  * Types of the durable events a store keeps (the outbox, DESIGN §5): one per ledger change and
- * one per alert crossing, written in the same transaction as the change that caused them.
+ * one per alert crossing or debt change, written in the same transaction as the change that
+ * caused them. Defined by the engine (`entryEvent`, `alertEvents`), which maps changes to them.
  */
-export type StoredEventType =
-  | 'granted'
-  | 'debited'
-  | 'reserved'
-  | 'committed'
-  | 'released'
-  | 'expired'
-  | 'redeemed'
-  | 'adjusted'
-  | 'low'
-  | 'depleted'
-  | 'recovered'
-  | 'debt_changed'
+export type { StoredEventType } from '../engine/events.js'
 
 /**
  * One durable event. `seq` is the store's sequence (increasing within a tenant, and in the
