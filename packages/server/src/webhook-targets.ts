@@ -29,10 +29,8 @@ for (const [net, prefix] of [
   BLOCKED.addSubnet(net, prefix, 'ipv4')
 }
 for (const [net, prefix] of [
-  // Unspecified, loopback and the IPv4-compatible and IPv4-mapped forms: they reach IPv4
-  // addresses, which are checked as such above (a webhook names a public IPv4 address directly).
-  ['::', 96],
-  ['::ffff:0:0', 96],
+  ['::', 128], // unspecified
+  ['::1', 128], // loopback
   ['64:ff9b:1::', 48], // local-use NAT64
   ['fc00::', 7], // unique local
   ['fe80::', 10], // link-local
@@ -46,7 +44,20 @@ export function isPrivateAddress(address: string): boolean {
   const family = isIP(address)
   if (family === 4) return BLOCKED.check(address, 'ipv4')
   if (family !== 6) return true
+  // IPv4-mapped and IPv4-compatible forms (::ffff:a.b.c.d, ::a.b.c.d) reach the IPv4 address.
+  const v4 = embeddedIpv4(address.toLowerCase())
+  if (v4 !== null) return BLOCKED.check(v4, 'ipv4')
   return BLOCKED.check(address, 'ipv6')
+}
+
+function embeddedIpv4(address: string): string | null {
+  const dotted = /^::(?:ffff:)?(\d+\.\d+\.\d+\.\d+)$/.exec(address)
+  if (dotted) return dotted[1]!
+  const hex = /^::(?:ffff:)?([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(address)
+  if (!hex) return null
+  const hi = Number.parseInt(hex[1]!, 16)
+  const lo = Number.parseInt(hex[2]!, 16)
+  return `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`
 }
 
 /** What targets a server allows. */

@@ -186,7 +186,13 @@ describe('allowed targets', () => {
     ]) {
       expect({ a, private: isPrivateAddress(a) }).toEqual({ a, private: true })
     }
-    for (const a of ['93.184.216.34', '8.8.8.8', '2606:4700::1111', '172.32.0.1']) {
+    for (const a of [
+      '93.184.216.34',
+      '8.8.8.8',
+      '2606:4700::1111',
+      '172.32.0.1',
+      '::ffff:5db8:d822',
+    ]) {
       expect({ a, private: isPrivateAddress(a) }).toEqual({ a, private: false })
     }
   })
