@@ -10,6 +10,9 @@
  *   pnpm --filter @tollgate/bench bench:postgres [--rounds 3] [--duration 5] [--concurrency 64]
  *                                                [--only 'group commit'] [--quick]
  *   TOLLGATE_BENCH_DATABASE_URL=postgres://… (default: the local `test` database)
+ *   TOLLGATE_BENCH_SCHEMA=… (default: the store's default schema, `tollgate`): a branch whose
+ *   migrations differ from another's runs in a schema of its own, so neither migrates the other's
+ *   schema past what its code reads.
  *   (BENCH_SECONDS, BENCH_ROUNDS, BENCH_CONCURRENCY still work as defaults.)
  *
  * PostgreSQL unreachable: the PostgreSQL scenarios are reported skipped, the PGlite ones run.
@@ -161,7 +164,8 @@ async function dropScratch(sql: string) {
  * tenant of its own.
  */
 async function onPostgres(groupCommit: boolean, accounts: number): Promise<Result> {
-  return tollgate(postgresStore({ connectionString: url, groupCommit }), accounts)
+  const schema = process.env.TOLLGATE_BENCH_SCHEMA || undefined
+  return tollgate(postgresStore({ connectionString: url, groupCommit, schema }), accounts)
 }
 
 const scenarios: Record<string, () => Promise<Result>> = {

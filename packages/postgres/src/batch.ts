@@ -15,6 +15,7 @@
 import { NotFoundError } from '@tollgate/core'
 import {
   type AccountState,
+  alertEvents,
   applyOperation,
   type CodeLookup,
   type CodeRecord,
@@ -24,6 +25,7 @@ import {
   newAccountState,
 } from '@tollgate/core/engine'
 import { type ExecuteRequest, errorOutcome, type Outcome } from '@tollgate/core/store'
+import { changeChunks } from './change-feed.js'
 import type { SqlClient } from './driver.js'
 import {
   type AccountRow,
@@ -172,9 +174,11 @@ export async function runBatch(
   }
 
   // ---- 2. lock, then load
+  const lockParams: unknown[] = [...lockAccounts.cols, ...unknownHolds.cols]
+  if (st.guardClass !== null) lockParams.push(st.guardClass)
   const rows = await db.query<AccountRow & { skipped?: boolean }>(
     skipLocked ? st.lockOrSkip : st.lock,
-    [...lockAccounts.cols, ...unknownHolds.cols],
+    lockParams,
   )
   const accounts = new Map<string, AccountCtx>()
   /** Accounts whose row another transaction holds (`tenant\0account`). */
@@ -307,6 +311,7 @@ export async function runBatch(
       }
     }
     for (const e of fx.entries) out.entry(tenant, e)
+    for (const a of alertEvents(fx)) out.alert(tenant, a)
     const saved = fx.saveIdempotency
     if (saved) {
       idempotency.set(key2(tenant, saved.key), saved)
@@ -335,6 +340,16 @@ export async function runBatch(
     }
   }
   for (const [tenant, record] of dirtyCodes.values()) out.codeCount(tenant, record)
-  if (out.size > 0) await db.query(st.persist, out.params())
+  if (st.channel !== null) {
+    out.channel = st.channel
+    const changed: [string, string][] = []
+    for (const ctx of accounts.values()) {
+      if (ctx.changed) changed.push([ctx.tenant, ctx.state.record.account])
+    }
+    out.changes.push(...changeChunks(changed))
+  }
+  if (out.size > 0) {
+    await db.query(out.xTenant.length > 0 ? st.persistWithAlerts : st.persist, out.params())
+  }
   return { outcomes, holds: holdsWritten, contended }
 }

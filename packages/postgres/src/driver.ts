@@ -3,6 +3,8 @@
  * run. Everything else (SQL, migrations, group commit) is shared and talks to this interface.
  */
 
+import type { Listen } from './change-feed.js'
+
 /** A SQL statement with a stable name (node-postgres prepares it once per connection by name). */
 export interface Statement {
   readonly name: string
@@ -46,6 +48,11 @@ export interface SqlDriver extends SqlClient {
    * throws (and rethrows). A connection the failure left unusable is discarded.
    */
   transaction<T>(fn: (tx: SqlClient) => Promise<T>, options?: TransactionOptions): Promise<T>
+  /**
+   * Listens on a notification channel on a connection of its own (PostgreSQL: one connection
+   * held apart from the pool, reconnected when lost; PGlite: its in-process LISTEN).
+   */
+  listen: Listen
   /** How many transactions can usefully run at once: the pool size, 1 for PGlite. */
   readonly concurrency: number
   /** Releases the connections the driver opened itself; idempotent. */

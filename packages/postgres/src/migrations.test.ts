@@ -31,8 +31,9 @@ describePostgres('migrations on PostgreSQL', (url) => {
       { version: 1, name: 'initial schema' },
       { version: 2, name: 'server API keys' },
       { version: 3, name: 'redeem failures per tenant window' },
+      { version: 4, name: 'outbox: events by sequence and alerts' },
     ])
-    expect(SCHEMA_VERSION).toBe(3)
+    expect(SCHEMA_VERSION).toBe(4)
   })
 
   it('refuses a schema newer than the package', async () => {

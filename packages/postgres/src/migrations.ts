@@ -180,6 +180,30 @@ CREATE TABLE ${s}.redeem_failures (
 `,
   },
   {
+    version: 4,
+    name: 'outbox: events by sequence and alerts',
+    // The outbox is the ledger read by sequence (every entry is an event, seq its number) plus
+    // alerts, the events the ledger has no entry for. Alerts take their seq from the ledger's
+    // identity sequence, so one sequence orders both (docs/store.md "Outbox"). The COMMENT
+    // checks that the sequence has the name the statements use.
+    sql: (s) => `
+CREATE INDEX ledger_seq ON ${s}.ledger (seq);
+CREATE INDEX ledger_tenant_seq ON ${s}.ledger (tenant, seq);
+COMMENT ON SEQUENCE ${s}.ledger_seq_seq IS 'Tollgate store sequence: ledger entries and alerts';
+CREATE TABLE ${s}.alerts (
+  tenant text COLLATE "C" NOT NULL,
+  account text COLLATE "C" NOT NULL,
+  seq int8 NOT NULL,
+  type text NOT NULL,
+  data json NOT NULL,
+  at int8 NOT NULL,
+  PRIMARY KEY (tenant, account, seq)
+);
+CREATE INDEX alerts_seq ON ${s}.alerts (seq);
+CREATE INDEX alerts_tenant_seq ON ${s}.alerts (tenant, seq);
+`,
+  },
+  {
     version: 5,
     name: 'webhooks',
     // A server's webhooks: endpoints, deliveries (a copy of the event, so the outbox can be pruned

@@ -71,6 +71,13 @@ export interface SqlStoreOptions {
    * @default 10_000
    */
   maxQueue?: number
+  /**
+   * Send each batch's change notification (`pg_notify`, delivered on commit), which every
+   * process's `watch()` (a meter's cache, a server's change stream) listens for. Turn off only
+   * where nothing watches: caches then rely on their TTL.
+   * @default true
+   */
+  notify?: boolean
 }
 
 /** {@link SqlStoreOptions} with defaults applied. */
@@ -86,6 +93,7 @@ export interface ResolvedSqlStoreOptions {
   holdCacheSize: number
   timeoutMs: number
   maxQueue: number
+  notify: boolean
 }
 
 /** Defaults of the shared options; each factory spreads them into its own defaults literal. */
@@ -101,6 +109,7 @@ export const SQL_STORE_DEFAULTS = {
   holdCacheSize: 10_000,
   timeoutMs: 5_000,
   maxQueue: 10_000,
+  notify: true,
 } satisfies OptionDefaults<SqlStoreOptions>
 
 const SCHEMA_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/
@@ -129,5 +138,6 @@ export function resolveSqlOptions(
     holdCacheSize: checkInt(o.holdCacheSize, 'holdCacheSize', 0, 10_000_000),
     timeoutMs: checkInt(o.timeoutMs, 'timeoutMs', 1, 3_600_000),
     maxQueue: checkInt(o.maxQueue, 'maxQueue', 1, 10_000_000),
+    notify: checkBoolean(o.notify, 'notify'),
   }
 }

@@ -2,6 +2,8 @@
  * The node-postgres driver: a `pg.Pool` (the caller's, or one made from a connection string).
  * `pg` is imported only when the store has to create the pool, so PGlite users need not install it.
  */
+
+import type { Listener } from './change-feed.js'
 import {
   type SqlClient,
   type SqlDriver,
@@ -78,6 +80,16 @@ function beginWithin(timeoutMs: number): Statement {
 export const UNANSWERED_GRACE_MS = 1_000
 
 function noop(): void {}
+
+/** Pauses between attempts to listen again after the listening connection was lost. */
+const LISTEN_RETRY_MIN_MS = 100
+const LISTEN_RETRY_MAX_MS = 5_000
+
+/** A pool client as the listener uses it (a `pg.PoolClient` is one). */
+type ListeningClient = PgPoolClientLike & {
+  on(event: 'end', listener: () => void): unknown
+  on(event: 'notification', listener: (msg: { channel: string; payload?: string }) => void): unknown
+}
 
 /**
  * Ends a transaction's waits when the database does not answer in time. Each statement before
@@ -306,6 +318,83 @@ export class PgDriver implements SqlDriver {
       throw err
     } finally {
       client.release(broken)
+    }
+  }
+
+  /**
+   * LISTENs on a pool connection held apart for it (one per store, however many subscribers).
+   * When the connection is lost, `onStatus(false)` and a new one is tried after a pause that
+   * doubles from 100 ms up to 5 s; once it listens again, `onStatus(true)`. The first connection
+   * must succeed: its failure is the caller's.
+   */
+  async listen(
+    channel: string,
+    onPayload: (payload: string) => void,
+    onStatus: (up: boolean, reason?: string) => void,
+  ): Promise<Listener> {
+    const pool = await this.#pool
+    let closed = false
+    let current: ListeningClient | null = null
+    let timer: NodeJS.Timeout | undefined
+    let pause = LISTEN_RETRY_MIN_MS
+    /** Releases a listening client once (discarded, never back to the pool: it listens). */
+    const released = new WeakSet<ListeningClient>()
+    const drop = (client: ListeningClient) => {
+      if (released.has(client)) return false
+      released.add(client)
+      client.release(true)
+      return true
+    }
+    const connect = async (): Promise<void> => {
+      const client = (await pool.connect()) as ListeningClient
+      const onLost = (reason: string) => {
+        if (current === client) current = null
+        // Already dropped (closed, or a second event for the same loss): nothing to tell.
+        if (!drop(client) || closed) return
+        onStatus(false, reason)
+        retry()
+      }
+      client.on('error', (err: Error) => onLost(err.message))
+      client.on('end', () => onLost('connection ended'))
+      client.on('notification', (msg) => {
+        if (msg.channel === channel && typeof msg.payload === 'string') onPayload(msg.payload)
+      })
+      try {
+        // The channel is a digest (letters, digits, _): quoted, it is taken as written.
+        await client.query({ text: `LISTEN "${channel}"` })
+      } catch (err) {
+        drop(client)
+        throw err
+      }
+      if (closed) drop(client)
+      else current = client
+    }
+    const retry = () => {
+      clearTimeout(timer)
+      timer = setTimeout(() => {
+        connect().then(
+          () => {
+            pause = LISTEN_RETRY_MIN_MS
+            if (!closed) onStatus(true)
+          },
+          () => {
+            pause = Math.min(pause * 2, LISTEN_RETRY_MAX_MS)
+            if (!closed) retry()
+          },
+        )
+      }, pause)
+      timer.unref()
+    }
+    await connect()
+    return {
+      close: async () => {
+        closed = true
+        clearTimeout(timer)
+        const client = current
+        current = null
+        // Ending the session ends its LISTEN.
+        if (client) drop(client)
+      },
     }
   }
 

@@ -3,6 +3,8 @@
  * statements and transactions are serialized by PGlite itself. `@electric-sql/pglite` is imported
  * only when the store has to create the instance.
  */
+
+import type { Listener } from './change-feed.js'
 import type { SqlClient, SqlDriver, Statement, TransactionOptions } from './driver.js'
 import { assertPeerInstalled } from './optional-peer.js'
 
@@ -15,6 +17,8 @@ export interface PGliteTransactionLike {
 /** The part of a `PGlite` instance the store uses. A `PGlite` is one. */
 export interface PGliteLike extends PGliteTransactionLike {
   transaction<T>(callback: (tx: PGliteTransactionLike) => Promise<T>): Promise<T>
+  /** PGlite's in-process LISTEN; resolves to the function that stops it. */
+  listen(channel: string, callback: (payload: string) => void): Promise<() => Promise<void>>
   close(): Promise<void>
   readonly closed: boolean
 }
@@ -92,6 +96,20 @@ export class PgliteDriver implements SqlDriver {
     // event loop per transaction keeps the process responsive.
     await yieldToEventLoop()
     return db.transaction((tx) => fn(wrap(tx)))
+  }
+
+  /**
+   * PGlite's own LISTEN: notifications of every store on this instance, delivered on commit.
+   * Its one connection never drops, so `onStatus` is never called.
+   */
+  async listen(
+    channel: string,
+    onPayload: (payload: string) => void,
+    _onStatus: (up: boolean, reason?: string) => void,
+  ): Promise<Listener> {
+    const db = await this.#db
+    const stop = await db.listen(channel, onPayload)
+    return { close: () => stop() }
   }
 
   close(): Promise<void> {

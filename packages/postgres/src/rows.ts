@@ -11,6 +11,7 @@ import {
   type CodeRecord,
   type CycleState,
   type EntryDraft,
+  type EventDraft,
   type HoldState,
   type HoldStatus,
   type IdempotencyRecord,
@@ -220,6 +221,20 @@ export class PersistColumns {
   readonly eReason: (string | null)[] = []
   readonly eMetadata: (string | null)[] = []
   readonly eAt: number[] = []
+  /** Place of each entry in the batch's event stream (used only when it has alerts). */
+  readonly eOrd: number[] = []
+  // alerts
+  readonly xTenant: string[] = []
+  readonly xAccount: string[] = []
+  readonly xType: string[] = []
+  readonly xData: string[] = []
+  readonly xAt: number[] = []
+  readonly xOrd: number[] = []
+  /** Events (entries and alerts) so far: the next one's place in the stream is this + 1. */
+  events = 0
+  // change notification
+  channel: string | null = null
+  readonly changes: string[] = []
   // idempotency
   readonly kTenant: string[] = []
   readonly kKey: string[] = []
@@ -245,6 +260,7 @@ export class PersistColumns {
       this.bTenant.length +
       this.hTenant.length +
       this.eTenant.length +
+      this.xTenant.length +
       this.kTenant.length +
       this.rTenant.length +
       this.cTenant.length
@@ -312,6 +328,16 @@ export class PersistColumns {
     this.eReason.push(e.reason ?? null)
     this.eMetadata.push(metadataJson(e.metadata))
     this.eAt.push(e.at)
+    this.eOrd.push(++this.events)
+  }
+
+  alert(tenant: string, a: EventDraft): void {
+    this.xTenant.push(tenant)
+    this.xAccount.push(a.account)
+    this.xType.push(a.type)
+    this.xData.push(JSON.stringify(a.data))
+    this.xAt.push(a.at)
+    this.xOrd.push(++this.events)
   }
 
   key(tenant: string, k: IdempotencyRecord): void {
@@ -403,6 +429,20 @@ export class PersistColumns {
       this.cTenant,
       this.cHash,
       this.cCount,
+      this.channel,
+      this.channel === null ? [] : this.changes,
+      ...(this.xTenant.length === 0
+        ? []
+        : [
+            this.events,
+            this.eOrd,
+            this.xTenant,
+            this.xAccount,
+            this.xType,
+            this.xData,
+            this.xAt,
+            this.xOrd,
+          ]),
     ]
   }
 }

@@ -12,6 +12,7 @@
  * No database message reaches an error's text: the driver's error is its `cause`.
  */
 
+import { createHash } from 'node:crypto'
 import {
   InvalidInputError,
   isTollgateError,
@@ -21,19 +22,27 @@ import {
   StoreUnavailableError,
   type TollgateError,
 } from '@tollgate/core'
-import { codeBatchRecord, decideCodeBatch } from '@tollgate/core/engine'
+import { codeBatchRecord, decideCodeBatch, entryEvent } from '@tollgate/core/engine'
 import {
   type CodeBatch,
   type CodeBatchOutcome,
+  checkInt,
+  type EventsRequest,
   type ExecuteRequest,
   encodeCursor,
   errorOutcome,
+  eventId,
   type KeyRegistry,
   type LedgerRequest,
   type Outcome,
+  type StoredEvent,
+  type StoredEventType,
+  type WatchListener,
+  type WatchSubscription,
   type WebhookRegistry,
 } from '@tollgate/core/store'
 import { type BatchItem, type BatchResult, FailedOperationError, runBatch } from './batch.js'
+import { ChangeFeed, channelOf } from './change-feed.js'
 import {
   isDataError,
   isOperationError,
@@ -50,7 +59,7 @@ import { sqlKeyRegistry } from './key-registry.js'
 import { type MigrationStatements, migrate, migrationStatements } from './migrations.js'
 import type { ResolvedSqlStoreOptions } from './options.js'
 import { entryFrom, type LedgerRow } from './rows.js'
-import { buildStatements, type Statements } from './statements.js'
+import { buildStatements, GUARD_UNIT, type Statements } from './statements.js'
 import { sqlTenantList } from './tenant-list.js'
 import { sqlWebhookRegistry } from './webhook-registry.js'
 
@@ -154,12 +163,19 @@ export class SqlStore implements PostgresStore {
   readonly keys: KeyRegistry
   readonly webhooks: WebhookRegistry
   readonly #tenantList: (after: string | null, limit: number) => Promise<string[]>
+  readonly #feed: ChangeFeed
 
   constructor(settings: SqlStoreSettings) {
     this.kind = settings.kind
     this.#driver = settings.driver
     this.#o = settings.options
-    this.#st = buildStatements(this.#o.quotedSchema)
+    const channel = channelOf(this.#o.schema)
+    this.#st = buildStatements(
+      this.#o.quotedSchema,
+      settings.sharedDatabase ? guardClassOf(this.#o.schema) : null,
+      this.#o.notify ? channel : null,
+    )
+    this.#feed = new ChangeFeed(channel, this.#driver.listen.bind(this.#driver))
     this.#mst = migrationStatements(this.#o.schema, this.#o.quotedSchema)
     this.#holds = new HoldAccounts(this.#o.holdCacheSize)
     this.#tenantList = sqlTenantList(this.#driver, this.#o.quotedSchema)
@@ -515,6 +531,54 @@ export class SqlStore implements PostgresStore {
     }
   }
 
+  /**
+   * The outbox: ledger entries and alerts with `seq > after`, oldest first. On PostgreSQL the
+   * read stops below the lowest sequence number a batch still in flight may commit (its guard,
+   * see statements.ts), so a reader that resumes from the last `seq` it saw never skips one.
+   */
+  async events(req: EventsRequest): Promise<StoredEvent[]> {
+    this.#checkOpen()
+    const after = checkInt(req.after, 'after')
+    const limit = checkInt(req.limit, 'limit', 1, 1000)
+    const st = this.#st
+    let bound = Number.MAX_SAFE_INTEGER
+    if (st.guardClass !== null) {
+      // In this order: the sequence first, then the guards. A batch not yet guarded when the
+      // guards are read takes its numbers after the sequence was read, so above `bound`.
+      const [last] = await this.#read<{ last_value: unknown }>(st.lastSeq, [])
+      const [held] = await this.#read<{ key: unknown }>(st.inFlightBound, [st.guardClass])
+      bound = Number(last?.last_value ?? 0)
+      if (held && held.key !== null) bound = Math.min(bound, Number(held.key) * GUARD_UNIT)
+    }
+    if (bound <= after) return []
+    const rows = await this.#read<EventRow>(
+      req.tenant === null ? st.eventsOfAll : st.eventsOfTenant,
+      [req.tenant, after, bound, limit],
+    )
+    return rows.map((row) => {
+      const seq = Number(row.seq)
+      const draft =
+        row.data !== null
+          ? { type: row.type as StoredEventType, at: Number(row.at), data: row.data }
+          : entryEvent(entryFrom(row.account, row))
+      return {
+        seq,
+        id: eventId(seq),
+        tenant: row.tenant,
+        account: row.account,
+        type: draft.type,
+        at: draft.at,
+        data: draft.data,
+      }
+    })
+  }
+
+  /** The change feed: notifications of batches committed by any process on this schema. */
+  async watch(listener: WatchListener): Promise<WatchSubscription> {
+    this.#checkOpen()
+    return this.#feed.watch(listener)
+  }
+
   async createCodes(tenant: string, batch: CodeBatch): Promise<CodeBatchOutcome> {
     this.#checkOpen()
     const st = this.#st
@@ -673,6 +737,7 @@ export class SqlStore implements PostgresStore {
     this.#closing ??= (async () => {
       await this.#queue.drain()
       this.#holds.clear()
+      await this.#feed.close()
       await this.#driver.close()
     })()
     return this.#closing
@@ -697,6 +762,18 @@ export function badTextField(value: unknown, path = '', depth = 0): string | und
     if (found !== undefined) return found
   }
   return undefined
+}
+
+/** An outbox row: a ledger entry, or an alert (then `data` is set and the figures are null). */
+interface EventRow extends LedgerRow {
+  tenant: string
+  account: string
+  data: Record<string, unknown> | null
+}
+
+/** The first key of a schema's in-flight guard: 31 bits, the same in every process. */
+function guardClassOf(schema: string): number {
+  return createHash('sha256').update(`tollgate.guard:${schema}`).digest().readUInt32BE(0) >>> 1
 }
 
 /** Not unref()ed: operations wait on it, and PGlite holds no handle that keeps the process up. */

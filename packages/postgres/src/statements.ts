@@ -14,11 +14,26 @@ export function statement(text: string): Statement {
 
 /** The statements of one schema. */
 export interface Statements {
+  /**
+   * The class (first key) of the schema's in-flight guard, sent as the lock statements' $5;
+   * null when batches take no guard (PGlite: one connection, nothing runs beside a batch).
+   */
+  guardClass: number | null
+  /** Where batches send change notifications; null when they send none. */
+  channel: string | null
   lock: Statement
   lockOrSkip: Statement
   load: Statement
   persist: Statement
+  /** `persist` for a batch with alerts: entries and alerts numbered from one ordered stream. */
+  persistWithAlerts: Statement
   ledger: Statement
+  /** The store sequence's last value (the first step of an outbox read, see sql-store.ts). */
+  lastSeq: Statement
+  /** The lowest sequence bound an unfinished batch holds (see {@link guard}). */
+  inFlightBound: Statement
+  eventsOfTenant: Statement
+  eventsOfAll: Statement
   saveCodesKey: Statement
   readKey: Statement
   insertCodes: Statement
@@ -34,8 +49,169 @@ export const ACCOUNT_COLUMNS = `a.tenant, a.account, a.debt, a.low_balance_thres
   a.alert_level, a.cycle, a.redeem_failures, a.redeem_window_start, a.created_at,
   a.sweep_claimed_until IS NOT NULL AS claimed`
 
-export function buildStatements(s: string): Statements {
+/**
+ * Sequence numbers per unit of an in-flight guard's key: a guard's key is the sequence's last
+ * value divided by this (an int4 holds the key up to 2^41 entries).
+ */
+export const GUARD_UNIT = 1024
+
+/**
+ * The in-flight guard every PostgreSQL batch takes first (with its account locks): a shared
+ * advisory lock, `($G, last_value / GUARD_UNIT)`, held until the batch commits or rolls back.
+ * Every sequence number the batch takes afterwards is above `key × GUARD_UNIT`, and the lock
+ * shows in `pg_locks` to every session: an outbox reader does not read past the lowest bound an
+ * unfinished batch holds, so it never skips an entry that commits after a higher one
+ * (docs/store.md "Outbox"). `$G` stands for the schema's guard class.
+ */
+function guard(s: string, param: string): string {
+  return `guard AS MATERIALIZED (
+  SELECT pg_advisory_xact_lock_shared(${param}::int4, (last_value / ${GUARD_UNIT})::int4) AS taken
+  FROM ${s}.ledger_seq_seq
+)`
+}
+
+/** The store sequence, as a regclass literal. */
+const seqOf = (s: string) => `'${s.replace(/'/g, "''")}.ledger_seq_seq'::regclass`
+
+/**
+ * The persist statement: every table's rows in one statement. With `alerts`, entries and alerts
+ * take their numbers from one stream in event order; without, entries take the identity in
+ * arrival order, as they always did. Either way the statement sends the batch's change
+ * notifications ($64 channel, $65 payload chunks; none when $65 is empty), delivered on commit.
+ */
+function persistSql(s: string, alerts: boolean): string {
+  const entryColumns = `tenant, account, type, delta, held_delta, debt_delta, balance_after,
+    hold_id, grant_id, redemption_id, cycle_id, idempotency_key, reason, metadata, at`
+  const entryArrays = `$35::text[], $36::text[], $37::text[], $38::int8[], $39::int8[],
+    $40::int8[], $41::int8[], $42::text[], $43::text[], $44::text[], $45::text[], $46::text[],
+    $47::text[], $48::json[], $49::int8[]`
+  const entries = alerts
+    ? `stream AS MATERIALIZED (
+  SELECT o, nextval(${seqOf(s)}) AS seq FROM generate_series(1, $66::int4) AS g(o)
+),
+entries AS (
+  INSERT INTO ${s}.ledger (seq, ${entryColumns}) OVERRIDING SYSTEM VALUE
+  SELECT st.seq, e.tenant, e.account, e.type, e.delta, e.held_delta, e.debt_delta,
+    e.balance_after, e.hold_id, e.grant_id, e.redemption_id, e.cycle_id, e.idempotency_key,
+    e.reason, e.metadata, e.at
+  FROM unnest(${entryArrays}, $67::int4[]) AS e(${entryColumns}, o)
+  JOIN stream st ON st.o = e.o
+  RETURNING seq
+),
+alerted AS (
+  INSERT INTO ${s}.alerts (tenant, account, seq, type, data, at)
+  SELECT a.tenant, a.account, st.seq, a.type, a.data, a.at
+  FROM unnest($68::text[], $69::text[], $70::text[], $71::json[], $72::int8[], $73::int4[])
+    AS a(tenant, account, type, data, at, o)
+  JOIN stream st ON st.o = a.o
+),`
+    : `entries AS (
+  INSERT INTO ${s}.ledger (${entryColumns})
+  SELECT * FROM unnest(${entryArrays})
+  RETURNING seq
+),`
+  const top = alerts ? '(SELECT max(seq) FROM stream)' : '(SELECT max(seq) FROM entries)'
+  return `WITH
+acc AS (
+  SELECT * FROM unnest($1::text[], $2::text[], $3::bool[], $4::int8[], $5::int8[], $6::int8[],
+    $7::int2[], $8::json[], $9::int8[], $10::int8[], $11::int8[], $12::int8[])
+  AS u(tenant, account, is_new, debt, low_balance_threshold, overdraft_limit, alert_level, cycle,
+    cycle_next_at, redeem_failures, redeem_window_start, created_at)
+),
+new_accounts AS (
+  INSERT INTO ${s}.accounts (tenant, account, debt, low_balance_threshold, overdraft_limit,
+    alert_level, cycle, cycle_next_at, redeem_failures, redeem_window_start, created_at)
+  SELECT tenant, account, debt, low_balance_threshold, overdraft_limit, alert_level, cycle,
+    cycle_next_at, redeem_failures, redeem_window_start, created_at
+  FROM acc WHERE is_new
+  ORDER BY tenant COLLATE "C", account COLLATE "C"
+),
+old_accounts AS (
+  UPDATE ${s}.accounts a SET debt = u.debt, low_balance_threshold = u.low_balance_threshold,
+    overdraft_limit = u.overdraft_limit, alert_level = u.alert_level, cycle = u.cycle,
+    cycle_next_at = u.cycle_next_at, redeem_failures = u.redeem_failures,
+    redeem_window_start = u.redeem_window_start, sweep_claimed_until = NULL
+  FROM acc u
+  WHERE NOT u.is_new AND a.tenant = u.tenant AND a.account = u.account
+),
+bkt AS (
+  SELECT * FROM unnest($13::text[], $14::text[], $15::text[], $16::int8[], $17::int8[],
+    $18::int8[], $19::int8[], $20::int4[], $21::text[], $22::int8[], $23::bool[], $24::text[])
+  AS u(tenant, account, id, amount, remaining, held, expires_at, priority, category, created_at,
+    expired, cycle_id)
+),
+put_buckets AS (
+  INSERT INTO ${s}.buckets (tenant, account, id, amount, remaining, held, expires_at, priority,
+    category, created_at, expired, cycle_id)
+  SELECT * FROM bkt WHERE remaining > 0
+  ON CONFLICT (tenant, account, id) DO UPDATE SET remaining = excluded.remaining,
+    held = excluded.held, expired = excluded.expired
+),
+spent_buckets AS (
+  DELETE FROM ${s}.buckets b USING bkt u
+  WHERE u.remaining = 0 AND b.tenant = u.tenant AND b.account = u.account AND b.id = u.id
+),
+put_holds AS (
+  INSERT INTO ${s}.holds (tenant, account, id, amount, expires_at, created_at, status,
+    allocations, metadata, resolved_at)
+  SELECT * FROM unnest($25::text[], $26::text[], $27::text[], $28::int8[], $29::int8[],
+    $30::int8[], $31::text[], $32::json[], $33::json[], $34::int8[])
+  ON CONFLICT (tenant, account, id) DO UPDATE SET amount = excluded.amount,
+    expires_at = excluded.expires_at,
+    status = excluded.status, allocations = excluded.allocations,
+    resolved_at = excluded.resolved_at
+),
+${entries}
+keys AS (
+  INSERT INTO ${s}.idempotency (tenant, key, account, fingerprint, result, created_at)
+  SELECT * FROM unnest($50::text[], $51::text[], $52::text[], $53::text[], $54::json[],
+    $55::int8[]) AS u(tenant, key, account, fingerprint, result, created_at)
+  ORDER BY tenant COLLATE "C", key COLLATE "C"
+),
+redeemed AS (
+  INSERT INTO ${s}.redemptions (tenant, code_hash, account, redemption_id, at)
+  SELECT * FROM unnest($56::text[], $57::text[], $58::text[], $59::text[], $60::int8[])
+),
+code_counts AS (
+  UPDATE ${s}.codes c SET redemptions = u.redemptions
+  FROM unnest($61::text[], $62::text[], $63::int8[]) AS u(tenant, hash, redemptions)
+  WHERE c.tenant = u.tenant AND c.hash = u.hash
+),
+notified AS (
+  SELECT pg_notify($64::text,
+    '{"s":' || coalesce(${top}, (SELECT last_value FROM ${s}.ledger_seq_seq)) || ',' || p || '}')
+  FROM unnest($65::text[]) AS p
+)
+SELECT (SELECT count(*) FROM notified)::int4 AS done`
+}
+
+/** The columns of an outbox read: a ledger entry or an alert (then `data` is set). */
+function eventsSql(s: string, where: string): string {
+  return `(SELECT seq, tenant, account, type, delta, held_delta, debt_delta, balance_after,
+    hold_id, grant_id, redemption_id, cycle_id, idempotency_key, reason, metadata, at,
+    NULL::json AS data
+  FROM ${s}.ledger WHERE ${where} ORDER BY seq LIMIT $4::int4)
+UNION ALL
+(SELECT seq, tenant, account, type, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    NULL, at, data
+  FROM ${s}.alerts WHERE ${where} ORDER BY seq LIMIT $4::int4)
+ORDER BY seq LIMIT $4::int4`
+}
+
+export function buildStatements(
+  s: string,
+  guardClass: number | null = null,
+  channel: string | null = null,
+): Statements {
+  const guarded = guardClass !== null
+  const lockGuard = guarded
+    ? `WITH ${guard(s, '$5')}
+`
+    : ''
+  const lockFrom = guarded ? `FROM guard, ${s}.accounts a` : `FROM ${s}.accounts a`
   return {
+    guardClass,
+    channel,
     /**
      * Locks the batch's accounts, in one fixed order (tenant, account; "C" collation), so that
      * batches of several processes queue behind each other instead of deadlocking. $1/$2 name
@@ -43,8 +219,8 @@ export function buildStatements(s: string): Statements {
      * are new: they are inserted when persisted (a concurrent creator makes that a unique
      * violation, and the batch runs again).
      */
-    lock: statement(`SELECT ${ACCOUNT_COLUMNS}
-FROM ${s}.accounts a
+    lock: statement(`${lockGuard}SELECT ${ACCOUNT_COLUMNS}
+${lockFrom}
 WHERE (a.tenant, a.account) IN (
   SELECT x.tenant, x.account FROM unnest($1::text[], $2::text[]) AS x(tenant, account)
   UNION ALL
@@ -61,7 +237,7 @@ FOR UPDATE OF a`),
      * accounts. Those accounts come back with `skipped` set; their operations leave the batch
      * and wait for the lock in a transaction of their own. Same parameters as `lock`.
      */
-    lockOrSkip: statement(`WITH want AS (
+    lockOrSkip: statement(`WITH ${guarded ? `${guard(s, '$5')},\n` : ''}want AS (
   SELECT x.tenant, x.account FROM unnest($1::text[], $2::text[]) AS x(tenant, account)
   UNION
   SELECT h.tenant, h.account FROM ${s}.holds h
@@ -69,7 +245,7 @@ FOR UPDATE OF a`),
 ),
 locked AS (
   SELECT ${ACCOUNT_COLUMNS}
-  FROM ${s}.accounts a
+  ${lockFrom}
   WHERE (a.tenant, a.account) IN (SELECT tenant, account FROM want)
   ORDER BY a.tenant, a.account
   FOR UPDATE OF a SKIP LOCKED
@@ -131,79 +307,8 @@ WHERE NOT EXISTS (SELECT 1 FROM locked l WHERE l.tenant = a.tenant AND l.account
      * conflict there or on an idempotency key is a unique violation, which rolls the batch back
      * to run again. Ledger entries are inserted in arrival order, so `seq` follows it.
      */
-    persist: statement(`WITH
-acc AS (
-  SELECT * FROM unnest($1::text[], $2::text[], $3::bool[], $4::int8[], $5::int8[], $6::int8[],
-    $7::int2[], $8::json[], $9::int8[], $10::int8[], $11::int8[], $12::int8[])
-  AS u(tenant, account, is_new, debt, low_balance_threshold, overdraft_limit, alert_level, cycle,
-    cycle_next_at, redeem_failures, redeem_window_start, created_at)
-),
-new_accounts AS (
-  INSERT INTO ${s}.accounts (tenant, account, debt, low_balance_threshold, overdraft_limit,
-    alert_level, cycle, cycle_next_at, redeem_failures, redeem_window_start, created_at)
-  SELECT tenant, account, debt, low_balance_threshold, overdraft_limit, alert_level, cycle,
-    cycle_next_at, redeem_failures, redeem_window_start, created_at
-  FROM acc WHERE is_new
-  ORDER BY tenant COLLATE "C", account COLLATE "C"
-),
-old_accounts AS (
-  UPDATE ${s}.accounts a SET debt = u.debt, low_balance_threshold = u.low_balance_threshold,
-    overdraft_limit = u.overdraft_limit, alert_level = u.alert_level, cycle = u.cycle,
-    cycle_next_at = u.cycle_next_at, redeem_failures = u.redeem_failures,
-    redeem_window_start = u.redeem_window_start, sweep_claimed_until = NULL
-  FROM acc u
-  WHERE NOT u.is_new AND a.tenant = u.tenant AND a.account = u.account
-),
-bkt AS (
-  SELECT * FROM unnest($13::text[], $14::text[], $15::text[], $16::int8[], $17::int8[],
-    $18::int8[], $19::int8[], $20::int4[], $21::text[], $22::int8[], $23::bool[], $24::text[])
-  AS u(tenant, account, id, amount, remaining, held, expires_at, priority, category, created_at,
-    expired, cycle_id)
-),
-put_buckets AS (
-  INSERT INTO ${s}.buckets (tenant, account, id, amount, remaining, held, expires_at, priority,
-    category, created_at, expired, cycle_id)
-  SELECT * FROM bkt WHERE remaining > 0
-  ON CONFLICT (tenant, account, id) DO UPDATE SET remaining = excluded.remaining,
-    held = excluded.held, expired = excluded.expired
-),
-spent_buckets AS (
-  DELETE FROM ${s}.buckets b USING bkt u
-  WHERE u.remaining = 0 AND b.tenant = u.tenant AND b.account = u.account AND b.id = u.id
-),
-put_holds AS (
-  INSERT INTO ${s}.holds (tenant, account, id, amount, expires_at, created_at, status,
-    allocations, metadata, resolved_at)
-  SELECT * FROM unnest($25::text[], $26::text[], $27::text[], $28::int8[], $29::int8[],
-    $30::int8[], $31::text[], $32::json[], $33::json[], $34::int8[])
-  ON CONFLICT (tenant, account, id) DO UPDATE SET amount = excluded.amount,
-    expires_at = excluded.expires_at,
-    status = excluded.status, allocations = excluded.allocations,
-    resolved_at = excluded.resolved_at
-),
-entries AS (
-  INSERT INTO ${s}.ledger (tenant, account, type, delta, held_delta, debt_delta, balance_after,
-    hold_id, grant_id, redemption_id, cycle_id, idempotency_key, reason, metadata, at)
-  SELECT * FROM unnest($35::text[], $36::text[], $37::text[], $38::int8[], $39::int8[],
-    $40::int8[], $41::int8[], $42::text[], $43::text[], $44::text[], $45::text[], $46::text[],
-    $47::text[], $48::json[], $49::int8[])
-),
-keys AS (
-  INSERT INTO ${s}.idempotency (tenant, key, account, fingerprint, result, created_at)
-  SELECT * FROM unnest($50::text[], $51::text[], $52::text[], $53::text[], $54::json[],
-    $55::int8[]) AS u(tenant, key, account, fingerprint, result, created_at)
-  ORDER BY tenant COLLATE "C", key COLLATE "C"
-),
-redeemed AS (
-  INSERT INTO ${s}.redemptions (tenant, code_hash, account, redemption_id, at)
-  SELECT * FROM unnest($56::text[], $57::text[], $58::text[], $59::text[], $60::int8[])
-),
-code_counts AS (
-  UPDATE ${s}.codes c SET redemptions = u.redemptions
-  FROM unnest($61::text[], $62::text[], $63::int8[]) AS u(tenant, hash, redemptions)
-  WHERE c.tenant = u.tenant AND c.hash = u.hash
-)
-SELECT 1 AS done`),
+    persist: statement(persistSql(s, false)),
+    persistWithAlerts: statement(persistSql(s, true)),
 
     /**
      * A ledger page, newest first, through the primary key (tenant, account, seq) backwards.
@@ -218,6 +323,20 @@ WHERE tenant = $1 AND account = $2 AND seq < coalesce($3::int8, 9223372036854775
   AND ($6::int8 IS NULL OR at < $6::int8)
 ORDER BY seq DESC
 LIMIT $7::int4`),
+
+    lastSeq: statement(`SELECT last_value FROM ${s}.ledger_seq_seq`),
+
+    inFlightBound: statement(`SELECT min(objid::int8) AS key FROM pg_locks
+WHERE locktype = 'advisory' AND classid = $1::int8::oid AND objsubid = 2`),
+
+    /**
+     * One tenant's events with $2 < seq ≤ $3, oldest first, at most $4: ledger entries through
+     * (tenant, seq), alerts through theirs.
+     */
+    eventsOfTenant: statement(eventsSql(s, 'tenant = $1 AND seq > $2::int8 AND seq <= $3::int8')),
+
+    /** Every tenant's events ($1 unused, for the same parameters), through (seq). */
+    eventsOfAll: statement(eventsSql(s, '$1::text IS NULL AND seq > $2::int8 AND seq <= $3::int8')),
 
     saveCodesKey:
       statement(`INSERT INTO ${s}.idempotency (tenant, key, account, fingerprint, result,
