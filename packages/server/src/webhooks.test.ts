@@ -28,7 +28,7 @@ const FAST: WebhookOptions = {
 const open: { close(): Promise<void> }[] = []
 afterEach(async () => {
   for (const o of open.splice(0).reverse()) await o.close()
-})
+}, 60_000)
 
 async function serverWith(store?: Store, webhooks: WebhookOptions = FAST): Promise<TestServer> {
   const t = await startServer({ ...(store ? { store } : {}), webhooks })
@@ -218,7 +218,8 @@ describe('allowed targets', () => {
 
 /** Delivery behaviour, run on every store kind. */
 function describeDeliveries(kind: string, storeOf: () => Store | undefined): void {
-  describe(`webhook deliveries (${kind})`, () => {
+  // PGlite takes seconds to start on a busy machine; the waits inside are bounded on their own.
+  describe(`webhook deliveries (${kind})`, { timeout: 90_000 }, () => {
     it('delivers a low-balance crossing, signed per Standard Webhooks', async () => {
       const t = await serverWith(storeOf())
       const r = await receiver()
