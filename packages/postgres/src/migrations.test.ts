@@ -32,8 +32,9 @@ describePostgres('migrations on PostgreSQL', (url) => {
       { version: 2, name: 'server API keys' },
       { version: 3, name: 'redeem failures per tenant window' },
       { version: 4, name: 'outbox: events by sequence and alerts' },
+      { version: 5, name: 'webhooks' },
     ])
-    expect(SCHEMA_VERSION).toBe(4)
+    expect(SCHEMA_VERSION).toBe(5)
   })
 
   it('refuses a schema newer than the package', async () => {
@@ -63,7 +64,7 @@ describe('migrations on PGlite', () => {
         pgliteStore({ client: db }).migrate(),
       ])
       const { rows } = await db.query('SELECT version FROM tollgate.schema_migrations')
-      expect(rows).toEqual([{ version: 1 }, { version: 2 }, { version: 3 }])
+      expect(rows).toEqual([1, 2, 3, 4, 5].map((version) => ({ version })))
     } finally {
       await db.close()
     }

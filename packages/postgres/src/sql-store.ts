@@ -74,6 +74,8 @@ export interface PostgresStore extends Store {
    * first operation unless `migrate: false`.
    */
   migrate(): Promise<void>
+  /** The webhooks of a Tollgate server on this store (migration 5; see docs/webhooks.md). */
+  readonly webhooks: WebhookRegistry
   /** Group-commit counters and the batch-size histogram (a snapshot). */
   stats(): StoreStats
   /** Zeroes the counters (the histogram included). */

@@ -122,7 +122,7 @@ function describeRegistry(name: string, registryOf: () => WebhookRegistry): void
       const t = freshTenant()
       const id = await endpoint(r, t)
       await r.enqueueDeliveries(t, [delivery(t, id, 1, 'a')], null)
-      const mine = (d: { tenant: string }[]) => d.filter((x) => x.tenant === t)
+      const mine = <D extends { tenant: string }>(d: D[]) => d.filter((x) => x.tenant === t)
       const [held] = mine(
         await r.claimDueDeliveries({ now: 1_000, limit: 1000, leaseMs: 500, owner: 'p1' }),
       )
