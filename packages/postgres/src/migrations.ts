@@ -248,6 +248,9 @@ CREATE UNIQUE INDEX webhook_deliveries_id ON ${s}.webhook_deliveries (id);
 CREATE INDEX webhook_deliveries_due ON ${s}.webhook_deliveries (next_at)
   WHERE status = 'pending';
 CREATE INDEX webhook_deliveries_list ON ${s}.webhook_deliveries (tenant, webhook_id, event_seq);
+-- What pruneDeliveries() drops: finished deliveries past the retention.
+CREATE INDEX webhook_deliveries_finished ON ${s}.webhook_deliveries (created_at)
+  WHERE status <> 'pending';
 
 CREATE TABLE ${s}.webhook_cursors (
   tenant text COLLATE "C" PRIMARY KEY,

@@ -174,6 +174,21 @@ function describeRegistry(name: string, registryOf: () => WebhookRegistry): void
       expect(reclaimed).toHaveLength(1)
     })
 
+    it('prunes finished deliveries past the retention, never pending ones', async () => {
+      const r = registryOf()
+      const t = freshTenant()
+      const id = await endpoint(r, t)
+      await r.enqueueDeliveries(t, [delivery(t, id, 1, 'a'), delivery(t, id, 2, 'b')], null)
+      const [first] = (
+        await r.claimDueDeliveries({ now: 1_000, limit: 1000, leaseMs: 10, owner: 'p' })
+      ).filter((d) => d.tenant === t && d.eventSeq === 1)
+      await r.completeDelivery(first!.id, 'p', attempt('delivered', 1_001))
+      // Other tests' finished deliveries (created at 900 too) may go as well: counted, not asserted.
+      await r.pruneDeliveries(901, 1_000_000)
+      const left = await r.listDeliveries(t, id, { limit: 10, beforeSeq: null, status: null })
+      expect(left.map((d) => [d.eventSeq, d.status])).toEqual([[2, 'pending']])
+    })
+
     it('deletes an endpoint with its deliveries', async () => {
       const r = registryOf()
       const t = freshTenant()

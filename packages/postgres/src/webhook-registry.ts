@@ -154,6 +154,13 @@ WHERE tenant = $1 AND webhook_id = $2 AND ($3::int8 IS NULL OR event_seq < $3)
   AND ($4::text IS NULL OR status = $4)
 ORDER BY event_seq DESC
 LIMIT $5`),
+    prune: statement(`DELETE FROM ${s}.webhook_deliveries
+WHERE id IN (
+  SELECT id FROM ${s}.webhook_deliveries
+  WHERE status <> 'pending' AND created_at < $1
+  LIMIT $2
+)
+RETURNING 1 AS dropped`),
     // The lease stays: an attempt in flight finishes and records itself first.
     redeliver: statement(`UPDATE ${s}.webhook_deliveries
 SET status = 'pending', next_at = $4, delivered_at = NULL
@@ -262,6 +269,8 @@ export function sqlWebhookRegistry(
           ])
         ).map(deliveryOf),
       ),
+    pruneDeliveries: (before, limit) =>
+      guarded(async () => (await client.query(st.prune, [before, limit])).length),
     redeliver: (tenant, webhookId, deliveryId, now) =>
       guarded(async () => {
         const [row] = await client.query<DeliveryRow>(st.redeliver, [

@@ -125,6 +125,11 @@ export interface WebhookOptions {
   pollIntervalMs?: number
   /** Endpoints per tenant. @default 20 */
   maxPerTenant?: number
+  /**
+   * How long delivered and failed deliveries are kept (listed, retried by hand), in ms; pending
+   * ones stay until they finish. @default 604_800_000 (7 days)
+   */
+  retentionMs?: number
 }
 
 /** {@link WebhookOptions} with defaults applied. */
@@ -139,6 +144,7 @@ export interface ResolvedWebhookOptions {
   maxResponseBytes: number
   pollIntervalMs: number
   maxPerTenant: number
+  retentionMs: number
   /** A claimed delivery is this process's for this long: well past an attempt's deadline. */
   leaseMs: number
   /**
@@ -233,6 +239,7 @@ const WEBHOOK_DEFAULTS = {
   maxResponseBytes: 65_536,
   pollIntervalMs: 1_000,
   maxPerTenant: 20,
+  retentionMs: 7 * 24 * 60 * 60 * 1000,
 } satisfies OptionDefaults<WebhookOptions>
 
 /** At most this many retries: a schedule is a bound, not a loop. */
@@ -271,6 +278,7 @@ function resolveWebhooks(
     maxResponseBytes: checkInt(w.maxResponseBytes, 'webhooks.maxResponseBytes', 0),
     pollIntervalMs: checkInt(w.pollIntervalMs, 'webhooks.pollIntervalMs', 10),
     maxPerTenant: checkInt(w.maxPerTenant, 'webhooks.maxPerTenant', 1),
+    retentionMs: checkInt(w.retentionMs, 'webhooks.retentionMs', 0),
     // Twice an attempt's deadline and then some: a live process always finishes (and records)
     // its attempt before another may claim the delivery.
     leaseMs: 2 * attemptMs + 5_000,

@@ -38,6 +38,9 @@ import { sendWebhook } from './webhook-send.js'
 const FAN_OUT_PAGE = 500
 /** Pages one tenant's fan-out reads per tick; the next tick continues. */
 const FAN_OUT_PAGES_PER_TICK = 20
+/** How often finished deliveries past the retention are dropped, and how many per pass. */
+const PRUNE_INTERVAL_MS = 10 * 60_000
+const PRUNE_LIMIT = 10_000
 
 /** The Standard Webhooks body of an event. */
 export function webhookBody(d: Pick<WebhookDelivery, 'type' | 'at' | 'account' | 'data'>): string {
@@ -97,6 +100,7 @@ export class WebhookWorker {
   #running: Promise<void> | null = null
   #again = false
   #stopped = false
+  #prunedAt = Number.NEGATIVE_INFINITY
 
   constructor(
     store: EventSource,
@@ -152,6 +156,15 @@ export class WebhookWorker {
       await this.#dispatch()
     } catch (err) {
       this.#log.warn({ err }, 'webhooks: claiming deliveries failed; the next tick retries')
+    }
+    const now = this.#clock()
+    if (now - this.#prunedAt >= PRUNE_INTERVAL_MS) {
+      this.#prunedAt = now
+      try {
+        await this.#registry.pruneDeliveries(now - this.#o.retentionMs, PRUNE_LIMIT)
+      } catch (err) {
+        this.#log.warn({ err }, 'webhooks: pruning old deliveries failed; the next pass retries')
+      }
     }
   }
 

@@ -131,6 +131,11 @@ export interface WebhookRegistry {
     query: WebhookDeliveryQuery,
   ): Promise<WebhookDelivery[]>
   /**
+   * Drops up to `limit` finished (delivered or failed) deliveries created before `before`;
+   * returns how many. Pending deliveries stay whatever their age.
+   */
+  pruneDeliveries(before: number, limit: number): Promise<number>
+  /**
    * Makes a delivery due again at `now` (pending, attempts kept), whatever its status; an
    * attempt in flight keeps its lease. Null when the tenant's endpoint has no such delivery.
    */
@@ -259,6 +264,17 @@ export function memoryWebhookRegistry(): WebhookRegistry {
         .sort((a, b) => b.eventSeq - a.eventSeq)
         .slice(0, limit)
         .map(publicDelivery)
+    },
+    async pruneDeliveries(before, limit) {
+      let dropped = 0
+      for (const [key, d] of deliveries) {
+        if (dropped >= limit) break
+        if (d.status === 'pending' || d.createdAt >= before) continue
+        deliveries.delete(key)
+        byEvent.delete(`${d.webhookId}\0${d.eventId}`)
+        dropped++
+      }
+      return dropped
     },
     async redeliver(tenant, webhookId, deliveryId, now) {
       const d = deliveries.get(deliveryId)
