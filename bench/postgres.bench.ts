@@ -13,6 +13,8 @@
  *   TOLLGATE_BENCH_SCHEMA=… (default: the store's default schema, `tollgate`): a branch whose
  *   migrations differ from another's runs in a schema of its own, so neither migrates the other's
  *   schema past what its code reads.
+ *   TOLLGATE_BENCH_NOTIFY=0: the PostgreSQL store sends no change notifications (`notify:
+ *   false`), to measure what the change feed's NOTIFY costs.
  *   (BENCH_SECONDS, BENCH_ROUNDS, BENCH_CONCURRENCY still work as defaults.)
  *
  * PostgreSQL unreachable: the PostgreSQL scenarios are reported skipped, the PGlite ones run.
@@ -165,7 +167,8 @@ async function dropScratch(sql: string) {
  */
 async function onPostgres(groupCommit: boolean, accounts: number): Promise<Result> {
   const schema = process.env.TOLLGATE_BENCH_SCHEMA || undefined
-  return tollgate(postgresStore({ connectionString: url, groupCommit, schema }), accounts)
+  const quiet = process.env.TOLLGATE_BENCH_NOTIFY === '0' ? { notify: false } : {}
+  return tollgate(postgresStore({ connectionString: url, groupCommit, schema, ...quiet }), accounts)
 }
 
 const scenarios: Record<string, () => Promise<Result>> = {

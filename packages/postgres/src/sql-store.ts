@@ -74,6 +74,10 @@ export interface PostgresStore extends Store {
    * first operation unless `migrate: false`.
    */
   migrate(): Promise<void>
+  /** The outbox (docs/store.md, "Outbox and change feed"): always present on SQL stores. */
+  events(request: EventsRequest): Promise<StoredEvent[]>
+  /** The change feed over LISTEN/NOTIFY: always present on SQL stores. */
+  watch(listener: WatchListener): Promise<WatchSubscription>
   /** The webhooks of a Tollgate server on this store (migration 5; see docs/webhooks.md). */
   readonly webhooks: WebhookRegistry
   /** Group-commit counters and the batch-size histogram (a snapshot). */
@@ -774,7 +778,7 @@ interface EventRow extends LedgerRow {
 }
 
 /** The first key of a schema's in-flight guard: 31 bits, the same in every process. */
-function guardClassOf(schema: string): number {
+export function guardClassOf(schema: string): number {
   return createHash('sha256').update(`tollgate.guard:${schema}`).digest().readUInt32BE(0) >>> 1
 }
 
