@@ -147,11 +147,6 @@ export interface ResolvedWebhookOptions {
   retentionMs: number
   /** A claimed delivery is this process's for this long: well past an attempt's deadline. */
   leaseMs: number
-  /**
-   * Events older than this are taken as settled: every transaction that could still add an
-   * earlier event has ended (the fan-out's durable cursor moves only past them).
-   */
-  settleMs: number
 }
 
 /** Options of the server's redeem limiter; see docs/server.md, "Redeem throttling". */
@@ -245,10 +240,7 @@ const WEBHOOK_DEFAULTS = {
 /** At most this many retries: a schedule is a bound, not a loop. */
 const MAX_RETRIES = 100
 
-function resolveWebhooks(
-  given: WebhookOptions | undefined,
-  timeoutMs: number,
-): ResolvedWebhookOptions {
+function resolveWebhooks(given: WebhookOptions | undefined): ResolvedWebhookOptions {
   const w = readOptions(given ?? {}, {
     owner: 'createServer',
     field: 'webhooks',
@@ -282,8 +274,6 @@ function resolveWebhooks(
     // Twice an attempt's deadline and then some: a live process always finishes (and records)
     // its attempt before another may claim the delivery.
     leaseMs: 2 * attemptMs + 5_000,
-    // Longer than any ledger transaction runs (the operation's deadline, at most `timeoutMs`).
-    settleMs: Math.max(10_000, 2 * timeoutMs),
   }
 }
 
@@ -362,6 +352,6 @@ export function resolveOptions(options: CreateServerOptions): ResolvedServerOpti
     },
     ...redeem,
     timeoutMs: checkInt(o.timeoutMs, 'timeoutMs', 1),
-    webhooks: resolveWebhooks(o.webhooks, checkInt(o.timeoutMs, 'timeoutMs', 1)),
+    webhooks: resolveWebhooks(o.webhooks),
   }
 }

@@ -9,12 +9,11 @@
  * leaves its lease to run out, and another process (or the same one restarted) attempts the
  * delivery again: at least once.
  *
- * The fan-out reads the outbox per tenant that has endpoints, from a durable cursor. An event of
- * a transaction that commits late can become visible after events with a higher seq; so the
- * durable cursor only moves past events older than `settleMs` (longer than any transaction
- * lasts), while the in-memory read position runs ahead, and the fan-out reads again from the
- * durable cursor every `settleMs`. Deliveries are unique per (endpoint, event): reading an
- * event twice is harmless.
+ * The fan-out reads the outbox per tenant that has endpoints, from a durable cursor stored with
+ * the deliveries it makes. The outbox never returns an event past one that may still commit
+ * with a lower seq (docs/store.md, "Reading by sequence under concurrency"), so the cursor moves
+ * to the last event read. Deliveries are unique per (endpoint, event): fan-outs of several
+ * processes over the same events add nothing twice.
  */
 import { randomBytes } from 'node:crypto'
 import type {
@@ -76,13 +75,6 @@ export interface EventSource {
   watch?(listener: WatchListener): Promise<WatchSubscription>
 }
 
-interface TenantScan {
-  /** The next read starts after this seq. */
-  position: number
-  /** When the read position was last brought back to the durable cursor. */
-  rewoundAt: number
-}
-
 /** Runs the fan-out and the deliveries of one server process. */
 export class WebhookWorker {
   readonly #store: EventSource
@@ -92,7 +84,8 @@ export class WebhookWorker {
   readonly #log: FastifyBaseLogger
   /** This process's claims; random so that a restarted process is another owner. */
   readonly #owner = `w_${randomBytes(8).toString('hex')}`
-  readonly #scans = new Map<string, TenantScan>()
+  /** Where each tenant's next read starts (after this seq); from the durable cursor at first. */
+  readonly #positions = new Map<string, number>()
   readonly #inFlight = new Set<Promise<void>>()
   #endpoints = new Map<string, WebhookEndpoint>()
   #timer: NodeJS.Timeout | null = null
@@ -177,7 +170,9 @@ export class WebhookWorker {
       if (list) list.push(e)
       else byTenant.set(e.tenant, [e])
     }
-    for (const tenant of this.#scans.keys()) if (!byTenant.has(tenant)) this.#scans.delete(tenant)
+    for (const tenant of this.#positions.keys()) {
+      if (!byTenant.has(tenant)) this.#positions.delete(tenant)
+    }
     for (const [tenant, list] of byTenant) {
       if (this.#stopped) return
       await this.#fanOutTenant(tenant, list)
@@ -186,33 +181,24 @@ export class WebhookWorker {
 
   async #fanOutTenant(tenant: string, endpoints: readonly WebhookEndpoint[]): Promise<void> {
     const now = this.#clock()
-    let scan = this.#scans.get(tenant)
-    if (scan === undefined || now - scan.rewoundAt >= this.#o.settleMs) {
-      // Again from the durable cursor: picks up events that became visible late.
-      scan = { position: await this.#registry.fanOutCursor(tenant), rewoundAt: now }
-      this.#scans.set(tenant, scan)
-    }
+    let position = this.#positions.get(tenant)
+    position ??= await this.#registry.fanOutCursor(tenant)
     for (let page = 0; page < FAN_OUT_PAGES_PER_TICK; page++) {
-      const events = await this.#store.events({
-        tenant,
-        after: scan.position,
-        limit: FAN_OUT_PAGE,
-      })
-      if (events.length === 0) return
+      const events = await this.#store.events({ tenant, after: position, limit: FAN_OUT_PAGE })
+      if (events.length === 0) break
       const deliveries: NewWebhookDelivery[] = []
-      let settled: number | null = null
       for (const event of events) {
-        if (event.at <= now - this.#o.settleMs) settled = event.seq
         for (const endpoint of endpoints) {
           // An endpoint gets the events from its creation on, not the tenant's history.
           if (event.at < endpoint.createdAt || !wantsEvent(endpoint, event.type)) continue
           deliveries.push(this.#deliveryOf(endpoint, event, now))
         }
       }
-      await this.#registry.enqueueDeliveries(tenant, deliveries, settled)
-      scan.position = events[events.length - 1]!.seq
-      if (events.length < FAN_OUT_PAGE) return
+      position = events[events.length - 1]!.seq
+      await this.#registry.enqueueDeliveries(tenant, deliveries, position)
+      if (events.length < FAN_OUT_PAGE) break
     }
+    this.#positions.set(tenant, position)
   }
 
   #deliveryOf(endpoint: WebhookEndpoint, event: StoredEvent, now: number): NewWebhookDelivery {
