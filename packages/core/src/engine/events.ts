@@ -89,23 +89,13 @@ export function entryEvent(e: LedgerEntry): EventDraft {
       amount = -e.delta
       break
   }
-  const data: Record<string, unknown> = {
-    entryType: e.type,
-    amount: amount + 0,
-    delta: e.delta,
-    heldDelta: e.heldDelta,
-    debtDelta: e.debtDelta,
-    balanceAfter: e.balanceAfter,
-  }
-  if (kind !== undefined) data.kind = kind
-  if (e.holdId !== undefined) data.holdId = e.holdId
-  if (e.grantId !== undefined) data.grantId = e.grantId
-  if (e.redemptionId !== undefined) data.redemptionId = e.redemptionId
-  if (e.cycleId !== undefined) data.cycleId = e.cycleId
-  if (e.idempotencyKey !== undefined) data.idempotencyKey = e.idempotencyKey
-  if (e.reason !== undefined) data.reason = e.reason
-  data.metadata = e.metadata
-  return { type, account: e.account, at: e.at, data }
+  // The entry as callers see it already leaves out the fields it does not use.
+  const { id: _id, account, type: entryType, at, ...figures } = e
+  const data: Record<string, unknown> =
+    kind === undefined
+      ? { entryType, amount: amount + 0, ...figures }
+      : { entryType, amount: amount + 0, kind, ...figures }
+  return { type, account, at, data }
 }
 
 /**
