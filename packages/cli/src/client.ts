@@ -53,6 +53,37 @@ export interface CreatedApiKey extends ApiKeyInfo {
   key: string
 }
 
+/** A webhook endpoint as `GET /v1/webhooks` lists it (never its secret). */
+export interface WebhookInfo {
+  id: string
+  url: string
+  events: string[]
+  createdAt: number | string
+}
+
+/** `POST /v1/webhooks`: the signing secret, shown this once. */
+export interface CreatedWebhook extends WebhookInfo {
+  secret: string
+}
+
+/** One delivery of `GET /v1/webhooks/{id}/deliveries`. */
+export interface WebhookDeliveryInfo {
+  id: string
+  webhookId: string
+  eventId: string
+  eventSeq: number
+  account: string
+  type: string
+  at: number | string
+  status: 'pending' | 'delivered' | 'failed'
+  attempts: number
+  nextAt: number | string
+  lastAttemptAt: number | string | null
+  lastStatus: number | null
+  lastError: string | null
+  deliveredAt: number | string | null
+}
+
 /** Body of `POST /v1/accounts/{account}/grants`. */
 export interface GrantBody {
   amount: number
@@ -355,6 +386,44 @@ export class TollgateClient {
     return (
       await this.request<{ id: string; revokedAt: number | string }>({ method: 'DELETE', path })
     ).body
+  }
+
+  /** `POST /v1/webhooks`: the new endpoint and its signing secret, shown this once. */
+  async addWebhook(body: { url: string; events?: string[] }): Promise<CreatedWebhook> {
+    return (await this.request<CreatedWebhook>({ method: 'POST', path: '/v1/webhooks', body })).body
+  }
+
+  /** `GET /v1/webhooks`. */
+  async listWebhooks(): Promise<WebhookInfo[]> {
+    const path = '/v1/webhooks'
+    return (await this.request<{ webhooks: WebhookInfo[] }>({ method: 'GET', path })).body.webhooks
+  }
+
+  /** `DELETE /v1/webhooks/{id}`. */
+  async removeWebhook(id: string): Promise<{ id: string; deleted: true }> {
+    const path = `/v1/webhooks/${encodeURIComponent(id)}`
+    return (await this.request<{ id: string; deleted: true }>({ method: 'DELETE', path })).body
+  }
+
+  /** `GET /v1/webhooks/{id}/deliveries`, newest event first. */
+  async webhookDeliveries(
+    id: string,
+    query: { limit?: number; before?: number; status?: string } = {},
+  ): Promise<{ deliveries: WebhookDeliveryInfo[]; nextBefore: number | null }> {
+    const path = `/v1/webhooks/${encodeURIComponent(id)}/deliveries`
+    return (
+      await this.request<{ deliveries: WebhookDeliveryInfo[]; nextBefore: number | null }>({
+        method: 'GET',
+        path,
+        query,
+      })
+    ).body
+  }
+
+  /** `POST /v1/webhooks/{id}/deliveries/{deliveryId}/retry`: due again now. */
+  async retryWebhookDelivery(id: string, deliveryId: string): Promise<WebhookDeliveryInfo> {
+    const path = `/v1/webhooks/${encodeURIComponent(id)}/deliveries/${encodeURIComponent(deliveryId)}/retry`
+    return (await this.request<WebhookDeliveryInfo>({ method: 'POST', path })).body
   }
 
   /** Closes the pool's connections. */

@@ -43,6 +43,12 @@ describe('help and version', () => {
     ['cycle'],
     ['cycle', 'start'],
     ['cycle', 'stop'],
+    ['webhooks'],
+    ['webhooks', 'add'],
+    ['webhooks', 'list'],
+    ['webhooks', 'remove'],
+    ['webhooks', 'deliveries'],
+    ['webhooks', 'retry'],
   ]
   it.each(paths.map((p) => [p.join(' ') || '(root)', p]))('%s --help', async (_name, path) => {
     const r = await runIn([...path, '--help'])
@@ -505,5 +511,50 @@ describe('createProgram()', () => {
     await expect(help.parseAsync(['--help'], { from: 'user' })).rejects.toMatchObject({
       exitCode: 0,
     })
+  })
+})
+
+describe('webhooks', () => {
+  it('add prints the secret once; list, deliveries and remove show the endpoint and its deliveries', async () => {
+    const added = await tenant([
+      'webhooks',
+      'add',
+      'https://hooks.example.com/tollgate',
+      '--events',
+      'granted,low',
+    ])
+    expect(added.code).toBe(0)
+    const secret = added.stdout.trim()
+    expect(secret).toMatch(/^whsec_[A-Za-z0-9+/]+=*$/)
+    const id =
+      /^added webhook (wh_\S+) → https:\/\/hooks\.example\.com\/tollgate \(granted, low\)/.exec(
+        added.stderr,
+      )![1]!
+    const table = await tenant(['webhooks', 'list'])
+    expect(table.stdout).toMatch(/^ID\s+URL\s+EVENTS\s+CREATED\n/)
+    expect(table.stdout).toContain(`${id}  https://hooks.example.com/tollgate  granted,low`)
+    expect(table.stdout).not.toContain(secret)
+
+    await tenant(['grant', 'wendy', '7'])
+    type Page = { deliveries: { type: string; account: string; status: string }[] }
+    let page: Page = { deliveries: [] }
+    for (let i = 0; i < 100 && page.deliveries.length === 0; i++) {
+      page = json<Page>(await tenant(['webhooks', 'deliveries', id, '--json']))
+      if (page.deliveries.length === 0) await new Promise((resolve) => setTimeout(resolve, 100))
+    }
+    expect(page.deliveries).toEqual([
+      expect.objectContaining({ type: 'granted', account: 'wendy' }),
+    ])
+    const rows = await tenant(['webhooks', 'deliveries', id])
+    expect(rows.stdout).toMatch(/^ID\s+EVENT\s+ACCOUNT\s+STATUS\s+ATTEMPTS\s+LAST\s+NEXT\n/)
+
+    const bad = await tenant(['webhooks', 'add', 'http://127.0.0.1:9/x'])
+    expect(bad.code).toBe(1)
+    expect(bad.stderr).toMatch(/^error: invalid_input: /)
+
+    const removed = await tenant(['webhooks', 'remove', id])
+    expect(removed.stdout.trim()).toBe(`removed webhook ${id}`)
+    expect((await tenant(['webhooks', 'remove', id])).code).toBe(1)
+    expect((await tenant(['webhooks', 'list'])).stderr).toContain('no webhooks')
   })
 })

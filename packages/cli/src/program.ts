@@ -16,6 +16,7 @@ import { addCycleCommands } from './commands/cycle.js'
 import { addKeysCommands } from './commands/keys.js'
 import { addServeCommand } from './commands/serve.js'
 import { addSettingsCommands } from './commands/settings.js'
+import { addWebhooksCommands } from './commands/webhooks.js'
 import { type CliIo, processIo } from './io.js'
 
 /** Options of {@link createProgram}: the process's streams and environment unless given. */
@@ -56,7 +57,9 @@ export function createProgram(options: ProgramOptions = {}): Command {
     .showHelpAfterError('(run with --help for usage)')
 
   program
-    .description('Run a Tollgate server and manage prepaid credits, keys and codes from a shell.')
+    .description(
+      'Run a Tollgate server and manage prepaid credits, keys, codes and webhooks from a shell.',
+    )
     .version(VERSION, '-V, --version', 'print the version')
     .helpOption('-h, --help', 'show help for a command')
 
@@ -67,6 +70,7 @@ export function createProgram(options: ProgramOptions = {}): Command {
   addCodesCommands(program, kit)
   addCycleCommands(program, kit)
   addSettingsCommands(program, kit)
+  addWebhooksCommands(program, kit)
   kit.addClientOptions()
 
   program.addHelpText(

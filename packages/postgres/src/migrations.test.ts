@@ -32,6 +32,7 @@ describePostgres('migrations on PostgreSQL', (url) => {
       { version: 2, name: 'server API keys' },
       { version: 3, name: 'redeem failures per tenant window' },
       { version: 4, name: 'outbox: events by sequence and alerts' },
+      { version: 5, name: 'webhooks' },
       { version: 6, name: 'tenant settings' },
     ])
     expect(SCHEMA_VERSION).toBe(6)
@@ -99,6 +100,7 @@ describe('migrations on PGlite', () => {
         { version: 2 },
         { version: 3 },
         { version: 4 },
+        { version: 5 },
         { version: 6 },
       ])
     } finally {

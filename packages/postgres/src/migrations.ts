@@ -204,11 +204,66 @@ CREATE INDEX alerts_tenant_seq ON ${s}.alerts (tenant, seq);
 `,
   },
   {
+    version: 5,
+    name: 'webhooks',
+    // A server's webhooks: endpoints, deliveries (a copy of the event, so the outbox can be pruned
+    // on its own schedule) and each tenant's fan-out cursor. Deliveries are keyed by tenant,
+    // endpoint and account first: claims keep each account's deliveries in event order.
+    sql: (s) => `
+CREATE TABLE ${s}.webhooks (
+  tenant text COLLATE "C" NOT NULL,
+  id text COLLATE "C" NOT NULL,
+  url text NOT NULL,
+  events json NOT NULL,
+  -- The signing secret: needed in the clear to sign, so kept as is (like a database password).
+  secret text NOT NULL,
+  created_at int8 NOT NULL,
+  PRIMARY KEY (tenant, id)
+);
+
+CREATE TABLE ${s}.webhook_deliveries (
+  tenant text COLLATE "C" NOT NULL,
+  webhook_id text COLLATE "C" NOT NULL,
+  account text COLLATE "C" NOT NULL,
+  event_seq int8 NOT NULL,
+  id text COLLATE "C" NOT NULL,
+  event_id text NOT NULL,
+  type text NOT NULL,
+  at int8 NOT NULL,
+  data json NOT NULL,
+  status text NOT NULL,
+  attempts int4 NOT NULL,
+  next_at int8 NOT NULL,
+  -- The claim's lease: which process attempts the delivery, until when.
+  locked_until int8,
+  lock_owner text,
+  last_attempt_at int8,
+  last_status int4,
+  last_error text,
+  delivered_at int8,
+  created_at int8 NOT NULL,
+  PRIMARY KEY (tenant, webhook_id, account, event_seq)
+);
+CREATE UNIQUE INDEX webhook_deliveries_id ON ${s}.webhook_deliveries (id);
+CREATE INDEX webhook_deliveries_due ON ${s}.webhook_deliveries (next_at)
+  WHERE status = 'pending';
+CREATE INDEX webhook_deliveries_list ON ${s}.webhook_deliveries (tenant, webhook_id, event_seq);
+-- What pruneDeliveries() drops: finished deliveries past the retention.
+CREATE INDEX webhook_deliveries_finished ON ${s}.webhook_deliveries (created_at)
+  WHERE status <> 'pending';
+
+CREATE TABLE ${s}.webhook_cursors (
+  tenant text COLLATE "C" PRIMARY KEY,
+  seq int8 NOT NULL
+);
+`,
+  },
+  {
     version: 6,
     name: 'tenant settings',
     // A tenant's default settings, read with each batch's account state (one row per tenant,
-    // keyed by tenant: a sharded database keeps it as a reference table). Versions 4 and 5
-    // (the outbox, webhooks) come from other changes; each version is applied on its own.
+    // keyed by tenant: a sharded database keeps it as a reference table). Each version is
+    // applied on its own, so versions written on parallel branches apply in any order.
     sql: (s) => `
 CREATE TABLE ${s}.tenant_settings (
   tenant text COLLATE "C" PRIMARY KEY,

@@ -40,6 +40,7 @@ import {
   type StoredEventType,
   type WatchListener,
   type WatchSubscription,
+  type WebhookRegistry,
 } from '@tollgate/core/store'
 import { type BatchItem, type BatchResult, FailedOperationError, runBatch } from './batch.js'
 import { ChangeFeed, channelOf } from './change-feed.js'
@@ -61,6 +62,7 @@ import type { ResolvedSqlStoreOptions } from './options.js'
 import { entryFrom, type LedgerRow, tenantSettingsFrom } from './rows.js'
 import { buildStatements, GUARD_UNIT, type Statements } from './statements.js'
 import { sqlTenantList } from './tenant-list.js'
+import { sqlWebhookRegistry } from './webhook-registry.js'
 
 /** A Tollgate store on PostgreSQL or PGlite, as both factories return it. */
 export interface PostgresStore extends Store {
@@ -77,6 +79,8 @@ export interface PostgresStore extends Store {
   events(request: EventsRequest): Promise<StoredEvent[]>
   /** The change feed over LISTEN/NOTIFY: always present on SQL stores. */
   watch(listener: WatchListener): Promise<WatchSubscription>
+  /** The webhooks of a Tollgate server on this store (migration 5; see docs/webhooks.md). */
+  readonly webhooks: WebhookRegistry
   /** Group-commit counters and the batch-size histogram (a snapshot). */
   stats(): StoreStats
   /** Zeroes the counters (the histogram included). */
@@ -164,6 +168,7 @@ export class SqlStore implements PostgresStore {
   #migration: Promise<void> | null = null
   #closing: Promise<void> | null = null
   readonly keys: KeyRegistry
+  readonly webhooks: WebhookRegistry
   readonly #tenantList: (after: string | null, limit: number) => Promise<string[]>
   readonly #feed: ChangeFeed
 
@@ -192,6 +197,17 @@ export class SqlStore implements PostgresStore {
       this.#checkOpen()
       return this.migrate()
     })
+    this.webhooks = sqlWebhookRegistry(
+      {
+        ...keysClient,
+        transaction: (fn) => this.#driver.transaction(fn, { timeoutMs: this.#o.timeoutMs }),
+      },
+      this.#o.quotedSchema,
+      () => {
+        this.#checkOpen()
+        return this.migrate()
+      },
+    )
     const maxInFlight = this.#o.maxInFlight ?? settings.defaultMaxInFlight
     this.#queue = new GroupCommit(
       {

@@ -60,4 +60,6 @@ export interface ServerContext {
    * left: the operation is then not run at all.
    */
   timeoutOf(request: FastifyRequest): number
+  /** Tells this process's webhook worker to look for work now (a no-op without one). */
+  wakeWebhooks(): void
 }

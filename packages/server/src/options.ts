@@ -87,6 +87,68 @@ export interface CreateServerOptions {
   redeemLimit?: RedeemLimitOptions
   /** The change feed `httpStore().watch()` streams from (`GET /v1/store/changes`, SSE). */
   changeFeed?: ChangeFeedOptions
+  /** Webhook delivery: targets, retries, limits. See docs/webhooks.md. @default {} */
+  webhooks?: WebhookOptions
+}
+
+/** Options of the server's webhooks; see docs/webhooks.md. */
+export interface WebhookOptions {
+  /**
+   * Run this process's delivery worker. Routes work either way; a process that should only
+   * serve the API (others deliver) turns it off.
+   * @default true
+   */
+  deliver?: boolean
+  /**
+   * Allow targets on loopback, private and link-local addresses (and `localhost`). Off by
+   * default: a tenant could otherwise make the server reach its own network (SSRF). Turn it on
+   * when the server and every receiver are yours (self-hosting).
+   * @default false
+   */
+  allowPrivateTargets?: boolean
+  /** Allow `http:` targets; otherwise https only. @default the value of `allowPrivateTargets` */
+  allowHttp?: boolean
+  /**
+   * Waits before each retry, in ms, after the first attempt failed: one retry per entry, then
+   * the delivery is marked failed. Each wait varies by ±`retryJitter`.
+   * @default [5_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000, 36_000_000] (about a day)
+   * @example { retryScheduleMs: [1_000, 2_000, 4_000] }
+   */
+  retryScheduleMs?: number[]
+  /** How far each retry wait varies, as a fraction (0–1). @default 0.2 */
+  retryJitter?: number
+  /** Deadline of one attempt (connect, send, answer), in ms. @default 10_000 */
+  timeoutMs?: number
+  /** Attempts in flight at once in this process. @default 16 */
+  concurrency?: number
+  /** Bytes of an answer read at most; the status decides. @default 65_536 */
+  maxResponseBytes?: number
+  /** How often the worker looks for work without a change notification, in ms. @default 1_000 */
+  pollIntervalMs?: number
+  /** Endpoints per tenant. @default 20 */
+  maxPerTenant?: number
+  /**
+   * How long delivered and failed deliveries are kept (listed, retried by hand), in ms; pending
+   * ones stay until they finish. @default 604_800_000 (7 days)
+   */
+  retentionMs?: number
+}
+
+/** {@link WebhookOptions} with defaults applied. */
+export interface ResolvedWebhookOptions {
+  deliver: boolean
+  allowPrivateTargets: boolean
+  allowHttp: boolean
+  retryScheduleMs: number[]
+  retryJitter: number
+  timeoutMs: number
+  concurrency: number
+  maxResponseBytes: number
+  pollIntervalMs: number
+  maxPerTenant: number
+  retentionMs: number
+  /** A claimed delivery is this process's for this long: well past an attempt's deadline. */
+  leaseMs: number
 }
 
 /** Options of the server's change feed; see docs/server.md, "Change feed". */
@@ -139,6 +201,7 @@ export interface ResolvedServerOptions {
   redeemWindowMs: number
   timeoutMs: number
   changeFeed: Required<ChangeFeedOptions>
+  webhooks: ResolvedWebhookOptions
 }
 
 /** Room for a full batch of 100,000 code records (about 260 bytes each as JSON): admin keys. */
@@ -160,6 +223,7 @@ const DEFAULTS = {
   redeemLimit: {},
   timeoutMs: 5_000,
   changeFeed: {},
+  webhooks: {},
 } satisfies OptionDefaults<CreateServerOptions>
 
 const CHANGE_FEED_DEFAULTS = {
@@ -182,6 +246,60 @@ const REDEEM_LIMIT_DEFAULTS = {
   accountFailuresPerMinute: 20,
   failingAccountsPerMinute: 100,
 } satisfies OptionDefaults<RedeemLimitOptions>
+
+const WEBHOOK_DEFAULTS = {
+  deliver: true,
+  allowPrivateTargets: false,
+  allowHttp: undefined,
+  retryScheduleMs: [5_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000, 36_000_000],
+  retryJitter: 0.2,
+  timeoutMs: 10_000,
+  concurrency: 16,
+  maxResponseBytes: 65_536,
+  pollIntervalMs: 1_000,
+  maxPerTenant: 20,
+  retentionMs: 7 * 24 * 60 * 60 * 1000,
+} satisfies OptionDefaults<WebhookOptions>
+
+/** At most this many retries: a schedule is a bound, not a loop. */
+const MAX_RETRIES = 100
+
+function resolveWebhooks(given: WebhookOptions | undefined): ResolvedWebhookOptions {
+  const w = readOptions(given ?? {}, {
+    owner: 'createServer',
+    field: 'webhooks',
+    defaults: WEBHOOK_DEFAULTS,
+  })
+  const allowPrivateTargets = checkBoolean(w.allowPrivateTargets, 'webhooks.allowPrivateTargets')
+  const schedule = w.retryScheduleMs
+  if (!Array.isArray(schedule) || schedule.length > MAX_RETRIES) {
+    throw new InvalidInputError(
+      'webhooks.retryScheduleMs',
+      `must be an array of at most ${MAX_RETRIES} waits`,
+    )
+  }
+  const retryJitter = w.retryJitter
+  if (typeof retryJitter !== 'number' || !(retryJitter >= 0 && retryJitter <= 1)) {
+    throw new InvalidInputError('webhooks.retryJitter', 'must be a number from 0 to 1')
+  }
+  const attemptMs = checkInt(w.timeoutMs, 'webhooks.timeoutMs', 1)
+  return {
+    deliver: checkBoolean(w.deliver, 'webhooks.deliver'),
+    allowPrivateTargets,
+    allowHttp: checkBoolean(w.allowHttp ?? allowPrivateTargets, 'webhooks.allowHttp'),
+    retryScheduleMs: schedule.map((ms, i) => checkInt(ms, `webhooks.retryScheduleMs[${i}]`, 0)),
+    retryJitter,
+    timeoutMs: attemptMs,
+    concurrency: checkInt(w.concurrency, 'webhooks.concurrency', 1),
+    maxResponseBytes: checkInt(w.maxResponseBytes, 'webhooks.maxResponseBytes', 0),
+    pollIntervalMs: checkInt(w.pollIntervalMs, 'webhooks.pollIntervalMs', 10),
+    maxPerTenant: checkInt(w.maxPerTenant, 'webhooks.maxPerTenant', 1),
+    retentionMs: checkInt(w.retentionMs, 'webhooks.retentionMs', 0),
+    // Twice an attempt's deadline and then some: a live process always finishes (and records)
+    // its attempt before another may claim the delivery.
+    leaseMs: 2 * attemptMs + 5_000,
+  }
+}
 
 /** Paths pino blanks, should a custom serializer ever log request headers. */
 const REDACT = [
@@ -258,6 +376,7 @@ export function resolveOptions(options: CreateServerOptions): ResolvedServerOpti
     },
     ...redeem,
     timeoutMs: checkInt(o.timeoutMs, 'timeoutMs', 1),
+    webhooks: resolveWebhooks(o.webhooks),
     changeFeed: resolveChangeFeed(o.changeFeed),
   }
 }

@@ -22,6 +22,7 @@ import {
   ttlSchema,
   wholeNumberSchema,
 } from '@tollgate/core/protocol'
+import type { StoredEventType } from '@tollgate/core/store'
 import { z } from 'zod'
 
 // Request schemas use core's text and whole-number schemas: every text field refuses NUL and
@@ -426,3 +427,83 @@ export const dueResponse = z.object({ accounts: z.array(z.string()) })
 export const pruneResponse = z.object({ pruned: z.int() })
 
 export const healthResponse = z.object({ status: z.string() })
+
+// ---- webhooks --------------------------------------------------------------------------
+
+/** Event types a webhook may subscribe to (the outbox's types), or `*` for all of them. */
+export const WEBHOOK_EVENT_TYPES = [
+  'granted',
+  'debited',
+  'reserved',
+  'committed',
+  'released',
+  'expired',
+  'redeemed',
+  'adjusted',
+  'low',
+  'depleted',
+  'recovered',
+  'debt_changed',
+] as const satisfies readonly StoredEventType[]
+
+export const webhookParams = z.strictObject({ id: textSchema(1, 100) })
+export const deliveryParams = z.strictObject({
+  id: textSchema(1, 100),
+  deliveryId: textSchema(1, 100),
+})
+export const createWebhookBody = z.strictObject({
+  url: textSchema(1, 2_000).describe(
+    'Where deliveries are POSTed: https, and not a private, loopback or link-local address unless the server allows it.',
+  ),
+  events: z
+    .array(z.enum([...WEBHOOK_EVENT_TYPES, '*']))
+    .min(1)
+    .max(WEBHOOK_EVENT_TYPES.length + 1)
+    .optional()
+    .describe('Event types to deliver (default: `["*"]`, every type).'),
+})
+export const deliveriesQuery = z.strictObject({
+  limit: queryNumber(1, 1000).optional().describe('At most this many (default 50).'),
+  before: queryNumber(1)
+    .optional()
+    .describe('Only deliveries of events with a lower seq: `nextBefore` of the previous page.'),
+  status: z.enum(['pending', 'delivered', 'failed']).optional(),
+})
+
+const webhookFields = {
+  id: z.string(),
+  url: z.string(),
+  events: z.array(z.string()),
+  createdAt: timestampMs,
+}
+export const webhookResponse = z.object(webhookFields).meta({ id: 'Webhook' })
+export const createdWebhookResponse = z
+  .object({
+    ...webhookFields,
+    secret: z.string().describe('The signing secret (`whsec_…`), shown this once.'),
+  })
+  .meta({ id: 'CreatedWebhook' })
+export const webhookListResponse = z.object({ webhooks: z.array(webhookResponse) })
+export const deletedWebhookResponse = z.object({ id: z.string(), deleted: z.literal(true) })
+export const deliveryResponse = z
+  .object({
+    id: z.string(),
+    webhookId: z.string(),
+    eventId: z.string().describe('The `webhook-id` header: the same on every attempt.'),
+    eventSeq: z.int(),
+    account: z.string(),
+    type: z.string(),
+    at: timestampMs,
+    status: z.enum(['pending', 'delivered', 'failed']),
+    attempts: z.int(),
+    nextAt: timestampMs.describe('When the next attempt is due (while pending).'),
+    lastAttemptAt: timestampMs.nullable(),
+    lastStatus: z.int().nullable(),
+    lastError: z.string().nullable(),
+    deliveredAt: timestampMs.nullable(),
+  })
+  .meta({ id: 'WebhookDelivery' })
+export const deliveryListResponse = z.object({
+  deliveries: z.array(deliveryResponse),
+  nextBefore: z.int().nullable().describe('Pass as `before` for the next page; null at the end.'),
+})

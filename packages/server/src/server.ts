@@ -38,6 +38,8 @@ import { RedeemLimiter } from './redeem-limiter.js'
 import { restRoutes } from './rest-routes.js'
 import { healthResponse } from './schemas.js'
 import { storeRoutes } from './store-routes.js'
+import { webhookRoutes } from './webhook-routes.js'
+import { WebhookWorker } from './webhook-worker.js'
 
 /** Options of {@link TollgateServer.listen}. */
 export interface ListenOptions {
@@ -92,6 +94,7 @@ export class TollgateServer {
   #listening: Promise<ListenResult> | null = null
   #closing: Promise<void> | null = null
   #storeClosed = false
+  #webhooks: WebhookWorker | null = null
 
   constructor(options: CreateServerOptions) {
     const o = resolveOptions(options)
@@ -158,6 +161,7 @@ export class TollgateServer {
         }
         return left
       },
+      wakeWebhooks: () => this.#webhooks?.wake(),
     }
     this.#ctx = ctx
 
@@ -266,6 +270,7 @@ export class TollgateServer {
       void zapp.register(async (keysScope) => {
         keyRoutes(keysScope.withTypeProvider<ZodTypeProvider>(), ctx)
       })
+      webhookRoutes(zapp, ctx)
 
       zapp.get(
         '/healthz',
@@ -395,7 +400,25 @@ export class TollgateServer {
       }, this.#o.sweepIntervalMs)
       this.#sweeper.unref()
     }
+    await this.#startWebhooks()
     return { url: this.#url, port: address.port, adminKey }
+  }
+
+  /** Starts the webhook worker when the store can deliver (an outbox and a registry). */
+  async #startWebhooks(): Promise<void> {
+    const { store, webhooks, clock } = this.#o
+    if (!webhooks.deliver || store.webhooks === undefined || store.events === undefined) return
+    this.#webhooks = new WebhookWorker(
+      {
+        events: store.events.bind(store),
+        watch: store.watch?.bind(store),
+      },
+      store.webhooks,
+      webhooks,
+      clock,
+      this.fastify.log,
+    )
+    await this.#webhooks.start()
   }
 
   /** Registers `adminKey` when its id is new; generates one when no admin key is active. */
@@ -508,6 +531,8 @@ export class TollgateServer {
 
   async #close(): Promise<void> {
     if (this.#sweeper !== null) clearInterval(this.#sweeper)
+    // Attempts in flight finish (each within its deadline) before the store closes.
+    const webhooks = this.#webhooks?.stop()
     try {
       // Streams never end on their own: the server would wait for them forever.
       await this.#ctx.changes.close()
@@ -515,6 +540,7 @@ export class TollgateServer {
       await this.fastify.close()
     } finally {
       await this.#sweeping
+      await webhooks
       this.#storeClosed = true
       await this.#o.store.close()
     }

@@ -1,12 +1,14 @@
 /** Test helpers: a server on a free port and a small JSON client over real sockets (undici). */
 
 import { randomBytes } from 'node:crypto'
-import { connect } from 'node:net'
+import { createServer as createHttpServer } from 'node:http'
+import { type AddressInfo, connect, type Socket } from 'node:net'
 import { Writable } from 'node:stream'
 import { PGlite } from '@electric-sql/pglite'
 import { memoryStore, type Store } from '@tollgate/core'
 import { pgliteStore, postgresStore } from '@tollgate/postgres'
 import pg from 'pg'
+import { Webhook } from 'standardwebhooks'
 import { request } from 'undici'
 import { afterAll, describe, it } from 'vitest'
 import type { CreateServerOptions } from './options.js'
@@ -273,4 +275,112 @@ export function describeSqlStores(name: string, body: (kind: SqlStoreKind) => vo
       },
     })
   })
+}
+
+/** One message a {@link WebhookReceiver} accepted, its signature verified. */
+export interface ReceivedWebhook {
+  id: string
+  type: string
+  account: string
+  data: Record<string, unknown>
+}
+
+/**
+ * A webhook receiver over a real socket: verifies every message with the `standardwebhooks`
+ * package and records it. `down()` closes its port (connections refused) and `up()` opens the
+ * same port again; `answer` picks the status of the next answers.
+ */
+export interface WebhookReceiver {
+  url: string
+  received: ReceivedWebhook[]
+  /** Messages whose signature did not verify (should stay 0). */
+  rejected: number
+  /** Requests that reached the receiver, verified or not, answered or not. */
+  requests: number
+  /** Set before the messages arrive: the endpoint's `whsec_…` secret. */
+  secret: string
+  answer: number
+  /** When set, requests wait for it before they are answered. */
+  hold: Promise<void> | null
+  down(): Promise<void>
+  up(): Promise<void>
+  close(): Promise<void>
+  /** Resolves once `predicate` holds for `received` (polled; gives up after `timeoutMs`). */
+  until(predicate: (received: ReceivedWebhook[]) => boolean, timeoutMs?: number): Promise<void>
+}
+
+export async function startReceiver(): Promise<WebhookReceiver> {
+  let port = 0
+  const sockets = new Set<Socket>()
+  const r: WebhookReceiver = {
+    url: '',
+    received: [],
+    rejected: 0,
+    requests: 0,
+    secret: '',
+    answer: 204,
+    hold: null,
+    async down() {
+      for (const s of sockets) s.destroy()
+      await new Promise<void>((resolve) => server.close(() => resolve()))
+    },
+    async up() {
+      await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve))
+    },
+    async close() {
+      if (server.listening) await r.down()
+    },
+    async until(predicate, timeoutMs = 30_000) {
+      const end = Date.now() + timeoutMs
+      while (!predicate(r.received)) {
+        if (Date.now() > end) {
+          throw new Error(
+            `receiver: condition not met after ${timeoutMs} ms (${r.received.length} received)`,
+          )
+        }
+        await new Promise((resolve) => setTimeout(resolve, 25))
+      }
+    },
+  }
+  const server = createHttpServer((request, response) => {
+    r.requests++
+    const chunks: Buffer[] = []
+    request.on('data', (c: Buffer) => chunks.push(c))
+    request.on('end', () => {
+      void (async () => {
+        if (r.hold) await r.hold
+        const body = Buffer.concat(chunks).toString()
+        try {
+          const payload = new Webhook(r.secret).verify(
+            body,
+            request.headers as Record<string, string>,
+          ) as {
+            type: string
+            data: Record<string, unknown> & { account: string }
+          }
+          if (r.answer < 300) {
+            r.received.push({
+              id: String(request.headers['webhook-id']),
+              type: payload.type,
+              account: payload.data.account,
+              data: payload.data,
+            })
+          }
+          response.statusCode = r.answer
+        } catch {
+          r.rejected++
+          response.statusCode = 400
+        }
+        response.end()
+      })()
+    })
+  })
+  server.on('connection', (s) => {
+    sockets.add(s)
+    s.on('close', () => sockets.delete(s))
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  port = (server.address() as AddressInfo).port
+  r.url = `http://127.0.0.1:${port}/hook`
+  return r
 }

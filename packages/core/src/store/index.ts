@@ -45,3 +45,14 @@ export {
   type WatchSubscription,
   withTenantSettings,
 } from './store.js'
+export {
+  memoryWebhookRegistry,
+  type NewWebhookDelivery,
+  type WebhookAttempt,
+  type WebhookClaim,
+  type WebhookDelivery,
+  type WebhookDeliveryQuery,
+  type WebhookDeliveryStatus,
+  type WebhookEndpoint,
+  type WebhookRegistry,
+} from './webhooks.js'

@@ -41,6 +41,7 @@ import {
   patchTenantSettings,
   withTenantSettings,
 } from './store.js'
+import { memoryWebhookRegistry, type WebhookRegistry } from './webhooks.js'
 
 /** Options of {@link memoryStore}. None yet; the object is accepted for symmetry with other stores. */
 export type MemoryStoreOptions = Record<string, never>
@@ -126,6 +127,7 @@ function newTenant(name: string, holdPrefix: string): MemTenant {
 class MemoryStore implements Store {
   readonly kind = 'memory'
   readonly keys: KeyRegistry = memoryKeyRegistry()
+  readonly webhooks: WebhookRegistry = memoryWebhookRegistry()
   readonly #tenants = new Map<string, MemTenant>()
   /** Tenant names in order, for `tenants()`; remade when a tenant was added (none is removed). */
   #sorted: string[] | null = null

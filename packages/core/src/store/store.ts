@@ -8,6 +8,7 @@ import type { StoredEventType } from '../engine/events.js'
 import type { CodeRecord, Effects, EngineConfig, Operation } from '../engine/state.js'
 import type { TollgateError } from '../errors.js'
 import type { Balance, LedgerEntryType, LedgerPage, TenantSettings } from '../types.js'
+import type { WebhookRegistry } from './webhooks.js'
 
 /** One operation for one account (or, for hold operations, for the hold's account). */
 export interface ExecuteRequest {
@@ -263,6 +264,12 @@ export interface Store {
   close(): Promise<void>
   /** API keys of a Tollgate server running on this store. Optional: `httpStore()` has none. */
   readonly keys?: KeyRegistry
+  /**
+   * Webhook endpoints and deliveries of a Tollgate server running on this store (see
+   * docs/webhooks.md). Optional: a server on a store without it (or without `events()`) has no
+   * webhooks.
+   */
+  readonly webhooks?: WebhookRegistry
 }
 
 /** No stored tenant settings. */
