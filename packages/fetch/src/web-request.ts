@@ -60,7 +60,9 @@ export type BodyGiven = 'whole' | 'stream'
 /** Whether a handler's answer is a Response (of this realm or another: duck-typed). */
 function isResponse(value: unknown): value is Response {
   const r = value as Partial<Response> | null
-  return typeof r === 'object' && r !== null && typeof r.status === 'number' && !!r.headers
+  // `'headers' in r`, not `r.headers`: reading it makes `@hono/node-server`'s lightweight
+  // Response build its Headers, which a body given whole and left alone never needs.
+  return typeof r === 'object' && r !== null && typeof r.status === 'number' && 'headers' in r
 }
 
 /**
