@@ -9,49 +9,19 @@
  * limit is never reached), listens on a free port and reports `{ port }` over IPC (or
  * `{ error }`). Answers `'cpu'` messages with its CPU time so far; SIGTERM or a lost parent
  * closes it.
+ *
+ * Only the scenario's framework, limiter and store are loaded (dynamic imports): a process
+ * that imported every framework spent most of its start-up compiling the others, and the
+ * bench starts one per measurement.
  */
-import 'reflect-metadata'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { createServer, type IncomingHttpHeaders, type RequestListener } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
-import fastifyRateLimit from '@fastify/rate-limit'
-import { getRequestListener } from '@hono/node-server'
-import {
-  Controller,
-  type DynamicModule,
-  Get,
-  Module,
-  type Provider,
-  type Type,
-} from '@nestjs/common'
-import { APP_GUARD, NestFactory, Reflector } from '@nestjs/core'
-import { ExpressAdapter } from '@nestjs/platform-express'
-import {
-  getOptionsToken,
-  getStorageToken,
-  ThrottlerGuard,
-  ThrottlerModule,
-  type ThrottlerModuleOptions,
-  type ThrottlerStorage,
-} from '@nestjs/throttler'
 import { createMeter, httpStore, type Meter, memoryStore, type Store } from '@tollgate/core'
-import { metered as expressMetered } from '@tollgate/express'
-import { tollgate as fastifyTollgate } from '@tollgate/fastify'
-import { metered as honoMetered } from '@tollgate/hono'
-import { metered as koaMetered } from '@tollgate/koa'
-import { Credits, TollgateModule } from '@tollgate/nestjs'
-import { pgliteStore, postgresStore } from '@tollgate/postgres'
-import express, { type RequestHandler } from 'express'
-import { rateLimit } from 'express-rate-limit'
-import Fastify from 'fastify'
-import { Hono } from 'hono'
-import { rateLimiter as honoRateLimiter } from 'hono-rate-limiter'
-import Koa, { type Middleware } from 'koa'
-import ratelimit from 'koa-ratelimit'
-import pg from 'pg'
-import { RateLimiterMemory, RateLimiterPostgres } from 'rate-limiter-flexible'
+import type { RequestHandler } from 'express'
+import type { Middleware } from 'koa'
 import {
   accountCount,
   accountName,
@@ -88,17 +58,20 @@ const cleanups: (() => Promise<unknown> | unknown)[] = []
 
 const account = (headers: IncomingHttpHeaders) => (headers['x-account'] as string | undefined) ?? ''
 
-function tollgateStore(s: Scenario): Store {
+async function tollgateStore(s: Scenario): Promise<Store> {
   switch (s.store) {
     case 'memory':
       return memoryStore()
     case 'pglite': {
+      const { pgliteStore } = await import('@tollgate/postgres')
       const dataDir = mkdtempSync(path.join(os.tmpdir(), 'tollgate-bench-http-'))
       cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }))
       return pgliteStore({ dataDir })
     }
-    case 'postgres':
+    case 'postgres': {
+      const { postgresStore } = await import('@tollgate/postgres')
       return postgresStore({ connectionString: config.databaseUrl, schema: config.schema })
+    }
     case 'server':
       if (!config.ledgerUrl || !config.apiKey) throw new Error('server scenario without ledgerUrl')
       return httpStore({ url: config.ledgerUrl, apiKey: config.apiKey })
@@ -109,7 +82,7 @@ function tollgateStore(s: Scenario): Store {
 
 /** A meter on the scenario's store, every account granted plenty. */
 async function seededMeter(s: Scenario): Promise<Meter> {
-  const store = tollgateStore(s)
+  const store = await tollgateStore(s)
   const meter = createMeter({ store, tenant: config.tenant, ...(s.lease ? { lease: LEASE } : {}) })
   cleanups.unshift(() => meter.close())
   const n = accountCount(s.accounts)
@@ -127,13 +100,15 @@ interface Limiter {
 }
 
 async function rlfLimiter(s: Scenario): Promise<Limiter> {
+  const { RateLimiterMemory, RateLimiterPostgres } = await import('rate-limiter-flexible')
   if (s.middleware === 'rlf-memory')
     return new RateLimiterMemory({ points: NEVER, duration: 3_600 })
+  const { default: pg } = await import('pg')
   const pool = new pg.Pool({ connectionString: config.databaseUrl, max: 10 })
   pool.on('error', () => {})
   cleanups.push(() => pool.end())
   return new Promise<Limiter>((resolve, reject) => {
-    const limiter: RateLimiterPostgres = new RateLimiterPostgres(
+    const limiter: Limiter = new RateLimiterPostgres(
       {
         storeClient: pool,
         schemaName: config.schema,
@@ -148,8 +123,10 @@ async function rlfLimiter(s: Scenario): Promise<Limiter> {
 }
 
 async function expressApp(s: Scenario) {
+  const { default: express } = await import('express')
   const app = express()
   if (s.middleware === 'rate-limit') {
+    const { rateLimit } = await import('express-rate-limit')
     app.use(
       rateLimit({
         windowMs: 60_000,
@@ -170,6 +147,7 @@ async function expressApp(s: Scenario) {
       )
     })
   } else if (s.middleware === 'tollgate') {
+    const { metered: expressMetered } = await import('@tollgate/express')
     app.use(
       expressMetered(await seededMeter(s), { account: (req) => account(req.headers), cost: 1 }),
     )
@@ -182,8 +160,10 @@ async function expressApp(s: Scenario) {
 }
 
 async function koaApp(s: Scenario) {
+  const { default: Koa } = await import('koa')
   const app = new Koa()
   if (s.middleware === 'rate-limit') {
+    const { default: ratelimit } = await import('koa-ratelimit')
     app.use(
       ratelimit({
         driver: 'memory',
@@ -205,6 +185,7 @@ async function koaApp(s: Scenario) {
       await next()
     })
   } else if (s.middleware === 'tollgate') {
+    const { metered: koaMetered } = await import('@tollgate/koa')
     app.use(koaMetered(await seededMeter(s), { account: (ctx) => account(ctx.headers), cost: 1 }))
   }
   const hello: Middleware = (ctx) => {
@@ -219,6 +200,7 @@ async function koaApp(s: Scenario) {
  * own request handler over, so requests take the same path as under `app.listen()`.
  */
 async function fastifyApp(s: Scenario): Promise<RequestListener> {
+  const { default: Fastify } = await import('fastify')
   let listener: RequestListener | undefined
   const app = Fastify({
     logger: false,
@@ -229,6 +211,7 @@ async function fastifyApp(s: Scenario): Promise<RequestListener> {
     },
   })
   if (s.middleware === 'rate-limit') {
+    const { default: fastifyRateLimit } = await import('@fastify/rate-limit')
     await app.register(fastifyRateLimit, {
       max: NEVER,
       timeWindow: 60_000,
@@ -244,6 +227,7 @@ async function fastifyApp(s: Scenario): Promise<RequestListener> {
       }
     })
   } else if (s.middleware === 'tollgate') {
+    const { tollgate: fastifyTollgate } = await import('@tollgate/fastify')
     await app.register(fastifyTollgate, {
       meter: await seededMeter(s),
       account: (req) => account(req.headers),
@@ -259,8 +243,13 @@ async function fastifyApp(s: Scenario): Promise<RequestListener> {
 
 /** A Hono app on `@hono/node-server`'s request listener (the way Node serves a Hono app). */
 async function honoApp(s: Scenario): Promise<RequestListener> {
+  const [{ Hono }, { getRequestListener }] = await Promise.all([
+    import('hono'),
+    import('@hono/node-server'),
+  ])
   const app = new Hono()
   if (s.middleware === 'rate-limit') {
+    const { rateLimiter: honoRateLimiter } = await import('hono-rate-limiter')
     app.use(
       honoRateLimiter({
         windowMs: 60_000,
@@ -280,6 +269,7 @@ async function honoApp(s: Scenario): Promise<RequestListener> {
       await next()
     })
   } else if (s.middleware === 'tollgate') {
+    const { metered: honoMetered } = await import('@tollgate/hono')
     app.use(
       honoMetered(await seededMeter(s), {
         account: (c) => c.req.header('x-account') ?? '',
@@ -289,68 +279,6 @@ async function honoApp(s: Scenario): Promise<RequestListener> {
   }
   app.get('/', (c) => c.json(BODY))
   return getRequestListener(app.fetch)
-}
-
-/** `@nestjs/throttler`'s guard, keyed on the account header as the other limiters are. */
-class AccountThrottlerGuard extends ThrottlerGuard {
-  protected override async getTracker(req: Record<string, unknown>): Promise<string> {
-    return account(req.headers as IncomingHttpHeaders)
-  }
-}
-
-@Controller()
-class HelloController {
-  @Get()
-  hello() {
-    return BODY
-  }
-}
-
-@Controller()
-class MeteredHelloController {
-  @Get()
-  @Credits(1)
-  hello() {
-    return BODY
-  }
-}
-
-/** A Nest app on its default platform (Express), whose Express instance serves the requests. */
-async function nestApp(s: Scenario): Promise<RequestListener> {
-  const imports: DynamicModule[] = []
-  const providers: Provider[] = []
-  let controller: Type<unknown> = HelloController
-  if (s.middleware === 'rate-limit') {
-    imports.push(ThrottlerModule.forRoot([{ ttl: 60_000, limit: NEVER }]))
-    providers.push({
-      provide: APP_GUARD,
-      // Built here rather than by class: under tsx, @nestjs/throttler's require() of the ES
-      // module @nestjs/core loads a second copy, whose Reflector Nest does not provide.
-      useFactory: (
-        options: ThrottlerModuleOptions,
-        storage: ThrottlerStorage,
-        reflector: Reflector,
-      ) => new AccountThrottlerGuard(options, storage, reflector),
-      inject: [getOptionsToken(), getStorageToken(), Reflector],
-    })
-  } else if (s.middleware === 'tollgate') {
-    const meter = await seededMeter(s)
-    imports.push(TollgateModule.forRoot({ meter, account: (req) => account(req.headers) }))
-    controller = MeteredHelloController
-  } else if (s.middleware !== 'bare') {
-    throw new Error(`no NestJS app for ${s.id}`)
-  }
-  class BenchModule {}
-  Module({ imports, providers, controllers: [controller] })(BenchModule)
-  const instance = express()
-  const app = await NestFactory.create(BenchModule, new ExpressAdapter(instance), {
-    logger: false,
-    // Throw what failed (reported to the driver) rather than exit silently.
-    abortOnError: false,
-  })
-  await app.init()
-  cleanups.unshift(() => app.close())
-  return instance
 }
 
 async function appFor(s: Scenario): Promise<RequestListener> {
@@ -363,8 +291,11 @@ async function appFor(s: Scenario): Promise<RequestListener> {
       return fastifyApp(s)
     case 'hono':
       return honoApp(s)
-    case 'nestjs':
-      return nestApp(s)
+    case 'nestjs': {
+      // Its own module: decorators and reflect-metadata load only for NestJS scenarios.
+      const { nestApp } = await import('./http-server-nest.js')
+      return nestApp(s, { seededMeter, account, cleanups, BODY, NEVER })
+    }
   }
 }
 

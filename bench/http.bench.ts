@@ -13,10 +13,11 @@
  *
  * Every scenario serves `GET /` with one small JSON body; the metered ones charge 1 credit per
  * request (each account granted 2^50 up front) and the limiters key on the same header with a
- * limit never reached. Each measurement starts a fresh server process (and, for the `server`
- * scenarios, a fresh Tollgate server process behind it); autocannon drives it from this
- * process. Scenarios run interleaved, round after round, so slow drift of the machine hits
- * them all alike; tables report medians.
+ * limit never reached. Each setup (framework × middleware × store × lease) gets a fresh server
+ * process per round (and, for the `server` scenarios, a fresh Tollgate server process behind
+ * it), seeded for 1,000 accounts, which serves its `hot` scenario and then its `many` one;
+ * autocannon drives it from this process. Setups run interleaved, round after round, so slow
+ * drift of the machine hits them all alike; tables report medians.
  *
  * Two measurements per server process:
  *  1. Throughput: autocannon, `--connections` keep-alive connections, closed loop, after a
@@ -99,7 +100,8 @@ const DURATION = Number(values.duration ?? (quick ? 2 : 5))
 const WARMUP = Number(values.warmup ?? (quick ? 1 : 2))
 const CONNECTIONS = Number(values.connections)
 const FIXED_DURATION = Number(values['fixed-duration'] ?? (quick ? 1 : 3))
-const FIXED_LEAD_IN = quick ? 0.5 : 1
+// Half a second lets the open loop reach its pace (the pacing timer is every millisecond).
+const FIXED_LEAD_IN = 0.5
 const RATE_FRACTION = Number(values['rate-fraction'])
 const SERVER_STORE = values['server-store'] === 'postgres' ? 'postgres' : 'pglite'
 const profileDir = path.join(os.tmpdir(), 'tollgate-http-profiles')
@@ -225,17 +227,27 @@ const fixedRates: Partial<Record<Framework, number>> = Object.fromEntries(givenR
 let leaseSupported: boolean | null = null
 let measurementNo = 0
 
-async function measure(s: Scenario): Promise<HttpSample> {
+/**
+ * Measures the scenarios of one unit in one server process: a scenario alone, or the `hot` and
+ * `many` variants of one setup (same framework, middleware, store and lease), which differ only
+ * in the accounts the load walks. The server is seeded for the unit's largest account set and
+ * each scenario gets its own warm-up, measurement and fixed-rate run. Sharing the process (and
+ * its seeding) halves the process starts of the run, most of its time outside measurement.
+ */
+async function measureUnit(unit: Scenario[], onSample: (s: Scenario, x: HttpSample) => void) {
   const children: ChildProcess[] = []
   try {
+    const seeded = unit.reduce((a, b) =>
+      accountCount(b.accounts) > accountCount(a.accounts) ? b : a,
+    )
     const config: ServerConfig = {
-      scenario: s.id,
-      tenant: `${s.id}_${runId}_${++measurementNo}`,
+      scenario: seeded.id,
+      tenant: `${seeded.id}_${runId}_${++measurementNo}`,
       databaseUrl: DATABASE_URL,
       schema,
     }
     let ledger: ChildProcess | null = null
-    if (s.store === 'server') {
+    if (seeded.store === 'server') {
       const started = await spawnChild('ledger-server.ts', {
         store: SERVER_STORE,
         databaseUrl: DATABASE_URL,
@@ -251,54 +263,63 @@ async function measure(s: Scenario): Promise<HttpSample> {
     if (values.profile) mkdirSync(profileDir, { recursive: true })
     const { child, message } = await spawnChild('http-server.ts', config, flags)
     children.push(child)
-    if (s.lease && Array.isArray(message.warnings)) {
+    if (seeded.lease && Array.isArray(message.warnings)) {
       const ignored = (message.warnings as string[]).some((w) => w.includes('"lease"'))
       leaseSupported = !ignored && leaseSupported !== false
     }
     const port = message.port as number
-
-    await throughput(port, s, WARMUP, false)
-    const cpuBefore = await cpuOf(child)
-    const ledgerBefore = ledger ? await cpuOf(ledger) : null
-    const r = await throughput(port, s, DURATION, true)
-    const cpuAfter = await cpuOf(child)
-    const ledgerAfter = ledger ? await cpuOf(ledger) : null
-    if (r.total === 0 || r.failed > r.total * 0.01) {
-      throw new Error(`${r.failed} of ${r.total} requests failed or were not 2xx`)
-    }
-
-    if (s.middleware === 'bare' && fixedRates[s.framework] === undefined && RATE_FRACTION > 0) {
-      // The first bare measurement sets the load of every latency run of this framework.
-      fixedRates[s.framework] = Math.max(100, Math.round((r.rps * RATE_FRACTION) / 100) * 100)
-    }
-    let fixedResult: HttpSample['fixed'] = null
-    const rate = fixedRates[s.framework]
-    if (wantsFixed(s) && rate !== undefined && r.rps < rate) {
-      // It cannot serve that load at all: the queue would only grow. Recorded as overloaded.
-      fixedResult = 'overloaded'
-    } else if (wantsFixed(s) && rate !== undefined) {
-      const n = accountCount(s.accounts)
-      const headers = Array.from({ length: n }, (_, i) => headersOf(i))
-      fixedResult = await fixedRate({
-        url: `http://127.0.0.1:${port}`,
-        rate,
-        seconds: FIXED_DURATION,
-        leadIn: FIXED_LEAD_IN,
-        connections: CONNECTIONS,
-        headers: (i) => headers[i % n]!,
-      })
-    }
-    return {
-      rps: r.rps,
-      p50: r.p50,
-      p99: r.p99,
-      cpuUs: cpuUs(cpuBefore, cpuAfter) / r.total,
-      ledgerCpuUs: ledgerBefore && ledgerAfter ? cpuUs(ledgerBefore, ledgerAfter) / r.total : null,
-      failed: r.failed,
-      fixed: fixedResult,
-    }
+    for (const s of unit) onSample(s, await measureOn(s, port, child, ledger))
   } finally {
     for (const child of children.reverse()) await stopChild(child)
+  }
+}
+
+/** One scenario's measurement on a running server: warm-up, throughput, then fixed rate. */
+async function measureOn(
+  s: Scenario,
+  port: number,
+  child: ChildProcess,
+  ledger: ChildProcess | null,
+): Promise<HttpSample> {
+  await throughput(port, s, WARMUP, false)
+  const cpuBefore = await cpuOf(child)
+  const ledgerBefore = ledger ? await cpuOf(ledger) : null
+  const r = await throughput(port, s, DURATION, true)
+  const cpuAfter = await cpuOf(child)
+  const ledgerAfter = ledger ? await cpuOf(ledger) : null
+  if (r.total === 0 || r.failed > r.total * 0.01) {
+    throw new Error(`${r.failed} of ${r.total} requests failed or were not 2xx`)
+  }
+
+  if (s.middleware === 'bare' && fixedRates[s.framework] === undefined && RATE_FRACTION > 0) {
+    // The first bare measurement sets the load of every latency run of this framework.
+    fixedRates[s.framework] = Math.max(100, Math.round((r.rps * RATE_FRACTION) / 100) * 100)
+  }
+  let fixedResult: HttpSample['fixed'] = null
+  const rate = fixedRates[s.framework]
+  if (wantsFixed(s) && rate !== undefined && r.rps < rate) {
+    // It cannot serve that load at all: the queue would only grow. Recorded as overloaded.
+    fixedResult = 'overloaded'
+  } else if (wantsFixed(s) && rate !== undefined) {
+    const n = accountCount(s.accounts)
+    const headers = Array.from({ length: n }, (_, i) => headersOf(i))
+    fixedResult = await fixedRate({
+      url: `http://127.0.0.1:${port}`,
+      rate,
+      seconds: FIXED_DURATION,
+      leadIn: FIXED_LEAD_IN,
+      connections: CONNECTIONS,
+      headers: (i) => headers[i % n]!,
+    })
+  }
+  return {
+    rps: r.rps,
+    p50: r.p50,
+    p99: r.p99,
+    cpuUs: cpuUs(cpuBefore, cpuAfter) / r.total,
+    ledgerCpuUs: ledgerBefore && ledgerAfter ? cpuUs(ledgerBefore, ledgerAfter) / r.total : null,
+    failed: r.failed,
+    fixed: fixedResult,
   }
 }
 
@@ -363,32 +384,47 @@ console.log(
 if (postgresError !== null)
   console.log(`  PostgreSQL unreachable (${postgresError}): skipping its scenarios`)
 
+/** The runnable scenarios in units that share a server process (see `measureUnit`). */
+const units: Scenario[][] = []
+for (const s of runnable) {
+  const key = s.id.replace(/-(hot|many)$/, '')
+  const unit = units.find((u) => u[0]!.id.replace(/-(hot|many)$/, '') === key)
+  if (unit && s.accounts !== null) unit.push(s)
+  else units.push([s])
+}
+
 try {
   for (let round = 1; round <= ROUNDS; round++) {
-    for (const s of runnable) {
-      const result = results.get(s.id)!
-      const t0 = performance.now()
+    for (const unit of units) {
+      let t0 = performance.now()
+      const measured = new Set<Scenario>()
       try {
-        const sample = await measure(s)
-        result.samples.push(sample)
-        const f = sample.fixed
-        console.log(
-          `  round ${round} ${s.id.padEnd(38)} ${int(sample.rps).padStart(7)} req/s  ` +
-            `p50 ${fixed(sample.p50, 2)} ms  p99 ${fixed(sample.p99, 2)} ms  ` +
-            `${fixed(sample.cpuUs)} µs CPU/req` +
-            (sample.ledgerCpuUs === null ? '' : ` (+${fixed(sample.ledgerCpuUs)} server)`) +
-            (f === 'overloaded'
-              ? `  | at ${int(fixedRates[s.framework] ?? 0)}/s: overloaded (not run)`
-              : f
-                ? `  | at ${int(f.rate)}/s: p50 ${fixed(f.p50, 2)} p99 ${fixed(f.p99, 2)} ms` +
-                  (f.dropped > 0 ? ` (${int(f.dropped)} not sent: overloaded)` : '')
-                : '') +
-            `  [${((performance.now() - t0) / 1_000).toFixed(1)} s]`,
-        )
+        await measureUnit(unit, (s, sample) => {
+          measured.add(s)
+          results.get(s.id)!.samples.push(sample)
+          const f = sample.fixed
+          console.log(
+            `  round ${round} ${s.id.padEnd(38)} ${int(sample.rps).padStart(7)} req/s  ` +
+              `p50 ${fixed(sample.p50, 2)} ms  p99 ${fixed(sample.p99, 2)} ms  ` +
+              `${fixed(sample.cpuUs)} µs CPU/req` +
+              (sample.ledgerCpuUs === null ? '' : ` (+${fixed(sample.ledgerCpuUs)} server)`) +
+              (f === 'overloaded'
+                ? `  | at ${int(fixedRates[s.framework] ?? 0)}/s: overloaded (not run)`
+                : f
+                  ? `  | at ${int(f.rate)}/s: p50 ${fixed(f.p50, 2)} p99 ${fixed(f.p99, 2)} ms` +
+                    (f.dropped > 0 ? ` (${int(f.dropped)} not sent: overloaded)` : '')
+                  : '') +
+              `  [${((performance.now() - t0) / 1_000).toFixed(1)} s]`,
+          )
+          t0 = performance.now()
+        })
       } catch (error) {
         const message = error instanceof Error ? error.message : String(error)
-        result.errors.push(`round ${round}: ${message}`)
-        console.log(`  round ${round} ${s.id.padEnd(38)} FAILED: ${message}`)
+        for (const s of unit) {
+          if (measured.has(s)) continue
+          results.get(s.id)!.errors.push(`round ${round}: ${message}`)
+          console.log(`  round ${round} ${s.id.padEnd(38)} FAILED: ${message}`)
+        }
       }
     }
   }
@@ -523,7 +559,7 @@ function httpTables(d: HttpData): Table[] {
 const tables = httpTables(data)
 const notes: string[] = [
   `Load generator: autocannon (throughput) and an open-loop undici generator (fixed rate) in the bench process, on the same ${os.cpus().length} cores as the servers (and PostgreSQL): figures are relative, compare within one run.`,
-  `Every measurement is a fresh server process (a fresh Tollgate server process too for \`server\`), ${WARMUP} s of warm-up load, then ${DURATION} s measured; rounds interleave the scenarios; tables show medians.`,
+  `Every round starts a fresh server process per setup (a fresh Tollgate server process too for \`server\`), which serves its \`hot\` and then its \`many\` scenario (seeded for 1,000 accounts); each scenario gets ${WARMUP} s of warm-up load, then ${DURATION} s measured; rounds interleave the setups; tables show medians.`,
   `\`-lease\` scenarios pass \`lease: ${JSON.stringify(LEASE)}\` to createMeter.`,
   `\`server\` scenarios: httpStore (64 connections) → @tollgate/server in another process on ${SERVER_STORE === 'postgres' ? 'PostgreSQL' : 'a file-backed PGlite store'}.`,
   `Every request is \`GET /\` with a small JSON body and an \`x-account\` header; metered scenarios charge 1 credit (accounts granted 2^50 up front), limiters key on the header with a limit never reached.`,

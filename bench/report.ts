@@ -21,6 +21,7 @@ import {
   readResults,
 } from './common.js'
 import type { Framework, HttpData, HttpScenarioResult } from './http-scenarios.js'
+import { publishedTable } from './published.js'
 import type { SuiteRun } from './run.js'
 
 const ORDER = ['http', 'postgres', 'server', 'engine']
@@ -75,6 +76,32 @@ const TARGETS: Target[] = [
     min: 0.5,
   },
 ]
+/**
+ * The middleware-cost targets (issue 17): server CPU per request of bare over the metered
+ * scenario's, so 0.85× means metering adds under 18% to what the framework itself spends.
+ * CPU per request is steadier than req/s on a shared machine; both come from the same run.
+ */
+const CPU_TARGETS: Target[] = [
+  {
+    text: 'Koa + Tollgate on memory, 1,000 accounts: server CPU per request ≥ 0.85× bare Koa',
+    scenario: 'koa-tollgate-memory-many',
+    bare: 'koa-bare',
+    min: 0.85,
+  },
+  {
+    text: 'Express + Tollgate on memory, 1,000 accounts: server CPU per request ≥ 0.9× bare Express',
+    scenario: 'express-tollgate-memory-many',
+    bare: 'express-bare',
+    min: 0.9,
+  },
+  {
+    text: 'Express + Tollgate on PostgreSQL with leases, 1 hot account: server CPU per request ≥ 0.8× bare Express',
+    scenario: 'express-tollgate-postgres-lease-hot',
+    bare: 'express-bare',
+    min: 0.8,
+  },
+]
+
 /** p99 of the metered route at the same load as bare, at most this many times bare's. */
 const P99_MAX = 1.2
 
@@ -100,6 +127,23 @@ function targetLines(d: HttpData): string[] {
       check(
         r >= t.min,
         `${t.text}: **${ratio(r)}** (${int(s.rps)} vs ${int(b.rps)} req/s, \`${t.scenario}\`)`,
+      ),
+    )
+  }
+  lines.push('', 'Server CPU per request, bare ÷ metered (medians):', '')
+  for (const t of CPU_TARGETS) {
+    const s = byId.get(t.scenario)?.median
+    const b = byId.get(t.bare)?.median
+    if (!s || !b) {
+      const why = byId.get(t.scenario)?.reason ?? 'not in this run'
+      lines.push(check(null, `${t.text} (\`${t.scenario}\`): ${why}`))
+      continue
+    }
+    const r = b.cpuUs / s.cpuUs
+    lines.push(
+      check(
+        r >= t.min,
+        `${t.text}: **${ratio(r)}** (${fixed(s.cpuUs)} vs ${fixed(b.cpuUs)} µs/request, \`${t.scenario}\`)`,
       ),
     )
   }
@@ -233,6 +277,18 @@ for (const r of results) {
   }
   if (r.notes.length > 0) md(...r.notes.map((n) => `- ${n}`), '')
 }
+
+const published = publishedTable()
+md(
+  `## ${published.title}`,
+  '',
+  'What comparable projects report of themselves, quoted as published: other machines, other',
+  'loads and other definitions of an operation, so none of it is comparable figure for figure',
+  "with this run's. Tollgate's own reserve+commit rate is in the durable-stores table above.",
+  '',
+  markdownTable(published),
+  '',
+)
 
 if (http) {
   const failing = http.data.scenarios.filter(

@@ -8,4 +8,10 @@ export {
   withCreditHeaders,
   withHeaders,
 } from './responses.js'
-export { type BodyGiven, startWebRequest, WebMeteredRequest } from './web-request.js'
+export {
+  type BodyGiven,
+  type NodeEnv,
+  nodeEnvOf,
+  startWebRequest,
+  WebMeteredRequest,
+} from './web-request.js'

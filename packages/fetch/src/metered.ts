@@ -12,7 +12,7 @@ import {
   type RequestCredits,
 } from '@tollgate/core/metering'
 import { answerRefusal } from './responses.js'
-import { startWebRequest } from './web-request.js'
+import { nodeEnvOf, startWebRequest } from './web-request.js'
 
 /**
  * Options of {@link metered}: DESIGN section 3 over the web `Request` and `Response`.
@@ -97,7 +97,8 @@ export function metered<Args extends unknown[] = []>(
   const onInsufficient = options.onInsufficient ?? null
 
   return async function meteredHandler(request: Request, ...args: Args): Promise<Response> {
-    const web = startWebRequest(rm, request, request)
+    // Under `@hono/node-server` the first extra argument is Node's request and response.
+    const web = startWebRequest(rm, request, request, nodeEnvOf(args[0]))
     // What the app's own account/cost/skip throw propagates, as the handler's errors do.
     const admitting = web.admit()
     // Served at once (a lease, the memory store): no extra tick.

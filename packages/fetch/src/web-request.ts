@@ -60,8 +60,42 @@ export type BodyGiven = 'whole' | 'stream'
 /** Whether a handler's answer is a Response (of this realm or another: duck-typed). */
 function isResponse(value: unknown): value is Response {
   const r = value as Partial<Response> | null
-  return typeof r === 'object' && r !== null && typeof r.status === 'number' && !!r.headers
+  // `'headers' in r`, not `r.headers`: reading it makes `@hono/node-server`'s lightweight
+  // Response build its Headers, which a body given whole and left alone never needs.
+  return typeof r === 'object' && r !== null && typeof r.status === 'number' && 'headers' in r
 }
+
+/**
+ * What `@hono/node-server` hands a fetch handler as its environment: Node's request and
+ * response. Duck-typed (this module imports nothing of Node's), see {@link nodeEnvOf}.
+ */
+export interface NodeEnv {
+  incoming: { errored?: unknown }
+  outgoing: {
+    writableFinished: boolean
+    closed?: boolean
+    on(event: 'close', listener: () => void): unknown
+  }
+}
+
+/**
+ * The Node request and response under a fetch handler, when the runtime is Node serving through
+ * `@hono/node-server` (it passes them as the handler's env); null anywhere else.
+ */
+export function nodeEnvOf(env: unknown): NodeEnv | null {
+  const e = env as Partial<NodeEnv> | null | undefined
+  const out = e?.outgoing
+  return typeof e?.incoming === 'object' &&
+    typeof out === 'object' &&
+    out !== null &&
+    typeof out.on === 'function' &&
+    typeof out.writableFinished === 'boolean'
+    ? (e as NodeEnv)
+    : null
+}
+
+/** Where a Node response keeps the web request it settles (see `onNodeClose`). */
+const WEB_REQUEST: unique symbol = Symbol('tollgate.webRequest')
 
 /**
  * A web request being metered. Create it with {@link startWebRequest} before anything is
@@ -86,17 +120,43 @@ export class WebMeteredRequest<Req> {
   /** This request's own heartbeat, while it holds credits. */
   #heartbeat: ReturnType<typeof setInterval> | null = null
 
-  constructor(rm: RequestMeter<Req, Response>, req: Req, request: Request) {
+  /** The signal's listener, while one is attached. */
+  #onAbort: (() => void) | null = null
+  /** Node's request and response under the handler, when served by `@hono/node-server`. */
+  readonly #node: NodeEnv | null
+
+  constructor(rm: RequestMeter<Req, Response>, req: Req, request: Request, node: NodeEnv | null) {
     this.#rm = rm
     this.call = rm.start(req)
     this.#names = rm.options.headers
     this.#method = request.method
+    this.#node = node
     // Watched from the start: a client that leaves while the cost is reserved, or while the
     // handler runs, releases the hold (the kit applies it once the reserve has answered).
+    if (node !== null) {
+      // On Node, the response's 'close' says it as the signal would (`@hono/node-server`
+      // aborts the signal from that very event), without an AbortController and an
+      // EventTarget listener per request: those were most of this adapter's cost per request.
+      this.#signal = null
+      ;(node.outgoing as { [WEB_REQUEST]?: WebMeteredRequest<unknown> })[WEB_REQUEST] =
+        this as WebMeteredRequest<unknown>
+      node.outgoing.on('close', onNodeClose)
+      if (node.outgoing.closed === true) this.nodeClosed()
+      return
+    }
     const signal: AbortSignal | undefined = request.signal
     this.#signal = signal ?? null
     if (signal?.aborted) this.#abort()
-    else signal?.addEventListener('abort', this.#abort)
+    else if (signal) {
+      this.#onAbort = () => this.#abort()
+      signal.addEventListener('abort', this.#onAbort)
+    }
+  }
+
+  /** @internal The Node response closed: the client left unless it was sent whole. */
+  nodeClosed(): void {
+    const node = this.#node!
+    if (node.incoming.errored || !node.outgoing.writableFinished) this.#abort()
   }
 
   /**
@@ -291,7 +351,7 @@ export class WebMeteredRequest<Req> {
     return this.#headed(out, this.call.credits!.cost)
   }
 
-  readonly #abort = (): void => {
+  #abort(): void {
     const reader = this.#reader
     this.#finish('abort')
     // A runtime that reports the client's leaving only on the signal still stops the producer.
@@ -322,6 +382,8 @@ export class WebMeteredRequest<Req> {
    * heartbeats never extend the same hold twice.
    */
   #keepAlive(): void {
+    // On Node the kit's one shared heartbeat outlives every request: no timer of our own.
+    if (this.#node !== null) return
     const { meter, options } = this.#rm
     const ttlMs = options.ttlMs
     this.#heartbeat = setInterval(
@@ -333,7 +395,7 @@ export class WebMeteredRequest<Req> {
   }
 
   #unwatch(): void {
-    this.#signal?.removeEventListener('abort', this.#abort)
+    if (this.#onAbort !== null) this.#signal?.removeEventListener('abort', this.#onAbort)
     if (this.#heartbeat !== null) {
       clearInterval(this.#heartbeat)
       this.#heartbeat = null
@@ -344,7 +406,8 @@ export class WebMeteredRequest<Req> {
 /**
  * Starts metering `request` (the web Request) for `req` (what the adapter's option functions
  * take: the Request itself, Hono's context…). Synchronous, so the client's abort is watched
- * before anything is awaited.
+ * before anything is awaited. `node`, from {@link nodeEnvOf}, watches Node's response instead
+ * of `request.signal` and leaves the heartbeat to the kit's shared timer (cheaper on Node).
  * @example
  * const web = startWebRequest(rm, request, request)
  * const admission = await web.admit()
@@ -355,6 +418,12 @@ export function startWebRequest<Req>(
   rm: RequestMeter<Req, Response>,
   req: Req,
   request: Request,
+  node: NodeEnv | null = null,
 ): WebMeteredRequest<Req> {
-  return new WebMeteredRequest(rm, req, request)
+  return new WebMeteredRequest(rm, req, request, node)
+}
+
+/** `'close'` of a Node response under a metered web request; shared, so no closure per request. */
+function onNodeClose(this: { [WEB_REQUEST]?: WebMeteredRequest<unknown> }): void {
+  this[WEB_REQUEST]?.nodeClosed()
 }

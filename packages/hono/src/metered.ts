@@ -12,7 +12,7 @@ import {
   type MeteringOptions,
   type RequestCredits,
 } from '@tollgate/core/metering'
-import { answerRefusal, type BodyGiven, startWebRequest } from '@tollgate/fetch'
+import { answerRefusal, type BodyGiven, nodeEnvOf, startWebRequest } from '@tollgate/fetch'
 import type { Context, Env, MiddlewareHandler } from 'hono'
 
 /**
@@ -77,7 +77,10 @@ function chargeUnlessError(_c: Context, response: Response): boolean {
  * was given. Knowing it, a body given whole settles without being read and a stream is sent
  * without being looked at first; a Response made any other way is read to find out.
  */
-const given = new WeakMap<Response, BodyGiven>()
+const GIVEN: unique symbol = Symbol('tollgate.bodyGiven')
+/** A Response noted by {@link note}: a symbol-keyed property, not a WeakMap (whose entries the
+ * garbage collector must trace as ephemerons, one per request). */
+type Noted = Response & { [GIVEN]?: BodyGiven }
 
 /** What `c.body(data)` and `c.newResponse(data)` were given, when it says. */
 function givenAs(data: unknown): BodyGiven | null {
@@ -93,7 +96,7 @@ function note(made: unknown, how: BodyGiven | null): unknown {
   if (typeof (made as { then?: unknown }).then === 'function') {
     return (made as PromiseLike<unknown>).then((res) => note(res, how))
   }
-  given.set(made as Response, how)
+  ;(made as Noted)[GIVEN] = how
   return made
 }
 
@@ -151,7 +154,8 @@ export function metered<E extends Env = Env>(
 
   return async function tollgate(c, next) {
     const ctx = c as unknown as Context<E>
-    const web = startWebRequest(rm, ctx, c.req.raw)
+    // On Node (`@hono/node-server`), `c.env` is Node's request and response.
+    const web = startWebRequest(rm, ctx, c.req.raw, nodeEnvOf(c.env))
     // What the app's own account/cost/skip throw propagates: Hono's onError.
     const admitting = web.admit()
     // Served at once (a lease, the memory store): no extra tick.
@@ -187,7 +191,9 @@ export function metered<E extends Env = Env>(
     // not charged, whatever onError answered.
     if (c.error !== undefined) web.fail()
     const res = c.res
-    const answered = await web.respond(res, given.get(res))
+    const responding = web.respond(res, (res as Noted)[GIVEN])
+    // A body given whole is answered at once: no extra tick.
+    const answered = responding instanceof Promise ? await responding : responding
     if (answered !== res) {
       // Cleared first: set over a Response, Hono would copy the new one again (body as a
       // stream, headers merged), and `answered` already is `res` with its headers.

@@ -442,6 +442,40 @@ describe('lease loss bound: unsettled usage never passes size per account', () =
     await expectLedgerReplays(plain, 'a')
   })
 
+  it('at a pace that would fill the bound within a settlement, the used lease settles early', async () => {
+    const { store, control, holdCommits, releaseCommits } = commitControl()
+    const { meter, plain, clock } = setup({ lease: { ...LEASE, size: 10 } }, store)
+    await plain.grant('a', 100)
+    // A first lease used up and settled, its settlement taking 4 ms: the pace to compare with.
+    holdCommits()
+    for (let i = 0; i < 10; i++) expect(await spend(meter, 'a')).toBe(true)
+    await vi.waitFor(() => expect(control.arrived).toBe(1))
+    clock.now += 4
+    releaseCommits()
+    await vi.waitFor(async () => expect((await plain.balance('a')).total).toBe(90))
+    // The next lease serves 7 credits within the same millisecond: at that pace the bound
+    // would be full before a settlement comes back, so it stops there and settles.
+    holdCommits()
+    clock.now += 1
+    for (let i = 0; i < 7; i++) expect(await spend(meter, 'a')).toBe(true)
+    await vi.waitFor(() => expect(control.arrived).toBe(2))
+    // Its settlement held back, the lease taken ahead serves the rest of the bound (3 credits)
+    // without waiting for it, and nothing past it.
+    for (let i = 0; i < 3; i++) expect(await spend(meter, 'a')).toBe(true)
+    let served = false
+    const next = spend(meter, 'a').then((ok) => {
+      served = ok
+    })
+    await settleDown()
+    expect(served).toBe(false)
+    releaseCommits()
+    await next
+    expect(served).toBe(true)
+    await meter.close()
+    expect(await plain.balance('a')).toMatchObject({ total: 79, held: 0 })
+    await expectLedgerReplays(plain, 'a')
+  })
+
   it('many concurrent requests on a slow store: served − charged ≤ size at every reserve', async () => {
     const { store, control } = commitControl()
     control.delayMs = 2

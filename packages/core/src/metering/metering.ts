@@ -310,47 +310,57 @@ export class MeteredRequest<Req, Res = unknown> implements CreditsOwner {
   admit(): Admission | Promise<Admission> {
     const skip = this.#rm.options.skip
     if (skip === null) return this.#fromAccount()
-    return this.#step(
-      () => skip(this.req),
-      (yes) => (yes ? this.#done(SKIPPED) : this.#fromAccount()),
-    )
+    let yes: Awaitable<boolean>
+    try {
+      yes = skip(this.req)
+    } catch (err) {
+      return this.#refusal(err)
+    }
+    if (isThenable(yes)) {
+      return Promise.resolve(yes).then(
+        (y) => (y ? this.#done(SKIPPED) : this.#fromAccount()),
+        (err: unknown) => this.#refusal(err),
+      )
+    }
+    return yes ? this.#done(SKIPPED) : this.#fromAccount()
   }
 
+  // Each step calls the app's function and goes on at once when it answered at once (no
+  // closure, no promise: the path of every request with sync options), after it resolves
+  // otherwise. What it throws or rejects with goes to #refusal.
+
   #fromAccount(): Admission | Promise<Admission> {
-    return this.#step(
-      () => this.#rm.options.account(this.req),
-      (account) => this.#fromCost(account),
-    )
+    let account: Awaitable<string>
+    try {
+      account = this.#rm.options.account(this.req)
+    } catch (err) {
+      return this.#refusal(err)
+    }
+    if (isThenable(account)) {
+      return Promise.resolve(account).then(
+        (a) => this.#fromCost(a),
+        (err: unknown) => this.#refusal(err),
+      )
+    }
+    return this.#fromCost(account)
   }
 
   #fromCost(account: string): Admission | Promise<Admission> {
     const costOf = this.#rm.options.costOf
     if (costOf === null) return this.#reserve(account, this.#rm.options.cost)
-    return this.#step(
-      () => costOf(this.req),
-      (cost) => this.#reserve(account, cost),
-    )
-  }
-
-  /**
-   * One step of admission: an app callback, then what follows from its answer. At once when
-   * the callback answered at once; after it resolves otherwise. What it throws or rejects with
-   * goes to {@link MeteredRequest.#refusal}.
-   */
-  #step<T>(
-    get: () => Awaitable<T>,
-    next: (value: T) => Admission | Promise<Admission>,
-  ): Admission | Promise<Admission> {
-    let value: Awaitable<T>
+    let cost: Awaitable<number>
     try {
-      value = get()
+      cost = costOf(this.req)
     } catch (err) {
       return this.#refusal(err)
     }
-    if (isThenable(value)) {
-      return Promise.resolve(value).then(next, (err: unknown) => this.#refusal(err))
+    if (isThenable(cost)) {
+      return Promise.resolve(cost).then(
+        (c) => this.#reserve(account, c),
+        (err: unknown) => this.#refusal(err),
+      )
     }
-    return next(value)
+    return this.#reserve(account, cost)
   }
 
   #reserve(account: string, cost: number): Admission | Promise<Admission> {

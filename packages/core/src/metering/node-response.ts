@@ -29,8 +29,32 @@ export function settleOnResponseEnd<Req, Res>(
   subject: Res,
 ): void {
   // 'close' comes once a response is done with, whichever way; `writableFinished` says which.
-  // finishResponse never rejects (settle failures go to onError) and settles only once.
-  res.once('close', () => void request.finishResponse(subject, res.writableFinished))
+  // One listener function for every response, the request kept on the response itself: no
+  // closure and no `once` wrapper per request ('close' is emitted once, and finishResponse
+  // settles only once anyway).
+  const r = res as MeteredResponse
+  if (r[SETTLES] !== undefined) {
+    // A second metered middleware on the same response: a listener of its own.
+    res.once('close', () => void request.finishResponse(subject, res.writableFinished))
+    return
+  }
+  r[SETTLES] = request as MeteredRequest<unknown, unknown>
+  r[SUBJECT] = subject
+  res.on('close', settleOnClose)
+}
+
+/** Where {@link settleOnResponseEnd} keeps what the response's 'close' settles. */
+const SETTLES: unique symbol = Symbol('tollgate.settles')
+const SUBJECT: unique symbol = Symbol('tollgate.subject')
+
+type MeteredResponse = ServerResponse & {
+  [SETTLES]?: MeteredRequest<unknown, unknown>
+  [SUBJECT]?: unknown
+}
+
+function settleOnClose(this: MeteredResponse): void {
+  // finishResponse never rejects (settle failures go to onError).
+  void this[SETTLES]?.finishResponse(this[SUBJECT], this.writableFinished)
 }
 
 /**
