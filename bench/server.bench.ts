@@ -54,6 +54,8 @@ const { values } = parseArgs({
     concurrency: { type: 'string', default: '64' },
     /** httpStore connections of the HTTP scenarios (default: one per loop); `http-hot-16` keeps 16. */
     connections: { type: 'string' },
+    /** httpStore's maxBatch in the batched scenarios (default: httpStore's own, 64). */
+    'max-batch': { type: 'string' },
     only: { type: 'string' },
     quick: { type: 'boolean', default: false },
     /** Internal: run one scenario and print its result as JSON. */
@@ -174,6 +176,7 @@ async function run(scenario: Scenario): Promise<Result> {
         connections: scenario === 'http-hot-16' ? 16 : CONNECTIONS,
         // The PGlite scenarios keep their earlier shape (one operation per request).
         batch: onPostgres && !scenario.endsWith('-single'),
+        ...(values['max-batch'] ? { maxBatch: Number(values['max-batch']) } : {}),
       })
     } else if (onPostgres) {
       store = postgresStore({ connectionString: DATABASE_URL })
