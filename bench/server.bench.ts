@@ -344,7 +344,10 @@ if (values.serve === undefined) {
     ['httpStore ÷ in process, 1 hot account', ratio('http-hot', 'local-hot')],
     ['httpStore ÷ in process, 1,000 accounts', ratio('http-many', 'local-many')],
     [`httpStore, ${CONNECTIONS} ÷ 16 connections, 1 hot account`, ratio('http-hot', 'http-hot-16')],
-    ['postgres: httpStore batched ÷ in process, 1 hot account', ratio('pg-http-hot', 'pg-local-hot')],
+    [
+      'postgres: httpStore batched ÷ in process, 1 hot account',
+      ratio('pg-http-hot', 'pg-local-hot'),
+    ],
     [
       'postgres: httpStore batched ÷ in process, 1,000 accounts',
       ratio('pg-http-many', 'pg-local-many'),

@@ -78,7 +78,10 @@ export function issueProblem(issue: z.core.$ZodIssue): ProblemDetails {
   }
   if (path.length === 0) {
     return problemDetails(
-      new InvalidInputError('item', issue.code === 'invalid_type' ? 'must be a JSON object' : message),
+      new InvalidInputError(
+        'item',
+        issue.code === 'invalid_type' ? 'must be a JSON object' : message,
+      ),
     )
   }
   return problemDetails(new InvalidInputError(path.join('.'), message))

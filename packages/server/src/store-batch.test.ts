@@ -78,7 +78,11 @@ describe('store batch route', () => {
     expect(res.status).toBe(200)
     const [ok, malformed, unknownHold, misaddressed, other, junk] = res.body.outcomes
     expect(ok!.outcome!.error).toBeNull()
-    expect(malformed!.problem).toMatchObject({ status: 400, code: 'invalid_input', field: 'op.amount' })
+    expect(malformed!.problem).toMatchObject({
+      status: 400,
+      code: 'invalid_input',
+      field: 'op.amount',
+    })
     // A domain error is the operation's outcome, as on /v1/store/execute.
     expect(unknownHold!.outcome!.error).toMatchObject({ code: 'not_found' })
     expect(misaddressed!.problem).toMatchObject({ status: 400, field: 'account' })
@@ -135,7 +139,11 @@ describe('store batch route', () => {
     const { key } = await t.createKey('acme')
     const res = await batch(
       t,
-      [item('a', grant(3)), item('a', grant(4), { tenant: 'acme' }), item('a', grant(5), { tenant: 'globex' })],
+      [
+        item('a', grant(3)),
+        item('a', grant(4), { tenant: 'acme' }),
+        item('a', grant(5), { tenant: 'globex' }),
+      ],
       key,
     )
     expect(res.status).toBe(200)

@@ -197,7 +197,7 @@ export function storeRoutes(app: App, ctx: ServerContext): void {
         tags,
         summary: 'Run operations that waited together in one client (httpStore)',
         description:
-          'Each item is a `/v1/store/execute` body plus `tenant` (admin keys; null: the key\'s ' +
+          "Each item is a `/v1/store/execute` body plus `tenant` (admin keys; null: the key's " +
           'tenant or `Tollgate-Tenant`) and `timeoutMs` (its own deadline, within the ' +
           "request's). Items are checked and run one by one, together (one group commit): " +
           'the answer holds, in order, `{ outcome }` or `{ problem }` per item, so one bad ' +

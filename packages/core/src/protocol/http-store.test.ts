@@ -346,7 +346,10 @@ describe('httpStore batches', () => {
     const { url, seen } = await serve(async (s, res, req) => {
       if (s.path !== '/v1/store/batch') return protocol(s, res, req)
       const items = itemsOf(s)
-      const keep = items.filter((i) => !('amount' in i.op) || (i.op.amount !== 13 && (i.op.amount !== 7 || unavailable > 0)))
+      const keep = items.filter(
+        (i) =>
+          !('amount' in i.op) || (i.op.amount !== 13 && (i.op.amount !== 7 || unavailable > 0)),
+      )
       // Runs the rest through the real stand-in, then answers in the order of the request.
       const answered: unknown[] = []
       if (keep.length > 0) {
@@ -426,7 +429,9 @@ describe('httpStore batches', () => {
     const small = meterOn(client(url, { batch: true, maxBatchBytes: 2_500 }))
     const metadata = { note: 'x'.repeat(700) }
     await Promise.all(['a', 'b', 'c'].map((a) => small.grant(a, 1, { metadata })))
-    const sizes = batches(seen).slice(3).map((s) => itemsOf(s).length)
+    const sizes = batches(seen)
+      .slice(3)
+      .map((s) => itemsOf(s).length)
     expect(sizes).toEqual([2, 1])
   })
 
