@@ -6,7 +6,6 @@
  */
 import { randomBytes } from 'node:crypto'
 import { createMeter, httpStore, memoryStore, type Store } from '@tollgate/core'
-import type { EngineConfig } from '@tollgate/core/engine'
 import {
   MAX_BATCH_OPERATIONS,
   PROBLEM_CONTENT_TYPE,
@@ -17,25 +16,10 @@ import { postgresStore } from '@tollgate/postgres'
 import pg from 'pg'
 import { afterAll, afterEach, describe, expect, it } from 'vitest'
 import { createServer, type TollgateServer } from './server.js'
-import { startServer, type TestServer } from './test-support.js'
+import { startServer, type TestServer, wireConfig, wireGrant } from './test-support.js'
 
-const config: EngineConfig = {
-  lowBalanceThreshold: null,
-  overdraftLimit: null,
-  overage: 'clamp',
-  redeemMaxFailures: 1_000,
-  redeemWindowMs: 1_000,
-}
-const grant = (amount: number, idempotencyKey?: string) => ({
-  type: 'grant',
-  amount,
-  expiresAt: null,
-  validityDays: null,
-  priority: 50,
-  category: 'paid',
-  metadata: {},
-  ...(idempotencyKey === undefined ? {} : { idempotencyKey }),
-})
+const config = wireConfig
+const grant = wireGrant
 const item = (account: string | null, op: Record<string, unknown>, extra = {}) => ({
   tenant: null,
   account,

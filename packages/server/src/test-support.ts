@@ -5,6 +5,7 @@ import { connect } from 'node:net'
 import { Writable } from 'node:stream'
 import { PGlite } from '@electric-sql/pglite'
 import { memoryStore, type Store } from '@tollgate/core'
+import type { EngineConfig } from '@tollgate/core/engine'
 import { pgliteStore, postgresStore } from '@tollgate/postgres'
 import pg from 'pg'
 import { request } from 'undici'
@@ -274,3 +275,24 @@ export function describeSqlStores(name: string, body: (kind: SqlStoreKind) => vo
     })
   })
 }
+
+/** Engine settings for store-protocol bodies in tests: clamp, no thresholds, loose throttling. */
+export const wireConfig: EngineConfig = {
+  lowBalanceThreshold: null,
+  overdraftLimit: null,
+  overage: 'clamp',
+  redeemMaxFailures: 1_000,
+  redeemWindowMs: 1_000,
+}
+
+/** A store-protocol grant operation of `amount`, with an idempotency key when given. */
+export const wireGrant = (amount: number, idempotencyKey?: string) => ({
+  type: 'grant',
+  amount,
+  expiresAt: null,
+  validityDays: null,
+  priority: 50,
+  category: 'paid',
+  metadata: {},
+  ...(idempotencyKey === undefined ? {} : { idempotencyKey }),
+})
