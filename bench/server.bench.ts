@@ -336,20 +336,25 @@ if (values.serve === undefined) {
     ]),
   }
   console.log(markdownTable(table))
-  const ratio = (a: Scenario, b: Scenario) =>
-    runs.has(a) && runs.has(b) && runs.get(a)!.length > 0 && runs.get(b)!.length > 0
-      ? `${(med(a, (r) => r.ops)! / med(b, (r) => r.ops)!).toFixed(2)}×`
-      : null
+  // The median ratio, then each round's (its two scenarios ran back to back): on a shared
+  // machine whose load drifts, the rounds show how far one figure can be trusted.
+  const ratio = (a: Scenario, b: Scenario) => {
+    const ra = runs.get(a)
+    const rb = runs.get(b)
+    if (!ra || !rb || ra.length === 0 || rb.length === 0) return null
+    const rounds = ra.map((r, i) => (r.ops / rb[i]!.ops).toFixed(2)).join(' · ')
+    return `${(med(a, (r) => r.ops)! / med(b, (r) => r.ops)!).toFixed(2)}× (rounds ${rounds})`
+  }
   const ratioRows = [
     ['httpStore ÷ in process, 1 hot account', ratio('http-hot', 'local-hot')],
     ['httpStore ÷ in process, 1,000 accounts', ratio('http-many', 'local-many')],
     [`httpStore, ${CONNECTIONS} ÷ 16 connections, 1 hot account`, ratio('http-hot', 'http-hot-16')],
     [
-      'postgres: httpStore batched ÷ in process, 1 hot account',
+      'postgres: httpStore batched ÷ in process, 1 hot account (target ≥ 0.7×)',
       ratio('pg-http-hot', 'pg-local-hot'),
     ],
     [
-      'postgres: httpStore batched ÷ in process, 1,000 accounts',
+      'postgres: httpStore batched ÷ in process, 1,000 accounts (target ≥ 0.7×)',
       ratio('pg-http-many', 'pg-local-many'),
     ],
     [
