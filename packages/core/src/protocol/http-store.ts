@@ -27,7 +27,6 @@ import {
   errorFromProblem,
   MAX_BATCH_OPERATIONS,
   outcomeFromWire,
-  type WireBatchAnswer,
   type WireOutcome,
 } from './wire.js'
 
