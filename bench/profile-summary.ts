@@ -4,7 +4,10 @@
  * top functions, each in µs per request when `--requests` says how many requests the profile
  * covers.
  *
- *   tsx profile-summary.ts <file.cpuprofile> [--requests N] [--top 15]
+ *   tsx profile-summary.ts <file.cpuprofile> [--requests N] [--top 15] [--skip S]
+ *
+ * --skip S leaves out the first S seconds of the profile (start-up, module loading, seeding),
+ * so that what remains is the steady state a benchmark measured.
  */
 import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
@@ -24,10 +27,16 @@ interface Profile {
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
-  options: { requests: { type: 'string' }, top: { type: 'string', default: '15' } },
+  options: {
+    requests: { type: 'string' },
+    top: { type: 'string', default: '15' },
+    skip: { type: 'string', default: '0' },
+  },
 })
 if (positionals.length === 0) {
-  console.error('usage: tsx profile-summary.ts <file.cpuprofile> [--requests N] [--top 15]')
+  console.error(
+    'usage: tsx profile-summary.ts <file.cpuprofile> [--requests N] [--top 15] [--skip S]',
+  )
   process.exit(2)
 }
 
@@ -38,6 +47,7 @@ function area(url: string, name: string): string {
   if (name === '(program)') return 'V8 / native'
   if (url.includes('/packages/core/')) return 'tollgate: core'
   if (url.includes('/packages/postgres/')) return 'tollgate: postgres'
+  if (url.includes('/packages/server/')) return 'tollgate: server'
   if (url.includes('/packages/express/')) return 'tollgate: express adapter'
   if (url.includes('/packages/koa/')) return 'tollgate: koa adapter'
   const pkg = /node_modules\/(?:\.pnpm\/[^/]+\/node_modules\/)?((?:@[^/]+\/)?[^/]+)/.exec(url)
@@ -51,11 +61,17 @@ for (const file of positionals) {
   const p = JSON.parse(readFileSync(file, 'utf8')) as Profile
   const byId = new Map(p.nodes.map((n) => [n.id, n]))
   const selfUs = new Map<number, number>()
+  const skipUs = Number(values.skip) * 1e6
+  let at = 0
+  let total = 0
   for (let i = 0; i < p.samples.length; i++) {
     const id = p.samples[i]!
-    selfUs.set(id, (selfUs.get(id) ?? 0) + (p.timeDeltas[i] ?? 0))
+    const us = p.timeDeltas[i] ?? 0
+    at += us
+    if (at < skipUs) continue
+    total += us
+    selfUs.set(id, (selfUs.get(id) ?? 0) + us)
   }
-  const total = p.endTime - p.startTime
   const areas = new Map<string, number>()
   const fns = new Map<string, number>()
   for (const [id, us] of selfUs) {
@@ -72,7 +88,9 @@ for (const file of positionals) {
     requests
       ? `${(us / requests).toFixed(2).padStart(8)} µs/req`
       : `${((us / total) * 100).toFixed(1).padStart(6)} %`
-  console.log(`\n${file}: ${(total / 1e6).toFixed(1)} s profiled`)
+  console.log(
+    `\n${file}: ${(total / 1e6).toFixed(1)} s profiled${skipUs > 0 ? ` (after the first ${values.skip} s)` : ''}`,
+  )
   console.log('by area:')
   for (const [a, us] of [...areas].sort((x, y) => y[1] - x[1])) {
     console.log(`  ${fmt(us)}  ${((us / total) * 100).toFixed(1).padStart(5)} %  ${a}`)

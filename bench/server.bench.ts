@@ -1,10 +1,11 @@
 /**
  * What the network costs: reserve+commit pairs per second through `httpStore()` to a Tollgate
- * server, next to the same store in process. Both sides use a file-backed PGlite store (the
- * default of `tollgate serve`); each on one hot account and on 1,000 accounts.
+ * server, next to the same store in process: a file-backed PGlite store (the default of
+ * `tollgate serve`) and PostgreSQL (`tollgate serve --database-url`, the shared ledger of many
+ * app instances); each on one hot account and on 1,000 accounts.
  *
- *   in process:  meter → pgliteStore({ dataDir })
- *   over HTTP:   meter → httpStore() ──HTTP──▶ createServer() in a child process → pgliteStore
+ *   in process:  meter → pgliteStore({ dataDir }) | postgresStore()
+ *   over HTTP:   meter → httpStore() ──HTTP──▶ createServer() in a child process → the same
  *
  * Every scenario runs in a fresh process (its own JIT state and heap), which also generates the
  * load: `--concurrency` loops of reserve → commit. The server runs in a child process of its own,
@@ -15,12 +16,17 @@
  *                                              [--concurrency 64] [--connections 64]
  *                                              [--only http-hot,local-hot] [--quick]
  *
- * Scenarios: local-hot, http-hot, http-hot-16, local-many, http-many. The HTTP ones open one
- * connection per loop (`--connections`), except `http-hot-16`, which caps httpStore at 16: the
- * server's group commit batches what arrives at once, so fewer connections make smaller
- * transactions (why httpStore's default is 64).
+ * Scenarios: local-hot, http-hot, http-hot-16, local-many, http-many (PGlite, httpStore
+ * without batching: one operation per request); pg-local-hot, pg-http-hot, pg-http-hot-single,
+ * pg-local-many, pg-http-many, pg-http-many-single (PostgreSQL at TOLLGATE_BENCH_DATABASE_URL,
+ * default schema, a tenant per run; `-single`: without batching). The HTTP ones without
+ * batching open one connection per loop (`--connections`), except `http-hot-16`, which caps
+ * httpStore at 16: the server's group commit batches what arrives at once, so fewer
+ * connections make smaller transactions. With batching (httpStore's default), operations that
+ * wait together leave in one `/v1/store/batch` request.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
 import { once } from 'node:events'
 import { mkdtempSync, rmSync } from 'node:fs'
 import os from 'node:os'
@@ -28,9 +34,17 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { createMeter, httpStore, type Store } from '@tollgate/core'
-import { pgliteStore } from '@tollgate/postgres'
+import { pgliteStore, postgresStore } from '@tollgate/postgres'
 import { createServer } from '@tollgate/server'
-import { machine, markdownTable, matchesOnly, type Table, writeResult } from './common.js'
+import {
+  DATABASE_URL,
+  machine,
+  markdownTable,
+  matchesOnly,
+  postgresUnreachable,
+  type Table,
+  writeResult,
+} from './common.js'
 
 const { values } = parseArgs({
   options: {
@@ -40,12 +54,19 @@ const { values } = parseArgs({
     concurrency: { type: 'string', default: '64' },
     /** httpStore connections of the HTTP scenarios (default: one per loop); `http-hot-16` keeps 16. */
     connections: { type: 'string' },
+    /** httpStore's maxBatch in the batched scenarios (default: httpStore's own, 64). */
+    'max-batch': { type: 'string' },
     only: { type: 'string' },
     quick: { type: 'boolean', default: false },
     /** Internal: run one scenario and print its result as JSON. */
     scenario: { type: 'string' },
-    /** Internal: serve a PGlite store in this data directory (a child of an HTTP scenario). */
+    /**
+     * Internal: serve a PGlite store in this data directory, or PostgreSQL for `postgres` (a
+     * child of an HTTP scenario).
+     */
     serve: { type: 'string' },
+    /** Internal: write a CPU profile of the server child into this directory. */
+    'server-prof': { type: 'string' },
   },
 })
 const ROUNDS = Number(values.rounds ?? (values.quick ? 1 : 3))
@@ -63,6 +84,12 @@ const SCENARIOS = {
   'http-hot-16': 'httpStore → server (pglite), 16 connections: 1 hot account',
   'local-many': 'pglite in process: 1,000 accounts',
   'http-many': `httpStore → server (pglite), ${CONNECTIONS} connections: 1,000 accounts`,
+  'pg-local-hot': 'postgres in process: 1 hot account',
+  'pg-http-hot': 'httpStore, batched → server (postgres): 1 hot account',
+  'pg-http-hot-single': `httpStore, one op per request, ${CONNECTIONS} connections → server (postgres): 1 hot account`,
+  'pg-local-many': 'postgres in process: 1,000 accounts',
+  'pg-http-many': 'httpStore, batched → server (postgres): 1,000 accounts',
+  'pg-http-many-single': `httpStore, one op per request, ${CONNECTIONS} connections → server (postgres): 1,000 accounts`,
 } as const
 type Scenario = keyof typeof SCENARIOS
 
@@ -80,8 +107,18 @@ interface Result {
 // ---- the server child of an HTTP scenario ----------------------------------------------------
 
 if (values.serve !== undefined) {
+  // The shared PostgreSQL knows keys from earlier runs and generates no bootstrap key: each
+  // run registers an admin key of its own.
+  const ownKey =
+    values.serve === 'postgres'
+      ? `tg_sk_bench${randomBytes(4).toString('hex')}_${randomBytes(24).toString('base64url')}`
+      : undefined
   const server = createServer({
-    store: pgliteStore({ dataDir: values.serve }),
+    adminKey: ownKey,
+    store:
+      values.serve === 'postgres'
+        ? postgresStore({ connectionString: DATABASE_URL })
+        : pgliteStore({ dataDir: values.serve }),
     logger: false,
     sweepIntervalMs: 0,
   })
@@ -95,7 +132,7 @@ if (values.serve !== undefined) {
       () => process.exit(1),
     )
   })
-  process.send!({ url, adminKey })
+  process.send!({ url, adminKey: adminKey ?? ownKey })
 }
 
 // ---- one scenario, in a process of its own ---------------------------------------------------
@@ -114,10 +151,20 @@ async function run(scenario: Scenario): Promise<Result> {
   let child: ChildProcess | undefined
   try {
     let store: Store
-    if (scenario.startsWith('http')) {
-      child = spawn(process.execPath, [...process.execArgv, self, '--serve', dataDir], {
-        stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-      })
+    const onPostgres = scenario.startsWith('pg-')
+    if (scenario.includes('http')) {
+      const prof = values['server-prof']
+      child = spawn(
+        process.execPath,
+        [
+          ...process.execArgv,
+          ...(prof ? ['--cpu-prof', '--cpu-prof-dir', prof] : []),
+          self,
+          '--serve',
+          onPostgres ? 'postgres' : dataDir,
+        ],
+        { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] },
+      )
       const [{ url, adminKey }] = (await once(child, 'message')) as [
         { url: string; adminKey: string },
       ]
@@ -127,12 +174,19 @@ async function run(scenario: Scenario): Promise<Result> {
         url,
         apiKey: adminKey,
         connections: scenario === 'http-hot-16' ? 16 : CONNECTIONS,
+        // The PGlite scenarios keep their earlier shape (one operation per request).
+        batch: onPostgres && !scenario.endsWith('-single'),
+        ...(values['max-batch'] ? { maxBatch: Number(values['max-batch']) } : {}),
       })
+    } else if (onPostgres) {
+      store = postgresStore({ connectionString: DATABASE_URL })
     } else {
       store = pgliteStore({ dataDir })
     }
-    // An admin key acting on a tenant: the Tollgate-Tenant header rides on every request.
-    const meter = createMeter({ store, tenant: 'bench', cache: false })
+    // An admin key acting on a tenant (its name rides on every request). On PostgreSQL, the
+    // default schema holds data and statistics already (see postgres.bench.ts): a tenant per run.
+    const tenant = onPostgres ? `bench_${process.pid}_${Date.now().toString(36)}` : 'bench'
+    const meter = createMeter({ store, tenant, cache: false })
     const names = Array.from({ length: scenario.includes('many') ? MANY : 1 }, (_, i) => `a${i}`)
     let next = 0
     await Promise.all(
@@ -199,7 +253,11 @@ if (values.serve === undefined) {
   const all = Object.keys(SCENARIOS) as Scenario[]
   const startedAt = new Date().toISOString()
   const machineAtStart = machine()
-  const chosen = all.filter((s) => matchesOnly(s, values.only))
+  const unreachable = await postgresUnreachable(DATABASE_URL)
+  if (unreachable !== null) console.error(`PostgreSQL scenarios skipped: ${unreachable}`)
+  const chosen = all.filter(
+    (s) => matchesOnly(s, values.only) && (unreachable === null || !s.startsWith('pg-')),
+  )
   const settings = [
     '--duration',
     String(SECONDS),
@@ -278,14 +336,35 @@ if (values.serve === undefined) {
     ]),
   }
   console.log(markdownTable(table))
-  const ratio = (a: Scenario, b: Scenario) =>
-    runs.has(a) && runs.has(b) && runs.get(a)!.length > 0 && runs.get(b)!.length > 0
-      ? `${(med(a, (r) => r.ops)! / med(b, (r) => r.ops)!).toFixed(2)}×`
-      : null
+  // The median ratio, then each round's (its two scenarios ran back to back): on a shared
+  // machine whose load drifts, the rounds show how far one figure can be trusted.
+  const ratio = (a: Scenario, b: Scenario) => {
+    const ra = runs.get(a)
+    const rb = runs.get(b)
+    if (!ra || !rb || ra.length === 0 || rb.length === 0) return null
+    const rounds = ra.map((r, i) => (r.ops / rb[i]!.ops).toFixed(2)).join(' · ')
+    return `${(med(a, (r) => r.ops)! / med(b, (r) => r.ops)!).toFixed(2)}× (rounds ${rounds})`
+  }
   const ratioRows = [
     ['httpStore ÷ in process, 1 hot account', ratio('http-hot', 'local-hot')],
     ['httpStore ÷ in process, 1,000 accounts', ratio('http-many', 'local-many')],
     [`httpStore, ${CONNECTIONS} ÷ 16 connections, 1 hot account`, ratio('http-hot', 'http-hot-16')],
+    [
+      'postgres: httpStore batched ÷ in process, 1 hot account (target ≥ 0.7×)',
+      ratio('pg-http-hot', 'pg-local-hot'),
+    ],
+    [
+      'postgres: httpStore batched ÷ in process, 1,000 accounts (target ≥ 0.7×)',
+      ratio('pg-http-many', 'pg-local-many'),
+    ],
+    [
+      'postgres: httpStore one op per request ÷ in process, 1 hot account',
+      ratio('pg-http-hot-single', 'pg-local-hot'),
+    ],
+    [
+      'postgres: httpStore one op per request ÷ in process, 1,000 accounts',
+      ratio('pg-http-many-single', 'pg-local-many'),
+    ],
   ].filter((r): r is [string, string] => r[1] !== null)
   const ratios: Table = {
     title: 'Ratios (a pair is two store operations: two HTTP round trips over httpStore)',
@@ -295,6 +374,7 @@ if (values.serve === undefined) {
   if (ratioRows.length > 0) console.log(`\n${ratios.title}\n\n${markdownTable(ratios)}`)
   const notes = [
     `Reserve+commit pairs per second from ${CONCURRENCY} concurrent loops; the HTTP scenarios use ${CONNECTIONS} httpStore connections (http-hot-16: 16) to @tollgate/server on a file-backed PGlite store in another process; in process: the same PGlite store in the meter's process.`,
+    'pg-*: the same on PostgreSQL (postgresStore, default schema, a tenant per run); batched: httpStore coalesces the operations that wait together into one /v1/store/batch request (its default); one op per request: batch: false.',
     'client CPU: the process running the meter (and, in process, the store); server CPU: the server process. Both are user + system time over the measurement, per pair.',
   ]
   console.log(`\n${notes.join('\n')}`)

@@ -14,6 +14,7 @@ import {
 } from '@tollgate/core'
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod'
+import type { z } from 'zod'
 
 /** The one answer to every failed authentication: it never says why. */
 export const AUTH_DETAIL = 'invalid or missing API key'
@@ -62,6 +63,28 @@ function validationProblem(error: FastifyError): ProblemDetails {
   }
   if (error.validationContext === 'headers') field = HEADER_NAMES[field] ?? field
   return problemDetails(new InvalidInputError(field, message))
+}
+
+/**
+ * The 400 of an item a zod schema refused outside Fastify's validation (a batch item): the
+ * field as `validationProblem` names it, e.g. `op.amount`.
+ */
+export function issueProblem(issue: z.core.$ZodIssue): ProblemDetails {
+  const path = issue.path.map(String)
+  let message = issue.message
+  if (issue.code === 'unrecognized_keys' && issue.keys.length > 0) {
+    path.push(issue.keys[0]!)
+    message = 'is not a known field'
+  }
+  if (path.length === 0) {
+    return problemDetails(
+      new InvalidInputError(
+        'item',
+        issue.code === 'invalid_type' ? 'must be a JSON object' : message,
+      ),
+    )
+  }
+  return problemDetails(new InvalidInputError(path.join('.'), message))
 }
 
 /** What a 5xx answer says instead of its cause's words (a database's message never leaves). */

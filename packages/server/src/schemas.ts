@@ -418,6 +418,11 @@ export const wireOutcomeResponse = z.object({
   balance: balanceSchema.nullable(),
   events: z.array(record),
 })
+export const batchResponse = z.object({
+  outcomes: z.array(
+    z.union([z.object({ outcome: wireOutcomeResponse }), z.object({ problem: problemSchema })]),
+  ),
+})
 export const storeLedgerResponse = ledgerResponse
 export const storeCodesResponse = z.object({
   status: z.enum(['created', 'replayed', 'conflict']),

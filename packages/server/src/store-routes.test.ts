@@ -1,25 +1,11 @@
 import { randomBytes } from 'node:crypto'
-import { type EngineConfig, generateCode, hashCode } from '@tollgate/core/engine'
+import { generateCode, hashCode } from '@tollgate/core/engine'
 import { errorFromProblem, type WireOutcome } from '@tollgate/core/protocol'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { fakeClock, startServer, type TestServer } from './test-support.js'
+import { fakeClock, startServer, type TestServer, wireConfig, wireGrant } from './test-support.js'
 
-const config: EngineConfig = {
-  lowBalanceThreshold: null,
-  overdraftLimit: null,
-  overage: 'clamp',
-  redeemMaxFailures: 1_000,
-  redeemWindowMs: 1_000,
-}
-const grant = (amount: number) => ({
-  type: 'grant',
-  amount,
-  expiresAt: null,
-  validityDays: null,
-  priority: 50,
-  category: 'paid',
-  metadata: {},
-})
+const config = wireConfig
+const grant = wireGrant
 
 describe('store protocol, server clock', () => {
   const clock = fakeClock()

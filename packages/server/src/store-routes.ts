@@ -6,6 +6,7 @@
  */
 import { Transform } from 'node:stream'
 import {
+  AuthError,
   InvalidInputError,
   isTollgateError,
   type LedgerEntryType,
@@ -14,21 +15,29 @@ import {
 } from '@tollgate/core'
 import type { EngineConfig, Operation } from '@tollgate/core/engine'
 import {
+  batchBodySchema,
+  batchItemSchema,
   CHANGES_ROUTE,
+  checkAccount,
   codeBatchBodySchema,
   dueBodySchema,
+  type ExecuteBody,
   executeBodySchema,
   HOLD_OPERATIONS,
   ledgerBodySchema,
   markTransportKey,
   outcomeToWire,
   pruneBodySchema,
+  type WireBatchAnswer,
+  type WireOutcome,
 } from '@tollgate/core/protocol'
 import { errorOutcome, newId, type Outcome } from '@tollgate/core/store'
-import type { App, ServerContext } from './context.js'
-import { BodyTooLargeError } from './problems.js'
+import type { FastifyBaseLogger } from 'fastify'
+import type { App, Caller, ServerContext } from './context.js'
+import { BodyTooLargeError, issueProblem, problemOf } from './problems.js'
 import { isFailedRedemption, type RedeemAttempt } from './redeem-limiter.js'
 import {
+  batchResponse,
   dueResponse,
   problems,
   pruneResponse,
@@ -76,6 +85,98 @@ export function storeRoutes(app: App, ctx: ServerContext): void {
     redeemWindowMs: Math.max(config.redeemWindowMs, ctx.options.redeemWindowMs),
   })
 
+  /**
+   * Runs one operation of the store protocol on `tenant`'s ledger. Domain errors come back
+   * inside the outcome; a malformed request or a store failure is thrown (a 4xx or the 503
+   * the client retries).
+   */
+  async function runOperation(
+    tenant: string,
+    body: ExecuteBody,
+    timeoutMs: number,
+  ): Promise<WireOutcome> {
+    // A key httpStore made for its retries dedupes, but entries leave it out (hideKey).
+    const op = markTransportKey(body.op as Operation)
+    const holdOp = HOLD_OPERATIONS.has(op.type)
+    if (holdOp && body.account !== null) {
+      throw new InvalidInputError('account', `must be null for ${op.type}`)
+    }
+    if (!holdOp && body.account === null) {
+      throw new InvalidInputError('account', `is required for ${op.type}`)
+    }
+    let attempt: RedeemAttempt | null = null
+    if (op.type === 'redeem') {
+      try {
+        // Counted before the await (a redeem always names its account).
+        attempt = ctx.limiter.begin(tenant, body.account ?? '')
+      } catch (err) {
+        return outcomeToWire(errorOutcome(err as TollgateError))
+      }
+    }
+    let outcome: Outcome | null = null
+    try {
+      outcome = await store.execute({
+        tenant,
+        account: body.account ?? undefined,
+        op,
+        now: clientClock ? body.now : clock(),
+        config: capped(body.config),
+        newId,
+        timeoutMs,
+      })
+    } catch (err) {
+      throw storeFailure(err)
+    } finally {
+      await attempt?.settle(outcome?.error != null && isFailedRedemption(outcome.error))
+    }
+    return outcomeToWire(outcome)
+  }
+
+  /** The tenant a batch item acts on: its own (admin keys), else the request's. */
+  function tenantOf(caller: Caller, named: string | null | undefined): string {
+    if (named === null || named === undefined) return caller.tenant
+    if (caller.key.role !== 'admin') {
+      if (named === caller.tenant) return named
+      // A tenant key acts on its own tenant only, whatever an item names.
+      throw new AuthError('a tenant key acts on its own tenant only')
+    }
+    const tenant = checkAccount(named, 'tenant')
+    ctx.sawTenant(tenant)
+    return tenant
+  }
+
+  /**
+   * One item of a batch: its outcome, or the problem that kept it from running. Never
+   * throws: whatever goes wrong with one operation is its own answer, not its batch's.
+   */
+  async function runItem(
+    caller: Caller,
+    raw: unknown,
+    requestTimeoutMs: number,
+    started: number,
+    log: FastifyBaseLogger,
+  ): Promise<WireBatchAnswer> {
+    const parsed = batchItemSchema.safeParse(raw)
+    if (!parsed.success) return { problem: issueProblem(parsed.error.issues[0]!) }
+    const { tenant: named, timeoutMs: own, ...body } = parsed.data
+    try {
+      const tenant = tenantOf(caller, named)
+      // Each item's own deadline, within the request's, counted from the request's arrival.
+      const budget = own === undefined ? requestTimeoutMs : Math.min(own, requestTimeoutMs)
+      const left = Math.floor(budget - (performance.now() - started))
+      if (left < 1) {
+        throw new StoreUnavailableError("the operation's deadline passed before it ran", {
+          retryAfterMs: 1_000,
+        })
+      }
+      return { outcome: await runOperation(tenant, body, left) }
+    } catch (err) {
+      const problem = problemOf(err, ctx.options.bodyLimit)
+      if (problem.status >= 500) log.error({ err }, 'batch operation failed')
+      return { problem }
+    }
+  }
+
   app.post(
     '/v1/store/execute',
     {
@@ -88,44 +189,38 @@ export function storeRoutes(app: App, ctx: ServerContext): void {
         response: { 200: wireOutcomeResponse, ...problems },
       },
     },
+    async (request) =>
+      runOperation(ctx.callerOf(request).tenant, request.body, ctx.timeoutOf(request)),
+  )
+
+  app.post(
+    '/v1/store/batch',
+    {
+      schema: {
+        tags,
+        summary: 'Run operations that waited together in one client (httpStore)',
+        description:
+          "Each item is a `/v1/store/execute` body plus `tenant` (admin keys; null: the key's " +
+          'tenant or `Tollgate-Tenant`) and `timeoutMs` (its own deadline, within the ' +
+          "request's). Items are checked and run one by one, together (one group commit): " +
+          'the answer holds, in order, `{ outcome }` or `{ problem }` per item, so one bad ' +
+          'operation fails alone.',
+        security,
+        headers: tenantHeaders,
+        body: batchBodySchema,
+        response: { 200: batchResponse, ...problems },
+      },
+    },
     async (request) => {
-      const body = request.body
-      // A key httpStore made for its retries dedupes, but entries leave it out (hideKey).
-      const op = markTransportKey(body.op as Operation)
-      const tenant = ctx.callerOf(request).tenant
-      const holdOp = HOLD_OPERATIONS.has(op.type)
-      if (holdOp && body.account !== null) {
-        throw new InvalidInputError('account', `must be null for ${op.type}`)
-      }
-      if (!holdOp && body.account === null) {
-        throw new InvalidInputError('account', `is required for ${op.type}`)
-      }
-      let attempt: RedeemAttempt | null = null
-      if (op.type === 'redeem') {
-        try {
-          // Counted before the await (a redeem always names its account).
-          attempt = ctx.limiter.begin(tenant, body.account ?? '')
-        } catch (err) {
-          return outcomeToWire(errorOutcome(err as TollgateError))
-        }
-      }
-      let outcome: Outcome | null = null
-      try {
-        outcome = await store.execute({
-          tenant,
-          account: body.account ?? undefined,
-          op,
-          now: clientClock ? body.now : clock(),
-          config: capped(body.config),
-          newId,
-          timeoutMs: ctx.timeoutOf(request),
-        })
-      } catch (err) {
-        throw storeFailure(err)
-      } finally {
-        await attempt?.settle(outcome?.error != null && isFailedRedemption(outcome.error))
-      }
-      return outcomeToWire(outcome)
+      const caller = ctx.callerOf(request)
+      const started = performance.now()
+      const timeoutMs = ctx.timeoutOf(request)
+      const { items } = request.body
+      // Every item starts in this tick, so the store's group commit takes them together.
+      const outcomes = await Promise.all(
+        items.map((raw) => runItem(caller, raw, timeoutMs, started, request.log)),
+      )
+      return { outcomes }
     },
   )
 

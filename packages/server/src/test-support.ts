@@ -6,6 +6,7 @@ import { type AddressInfo, connect, type Socket } from 'node:net'
 import { Writable } from 'node:stream'
 import { PGlite } from '@electric-sql/pglite'
 import { memoryStore, type Store } from '@tollgate/core'
+import type { EngineConfig } from '@tollgate/core/engine'
 import { pgliteStore, postgresStore } from '@tollgate/postgres'
 import pg from 'pg'
 import { Webhook } from 'standardwebhooks'
@@ -384,3 +385,23 @@ export async function startReceiver(): Promise<WebhookReceiver> {
   r.url = `http://127.0.0.1:${port}/hook`
   return r
 }
+/** Engine settings for store-protocol bodies in tests: clamp, no thresholds, loose throttling. */
+export const wireConfig: EngineConfig = {
+  lowBalanceThreshold: null,
+  overdraftLimit: null,
+  overage: 'clamp',
+  redeemMaxFailures: 1_000,
+  redeemWindowMs: 1_000,
+}
+
+/** A store-protocol grant operation of `amount`, with an idempotency key when given. */
+export const wireGrant = (amount: number, idempotencyKey?: string) => ({
+  type: 'grant',
+  amount,
+  expiresAt: null,
+  validityDays: null,
+  priority: 50,
+  category: 'paid',
+  metadata: {},
+  ...(idempotencyKey === undefined ? {} : { idempotencyKey }),
+})

@@ -33,6 +33,8 @@ import { backoffMs, httpStore } from './http-store.js'
 import { PROBLEM_CONTENT_TYPE, problemDetails } from './problem.js'
 import { isTransportKey, markTransportKey } from './transport-key.js'
 import {
+  batchBodySchema,
+  batchItemSchema,
   codeBatchBodySchema,
   dueBodySchema,
   executeBodySchema,
@@ -116,6 +118,24 @@ function storeProtocol(store: Store): Handler {
         })
         return send(res, 200, outcomeToWire(out))
       }
+      case '/v1/store/batch': {
+        const { items } = batchBodySchema.parse(body)
+        const outcomes = await Promise.all(
+          items.map(async (raw) => {
+            const b = batchItemSchema.parse(raw)
+            const out = await store.execute({
+              tenant: b.tenant ?? tenant,
+              account: b.account ?? undefined,
+              op: markTransportKey(b.op as Operation),
+              now: b.now,
+              config: b.config,
+              newId,
+            })
+            return { outcome: outcomeToWire(out) }
+          }),
+        )
+        return send(res, 200, { outcomes })
+      }
       case '/v1/store/ledger': {
         const { account, ...req } = ledgerBodySchema.parse(body)
         return send(res, 200, await store.ledger(tenant, account, req as never))
@@ -136,9 +156,20 @@ function storeProtocol(store: Store): Handler {
   }
 }
 
-/** An httpStore on `url` with fast retries; closed after the test. */
+/**
+ * An httpStore on `url` with fast retries; closed after the test. One request per operation
+ * (`/v1/store/execute`, the route every server speaks) unless `batch: true`: the batch route
+ * has its own tests below.
+ */
 function client(url: string, options: Parameters<typeof httpStore>[0] = {}): Store {
-  const store = httpStore({ url, apiKey: API_KEY, retryBaseMs: 1, retryMaxMs: 5, ...options })
+  const store = httpStore({
+    url,
+    apiKey: API_KEY,
+    retryBaseMs: 1,
+    retryMaxMs: 5,
+    batch: false,
+    ...options,
+  })
   stores.push(store)
   return store
 }
@@ -151,9 +182,12 @@ const executes = (seen: Seen[]) => seen.filter((s) => s.path === '/v1/store/exec
 const keyOf = (s: Seen) => (s.body.op as { idempotencyKey?: string }).idempotencyKey
 
 describe('httpStore over a stand-in Tollgate server', () => {
-  it('meters end to end: grants, holds, ledger, sweep, codes', async () => {
+  it.each([
+    ['one request per operation', false],
+    ['batched', true],
+  ])('meters end to end (%s): grants, holds, ledger, sweep, codes', async (_, batch) => {
     const { url } = await serve(storeProtocol(memoryStore()))
-    const meter = meterOn(client(url))
+    const meter = meterOn(client(url, { batch }))
     expect(meter.store.kind).toBe('http')
     await meter.grant('u ✓', 100)
     const hold = await meter.reserve('u ✓', 30)
@@ -271,6 +305,184 @@ describe('httpStore over a stand-in Tollgate server', () => {
     )
     await meterOn(client(`${url}/tollgate/`)).grant('a', 1)
     expect(seen[0]!.path).toBe('/tollgate/v1/store/execute')
+  })
+})
+
+describe('httpStore batches', () => {
+  const batches = (seen: Seen[]) => seen.filter((s) => s.path === '/v1/store/batch')
+  type Item = { tenant: string | null; account: string | null; op: Operation; timeoutMs?: number }
+  const itemsOf = (s: Seen) => s.body.items as Item[]
+
+  it('sends operations issued together in one request, each with its outcome and its tenant', async () => {
+    const { url, seen } = await serve(storeProtocol(memoryStore()))
+    const store = client(url, { batch: true })
+    const acme = meterOn(store, 'acme')
+    const plain = meterOn(store)
+    const [g1, g2, g3] = await Promise.all([
+      acme.grant('a', 5),
+      plain.grant('a', 7),
+      plain.grant('b', 1),
+    ])
+    expect([g1.amount, g2.amount, g3.amount]).toEqual([5, 7, 1])
+    expect(seen.map((s) => s.path)).toEqual(['/v1/store/batch'])
+    const [batch] = batches(seen)
+    expect(itemsOf(batch!).map((i) => [i.tenant, i.account])).toEqual([
+      ['acme', 'a'],
+      [null, 'a'],
+      [null, 'b'],
+    ])
+    // Tenants travel in the items; the request itself names none.
+    expect(batch!.headers).not.toHaveProperty('tollgate-tenant')
+    expect(batch!.headers.authorization).toBe(`Bearer ${API_KEY}`)
+    expect(itemsOf(batch!).every((i) => isTransportKey(i.op.idempotencyKey!))).toBe(true)
+    expect((await acme.balance('a')).total).toBe(5)
+    expect((await plain.balance('a')).total).toBe(7)
+  })
+
+  it('one operation refused (4xx) fails alone; one the server could not run (5xx) is retried alone under its key', async () => {
+    const store = memoryStore()
+    const protocol = storeProtocol(store)
+    let unavailable = 0
+    const { url, seen } = await serve(async (s, res, req) => {
+      if (s.path !== '/v1/store/batch') return protocol(s, res, req)
+      const items = itemsOf(s)
+      const keep = items.filter(
+        (i) =>
+          !('amount' in i.op) || (i.op.amount !== 13 && (i.op.amount !== 7 || unavailable > 0)),
+      )
+      // Runs the rest through the real stand-in, then answers in the order of the request.
+      const answered: unknown[] = []
+      if (keep.length > 0) {
+        const inner = await new Promise<{ outcomes: unknown[] }>((resolve) => {
+          const fake = {
+            writeHead: () => fake,
+            end: (text: string) => resolve(JSON.parse(text)),
+          } as unknown as ServerResponse
+          void protocol({ ...s, body: { items: keep } }, fake, req)
+        })
+        answered.push(...inner.outcomes)
+      }
+      const outcomes = items.map((i) => {
+        if ('amount' in i.op && i.op.amount === 13) {
+          return { problem: problemDetails(new InvalidInputError('op.amount', 'is unlucky')) }
+        }
+        if ('amount' in i.op && i.op.amount === 7 && unavailable === 0) {
+          unavailable++
+          return { problem: problemDetails(new StoreUnavailableError('queue full')) }
+        }
+        return answered.shift()
+      })
+      return send(res, 200, { outcomes })
+    })
+    const meter = meterOn(client(url, { batch: true }))
+    const [ok, bad, retried] = await Promise.allSettled([
+      meter.grant('a', 5),
+      meter.grant('a', 13),
+      meter.grant('b', 7),
+    ])
+    expect(ok.status).toBe('fulfilled')
+    expect(bad.status).toBe('rejected')
+    expect((bad as PromiseRejectedResult).reason).toBeInstanceOf(InvalidInputError)
+    expect(((bad as PromiseRejectedResult).reason as InvalidInputError).field).toBe('op.amount')
+    expect(retried.status).toBe('fulfilled')
+    const sent = batches(seen)
+    expect(sent).toHaveLength(2)
+    expect(itemsOf(sent[0]!)).toHaveLength(3)
+    // Only the operation that met the 5xx went again, under the key of its first attempt.
+    expect(itemsOf(sent[1]!).map((i) => i.account)).toEqual(['b'])
+    expect(itemsOf(sent[1]!)[0]!.op.idempotencyKey).toBe(itemsOf(sent[0]!)[2]!.op.idempotencyKey)
+    expect((await meter.balance('a')).total).toBe(5)
+    expect((await meter.balance('b')).total).toBe(7)
+  })
+
+  it('a batch whose answer was lost is sent again with the same keys, and applies once', async () => {
+    const protocol = storeProtocol(memoryStore())
+    let dropped = false
+    const { url, seen } = await serve(async (s, res, req) => {
+      if (s.path === '/v1/store/batch' && !dropped) {
+        dropped = true
+        // The server runs the batch, then the connection dies before the answer.
+        const fake = { writeHead: () => fake, end: () => req.socket.destroy() }
+        return protocol(s, fake as unknown as ServerResponse, req)
+      }
+      return protocol(s, res, req)
+    })
+    const meter = meterOn(client(url, { batch: true }))
+    const grants = await Promise.all([meter.grant('a', 10), meter.grant('b', 20)])
+    // Replays under transport keys: for the caller, the first answer.
+    expect(grants.map((g) => g.replayed)).toEqual([false, false])
+    const sent = batches(seen)
+    expect(sent).toHaveLength(2)
+    expect(itemsOf(sent[1]!).map((i) => i.op.idempotencyKey)).toEqual(
+      itemsOf(sent[0]!).map((i) => i.op.idempotencyKey),
+    )
+    expect((await expectLedgerReplays(meter, 'a')).total).toBe(10)
+    expect((await expectLedgerReplays(meter, 'b')).total).toBe(20)
+  })
+
+  it('bounds a batch by maxBatch operations and maxBatchBytes', async () => {
+    const { url, seen } = await serve(storeProtocol(memoryStore()))
+    const meter = meterOn(client(url, { batch: true, maxBatch: 2 }))
+    await Promise.all(['a', 'b', 'c', 'd', 'e'].map((a) => meter.grant(a, 1)))
+    expect(batches(seen).map((s) => itemsOf(s).length)).toEqual([2, 2, 1])
+
+    const small = meterOn(client(url, { batch: true, maxBatchBytes: 2_500 }))
+    const metadata = { note: 'x'.repeat(700) }
+    await Promise.all(['a', 'b', 'c'].map((a) => small.grant(a, 1, { metadata })))
+    const sizes = batches(seen)
+      .slice(3)
+      .map((s) => itemsOf(s).length)
+    expect(sizes).toEqual([2, 1])
+  })
+
+  it('speaks one request per operation to a server without the batch route (404)', async () => {
+    const protocol = storeProtocol(memoryStore())
+    const { url, seen } = await serve((s, res, req) =>
+      s.path === '/v1/store/batch'
+        ? sendError(res, new NotFoundError('route', `POST ${s.path}`))
+        : protocol(s, res, req),
+    )
+    const meter = meterOn(client(url, { batch: true }))
+    await Promise.all([meter.grant('a', 1), meter.grant('b', 2)])
+    await meter.grant('a', 3)
+    expect(seen.map((s) => s.path)).toEqual([
+      '/v1/store/batch',
+      '/v1/store/execute',
+      '/v1/store/execute',
+      '/v1/store/execute',
+    ])
+    expect((await meter.balance('a')).total).toBe(4)
+  })
+
+  it("sends an operation's own deadline in its item, and fails it at that deadline while its batch hangs", async () => {
+    const { url, seen } = await serve(() => new Promise(() => {}))
+    const meter = meterOn(client(url, { batch: true, timeoutMs: 1_500, retries: 0 }))
+    const started = performance.now()
+    const [short, long] = await Promise.allSettled([
+      meter.grant('a', 1, { timeoutMs: 100 }),
+      meter.grant('b', 1),
+    ])
+    expect(short.status).toBe('rejected')
+    expect((short as PromiseRejectedResult).reason).toBeInstanceOf(StoreUnavailableError)
+    expect(long.status).toBe('rejected')
+    expect(seen).toHaveLength(1)
+    const [item0, item1] = itemsOf(seen[0]!)
+    expect(item0!.timeoutMs).toBeGreaterThanOrEqual(1)
+    expect(item0!.timeoutMs).toBeLessThanOrEqual(100)
+    expect(item1).not.toHaveProperty('timeoutMs')
+    // The request says the longest wait of its items.
+    expect(seen[0]!.headers['tollgate-deadline-ms']).toBe('1500')
+    expect(performance.now() - started).toBeGreaterThanOrEqual(1_000)
+  })
+
+  it('a whole-batch 4xx (e.g. 401) fails every operation in it, without a retry', async () => {
+    const { url, seen } = await serve((_s, res) => sendError(res, new AuthError('no')))
+    const meter = meterOn(client(url, { batch: true }))
+    const results = await Promise.allSettled([meter.grant('a', 1), meter.grant('b', 1)])
+    for (const r of results) {
+      expect((r as PromiseRejectedResult).reason).toBeInstanceOf(AuthError)
+    }
+    expect(seen).toHaveLength(1)
   })
 })
 

@@ -2,15 +2,16 @@
  * `httpStore()`: the store of a meter whose credits live behind a Tollgate server. It forwards
  * each operation the meter built to the server's store protocol (`/v1/store/*`, see
  * docs/server.md) and hands back the outcome; the server runs the same engine on its own store.
- * What this file adds is the transport: a keep-alive connection pool, timeouts, retries that
- * never apply an operation twice, deadlines the server honours, and errors mapped back to
- * Tollgate's typed errors.
+ * What this file adds is the transport: a keep-alive connection pool, operations that wait at
+ * the same moment coalesced into one request (`/v1/store/batch`), timeouts, retries that never
+ * apply an operation twice, deadlines the server honours, and errors mapped back to Tollgate's
+ * typed errors.
  */
 import { randomUUID } from 'node:crypto'
 import { Pool } from 'undici'
 import type { CodeRecord, Operation } from '../engine/state.js'
 import { InvalidInputError, isTollgateError, StoreUnavailableError } from '../errors.js'
-import { checkInt, type OptionDefaults, readOptions } from '../options-kit.js'
+import { checkBoolean, checkInt, type OptionDefaults, readOptions } from '../options-kit.js'
 import type {
   AccountChange,
   CodeBatch,
@@ -26,7 +27,12 @@ import type { LedgerPage, TenantSettings } from '../types.js'
 import { CHANGES_ROUTE, SseReader } from './change-stream.js'
 import type { ProblemDetails } from './problem.js'
 import { TRANSPORT_KEY_PREFIX } from './transport-key.js'
-import { errorFromProblem, outcomeFromWire, type WireOutcome } from './wire.js'
+import {
+  errorFromProblem,
+  MAX_BATCH_OPERATIONS,
+  outcomeFromWire,
+  type WireOutcome,
+} from './wire.js'
 
 /** Options of {@link httpStore}. */
 export interface HttpStoreOptions {
@@ -43,12 +49,29 @@ export interface HttpStoreOptions {
    */
   apiKey?: string
   /**
-   * Keep-alive connections to the server, at most: also the most operations in flight at once
-   * (one per connection). The server batches what arrives together into one transaction, so
-   * fewer connections mean smaller batches (16 gave a third of the throughput of 64 in
-   * bench/server.bench.ts). @default 64
+   * Keep-alive connections to the server, at most: also the most requests in flight at once
+   * (one per connection). With `batch` on, operations that arrive while every connection is
+   * busy wait and leave together; with it off, each connection carries one operation, and the
+   * server's group commit can only batch what arrives together (16 connections gave a third of
+   * the throughput of 64 in bench/server.bench.ts). @default 64
    */
   connections?: number
+  /**
+   * Coalesce the operations that wait at the same moment (issued in the same turn of the event
+   * loop, or while every connection is busy) into one `POST /v1/store/batch` request, answered
+   * with an outcome per operation; the server hands them to its store together (one group
+   * commit). `false`: one `POST /v1/store/execute` request per operation, as servers before the
+   * batch route speak (a server that answers the batch route with 404 is also spoken to that
+   * way from then on). @default true
+   */
+  batch?: boolean
+  /** Most operations in one batch request (at most 256, the server's limit). @default 64 */
+  maxBatch?: number
+  /**
+   * Largest batch request body, in bytes: below the server's `bodyLimit` (64 KiB by default).
+   * An operation larger than this alone travels alone. @default 60_000
+   */
+  maxBatchBytes?: number
   /**
    * How long to wait for the response headers, and then between two chunks of the body, in ms.
    * A request that times out is retried like a dropped connection. An operation's own deadline
@@ -89,6 +112,9 @@ interface ResolvedHttpStoreOptions {
   retryBaseMs: number
   retryMaxMs: number
   watchIdleMs: number
+  batch: boolean
+  maxBatch: number
+  maxBatchBytes: number
 }
 
 const DEFAULTS = {
@@ -102,6 +128,9 @@ const DEFAULTS = {
   retryBaseMs: 50,
   retryMaxMs: 1_000,
   watchIdleMs: 45_000,
+  batch: true,
+  maxBatch: 64,
+  maxBatchBytes: 60_000,
 } satisfies OptionDefaults<HttpStoreOptions>
 
 function resolveOptions(options: HttpStoreOptions): ResolvedHttpStoreOptions {
@@ -144,6 +173,9 @@ function resolveOptions(options: HttpStoreOptions): ResolvedHttpStoreOptions {
     retryBaseMs: checkInt(o.retryBaseMs, 'retryBaseMs', 0, 3_600_000),
     retryMaxMs: checkInt(o.retryMaxMs, 'retryMaxMs', 0, 3_600_000),
     watchIdleMs: checkInt(o.watchIdleMs, 'watchIdleMs', 100, 3_600_000),
+    batch: checkBoolean(o.batch, 'batch'),
+    maxBatch: checkInt(o.maxBatch, 'maxBatch', 1, MAX_BATCH_OPERATIONS),
+    maxBatchBytes: checkInt(o.maxBatchBytes, 'maxBatchBytes', 1_000, 100 * 1024 * 1024),
   }
 }
 
@@ -184,6 +216,28 @@ function isConnectionError(err: unknown): boolean {
  */
 const CODES_PER_REQUEST = 1_000
 
+/** Operations waiting to be sent, at most: beyond, `execute` fails at once (503). */
+const QUEUE_LIMIT = 10_000
+
+/** An operation taken by the batching path, until it is settled. */
+interface PendingOp {
+  tenant: string
+  /** The `/v1/store/execute` body of the operation (a batch item adds its tenant and deadline). */
+  body: string
+  /** About what it adds to a batch body. */
+  bytes: number
+  transportKey: string | undefined
+  /** When its caller stops waiting (performance.now()), if it has a deadline. */
+  deadline: number | undefined
+  /** Retries so far. */
+  attempts: number
+  /** Fails it at its deadline, whatever its batch is doing. */
+  timer: NodeJS.Timeout | undefined
+  settled: boolean
+  resolve: (out: Outcome) => void
+  reject: (err: unknown) => void
+}
+
 /** An attempt that may be tried again: what went wrong, for the final error's `cause`. */
 class Retryable {
   constructor(readonly cause: unknown) {}
@@ -204,6 +258,7 @@ const ANSWER_GRACE_MS = 1_000
 
 const ROUTE = {
   execute: '/v1/store/execute',
+  batch: '/v1/store/batch',
   ledger: '/v1/store/ledger',
   codes: '/v1/store/codes',
   due: '/v1/store/due',
@@ -218,6 +273,17 @@ class HttpStore implements Store {
   /** Request headers by tenant, built once: the hot path only looks them up. */
   readonly #headers = new Map<string, Record<string, string>>()
   readonly #paths: Record<keyof typeof ROUTE, string>
+  /** Headers of a batch request: tenants travel in its items. */
+  readonly #batchHeaders: Record<string, string>
+  #batching: boolean
+  /** Operations waiting for a batch, in arrival order. */
+  #queue: PendingOp[] = []
+  #flushScheduled = false
+  /** Batch requests in flight. */
+  #inFlight = 0
+  readonly #sending = new Set<Promise<void>>()
+  /** Operations waiting out a backoff before their next attempt. */
+  readonly #retrying = new Set<PendingOp>()
   #closed = false
   /** Open change streams (`watch()`), closed with the store. */
   readonly #streams = new Set<ChangeStream>()
@@ -227,12 +293,15 @@ class HttpStore implements Store {
     this.#o = o
     this.#paths = {
       execute: o.basePath + ROUTE.execute,
+      batch: o.basePath + ROUTE.batch,
       ledger: o.basePath + ROUTE.ledger,
       codes: o.basePath + ROUTE.codes,
       due: o.basePath + ROUTE.due,
       prune: o.basePath + ROUTE.prune,
       settings: o.basePath + ROUTE.settings,
     }
+    this.#batchHeaders = { 'content-type': 'application/json', authorization: o.authorization }
+    this.#batching = o.batch
     this.#pool = new Pool(o.origin, {
       connections: o.connections,
       headersTimeout: o.timeoutMs,
@@ -265,8 +334,231 @@ class HttpStore implements Store {
       config: req.config,
     })
     const deadline = req.timeoutMs === undefined ? undefined : performance.now() + req.timeoutMs
-    return this.#post(this.#paths.execute, req.tenant, body, deadline).then((data) =>
-      decodeOutcome(data, transportKey),
+    if (!this.#batching) {
+      return this.#post(this.#paths.execute, req.tenant, body, deadline).then((data) =>
+        decodeOutcome(data, transportKey),
+      )
+    }
+    if (this.#closed) return Promise.reject(new StoreUnavailableError('httpStore is closed'))
+    if (this.#queue.length >= QUEUE_LIMIT) {
+      return Promise.reject(
+        new StoreUnavailableError(`httpStore has ${QUEUE_LIMIT} operations waiting to be sent`),
+      )
+    }
+    try {
+      // Checked here too, so that every route refuses the same tenants.
+      this.#headersFor(req.tenant)
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    return new Promise<Outcome>((resolve, reject) => {
+      const pending: PendingOp = {
+        tenant: req.tenant,
+        body,
+        bytes: Buffer.byteLength(body) + req.tenant.length * 3 + 32,
+        transportKey,
+        deadline,
+        attempts: 0,
+        timer: undefined,
+        settled: false,
+        resolve,
+        reject,
+      }
+      if (deadline !== undefined) {
+        // The server never applies the operation past its deadline; the answer may still be
+        // stuck behind slower operations of its batch, and is not worth waiting for beyond it.
+        pending.timer = setTimeout(
+          () => this.#fail(pending, this.#deadlineError()),
+          req.timeoutMs! + ANSWER_GRACE_MS,
+        )
+      }
+      this.#enqueue(pending)
+    })
+  }
+
+  /** Queues an operation and makes sure a flush is coming. */
+  #enqueue(p: PendingOp): void {
+    this.#queue.push(p)
+    this.#scheduleFlush()
+  }
+
+  #scheduleFlush(): void {
+    if (this.#flushScheduled || this.#queue.length === 0) return
+    if (this.#inFlight >= this.#o.connections && !this.#closed) return
+    this.#flushScheduled = true
+    // The next turn of the event loop, not the next microtask: the meter awaits a few times
+    // between a caller's call and store.execute, and everything the current I/O callback
+    // starts (e.g. 64 loops woken by one batch answer) should leave together.
+    setImmediate(this.#flush)
+  }
+
+  /** Sends what waits, in batches, while connections are free (all of it once closing). */
+  readonly #flush = (): void => {
+    this.#flushScheduled = false
+    const { maxBatch, maxBatchBytes, connections } = this.#o
+    while (this.#queue.length > 0 && (this.#inFlight < connections || this.#closed)) {
+      const batch: PendingOp[] = []
+      let bytes = 16
+      let taken = 0
+      for (; taken < this.#queue.length && batch.length < maxBatch; taken++) {
+        const p = this.#queue[taken]!
+        if (p.settled) continue
+        if (batch.length > 0 && bytes + p.bytes > maxBatchBytes) break
+        bytes += p.bytes
+        batch.push(p)
+      }
+      this.#queue = taken === this.#queue.length ? [] : this.#queue.slice(taken)
+      if (batch.length === 0) continue
+      this.#inFlight++
+      const sent = this.#sendBatch(batch).finally(() => {
+        this.#inFlight--
+        this.#sending.delete(sent)
+        this.#scheduleFlush()
+      })
+      this.#sending.add(sent)
+    }
+  }
+
+  /** One attempt of a batch; every operation in it is settled or queued for a retry after. */
+  async #sendBatch(batch: PendingOp[]): Promise<void> {
+    const { timeoutMs } = this.#o
+    const now = performance.now()
+    const parts: string[] = []
+    const live: PendingOp[] = []
+    let longest = 0
+    for (const p of batch) {
+      const left =
+        p.deadline === undefined ? timeoutMs : Math.min(timeoutMs, Math.floor(p.deadline - now))
+      if (left < 1) {
+        this.#fail(p, this.#deadlineError())
+        continue
+      }
+      if (left > longest) longest = left
+      const tenant = p.tenant === 'default' ? 'null' : JSON.stringify(p.tenant)
+      const ownDeadline = left < timeoutMs ? `,"timeoutMs":${left}` : ''
+      parts.push(`{"tenant":${tenant},${p.body.slice(1, -1)}${ownDeadline}}`)
+      live.push(p)
+    }
+    if (live.length === 0) return
+    const headers = { ...this.#batchHeaders, [DEADLINE_HEADER]: String(longest) }
+    const body = `{"items":[${parts.join(',')}]}`
+    let answer: unknown
+    try {
+      answer = await this.#attempt(
+        'POST',
+        this.#paths.batch,
+        headers,
+        body,
+        longest < timeoutMs ? longest + ANSWER_GRACE_MS : undefined,
+      )
+    } catch (err) {
+      if (isTollgateError(err) && err.code === 'not_found' && !this.#closed) {
+        // A server from before the batch route: one request per operation from now on.
+        this.#batching = false
+        for (const p of live) this.#sendAlone(p)
+        return
+      }
+      for (const p of live) this.#fail(p, err)
+      return
+    }
+    if (answer instanceof Retryable) {
+      for (const p of live) this.#retry(p, answer.cause)
+      return
+    }
+    const outcomes = (answer as { outcomes?: unknown } | null)?.outcomes
+    if (!Array.isArray(outcomes) || outcomes.length !== live.length) {
+      for (const p of live) this.#fail(p, malformed('batch'))
+      return
+    }
+    for (let i = 0; i < live.length; i++) {
+      const p = live[i]!
+      const a = outcomes[i] as Partial<{ outcome: WireOutcome; problem: ProblemDetails }> | null
+      if (a?.outcome !== undefined) {
+        let out: Outcome
+        try {
+          out = decodeOutcome(a.outcome, p.transportKey)
+        } catch (err) {
+          this.#fail(p, err)
+          continue
+        }
+        this.#settle(p)
+        p.resolve(out)
+      } else if (a?.problem !== undefined) {
+        const problem = problemOf(num(a.problem.status), JSON.stringify(a.problem))
+        const error = errorFromProblem(problem)
+        // Per operation as per request: a 5xx (the store saturated, its deadline passed on the
+        // server) is tried again under the same key, a 4xx is the operation's answer.
+        if (problem.status >= 500) this.#retry(p, error)
+        else this.#fail(p, error)
+      } else {
+        this.#fail(p, malformed('batch'))
+      }
+    }
+  }
+
+  /** An operation of a batch the server could not take, sent on its own (the old route). */
+  #sendAlone(p: PendingOp): void {
+    this.#post(this.#paths.execute, p.tenant, p.body, p.deadline).then(
+      (data) => {
+        if (p.settled) return
+        let out: Outcome
+        try {
+          out = decodeOutcome(data, p.transportKey)
+        } catch (err) {
+          this.#fail(p, err)
+          return
+        }
+        this.#settle(p)
+        p.resolve(out)
+      },
+      (err: unknown) => this.#fail(p, err),
+    )
+  }
+
+  /** Queues `p` again after a backoff, or fails it once its retries (or the store) are over. */
+  #retry(p: PendingOp, cause: unknown): void {
+    if (p.settled) return
+    if (p.attempts >= this.#o.retries || this.#closed) {
+      const n = p.attempts + 1
+      this.#fail(
+        p,
+        new StoreUnavailableError(
+          `Tollgate server at ${this.#o.origin} unavailable after ${n} attempt${n === 1 ? '' : 's'}: ${explain(cause)}`,
+          { cause },
+        ),
+      )
+      return
+    }
+    const pause = this.#backoff(p.attempts)
+    p.attempts++
+    const wait =
+      p.deadline === undefined
+        ? pause
+        : Math.min(pause, Math.max(0, p.deadline - performance.now()))
+    this.#retrying.add(p)
+    // Not unref'd: an operation is in progress, and the process must not exit under it.
+    setTimeout(() => {
+      this.#retrying.delete(p)
+      if (p.settled) return
+      if (this.#closed) this.#fail(p, new StoreUnavailableError('httpStore is closed'))
+      else this.#enqueue(p)
+    }, wait)
+  }
+
+  #settle(p: PendingOp): void {
+    p.settled = true
+    if (p.timer !== undefined) clearTimeout(p.timer)
+  }
+
+  #fail(p: PendingOp, err: unknown): void {
+    if (p.settled) return
+    this.#settle(p)
+    p.reject(err)
+  }
+
+  #deadlineError(): StoreUnavailableError {
+    return new StoreUnavailableError(
+      `no answer from the Tollgate server at ${this.#o.origin} within the deadline`,
     )
   }
 
@@ -388,6 +680,12 @@ class HttpStore implements Store {
     // A stream would hold the pool open for good.
     await Promise.all([...this.#streams].map((s) => s.close()))
     this.#streams.clear()
+    // Operations already taken are sent (whatever the connection cap) and answered; those
+    // waiting out a backoff fail now rather than hold the close.
+    for (const p of this.#retrying) this.#fail(p, new StoreUnavailableError('httpStore is closed'))
+    this.#retrying.clear()
+    this.#flush()
+    await Promise.all(this.#sending)
     // Lets requests in flight finish, then closes every socket.
     await this.#pool.close()
   }
@@ -567,6 +865,7 @@ function settingsFrom(data: unknown): TenantSettings {
     overdraftLimit: s.overdraftLimit as number | null,
   }
 }
+const num = (v: unknown): number => (typeof v === 'number' ? v : 0)
 
 function malformed(route: string): StoreUnavailableError {
   return new StoreUnavailableError(`Tollgate server sent a malformed ${route} answer`)

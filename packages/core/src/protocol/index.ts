@@ -45,6 +45,9 @@ export {
 } from './validation.js'
 export {
   accountSchema,
+  type BatchItem,
+  batchBodySchema,
+  batchItemSchema,
   type CodeBatchBody,
   codeBatchBodySchema,
   dueBodySchema,
@@ -54,9 +57,11 @@ export {
   executeBodySchema,
   HOLD_OPERATIONS,
   ledgerBodySchema,
+  MAX_BATCH_OPERATIONS,
   operationSchema,
   outcomeFromWire,
   outcomeToWire,
   pruneBodySchema,
+  type WireBatchAnswer,
   type WireOutcome,
 } from './wire.js'

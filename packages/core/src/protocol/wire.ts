@@ -185,6 +185,34 @@ export const executeBodySchema = z.strictObject({
 })
 export type ExecuteBody = z.infer<typeof executeBodySchema>
 
+/**
+ * Most operations in one `POST /v1/store/batch`. A bound on the work one request starts on the
+ * server (and on its answer's size); `httpStore()` sends at most its `maxBatch` (64 by default).
+ */
+export const MAX_BATCH_OPERATIONS = 256
+
+/**
+ * One operation of `POST /v1/store/batch`: the body of `/v1/store/execute`, plus the tenant it
+ * acts on (admin keys; `null`: the key's tenant, or `Tollgate-Tenant`) and its own deadline in
+ * ms (the request's `Tollgate-Deadline-Ms` bounds it).
+ */
+export const batchItemSchema = executeBodySchema.extend({
+  tenant: z.string().nullable().optional(),
+  timeoutMs: wholeNumber(1).optional(),
+})
+export type BatchItem = z.infer<typeof batchItemSchema>
+
+/**
+ * `POST /v1/store/batch`: operations that waited at the same moment in one client. Items are
+ * checked one by one (with {@link batchItemSchema}), so one malformed operation fails alone.
+ */
+export const batchBodySchema = z.strictObject({
+  items: z.array(z.unknown()).min(1).max(MAX_BATCH_OPERATIONS),
+})
+
+/** The answer to one batch item: its outcome, or the problem that kept it from running. */
+export type WireBatchAnswer = { outcome: WireOutcome } | { problem: ProblemDetails }
+
 /** `POST /v1/store/ledger`: a page of one account's ledger. */
 export const ledgerBodySchema = z.strictObject({
   account: accountSchema,
