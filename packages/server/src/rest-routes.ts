@@ -337,37 +337,13 @@ export function restRoutes(app: App, ctx: ServerContext): void {
       meter(request).settings(request.params.account, { timeoutMs: ctx.timeoutOf(request) }),
   )
 
-  app.get(
-    '/v1/settings',
-    {
-      schema: {
-        tags,
-        summary: "The tenant's stored default settings",
-        security,
-        headers: tenantHeaders,
-        response: { 200: tenantSettingsResponse, ...problems },
-      },
-    },
-    async (request) => ctx.tenantSettings(ctx.callerOf(request).tenant),
-  )
-
-  app.put(
-    '/v1/settings',
-    {
-      schema: {
-        tags,
-        summary: "Store the tenant's default settings (null clears one, a field left out is kept)",
-        description:
-          'Every meter, the REST API and the CLI apply them to accounts without settings of ' +
-          "their own; a meter's own option applies only where the tenant stored none.",
-        security,
-        headers: tenantHeaders,
-        body: settingsBody,
-        response: { 200: tenantSettingsResponse, ...problems },
-      },
-    },
-    async (request) => ctx.tenantSettings(ctx.callerOf(request).tenant, request.body),
-  )
+  tenantSettingsRoutes(app, ctx, '/v1/settings', tags, {
+    read: "The tenant's stored default settings",
+    write: "Store the tenant's default settings (null clears one, a field left out is kept)",
+    description:
+      'Every meter, the REST API and the CLI apply them to accounts without settings of ' +
+      "their own; a meter's own option applies only where the tenant stored none.",
+  })
 
   app.put(
     '/v1/accounts/:account/cycle',
@@ -474,4 +450,36 @@ export function restRoutes(app: App, ctx: ServerContext): void {
 function withKey(request: FastifyRequest): { idempotencyKey?: string } {
   const key = idempotencyKey(request)
   return key === undefined ? {} : { idempotencyKey: key }
+}
+
+/**
+ * GET and PUT of the caller's tenant's stored default settings at `path`: the REST API
+ * (`/v1/settings`) and the store protocol (`/v1/store/settings`, for `httpStore`) serve the same
+ * pair, so one place keeps their schemas and handlers alike.
+ */
+export function tenantSettingsRoutes(
+  app: App,
+  ctx: ServerContext,
+  path: string,
+  tags: string[],
+  text: { read: string; write: string; description?: string },
+): void {
+  const common = { tags, security, headers: tenantHeaders }
+  const response = { 200: tenantSettingsResponse, ...problems }
+  app.get(path, { schema: { ...common, summary: text.read, response } }, async (request) =>
+    ctx.tenantSettings(ctx.callerOf(request).tenant),
+  )
+  app.put(
+    path,
+    {
+      schema: {
+        ...common,
+        summary: text.write,
+        ...(text.description === undefined ? {} : { description: text.description }),
+        body: settingsBody,
+        response,
+      },
+    },
+    async (request) => ctx.tenantSettings(ctx.callerOf(request).tenant, request.body),
+  )
 }

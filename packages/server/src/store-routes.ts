@@ -36,16 +36,15 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { App, Caller, ServerContext } from './context.js'
 import { BodyTooLargeError, issueProblem, problemOf } from './problems.js'
 import { isFailedRedemption, type RedeemAttempt } from './redeem-limiter.js'
+import { tenantSettingsRoutes } from './rest-routes.js'
 import {
   batchResponse,
   dueResponse,
   problems,
   pruneResponse,
-  settingsBody,
   storeCodesResponse,
   storeLedgerResponse,
   tenantHeaders,
-  tenantSettingsResponse,
   wireOutcomeResponse,
 } from './schemas.js'
 
@@ -304,34 +303,10 @@ export function storeRoutes(app: App, ctx: ServerContext): void {
     },
   )
 
-  app.get(
-    '/v1/store/settings',
-    {
-      schema: {
-        tags,
-        summary: "The tenant's stored default settings (httpStore)",
-        security,
-        headers: tenantHeaders,
-        response: { 200: tenantSettingsResponse, ...problems },
-      },
-    },
-    async (request) => ctx.tenantSettings(ctx.callerOf(request).tenant),
-  )
-
-  app.put(
-    '/v1/store/settings',
-    {
-      schema: {
-        tags,
-        summary: "Store the tenant's default settings (httpStore)",
-        security,
-        headers: tenantHeaders,
-        body: settingsBody,
-        response: { 200: tenantSettingsResponse, ...problems },
-      },
-    },
-    async (request) => ctx.tenantSettings(ctx.callerOf(request).tenant, request.body),
-  )
+  tenantSettingsRoutes(app, ctx, '/v1/store/settings', tags, {
+    read: "The tenant's stored default settings (httpStore)",
+    write: "Store the tenant's default settings (httpStore)",
+  })
 
   app.get(
     CHANGES_ROUTE,
