@@ -60,6 +60,20 @@ export function runWorker<T>(script: string, args: unknown): Promise<T> {
   })
 }
 
+/** Calls `fn` with each whole line the child prints on stdout. */
+function eachLine(child: ChildProcess, fn: (line: string) => void): void {
+  let buffered = ''
+  child.stdout!.on('data', (chunk: Buffer) => {
+    buffered += chunk
+    let nl = buffered.indexOf('\n')
+    while (nl >= 0) {
+      fn(buffered.slice(0, nl))
+      buffered = buffered.slice(nl + 1)
+      nl = buffered.indexOf('\n')
+    }
+  })
+}
+
 /** Starts a worker and resolves once it printed a line matching `ready`. */
 export function startWorker(
   script: string,
@@ -69,20 +83,12 @@ export function startWorker(
 ): Promise<{ child: ChildProcess; line: string }> {
   return new Promise((resolve, reject) => {
     const child = spawnWorker(script, args)
-    let buffered = ''
     let done = false
-    child.stdout!.on('data', (chunk: Buffer) => {
-      buffered += chunk
-      let nl = buffered.indexOf('\n')
-      while (nl >= 0) {
-        const line = buffered.slice(0, nl)
-        buffered = buffered.slice(nl + 1)
-        onLine(line)
-        if (!done && ready(line)) {
-          done = true
-          resolve({ child, line })
-        }
-        nl = buffered.indexOf('\n')
+    eachLine(child, (line) => {
+      onLine(line)
+      if (!done && ready(line)) {
+        done = true
+        resolve({ child, line })
       }
     })
     child.on('error', reject)
@@ -273,17 +279,7 @@ export function startCommandWorker(script: string, args: unknown): Promise<Comma
     stdio: ['pipe', 'pipe', 'inherit'],
   })
   const waiting: ((line: string) => void)[] = []
-  let buffered = ''
-  child.stdout!.on('data', (chunk: Buffer) => {
-    buffered += chunk
-    let nl = buffered.indexOf('\n')
-    while (nl >= 0) {
-      const line = buffered.slice(0, nl)
-      buffered = buffered.slice(nl + 1)
-      waiting.shift()?.(line)
-      nl = buffered.indexOf('\n')
-    }
-  })
+  eachLine(child, (line) => waiting.shift()?.(line))
   const next = () =>
     new Promise<string>((resolve, reject) => {
       waiting.push(resolve)
