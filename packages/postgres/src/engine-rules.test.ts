@@ -173,6 +173,7 @@ async function loadedHolds(
     [],
     [],
     [],
+    [tenant],
   ])
   const load = rows[0] as unknown as LoadRow
   const ids = new Set<string>()
