@@ -31,7 +31,6 @@ import {
   type Outcome,
   withTenantSettings,
 } from '@tollgate/core/store'
-import { changeChunks } from './change-feed.js'
 import type { SqlClient } from './driver.js'
 import {
   type AccountRow,
@@ -76,6 +75,12 @@ export interface BatchResult {
    * batch was run with `skipLocked`): their index and `tenant\0account`.
    */
   contended: { index: number; accountKey: string }[]
+  /**
+   * What the batch's change notification is to say once it has committed (null when it wrote
+   * nothing, or the store sends no notifications): the accounts it changed, and its highest
+   * sequence number.
+   */
+  changes: { seq: number; accounts: [string, string][] } | null
 }
 
 /**
@@ -355,16 +360,19 @@ export async function runBatch(
     }
   }
   for (const [tenant, record] of dirtyCodes.values()) out.codeCount(tenant, record)
-  if (st.channel !== null) {
-    out.channel = st.channel
-    const changed: [string, string][] = []
-    for (const ctx of accounts.values()) {
-      if (ctx.changed) changed.push([ctx.tenant, ctx.state.record.account])
-    }
-    out.changes.push(...changeChunks(changed))
-  }
+  let changes: BatchResult['changes'] = null
   if (out.size > 0) {
-    await db.query(out.xTenant.length > 0 ? st.persistWithAlerts : st.persist, out.params())
+    const [row] = await db.query<{ seq: unknown }>(
+      out.xTenant.length > 0 ? st.persistWithAlerts : st.persist,
+      out.params(),
+    )
+    if (st.channel !== null) {
+      const changed: [string, string][] = []
+      for (const ctx of accounts.values()) {
+        if (ctx.changed) changed.push([ctx.tenant, ctx.state.record.account])
+      }
+      changes = { seq: Number(row?.seq ?? 0), accounts: changed }
+    }
   }
-  return { outcomes, holds: holdsWritten, contended }
+  return { outcomes, holds: holdsWritten, contended, changes }
 }

@@ -1,9 +1,18 @@
 /**
- * The change feed over PostgreSQL `LISTEN/NOTIFY` (and PGlite's, in its process). A batch sends
- * its notifications in its own transaction, so they are delivered when it commits and never
- * when it rolls back: one `pg_notify` per batch, listing the accounts it changed, split into
- * payloads under PostgreSQL's 8000-byte limit. A store listens on one dedicated connection and
- * hands each payload to every `watch()` subscriber of the store.
+ * The change feed over PostgreSQL `LISTEN/NOTIFY` (and PGlite's, in its process). A batch's
+ * changes are handed to the store's notifier (notifier.ts) once the batch has committed, never
+ * when it rolls back; the notifier sends what several batches changed as one `pg_notify`
+ * statement outside their transactions, split into payloads under PostgreSQL's 8000-byte limit.
+ * A store listens on one dedicated connection and hands each payload to every `watch()`
+ * subscriber of the store.
+ *
+ * Payloads (JSON):
+ * - `{"s":<seq>,"c":[[tenant, account], …]}`: these accounts changed, at sequence numbers up to
+ *   `seq`; each becomes an `AccountChange` with that `seq`;
+ * - `{"s":<seq>,"all":true}`: too many accounts changed at once to list (more than the
+ *   notifier's bound): any account may have changed. Subscribers are told as if the feed had
+ *   dropped and come back, `onStatus(false, reason)` then `onStatus(true)`, which every watcher
+ *   already answers by dropping its whole cache (meters) or reading to catch up (subscribers).
  */
 import { createHash } from 'node:crypto'
 import type { AccountChange, WatchListener, WatchSubscription } from '@tollgate/core/store'
@@ -20,7 +29,7 @@ export function channelOf(schema: string): string {
 
 /**
  * The `"c":[[tenant, account], …]` parts of a batch's notifications, each under
- * {@link MAX_CHUNK_BYTES}; the statement wraps each as `{"s":<seq>,<part>}`.
+ * {@link MAX_CHUNK_BYTES}; {@link noticePayloads} wraps each as `{"s":<seq>,<part>}`.
  */
 export function changeChunks(accounts: Iterable<readonly [string, string]>): string[] {
   const chunks: string[] = []
@@ -41,17 +50,35 @@ export function changeChunks(accounts: Iterable<readonly [string, string]>): str
   return chunks
 }
 
-/** A payload as changes; empty for one this store did not write. */
-export function parseChanges(payload: string): AccountChange[] {
+/** What {@link parseNotice} returns for an "everything changed" payload. */
+export const EVERYTHING = 'everything'
+
+/** The payloads of one notice: the accounts as `{"s":<seq>,"c":[…]}` chunks, or "everything". */
+export function noticePayloads(
+  seq: number,
+  accounts: Iterable<readonly [string, string]> | typeof EVERYTHING,
+): string[] {
+  if (accounts === EVERYTHING) return [`{"s":${seq},"all":true}`]
+  return changeChunks(accounts).map((part) => `{"s":${seq},${part}}`)
+}
+
+/** Why subscribers are told the feed dropped when a notice says everything changed. */
+export const EVERYTHING_REASON =
+  'too many accounts changed at once to list them; every cached account is dropped'
+
+/** A payload as changes, or {@link EVERYTHING}; empty for one this store did not write. */
+export function parseNotice(payload: string): AccountChange[] | typeof EVERYTHING {
   let parsed: unknown
   try {
     parsed = JSON.parse(payload)
   } catch {
     return []
   }
-  const { s, c } = (parsed ?? {}) as { s?: unknown; c?: unknown }
+  const { s, c, all } = (parsed ?? {}) as { s?: unknown; c?: unknown; all?: unknown }
   const seq = Number(s)
-  if (!Array.isArray(c) || !Number.isSafeInteger(seq)) return []
+  if (!Number.isSafeInteger(seq)) return []
+  if (all === true) return EVERYTHING
+  if (!Array.isArray(c)) return []
   const out: AccountChange[] = []
   for (const pair of c) {
     if (Array.isArray(pair) && typeof pair[0] === 'string' && typeof pair[1] === 'string') {
@@ -124,7 +151,13 @@ export class ChangeFeed {
   }
 
   #tell(payload: string): void {
-    const changes = parseChanges(payload)
+    const changes = parseNotice(payload)
+    if (changes === EVERYTHING) {
+      // No listener API change: a drop and a return already mean "forget everything cached".
+      this.#status(false, EVERYTHING_REASON)
+      this.#status(true)
+      return
+    }
     if (changes.length === 0) return
     for (const w of this.#watchers) {
       try {

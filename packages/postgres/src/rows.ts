@@ -245,9 +245,6 @@ export class PersistColumns {
   readonly xOrd: number[] = []
   /** Events (entries and alerts) so far: the next one's place in the stream is this + 1. */
   events = 0
-  // change notification
-  channel: string | null = null
-  readonly changes: string[] = []
   // idempotency
   readonly kTenant: string[] = []
   readonly kKey: string[] = []
@@ -442,8 +439,6 @@ export class PersistColumns {
       this.cTenant,
       this.cHash,
       this.cCount,
-      this.channel,
-      this.channel === null ? [] : this.changes,
       ...(this.xTenant.length === 0
         ? []
         : [

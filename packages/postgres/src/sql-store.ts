@@ -58,6 +58,7 @@ import { emptyStats, GroupCommit, type StoreStats, sizeRange } from './group-com
 import { HoldAccounts } from './hold-accounts.js'
 import { sqlKeyRegistry } from './key-registry.js'
 import { type MigrationStatements, migrate, migrationStatements } from './migrations.js'
+import { Notifier } from './notifier.js'
 import type { ResolvedSqlStoreOptions } from './options.js'
 import { entryFrom, type LedgerRow, tenantSettingsFrom } from './rows.js'
 import { buildStatements, GUARD_UNIT, type Statements } from './statements.js'
@@ -171,6 +172,8 @@ export class SqlStore implements PostgresStore {
   readonly webhooks: WebhookRegistry
   readonly #tenantList: (after: string | null, limit: number) => Promise<string[]>
   readonly #feed: ChangeFeed
+  /** Sends committed batches' change notifications; null with `notify: false`. */
+  readonly #notifier: Notifier | null
 
   constructor(settings: SqlStoreSettings) {
     this.kind = settings.kind
@@ -183,6 +186,12 @@ export class SqlStore implements PostgresStore {
       this.#o.notify ? channel : null,
     )
     this.#feed = new ChangeFeed(channel, this.#driver.listen.bind(this.#driver))
+    const notify = this.#st.notify
+    this.#notifier = this.#o.notify
+      ? new Notifier((payloads) =>
+          this.#driver.query(notify, [channel, payloads], { timeoutMs: this.#o.timeoutMs }),
+        )
+      : null
     this.#mst = migrationStatements(this.#o.schema, this.#o.quotedSchema)
     this.#holds = new HoldAccounts(this.#o.holdCacheSize)
     this.#tenantList = sqlTenantList(this.#driver, this.#o.quotedSchema)
@@ -439,6 +448,8 @@ export class SqlStore implements PostgresStore {
       const range = sizeRange(n)
       stats.batchSizes[range] = (stats.batchSizes[range] ?? 0) + 1
     }
+    // Committed: only now may watchers hear of it (a rolled-back batch never gets here).
+    if (done.changes !== null) this.#notifier?.add(done.changes.seq, done.changes.accounts)
     for (const [tenant, id, account, pending] of done.holds) {
       if (pending) this.#holds.set(tenant, id, account)
       else this.#holds.delete(tenant, id)
@@ -770,6 +781,8 @@ export class SqlStore implements PostgresStore {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       await this.#queue.drain()
+      // The last batches' notices go out before the connections close.
+      await this.#notifier?.flush()
       this.#holds.clear()
       await this.#feed.close()
       await this.#driver.close()

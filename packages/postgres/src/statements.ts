@@ -19,8 +19,10 @@ export interface Statements {
    * null when batches take no guard (PGlite: one connection, nothing runs beside a batch).
    */
   guardClass: number | null
-  /** Where batches send change notifications; null when they send none. */
+  /** Where committed batches' change notifications go; null when none are sent. */
   channel: string | null
+  /** Sends notifications on `$1`, one per payload of `$2` (outside any write transaction). */
+  notify: Statement
   lock: Statement
   lockOrSkip: Statement
   load: Statement
@@ -78,8 +80,9 @@ const seqOf = (s: string) => `'${s.replace(/'/g, "''")}.ledger_seq_seq'::regclas
 /**
  * The persist statement: every table's rows in one statement. With `alerts`, entries and alerts
  * take their numbers from one stream in event order; without, entries take the identity in
- * arrival order, as they always did. Either way the statement sends the batch's change
- * notifications ($64 channel, $65 payload chunks; none when $65 is empty), delivered on commit.
+ * arrival order, as they always did. It returns the batch's highest sequence number (the
+ * sequence's last value when it wrote no entry), which its change notification carries: that is
+ * sent after COMMIT, by the store's notifier (notifier.ts), never inside the transaction.
  */
 function persistSql(s: string, alerts: boolean): string {
   const entryColumns = `tenant, account, type, delta, held_delta, debt_delta, balance_after,
@@ -89,21 +92,21 @@ function persistSql(s: string, alerts: boolean): string {
     $47::text[], $48::json[], $49::int8[]`
   const entries = alerts
     ? `stream AS MATERIALIZED (
-  SELECT o, nextval(${seqOf(s)}) AS seq FROM generate_series(1, $66::int4) AS g(o)
+  SELECT o, nextval(${seqOf(s)}) AS seq FROM generate_series(1, $64::int4) AS g(o)
 ),
 entries AS (
   INSERT INTO ${s}.ledger (seq, ${entryColumns}) OVERRIDING SYSTEM VALUE
   SELECT st.seq, e.tenant, e.account, e.type, e.delta, e.held_delta, e.debt_delta,
     e.balance_after, e.hold_id, e.grant_id, e.redemption_id, e.cycle_id, e.idempotency_key,
     e.reason, e.metadata, e.at
-  FROM unnest(${entryArrays}, $67::int4[]) AS e(${entryColumns}, o)
+  FROM unnest(${entryArrays}, $65::int4[]) AS e(${entryColumns}, o)
   JOIN stream st ON st.o = e.o
   RETURNING seq
 ),
 alerted AS (
   INSERT INTO ${s}.alerts (tenant, account, seq, type, data, at)
   SELECT a.tenant, a.account, st.seq, a.type, a.data, a.at
-  FROM unnest($68::text[], $69::text[], $70::text[], $71::json[], $72::int8[], $73::int4[])
+  FROM unnest($66::text[], $67::text[], $68::text[], $69::json[], $70::int8[], $71::int4[])
     AS a(tenant, account, type, data, at, o)
   JOIN stream st ON st.o = a.o
 ),`
@@ -178,13 +181,8 @@ code_counts AS (
   UPDATE ${s}.codes c SET redemptions = u.redemptions
   FROM unnest($61::text[], $62::text[], $63::int8[]) AS u(tenant, hash, redemptions)
   WHERE c.tenant = u.tenant AND c.hash = u.hash
-),
-notified AS (
-  SELECT pg_notify($64::text,
-    '{"s":' || coalesce(${top}, (SELECT last_value FROM ${s}.ledger_seq_seq)) || ',' || p || '}')
-  FROM unnest($65::text[]) AS p
 )
-SELECT (SELECT count(*) FROM notified)::int4 AS done`
+SELECT coalesce(${top}, (SELECT last_value FROM ${s}.ledger_seq_seq)) AS seq`
 }
 
 /** The columns of an outbox read: a ledger entry or an alert (then `data` is set). */
@@ -311,6 +309,7 @@ WHERE NOT EXISTS (SELECT 1 FROM locked l WHERE l.tenant = a.tenant AND l.account
      * conflict there or on an idempotency key is a unique violation, which rolls the batch back
      * to run again. Ledger entries are inserted in arrival order, so `seq` follows it.
      */
+    notify: statement('SELECT pg_notify($1::text, p) FROM unnest($2::text[]) AS p'),
     persist: statement(persistSql(s, false)),
     persistWithAlerts: statement(persistSql(s, true)),
 
