@@ -22,7 +22,12 @@ const MiB = 1024 * 1024
  * Streams `total` bytes of a JSON-looking body in chunks (no Content-Length) and resolves with
  * the status the server answered with, stopping as soon as it answered.
  */
-function streamBody(url: string, key: string, path: string, total: number): Promise<number> {
+function streamBody(
+  url: string,
+  key: string,
+  path: string,
+  total: number,
+): Promise<number | 'cut off'> {
   const { hostname, port } = new URL(url)
   return new Promise((resolve, reject) => {
     const socket = connect({ host: hostname, port: Number(port) })
@@ -37,7 +42,15 @@ function streamBody(url: string, key: string, path: string, total: number): Prom
         socket.destroy()
       }
     })
-    socket.on('error', (err) => (answer === '' ? reject(err) : undefined))
+    socket.on('error', (err: NodeJS.ErrnoException) => {
+      if (answer !== '') return
+      // The server answered and closed while this side was still writing: its answer can be
+      // lost to the reset (unread data makes the close a TCP RST). Cut off mid-body is what the
+      // test checks for then; a reset after the whole body was sent is a failure.
+      const reset = err.code === 'EPIPE' || err.code === 'ECONNRESET'
+      if (reset && sent < total) resolve('cut off')
+      else reject(err)
+    })
     socket.on('close', () => resolve(Number(/^HTTP\/1\.1 (\d{3})/.exec(answer)?.[1] ?? 0)))
     socket.write(
       `POST ${path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${key}\r\n` +
@@ -110,7 +123,7 @@ describe('large bodies', () => {
       streamBody(t.url, tenant, '/v1/store/codes', 8 * MiB),
     )
     const health = call(t.url, null, 'GET', '/healthz')
-    expect(await Promise.all(streams)).toEqual(Array(8).fill(413))
+    for (const answer of await Promise.all(streams)) expect([413, 'cut off']).toContain(answer)
     expect((await health).status).toBe(200)
     // The same stream within the limit is read and parsed (then refused by the schema).
     expect(await streamBody(t.url, tenant, '/v1/store/codes', 256 * 1024)).toBe(400)
