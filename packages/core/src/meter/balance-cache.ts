@@ -49,11 +49,7 @@ export class BalanceCache {
   /** A copy of the cached balance: results belong to the caller, who may change them. */
   get(account: string): Balance | undefined {
     const entry = this.#lru.get(account)
-    if (!entry) return undefined
-    if (this.#clock() >= entry.staleAt) {
-      this.#lru.delete(account)
-      return undefined
-    }
+    if (!entry || this.#clock() >= entry.staleAt) return undefined
     return copyBalance(entry.balance)
   }
 
@@ -64,11 +60,7 @@ export class BalanceCache {
    */
   settledAvailable(account: string): number | undefined {
     const entry = this.#lru.get(account)
-    if (!entry) return undefined
-    if (this.#clock() >= entry.staleAt) {
-      this.#lru.delete(account)
-      return undefined
-    }
+    if (!entry || this.#clock() >= entry.staleAt) return undefined
     return entry.balance.held === 0 ? entry.balance.available : undefined
   }
 
@@ -82,7 +74,7 @@ export class BalanceCache {
       if (b.expiresAt !== null && b.expiresAt < staleAt) staleAt = b.expiresAt
     }
     if (staleAt <= balance.asOf) {
-      this.#lru.delete(balance.account)
+      this.delete(balance.account)
       return
     }
     const entry = this.#lru.get(balance.account)
@@ -96,8 +88,14 @@ export class BalanceCache {
     }
   }
 
+  /**
+   * Forgets the account: its entry stays, marked stale, until a newer balance overwrites it or
+   * the LRU evicts it. Not `lru.delete()`: deleting its last entry clears the LRU's arrays, a
+   * cost of `max` per call, and the change feed forgets the account each operation just cached.
+   */
   delete(account: string): void {
-    this.#lru.delete(account)
+    const entry = this.#lru.peek(account)
+    if (entry) entry.staleAt = Number.NEGATIVE_INFINITY
   }
 
   clear(): void {
