@@ -36,6 +36,9 @@ const http = results.find((r) => r.bench === 'http') as BenchResult<HttpData> | 
 
 // ---- acceptance targets ----------------------------------------------------------------------
 
+/** A scenario's medians, as the targets compare them. */
+type Measured = NonNullable<HttpScenarioResult['median']>
+
 interface Target {
   text: string
   scenario: string
@@ -114,38 +117,26 @@ function check(ok: boolean | null, line: string): string {
 function targetLines(d: HttpData): string[] {
   const byId = new Map(d.scenarios.map((s) => [s.id, s]))
   const lines: string[] = ['Throughput (closed loop, medians):', '']
-  for (const t of TARGETS) {
+  const judge = (
+    t: { scenario: string; bare: string; text: string; min: number },
+    figure: (s: Measured, b: Measured) => [number, string],
+  ): void => {
     const s = byId.get(t.scenario)?.median
     const b = byId.get(t.bare)?.median
     if (!s || !b) {
       const why = byId.get(t.scenario)?.reason ?? 'not in this run'
       lines.push(check(null, `${t.text} (\`${t.scenario}\`): ${why}`))
-      continue
+      return
     }
-    const r = s.rps / b.rps
-    lines.push(
-      check(
-        r >= t.min,
-        `${t.text}: **${ratio(r)}** (${int(s.rps)} vs ${int(b.rps)} req/s, \`${t.scenario}\`)`,
-      ),
-    )
+    const [r, detail] = figure(s, b)
+    lines.push(check(r >= t.min, `${t.text}: **${ratio(r)}** (${detail}, \`${t.scenario}\`)`))
+  }
+  for (const t of TARGETS) {
+    judge(t, (s, b) => [s.rps / b.rps, `${int(s.rps)} vs ${int(b.rps)} req/s`])
   }
   lines.push('', 'Server CPU per request, bare ÷ metered (medians):', '')
   for (const t of CPU_TARGETS) {
-    const s = byId.get(t.scenario)?.median
-    const b = byId.get(t.bare)?.median
-    if (!s || !b) {
-      const why = byId.get(t.scenario)?.reason ?? 'not in this run'
-      lines.push(check(null, `${t.text} (\`${t.scenario}\`): ${why}`))
-      continue
-    }
-    const r = b.cpuUs / s.cpuUs
-    lines.push(
-      check(
-        r >= t.min,
-        `${t.text}: **${ratio(r)}** (${fixed(s.cpuUs)} vs ${fixed(b.cpuUs)} µs/request, \`${t.scenario}\`)`,
-      ),
-    )
+    judge(t, (s, b) => [b.cpuUs / s.cpuUs, `${fixed(s.cpuUs)} vs ${fixed(b.cpuUs)} µs/request`])
   }
   lines.push(
     '',
