@@ -12,6 +12,7 @@ import {
   type LedgerEntryType,
   StoreUnavailableError,
   type TollgateError,
+  type UsageRequest,
 } from '@tollgate/core'
 import type { EngineConfig, Operation } from '@tollgate/core/engine'
 import {
@@ -28,6 +29,7 @@ import {
   markTransportKey,
   outcomeToWire,
   pruneBodySchema,
+  usageBodySchema,
   type WireBatchAnswer,
   type WireOutcome,
 } from '@tollgate/core/protocol'
@@ -44,6 +46,7 @@ import {
   pruneResponse,
   storeCodesResponse,
   storeLedgerResponse,
+  storeUsageResponse,
   tenantHeaders,
   wireOutcomeResponse,
 } from './schemas.js'
@@ -243,6 +246,29 @@ export function storeRoutes(app: App, ctx: ServerContext): void {
           ...rest,
           types: types as LedgerEntryType[] | null,
         })
+      } catch (err) {
+        throw storeFailure(err)
+      }
+    },
+  )
+
+  app.post(
+    '/v1/store/usage',
+    {
+      schema: {
+        tags,
+        summary: 'Usage per period (httpStore)',
+        security,
+        headers: tenantHeaders,
+        body: usageBodySchema,
+        response: { 200: storeUsageResponse, ...problems },
+      },
+    },
+    async (request) => {
+      const tenant = ctx.callerOf(request).tenant
+      if (!store.usage) throw new InvalidInputError('store', `${store.kind} store keeps no usage`)
+      try {
+        return await store.usage(tenant, request.body as UsageRequest)
       } catch (err) {
         throw storeFailure(err)
       }

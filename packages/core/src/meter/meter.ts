@@ -13,6 +13,7 @@ import {
   ledgerQuerySchema,
   parse,
   sweepOptionsSchema,
+  usageRequestOf,
 } from '../protocol/validation.js'
 import type { Store, StoredEvent } from '../store/store.js'
 import { decodeCursor } from '../store/store.js'
@@ -32,6 +33,8 @@ import type {
   Metadata,
   RedeemResult,
   ReleaseResult,
+  UsageOptions,
+  UsageReport,
 } from '../types.js'
 import { joinChangeFeed } from './change-feed.js'
 import { MeterEmitter, type MeterEventName, type MeterListener } from './events.js'
@@ -253,6 +256,24 @@ export class Meter {
         to: q.to ?? null,
       }),
     )
+  }
+
+  /**
+   * Usage over time (docs/usage.md): credits granted, spent, released and expired per UTC
+   * hour, day or month of one account, or of the whole tenant with `account` null; with
+   * `groupBy`, also per value of that metadata key. Every period of the window is listed, zeros
+   * included. Throws `InvalidInputError` for a bad option (naming it), and (field `store`) on a
+   * store that keeps no usage.
+   * @example
+   * const { periods } = await meter.usage('acct', { interval: 'day', groupBy: 'feature' })
+   * const tenant = await meter.usage(null, { interval: 'month', from: Date.UTC(2026, 0, 1) })
+   */
+  async usage(account: string | null, options?: UsageOptions): Promise<UsageReport> {
+    const request = usageRequestOf(account, options, this.#o.clock())
+    const store = this.#o.store
+    if (!store.usage) throw new InvalidInputError('store', `${store.kind} store keeps no usage`)
+    await this.#client.ready()
+    return this.#client.call((s) => s.usage!(this.tenant, request))
   }
 
   /** Per-account settings; `null` returns a setting to the meter's default. */

@@ -41,6 +41,9 @@ export {
   stopCycleSchema,
   text as textSchema,
   ttlSchema,
+  USAGE_DEFAULT_WINDOW_MS,
+  usageOptionsSchema,
+  usageRequestOf,
   wholeNumber as wholeNumberSchema,
 } from './validation.js'
 export {
@@ -62,6 +65,7 @@ export {
   outcomeFromWire,
   outcomeToWire,
   pruneBodySchema,
+  usageBodySchema,
   type WireBatchAnswer,
   type WireOutcome,
 } from './wire.js'

@@ -14,9 +14,16 @@ import type {
   HoldState,
   IdempotencyRecord,
 } from '../engine/state.js'
+import { usageReportOf, usageWindow } from '../engine/usage.js'
 import { NotFoundError } from '../errors.js'
 import { readOptions, warn } from '../options-kit.js'
-import type { LedgerEntry, LedgerPage, TenantSettings } from '../types.js'
+import type {
+  LedgerEntry,
+  LedgerPage,
+  TenantSettings,
+  UsageReport,
+  UsageRequest,
+} from '../types.js'
 import { eventId, randomChars } from './ids.js'
 import { MemoryLedger } from './memory-ledger.js'
 import type {
@@ -452,6 +459,33 @@ class MemoryStore implements Store {
       entries: out,
       nextCursor: out.length === req.limit && i >= 0 ? encodeCursor(lastSeq) : null,
     }
+  }
+
+  /**
+   * Usage from the ledger itself: every entry of the account (or of the tenant's accounts) in
+   * the window, through the engine's `usageReportOf`. A scan, as the memory store keeps no
+   * rollups: fine for the ledgers a process holds in memory.
+   */
+  async usage(tenant: string, request: UsageRequest): Promise<UsageReport> {
+    const window = usageWindow(request)
+    const t = this.#tenants.get(tenant)
+    const accounts: MemAccount[] = []
+    if (t && window.account !== null) {
+      const acct = t.accounts.get(window.account)
+      if (acct) accounts.push(acct)
+    } else if (t) accounts.push(...t.accounts.values())
+    const entries = function* (this: MemoryStore) {
+      for (const acct of accounts) {
+        const { ledger } = acct
+        const account = acct.state.record.account
+        for (let i = 0; i < ledger.length; i++) {
+          const at = ledger.at(i)
+          if (at < window.from || at >= window.to) continue
+          yield ledger.read(i, account, (no) => this.#holdId(acct.tenant, acct, no))
+        }
+      }
+    }
+    return usageReportOf(window, entries.call(this))
   }
 
   async createCodes(tenant: string, batch: CodeBatch): Promise<CodeBatchOutcome> {
