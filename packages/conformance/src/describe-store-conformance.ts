@@ -1,6 +1,7 @@
 import type { Store } from '@tollgate/core'
 import { describe } from 'vitest'
 import { describeModelProperty } from './model/property.js'
+import { describeUsageProperty } from './model/usage-property.js'
 import { accountRules } from './rules/accounts.js'
 import { cycleRules } from './rules/cycles.js'
 import { debitRules } from './rules/debit.js'
@@ -18,6 +19,7 @@ import { overageRules } from './rules/overage.js'
 import { redeemCodeRules } from './rules/redeem-codes.js'
 import { tenantSettingsRules } from './rules/tenant-settings.js'
 import { tenantRules } from './rules/tenants.js'
+import { usageRules } from './rules/usage.js'
 
 /** Options of {@link describeStoreConformance}. */
 export interface ConformanceOptions {
@@ -70,6 +72,8 @@ export function describeStoreConformance(options: ConformanceOptions): void {
     tenantRules(options)
     tenantSettingsRules(options)
     errorRules(options)
+    usageRules(options)
     describeModelProperty(options)
+    describeUsageProperty(options)
   })
 }

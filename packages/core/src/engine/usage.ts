@@ -22,9 +22,9 @@ export const MAX_USAGE_PERIODS = 1000
 export const MAX_USAGE_GROUPS = 50
 /** Metadata keys of one entry that usage can be grouped by (the first ones in key order). */
 export const MAX_USAGE_DIMENSIONS = 8
-/** Longest metadata key usage groups by (UTF-16 units); longer keys are not grouped. */
+/** Longest metadata key usage groups by (code points); longer keys are not grouped. */
 export const MAX_USAGE_KEY_LENGTH = 64
-/** Metadata values longer than this (UTF-16 units, as text) are cut to it. */
+/** Metadata values longer than this (code points, as text) are cut to it. */
 export const MAX_USAGE_VALUE_LENGTH = 100
 
 const HOUR_MS = 3_600_000
@@ -78,8 +78,8 @@ export function usageOf(entry: Pick<LedgerEntry, 'type' | 'delta' | 'heldDelta'>
 
 /**
  * The metadata values an entry is grouped under, as `[key, value]` pairs in key order: string,
- * finite number and boolean values only, as text cut to {@link MAX_USAGE_VALUE_LENGTH}; keys
- * of 1–{@link MAX_USAGE_KEY_LENGTH} units; at most {@link MAX_USAGE_DIMENSIONS} of them (the
+ * finite number and boolean values only, as text cut to {@link MAX_USAGE_VALUE_LENGTH} code
+ * points; keys of 1–{@link MAX_USAGE_KEY_LENGTH} code points; at most {@link MAX_USAGE_DIMENSIONS} of them (the
  * first in key order). Bounds what a store keeps per entry; an entry is in the `null` group of
  * every other key.
  * @example
@@ -90,7 +90,7 @@ export function usageDimensions(metadata: Metadata): [string, string][] {
   const keys = Object.keys(metadata).sort(compareCodePoints)
   for (const key of keys) {
     if (out.length === MAX_USAGE_DIMENSIONS) break
-    if (key.length === 0 || key.length > MAX_USAGE_KEY_LENGTH) continue
+    if (key.length === 0 || codePoints(key) > MAX_USAGE_KEY_LENGTH) continue
     const text = dimensionValue(metadata[key])
     if (text !== null) out.push([key, text])
   }
@@ -102,18 +102,19 @@ function dimensionValue(value: unknown): string | null {
   let text: string
   if (typeof value === 'string') text = value
   else if (typeof value === 'boolean') text = String(value)
+  // As JSON writes it (a stored ledger's metadata is JSON): the same text in every store.
   else if (typeof value === 'number' && Number.isFinite(value)) text = String(value)
   else return null
+  // Cut by code points, as PostgreSQL's left() does: never half a surrogate pair.
   if (text.length <= MAX_USAGE_VALUE_LENGTH) return text
-  // Never cut a surrogate pair in two: the text must stay valid UTF-8 for the database.
-  const end = isHighSurrogate(text.charCodeAt(MAX_USAGE_VALUE_LENGTH - 1))
-    ? MAX_USAGE_VALUE_LENGTH - 1
-    : MAX_USAGE_VALUE_LENGTH
-  return text.slice(0, end)
+  return Array.from(text).slice(0, MAX_USAGE_VALUE_LENGTH).join('')
 }
 
-function isHighSurrogate(code: number): boolean {
-  return code >= 0xd800 && code <= 0xdbff
+/** Length in code points (PostgreSQL's length() of the text). */
+function codePoints(text: string): number {
+  let n = 0
+  for (const _ of text) n++
+  return n
 }
 
 /**
@@ -317,7 +318,10 @@ export function usageReportOf(
     for (const [key, value] of usageDimensions(e.metadata)) {
       if (key !== window.groupBy) continue
       let own = values.get(value)
-      if (!own) values.set(value, (own = emptyUsagePeriods(window)))
+      if (!own) {
+        own = emptyUsagePeriods(window)
+        values.set(value, own)
+      }
       addUsage(own[i]!, figures)
     }
   }

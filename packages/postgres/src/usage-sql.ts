@@ -1,0 +1,134 @@
+/**
+ * Usage rollups in SQL (docs/usage.md): the table the store keeps in step with the ledger, the
+ * backfill that builds it from an existing ledger, and the read. What an entry adds is the
+ * engine's `usageOf` and `usageDimensions`: the store path calls them (rows.ts); the backfill
+ * below is the same mapping written once in SQL for the migration, and a test holds the two to
+ * the same rows.
+ */
+import {
+  MAX_USAGE_DIMENSIONS,
+  MAX_USAGE_KEY_LENGTH,
+  MAX_USAGE_VALUE_LENGTH,
+} from '@tollgate/core/engine'
+
+/**
+ * One row per (tenant, account, dimension, UTC hour, value): account `''` holds the tenant's
+ * totals (no account id is empty), dimension `''` with value `''` the totals, and each
+ * grouped metadata key its values. Days and months are sums of hours.
+ */
+export function usageTableSql(s: string): string {
+  return `
+CREATE TABLE ${s}.usage_hourly (
+  tenant text COLLATE "C" NOT NULL,
+  account text COLLATE "C" NOT NULL,
+  dim_key text COLLATE "C" NOT NULL,
+  hour int8 NOT NULL,
+  dim_value text COLLATE "C" NOT NULL,
+  granted int8 NOT NULL,
+  spent int8 NOT NULL,
+  released int8 NOT NULL,
+  expired int8 NOT NULL,
+  PRIMARY KEY (tenant, account, dim_key, hour, dim_value)
+) WITH (fillfactor = 90);
+`
+}
+
+/**
+ * The rollup rows of the ledger entries `where` selects (a condition on the ledger alias `l`),
+ * aggregated: the engine's `usageOf` per entry type, and `usageDimensions` (string, number and
+ * boolean values as JSON wrote them, the first keys in "C" order, keys and values bounded by
+ * code points). Entries whose figures are all zero (holds) add no row, as on the store path.
+ */
+export function usageBackfillSql(s: string, where = 'true'): string {
+  return `
+INSERT INTO ${s}.usage_hourly (tenant, account, dim_key, hour, dim_value, granted, spent,
+  released, expired)
+SELECT e.tenant, w.account, d.k, e.hour, d.v, sum(e.granted), sum(e.spent), sum(e.released),
+  sum(e.expired)
+FROM (
+  SELECT l.tenant, l.account, l.metadata, l.at - l.at % 3600000 AS hour,
+    CASE WHEN l.type IN ('grant', 'redeem', 'cycle_grant', 'adjust') THEN l.delta ELSE 0 END
+      AS granted,
+    CASE WHEN l.type IN ('debit', 'commit') THEN -l.delta ELSE 0 END AS spent,
+    CASE l.type WHEN 'commit' THEN greatest(0, l.delta - l.held_delta)
+      WHEN 'release' THEN -l.held_delta ELSE 0 END AS released,
+    CASE WHEN l.type = 'expire' THEN -l.delta ELSE 0 END AS expired
+  FROM ${s}.ledger l
+  WHERE ${where} AND l.type <> 'hold'
+) e
+CROSS JOIN LATERAL (VALUES (e.account), ('')) AS w(account)
+CROSS JOIN LATERAL (
+  SELECT ''::text AS k, ''::text AS v
+  UNION ALL
+  SELECT j.key, left(j.value #>> '{}', ${MAX_USAGE_VALUE_LENGTH})
+  FROM (
+    SELECT m.key, m.value, row_number() OVER (ORDER BY m.key COLLATE "C") AS n
+    FROM json_each(e.metadata) AS m
+    WHERE json_typeof(m.value) IN ('string', 'number', 'boolean')
+      AND length(m.key) BETWEEN 1 AND ${MAX_USAGE_KEY_LENGTH}
+  ) j
+  WHERE j.n <= ${MAX_USAGE_DIMENSIONS}
+) d
+WHERE e.granted <> 0 OR e.spent <> 0 OR e.released <> 0 OR e.expired <> 0
+GROUP BY e.tenant, w.account, d.k, e.hour, d.v
+ON CONFLICT (tenant, account, dim_key, hour, dim_value) DO UPDATE SET
+  granted = ${s}.usage_hourly.granted + excluded.granted,
+  spent = ${s}.usage_hourly.spent + excluded.spent,
+  released = ${s}.usage_hourly.released + excluded.released,
+  expired = ${s}.usage_hourly.expired + excluded.expired;
+`
+}
+
+/**
+ * The persist statement's part that adds a batch's rollup increments ($a…$a+8: tenant, account,
+ * dim_key, hour, dim_value, granted, spent, released, expired), one row per key, locked in key
+ * order so that concurrent batches queue on a shared row (the tenant's totals) instead of
+ * deadlocking.
+ */
+export function usageUpsertCte(s: string, a: number): string {
+  const p = (i: number) => `$${a + i}`
+  return `usage_rows AS (
+  INSERT INTO ${s}.usage_hourly AS u (tenant, account, dim_key, hour, dim_value, granted, spent,
+    released, expired)
+  SELECT * FROM unnest(${p(0)}::text[], ${p(1)}::text[], ${p(2)}::text[], ${p(3)}::int8[],
+    ${p(4)}::text[], ${p(5)}::int8[], ${p(6)}::int8[], ${p(7)}::int8[], ${p(8)}::int8[])
+    AS x(tenant, account, dim_key, hour, dim_value, granted, spent, released, expired)
+  ORDER BY tenant COLLATE "C", account COLLATE "C", dim_key COLLATE "C", hour,
+    dim_value COLLATE "C"
+  ON CONFLICT (tenant, account, dim_key, hour, dim_value) DO UPDATE SET
+    granted = u.granted + excluded.granted, spent = u.spent + excluded.spent,
+    released = u.released + excluded.released, expired = u.expired + excluded.expired
+),`
+}
+
+/**
+ * The usage read: $1 tenant, $2 account (`''` for the tenant), $3 the groupBy key (null for
+ * none), $4 the periods' starts, $5/$6 the window, $7 how many values to list. Rows of kind 0
+ * are the totals per period; kind 1 a listed value's per period, or with a null value the
+ * others summed (`others` says how many values that is). Periods come from `width_bucket` over
+ * the starts, so hours, days and calendar months are the same query.
+ */
+export function usageReadSql(s: string): string {
+  const sums = `sum(granted)::int8 AS granted, sum(spent)::int8 AS spent,
+    sum(released)::int8 AS released, sum(expired)::int8 AS expired`
+  return `WITH v AS (
+  SELECT dim_value AS value, width_bucket(hour, $4::int8[]) AS p, ${sums}
+  FROM ${s}.usage_hourly
+  WHERE tenant = $1 AND account = $2 AND dim_key = $3::text AND hour >= $5 AND hour < $6
+  GROUP BY 1, 2
+),
+ranked AS (
+  SELECT value, row_number() OVER (ORDER BY sum(spent) DESC, value COLLATE "C") AS n
+  FROM v GROUP BY value
+)
+SELECT 0 AS kind, NULL::text AS value, width_bucket(hour, $4::int8[]) AS p, ${sums},
+  0::int8 AS others
+FROM ${s}.usage_hourly
+WHERE tenant = $1 AND account = $2 AND dim_key = '' AND hour >= $5 AND hour < $6
+GROUP BY 3
+UNION ALL
+SELECT 1, CASE WHEN r.n <= $7 THEN v.value END, v.p, ${sums},
+  (SELECT count(*) FROM ranked WHERE n > $7)::int8
+FROM v JOIN ranked r ON r.value = v.value
+GROUP BY 2, 3`
+}
