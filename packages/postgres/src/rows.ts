@@ -393,8 +393,17 @@ export class PersistColumns {
 
   /** The usage rows as the persist statement's nine arrays. */
   #usageColumns(): unknown[] {
-    const cols: [string[], string[], string[], number[], string[], number[], number[], number[], number[]] =
-      [[], [], [], [], [], [], [], [], []]
+    const cols: [
+      string[],
+      string[],
+      string[],
+      number[],
+      string[],
+      number[],
+      number[],
+      number[],
+      number[],
+    ] = [[], [], [], [], [], [], [], [], []]
     for (const r of this.#usage.values()) {
       cols[0].push(r.tenant)
       cols[1].push(r.account)
