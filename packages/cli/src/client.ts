@@ -17,6 +17,8 @@ import type {
   LedgerPage,
   RedeemResult,
   TenantSettings,
+  UsageInterval,
+  UsageReport,
 } from '@tollgate/core'
 import { Pool } from 'undici'
 
@@ -122,6 +124,14 @@ export interface LedgerParams {
   types?: LedgerEntryType[]
   from?: number
   to?: number
+}
+
+/** Query of `GET /v1/accounts/{account}/usage` and `GET /v1/usage`. */
+export interface UsageParams {
+  interval?: UsageInterval
+  from?: number
+  to?: number
+  groupBy?: string
 }
 
 /** Options of one mutation. */
@@ -335,6 +345,13 @@ export class TollgateClient {
   async stopCycle(account: string, options: MutationOptions = {}): Promise<CycleResult> {
     const path = `${accountPath(account)}/cycle`
     return (await this.request<CycleResult>({ method: 'DELETE', path, ...options })).body
+  }
+
+  /** `GET /v1/accounts/{account}/usage`, or `GET /v1/usage` (tenant-wide) for a null account. */
+  async usage(account: string | null, params: UsageParams = {}): Promise<UsageReport> {
+    const path = account === null ? '/v1/usage' : `${accountPath(account)}/usage`
+    const query = { ...params }
+    return (await this.request<UsageReport>({ method: 'GET', path, query })).body
   }
 
   /** `GET /v1/settings`: the tenant's stored defaults. */
