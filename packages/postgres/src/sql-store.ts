@@ -880,7 +880,10 @@ function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms))
 }
 
-/** A row of the usage read (usage-sql.ts); int8 columns may come back as strings. */
+/**
+ * A row of the usage read (usage-sql.ts); int8 and numeric columns may come back as strings
+ * (a tenant's figures past 2^53 come back as the nearest number).
+ */
 interface UsageReadRow {
   kind: number | string
   value: string | null

@@ -119,4 +119,24 @@ describePostgres('usage rollups', (url) => {
       await Promise.all(meters.map((m) => m.close()))
     }
   })
+
+  it("a tenant's hour past int8's range still writes (the ledger never fails for its rollups)", async () => {
+    const store = postgresStore({ connectionString: url, schema, poolSize: 4 })
+    const meter = createMeter({ store, tenant: 'huge', clock: () => START })
+    try {
+      // 1,030 × (2^53 − 1) > 2^63 − 1.
+      await Promise.all(
+        Array.from({ length: 1_030 }, (_, i) => meter.grant(`acct-${i}`, Number.MAX_SAFE_INTEGER)),
+      )
+      const r = await meter.usage(null, { interval: 'hour', from: START, to: START + 1 })
+      // Past 2^53 a figure is the nearest number: right to 15 digits, not to the credit.
+      const exact = 1_030n * BigInt(Number.MAX_SAFE_INTEGER)
+      const got = BigInt(r.periods[0]!.granted)
+      expect(Number(((got > exact ? got - exact : exact - got) * 1_000_000_000_000n) / exact)).toBe(
+        0,
+      )
+    } finally {
+      await meter.close()
+    }
+  })
 })

@@ -24,10 +24,12 @@ CREATE TABLE ${s}.usage_hourly (
   dim_key text COLLATE "C" NOT NULL,
   hour int8 NOT NULL,
   dim_value text COLLATE "C" NOT NULL,
-  granted int8 NOT NULL,
-  spent int8 NOT NULL,
-  released int8 NOT NULL,
-  expired int8 NOT NULL,
+  -- numeric, not int8: a tenant's hour sums every account's figures, and many accounts of
+  -- safe-integer amounts can pass int8's range; a write must never fail for it.
+  granted numeric NOT NULL,
+  spent numeric NOT NULL,
+  released numeric NOT NULL,
+  expired numeric NOT NULL,
   PRIMARY KEY (tenant, account, dim_key, hour, dim_value)
 ) WITH (fillfactor = 90);
 `
@@ -91,7 +93,8 @@ export function usageUpsertCte(s: string, a: number): string {
   INSERT INTO ${s}.usage_hourly AS u (tenant, account, dim_key, hour, dim_value, granted, spent,
     released, expired)
   SELECT * FROM unnest(${p(0)}::text[], ${p(1)}::text[], ${p(2)}::text[], ${p(3)}::int8[],
-    ${p(4)}::text[], ${p(5)}::int8[], ${p(6)}::int8[], ${p(7)}::int8[], ${p(8)}::int8[])
+    ${p(4)}::text[], ${p(5)}::numeric[], ${p(6)}::numeric[], ${p(7)}::numeric[],
+    ${p(8)}::numeric[])
     AS x(tenant, account, dim_key, hour, dim_value, granted, spent, released, expired)
   ORDER BY tenant COLLATE "C", account COLLATE "C", dim_key COLLATE "C", hour,
     dim_value COLLATE "C"
@@ -109,8 +112,8 @@ export function usageUpsertCte(s: string, a: number): string {
  * the starts, so hours, days and calendar months are the same query.
  */
 export function usageReadSql(s: string): string {
-  const sums = `sum(granted)::int8 AS granted, sum(spent)::int8 AS spent,
-    sum(released)::int8 AS released, sum(expired)::int8 AS expired`
+  const sums = `sum(granted) AS granted, sum(spent) AS spent, sum(released) AS released,
+    sum(expired) AS expired`
   return `WITH v AS (
   SELECT dim_value AS value, width_bucket(hour, $4::int8[]) AS p, ${sums}
   FROM ${s}.usage_hourly
