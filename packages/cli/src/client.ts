@@ -6,6 +6,8 @@
 import type {
   AccountSettings,
   AccountSettingsView,
+  AccountsPage,
+  AccountsSort,
   Balance,
   Category,
   CreateCodesResult,
@@ -122,6 +124,18 @@ export interface LedgerParams {
   types?: LedgerEntryType[]
   from?: number
   to?: number
+}
+
+/** Query of `GET /v1/accounts`. */
+export interface AccountsParams {
+  limit?: number
+  cursor?: string
+  prefix?: string
+  low?: boolean
+  inDebt?: boolean
+  hasHolds?: boolean
+  sort?: AccountsSort
+  order?: 'asc' | 'desc'
 }
 
 /** Options of one mutation. */
@@ -300,6 +314,17 @@ export class TollgateClient {
     }
     const path = `${accountPath(account)}/ledger`
     return (await this.request<LedgerPage>({ method: 'GET', path, query })).body
+  }
+
+  /** `GET /v1/accounts`: one page of the tenant's accounts. */
+  async accounts(params: AccountsParams = {}): Promise<AccountsPage> {
+    const query = {
+      ...params,
+      low: params.low?.toString(),
+      inDebt: params.inDebt?.toString(),
+      hasHolds: params.hasHolds?.toString(),
+    }
+    return (await this.request<AccountsPage>({ method: 'GET', path: '/v1/accounts', query })).body
   }
 
   /** `POST /v1/codes`: the plaintext codes, this once (a replay answers none). */
