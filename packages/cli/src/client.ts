@@ -7,7 +7,7 @@ import type {
   AccountSettings,
   AccountSettingsView,
   AccountsPage,
-  AccountsSort,
+  AccountsQuery,
   Balance,
   Category,
   CreateCodesResult,
@@ -126,17 +126,8 @@ export interface LedgerParams {
   to?: number
 }
 
-/** Query of `GET /v1/accounts`. */
-export interface AccountsParams {
-  limit?: number
-  cursor?: string
-  prefix?: string
-  low?: boolean
-  inDebt?: boolean
-  hasHolds?: boolean
-  sort?: AccountsSort
-  order?: 'asc' | 'desc'
-}
+/** Query of `GET /v1/accounts` (`meter.accounts()` options, the cursor a string). */
+export type AccountsParams = Omit<AccountsQuery, 'cursor'> & { cursor?: string }
 
 /** Options of one mutation. */
 export interface MutationOptions {

@@ -289,12 +289,8 @@ export interface AccountsQuery {
  * One account as an operator list shows it: the figures as of its last ledger change (an expiry
  * that is due but not yet applied shows once the account is next touched or swept).
  */
-export interface AccountSummary {
-  account: string
-  total: number
-  held: number
-  available: number
-  debt: number
+export interface AccountSummary
+  extends Pick<Balance, 'account' | 'total' | 'held' | 'available' | 'debt'> {
   /**
    * `available ≤` the account's own `lowBalanceThreshold`, else the tenant's stored default
    * (`PUT /v1/settings`); false when neither is set. A meter's own option is not consulted: the

@@ -3,24 +3,11 @@
  * sorts and keyset pages, and every bad query value a 400 problem+json naming its parameter.
  * Once on the memory store and once on PGlite (the SQL implementation).
  */
+import type { Balance, AccountsPage as Page } from '@tollgate/core'
 import { memoryStore, type Store } from '@tollgate/core'
 import { pgliteStore } from '@tollgate/postgres'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startServer, type TestServer } from './test-support.js'
-
-interface Summary {
-  account: string
-  total: number
-  held: number
-  available: number
-  debt: number
-  low: boolean
-  updatedAt: number
-}
-interface Page {
-  accounts: Summary[]
-  nextCursor: string | null
-}
 
 /** A store without the optional `accounts()`: everything else of a memory store. */
 function storeWithoutAccounts(): Store {
@@ -81,7 +68,7 @@ for (const [name, makeStore] of [
       const u3 = res.body.accounts[3]!
       expect(u3).toMatchObject({ total: 300, held: 40, available: 260, debt: 0, low: false })
       expect(u3.updatedAt).toBeGreaterThan(0)
-      const balance = await t.call<Summary>('GET', '/v1/accounts/user-3/balance', { key })
+      const balance = await t.call<Balance>('GET', '/v1/accounts/user-3/balance', { key })
       expect(balance.body).toMatchObject({ total: u3.total, held: u3.held, available: 260 })
       const other = await list('', otherKey)
       expect(other.body.accounts).toMatchObject([{ account: 'user-1', total: 999 }])

@@ -319,13 +319,9 @@ export const ledgerResponse = z
   .object({ entries: z.array(ledgerEntrySchema), nextCursor: z.string().nullable() })
   .meta({ id: 'LedgerPage' })
 
-export const accountSummarySchema = z
-  .object({
-    account: z.string(),
-    total: amount,
-    held: amount,
-    available: amount,
-    debt: amount,
+export const accountSummarySchema = balanceSchema
+  .pick({ account: true, total: true, held: true, available: true, debt: true })
+  .extend({
     low: z
       .boolean()
       .describe(

@@ -1,22 +1,13 @@
 /** `tollgate accounts`: the tenant's accounts, for an operator. */
-import type { AccountSummary, AccountsPage, AccountsSort } from '@tollgate/core'
+import type { AccountSummary, AccountsPage } from '@tollgate/core'
 import { type Command, Option } from 'commander'
 import { parsePositive } from '../args.js'
 import type { AccountsParams, TollgateClient } from '../client.js'
 import { type CommandKit, present, UsageError } from '../command-kit.js'
 import { formatCredits, formatTable, formatTime } from '../format.js'
 
-interface AccountsFlags {
-  limit?: number
-  cursor?: string
-  prefix?: string
-  low?: boolean
-  inDebt?: boolean
-  hasHolds?: boolean
-  sort?: AccountsSort
-  order?: 'asc' | 'desc'
-  all?: boolean
-}
+/** The options as commander parses them: the query, and `--all`. */
+type AccountsFlags = AccountsParams & { all?: boolean }
 
 /** Accounts `--all` reads at most: a tenant past it is paged with --cursor instead. */
 export const MAX_ALL_ACCOUNTS = 100_000

@@ -9,7 +9,7 @@ import type { CodeRecord, Effects, EngineConfig, Operation } from '../engine/sta
 import type { TollgateError } from '../errors.js'
 import type {
   AccountsPage,
-  AccountsSort,
+  AccountsQuery,
   Balance,
   LedgerEntryType,
   LedgerPage,
@@ -63,23 +63,11 @@ export interface LedgerRequest {
 }
 
 /**
- * An accounts read ({@link Store.accounts}), validated. Filters combine with AND; a filter left
- * out (or undefined) does not filter.
+ * An accounts read ({@link Store.accounts}), validated: {@link AccountsQuery} with its limit
+ * (1–1000) given. Filters combine with AND; a filter left out (or undefined) does not filter; the
+ * cursor is a previous page's `nextCursor` (see `decodeAccountsCursor`), null from the start.
  */
-export interface AccountsRequest {
-  /** 1–1000. */
-  limit: number
-  /** A previous page's `nextCursor` (see {@link decodeAccountsCursor}); null from the start. */
-  cursor?: string | null
-  prefix?: string
-  low?: boolean
-  inDebt?: boolean
-  hasHolds?: boolean
-  /** @default 'account' */
-  sort?: AccountsSort
-  /** @default 'asc' for `account`, 'desc' for `balance` and `activity` */
-  order?: 'asc' | 'desc'
-}
+export type AccountsRequest = Omit<AccountsQuery, 'limit'> & { limit: number }
 
 /** A batch of redeem codes to store (hashes only). */
 export interface CodeBatch {
