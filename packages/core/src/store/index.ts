@@ -41,6 +41,7 @@ export {
   type Store,
   type StoredEvent,
   type StoredEventType,
+  type StoreObserver,
   type WatchListener,
   type WatchSubscription,
   withTenantSettings,
