@@ -8,6 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { createServer } from './server.js'
 import {
   describeSqlStores,
+  startReceiver,
   startServer,
   type TestServer,
   wireConfig,
@@ -211,6 +212,59 @@ describe('/metrics', () => {
     }
   })
 })
+
+describe('/metrics webhooks', () => {
+  it('counts delivery attempts, failures and lag, and the outbox depth', async () => {
+    const r = await startReceiver()
+    cleanup.push(() => r.close())
+    const t = await started({
+      webhooks: {
+        allowPrivateTargets: true,
+        retryScheduleMs: [50, 50, 50],
+        retryJitter: 0,
+        pollIntervalMs: 20,
+        timeoutMs: 2_000,
+      },
+    })
+    const hook = await t.call<{ secret: string }>('POST', '/v1/webhooks', {
+      body: { url: r.url, events: ['granted'] },
+    })
+    expect(hook.status).toBe(201)
+    r.secret = hook.body.secret
+    // The receiver refuses the first attempts, then takes them.
+    r.answer = 500
+    await t.call('POST', '/v1/accounts/w/grants', { body: { amount: 1 } })
+    await t.call('POST', '/v1/accounts/w/grants', { body: { amount: 2 } })
+    await until(() => r.requests >= 2)
+    r.answer = 200
+    await r.until((received) => received.length === 2)
+    // The worker records each attempt after its answer: wait for the last one to be counted.
+    let m = await scrape(t)
+    await until(async () => {
+      m = await scrape(t)
+      return value(m, 'tollgate_webhook_attempts_total', { result: 'delivered' }) === 2
+    })
+    const refused = r.requests - r.received.length
+    expect(refused).toBeGreaterThanOrEqual(2)
+    // Each refused attempt is a retry, or (past the last retry) a failure for good.
+    const retried = value(m, 'tollgate_webhook_attempts_total', { result: 'retry' })
+    const failed = value(m, 'tollgate_webhook_attempts_total', { result: 'failed' })
+    expect(retried + failed).toBe(refused)
+    expect(value(m, 'tollgate_webhook_failures_total')).toBe(refused)
+    expect(value(m, 'tollgate_webhook_delivery_lag_seconds_count')).toBe(2)
+    // Everything was fanned out: nothing waits in the outbox.
+    expect(m.get('tollgate_webhook_outbox_depth')).toBe(0)
+  }, 30_000)
+})
+
+/** Polls `check` until it holds (every 20 ms, at most 10 s). */
+async function until(check: () => boolean | Promise<boolean>): Promise<void> {
+  for (let i = 0; i < 500; i++) {
+    if (await check()) return
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+  throw new Error('condition not met within 10 s')
+}
 
 describeSqlStores('/metrics group commit', (kind) => {
   it('counts every operation in the batch-size histogram, as the store does', async () => {
