@@ -4,27 +4,18 @@
  * histogram against the SQL store's own figures, on PGlite and PostgreSQL.
  */
 import type { PostgresStore } from '@tollgate/postgres'
-import { afterEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { createServer } from './server.js'
 import {
   describeSqlStores,
+  serversPerTest,
   startReceiver,
-  startServer,
   type TestServer,
   wireConfig,
   wireGrant,
 } from './test-support.js'
 
-const cleanup: (() => Promise<void>)[] = []
-afterEach(async () => {
-  for (const c of cleanup.splice(0).reverse()) await c()
-})
-
-async function started(options: Parameters<typeof startServer>[0] = {}): Promise<TestServer> {
-  const t = await startServer(options)
-  cleanup.push(() => t.close())
-  return t
-}
+const { started, closeLater } = serversPerTest()
 
 /** Samples of a Prometheus text exposition, by `name{label="value",…}` with labels sorted. */
 type Samples = Map<string, number>
@@ -216,7 +207,7 @@ describe('/metrics', () => {
 describe('/metrics webhooks', () => {
   it('counts delivery attempts, failures and lag, and the outbox depth', async () => {
     const r = await startReceiver()
-    cleanup.push(() => r.close())
+    closeLater(r)
     const t = await started({
       webhooks: {
         allowPrivateTargets: true,
