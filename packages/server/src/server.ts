@@ -26,6 +26,7 @@ import { generateApiKey, hashApiKey, KeyVerifier, parseApiKey } from './api-keys
 import { ChangeFeedHub } from './change-feed.js'
 import type { App, Caller, ServerContext } from './context.js'
 import { keyRoutes } from './key-routes.js'
+import { countRequests, metricsRoutes, type ServerMetrics, withMetrics } from './metrics.js'
 import { type CreateServerOptions, type ResolvedServerOptions, resolveOptions } from './options.js'
 import {
   authProblem,
@@ -95,10 +96,16 @@ export class TollgateServer {
   #closing: Promise<void> | null = null
   #storeClosed = false
   #webhooks: WebhookWorker | null = null
+  /** Null when `metrics.enabled` is false. */
+  readonly #metrics: ServerMetrics | null
 
   constructor(options: CreateServerOptions) {
-    const o = resolveOptions(options)
+    const { options: o, metrics } = withMetrics(resolveOptions(options), {
+      changeFeed: () => ({ streams: this.#ctx.changes.size, up: this.#ctx.changes.up }),
+      delivering: () => this.#webhooks !== null,
+    })
     this.#o = o
+    this.#metrics = metrics
     const callers = new WeakMap<FastifyRequest, Caller>()
     /** When each request arrived (performance.now()): its deadline counts from there. */
     const arrivals = new WeakMap<FastifyRequest, number>()
@@ -115,8 +122,11 @@ export class TollgateServer {
           )
         },
       }),
-      changes: new ChangeFeedHub(o.store, o.changeFeed, (details, message) =>
-        this.fastify.log.warn(details, message),
+      changes: new ChangeFeedHub(
+        o.store,
+        o.changeFeed,
+        (details, message) => this.fastify.log.warn(details, message),
+        metrics?.changeFeed,
       ),
       meterFor: (tenant) => this.#meterFor(tenant),
       tenantSettings: async (tenant, patch) => {
@@ -191,6 +201,7 @@ export class TollgateServer {
       },
     }).withTypeProvider<ZodTypeProvider>()
     this.fastify = app
+    if (metrics !== null) countRequests(app, metrics)
 
     app.setValidatorCompiler(validatorCompiler)
     // Responses are plain JSON.stringify: the response schemas document the API (OpenAPI);
@@ -271,6 +282,7 @@ export class TollgateServer {
         keyRoutes(keysScope.withTypeProvider<ZodTypeProvider>(), ctx)
       })
       webhookRoutes(zapp, ctx)
+      if (metrics !== null) metricsRoutes(zapp, ctx, metrics)
 
       zapp.get(
         '/healthz',
@@ -417,6 +429,7 @@ export class TollgateServer {
       webhooks,
       clock,
       this.fastify.log,
+      this.#metrics?.webhooks,
     )
     await this.#webhooks.start()
   }
