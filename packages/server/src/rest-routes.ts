@@ -71,6 +71,7 @@ export function restRoutes(app: App, ctx: ServerContext): void {
     '/v1/accounts/:account/grants',
     {
       schema: {
+        operationId: 'grantCredits',
         tags,
         summary: 'Grant credits (a new bucket)',
         security,
@@ -95,6 +96,7 @@ export function restRoutes(app: App, ctx: ServerContext): void {
     '/v1/accounts/:account/debits',
     {
       schema: {
+        operationId: 'debitCredits',
         tags,
         summary: 'Spend credits now',
         security,
@@ -119,6 +121,7 @@ export function restRoutes(app: App, ctx: ServerContext): void {
     '/v1/accounts/:account/adjustments',
     {
       schema: {
+        operationId: 'adjustCredits',
         tags,
         summary: "An operator's correction (adjust entry)",
         security,
@@ -143,6 +146,7 @@ export function restRoutes(app: App, ctx: ServerContext): void {
     '/v1/accounts/:account/holds',
     {
       schema: {
+        operationId: 'createHold',
         tags,
         summary: 'Reserve credits (a hold)',
         security,
@@ -167,6 +171,7 @@ export function restRoutes(app: App, ctx: ServerContext): void {
     '/v1/holds/:id/commit',
     {
       schema: {
+        operationId: 'commitHold',
         tags,
         summary: 'Commit a hold: spend what was used, free the rest',
         security,
@@ -191,6 +196,7 @@ export function restRoutes(app: App, ctx: ServerContext): void {
     '/v1/holds/:id/release',
     {
       schema: {
+        operationId: 'releaseHold',
         tags,
         summary: 'Release a hold',
         security,
@@ -214,6 +220,7 @@ export function restRoutes(app: App, ctx: ServerContext): void {
     '/v1/holds/:id/extend',
     {
       schema: {
+        operationId: 'extendHold',
         tags,
         summary: "Move a hold's expiry to now + ttlMs",
         security,
@@ -236,6 +243,7 @@ export function restRoutes(app: App, ctx: ServerContext): void {
     '/v1/holds/:id/increase',
     {
       schema: {
+        operationId: 'increaseHold',
         tags,
         summary: 'Grow a pending hold by amount credits, in burn order',
         security,
@@ -260,6 +268,7 @@ export function restRoutes(app: App, ctx: ServerContext): void {
     '/v1/accounts/:account/balance',
     {
       schema: {
+        operationId: 'getBalance',
         tags,
         summary: "An account's balance (always fresh)",
         security,
@@ -279,6 +288,7 @@ export function restRoutes(app: App, ctx: ServerContext): void {
     '/v1/accounts/:account/ledger',
     {
       schema: {
+        operationId: 'listLedgerEntries',
         tags,
         summary: "A page of an account's ledger, newest first",
         security,
@@ -301,6 +311,7 @@ export function restRoutes(app: App, ctx: ServerContext): void {
     '/v1/accounts/:account/settings',
     {
       schema: {
+        operationId: 'putAccountSettings',
         tags,
         summary: 'Per-account settings (null returns to the default)',
         security,
@@ -325,6 +336,7 @@ export function restRoutes(app: App, ctx: ServerContext): void {
     '/v1/accounts/:account/settings',
     {
       schema: {
+        operationId: 'getAccountSettings',
         tags,
         summary: "An account's settings: its own and the ones in effect",
         security,
@@ -343,12 +355,14 @@ export function restRoutes(app: App, ctx: ServerContext): void {
     description:
       'Every meter, the REST API and the CLI apply them to accounts without settings of ' +
       "their own; a meter's own option applies only where the tenant stored none.",
+    operationIds: { read: 'getTenantSettings', write: 'putTenantSettings' },
   })
 
   app.put(
     '/v1/accounts/:account/cycle',
     {
       schema: {
+        operationId: 'startCycle',
         tags,
         summary: 'Start (or replace) a recurring grant',
         security,
@@ -372,6 +386,7 @@ export function restRoutes(app: App, ctx: ServerContext): void {
     '/v1/accounts/:account/cycle',
     {
       schema: {
+        operationId: 'stopCycle',
         tags,
         summary: 'Stop the recurring grant',
         security,
@@ -393,6 +408,7 @@ export function restRoutes(app: App, ctx: ServerContext): void {
     '/v1/codes',
     {
       schema: {
+        operationId: 'createCodes',
         tags: ['codes'],
         summary: 'Create redeem codes (plaintext shown once)',
         security,
@@ -414,6 +430,7 @@ export function restRoutes(app: App, ctx: ServerContext): void {
     '/v1/accounts/:account/redemptions',
     {
       schema: {
+        operationId: 'redeemCode',
         tags: ['codes'],
         summary: 'Redeem a code for the account',
         security,
@@ -462,18 +479,27 @@ export function tenantSettingsRoutes(
   ctx: ServerContext,
   path: string,
   tags: string[],
-  text: { read: string; write: string; description?: string },
+  text: {
+    read: string
+    write: string
+    description?: string
+    /** The OpenAPI `operationId`s of the GET and the PUT. */
+    operationIds: { read: string; write: string }
+  },
 ): void {
   const common = { tags, security, headers: tenantHeaders }
   const response = { 200: tenantSettingsResponse, ...problems }
-  app.get(path, { schema: { ...common, summary: text.read, response } }, async (request) =>
-    ctx.tenantSettings(ctx.callerOf(request).tenant),
+  app.get(
+    path,
+    { schema: { ...common, operationId: text.operationIds.read, summary: text.read, response } },
+    async (request) => ctx.tenantSettings(ctx.callerOf(request).tenant),
   )
   app.put(
     path,
     {
       schema: {
         ...common,
+        operationId: text.operationIds.write,
         summary: text.write,
         ...(text.description === undefined ? {} : { description: text.description }),
         body: settingsBody,
