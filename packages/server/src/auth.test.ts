@@ -133,9 +133,11 @@ describe('tenants', () => {
     ] as const) {
       const res = await t.call('POST', `/v1/holds/${id}/${action}`, { key: globex.key, body })
       expect(res.status).toBe(404)
-      expect({ ...(res.body as object), id: 'x' }).toEqual({
+      // Alike but for the hold id and the request's own id.
+      expect({ ...(res.body as object), id: 'x', requestId: 'x' }).toEqual({
         ...(nonexistent.body as object),
         id: 'x',
+        requestId: 'x',
       })
       expect(res.text).not.toContain('alice')
     }
