@@ -122,8 +122,9 @@ describe.skipIf(!url)('webhooks: two server processes on one PostgreSQL', () => 
       const amounts = r.received.filter((m) => m.account === account).map((m) => m.data.amount)
       expect({ account, amounts }).toEqual({ account, amounts: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10] })
     }
-    // The outage spanned many retry rounds: every delivery failed before it went through, the
-    // first events' about a dozen times (the last ones were queued seconds later: fewer).
+    // The outage spanned many retry rounds: the first events' deliveries failed about a dozen
+    // times before they went through (later ones fewer: on a busy machine the last grants may
+    // land just before the receiver is back).
     const page = await fetch(`${a.url}/v1/webhooks/${webhookId}/deliveries?limit=100`, {
       headers: { authorization: `Bearer ${key}` },
     })
@@ -132,9 +133,7 @@ describe.skipIf(!url)('webhooks: two server processes on one PostgreSQL', () => 
     }
     expect(deliveries).toHaveLength(80)
     for (const d of deliveries) expect(d).toMatchObject({ status: 'delivered' })
-    const attempts = deliveries.map((d) => d.attempts)
-    expect(Math.min(...attempts)).toBeGreaterThanOrEqual(2)
-    expect(Math.max(...attempts)).toBeGreaterThanOrEqual(8)
+    expect(Math.max(...deliveries.map((d) => d.attempts))).toBeGreaterThanOrEqual(8)
   }, 120_000)
 })
 
