@@ -237,21 +237,24 @@ function schemaName(): string {
  */
 export function describeSqlStores(name: string, body: (kind: SqlStoreKind) => void): void {
   describe(`${name} (pglite)`, () => {
-    const clients: PGlite[] = []
+    // One PGlite for the block, a schema per store, as on PostgreSQL: starting PGlite (WASM,
+    // initdb) costs seconds, and the store never closes a client it was given. Every statement
+    // is schema-qualified and settings are SET LOCAL, so the stores do not see each other.
+    let client: PGlite | null = null
     afterAll(async () => {
-      for (const c of clients) await c.close()
+      await client?.close()
     })
     body({
       name: 'pglite',
       make: () => {
-        const client = new PGlite()
-        clients.push(client)
+        client ??= new PGlite()
+        const shared = client
         const schema = schemaName()
         return {
-          store: pgliteStore({ client, schema }),
+          store: pgliteStore({ client: shared, schema }),
           schema: `"${schema}"`,
           sql: async (text) => {
-            await client.exec(text)
+            await shared.exec(text)
           },
         }
       },
