@@ -55,6 +55,12 @@ const LISTENER_ERROR_WARNING = 'TOLLGATE_LISTENER_ERROR'
 /** Redeem failure windows kept per tenant (`noteRedeemFailure`): the current and the one before. */
 const MAX_REDEEM_WINDOWS = 2
 
+/**
+ * Settled holds an account's pending map may keep while nothing is pending, before it is
+ * remade: remaking it after every settled hold cost a Map per reserve+commit pair.
+ */
+const STALE_RESET = 8
+
 /** Hold status codes kept per hold sequence number (one byte each). */
 const STATUS = { pending: 1, committed: 2, released: 3, expired: 4 } as const
 const STATUS_NAME = [undefined, 'pending', 'committed', 'released', 'expired'] as const
@@ -305,7 +311,7 @@ class MemoryStore implements Store {
           if (h.status === 'expired') acct.expiredAt.set(seq, h.expiresAt)
         }
       }
-      if (acct.live === 0 && acct.stale > 0) {
+      if (acct.live === 0 && acct.stale >= STALE_RESET) {
         // Nothing pending: start over (settled holds kept here would stay alive for nothing).
         acct.pending = new Map()
         acct.stale = 0
