@@ -11,9 +11,8 @@ import { LEDGER_ENTRY_TYPES, type LedgerEntry, type LedgerEntryType } from '../t
 // Numbers per entry: tenant sequence, delta, heldDelta, debtDelta, balanceAfter, at, hold number.
 const STRIDE = 7
 // Entries per chunk. A full chunk is never copied again (one big array would be copied at
-// every doubling); the first chunk starts at FIRST entries and doubles up to CHUNK, so an
-// account with a short ledger costs under a kilobyte. Later chunks start full: an account that
-// filled one is busy, and its chunk's seven doublings were the memory store's costliest line.
+// every doubling); a chunk starts at FIRST entries and doubles up to CHUNK, so an account
+// with a short ledger costs under a kilobyte.
 const CHUNK = 2048
 const FIRST = 16
 const TYPE_CODE = new Map<LedgerEntryType, number>(LEDGER_ENTRY_TYPES.map((t, i) => [t, i]))
@@ -45,9 +44,8 @@ export class MemoryLedger {
     const k = i % CHUNK
     const c = (i - k) / CHUNK
     if (k === 0) {
-      const size = c === 0 ? FIRST : CHUNK
-      this.#nums.push(new Float64Array(size * STRIDE))
-      this.#types.push(new Uint8Array(size))
+      this.#nums.push(new Float64Array(FIRST * STRIDE))
+      this.#types.push(new Uint8Array(FIRST))
     } else if (k === this.#types[c]!.length) {
       const nums = new Float64Array(k * 2 * STRIDE)
       nums.set(this.#nums[c]!)
