@@ -196,6 +196,33 @@ export class Meter {
     return this.#holds.release(holdId, options)
   }
 
+  /**
+   * {@link Meter.commit} for hot paths, as {@link Meter.tryReserve} is for reserve: returns the
+   * result itself when the store answered at once, else a promise of it; throws (rather than
+   * rejects) what is refused at once.
+   * @example
+   * const r = meter.tryCommit(hold.id, 7)
+   * const committed = r instanceof Promise ? await r : r
+   */
+  tryCommit(
+    holdId: string,
+    actual?: number,
+    options?: CommitOptions,
+  ): CommitResult | Promise<CommitResult> {
+    return this.#holds.tryCommit(holdId, actual, options)
+  }
+
+  /**
+   * {@link Meter.release} for hot paths: the result itself when the store answered at once,
+   * else a promise of it; throws what is refused at once.
+   * @example
+   * const r = meter.tryRelease(hold.id)
+   * const released = r instanceof Promise ? await r : r
+   */
+  tryRelease(holdId: string, options?: MutationOptions): ReleaseResult | Promise<ReleaseResult> {
+    return this.#holds.tryRelease(holdId, options)
+  }
+
   /** Moves a pending hold's expiry to `now + ttlMs` (1 s–24 h). */
   extend(
     holdId: string,

@@ -20,11 +20,16 @@ const MAX_METADATA_BYTES = 4096
  * instead). Checked here, at the edge, so such input never reaches a store.
  */
 const UNSTORABLE = /[\0\p{Cs}]/u
+/**
+ * NUL or any surrogate, paired or not: a quick test (no Unicode mode) that clears the usual
+ * text, which has neither, before the exact one above runs on what it flags.
+ */
+const SUSPECT = /[\0\uD800-\uDFFF]/
 const TEXT_MESSAGE = 'must be well-formed text without NUL characters'
 
 /** True when a string can be stored as it is: no NUL and no lone surrogate. */
 export function isStorableText(value: string): boolean {
-  return !UNSTORABLE.test(value)
+  return !SUSPECT.test(value) || !UNSTORABLE.test(value)
 }
 
 /**
