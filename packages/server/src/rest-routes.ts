@@ -290,6 +290,7 @@ export function restRoutes(app: App, ctx: ServerContext): void {
     '/v1/accounts',
     {
       schema: {
+        operationId: 'listAccounts',
         tags,
         summary: "A page of the tenant's accounts (operator view)",
         description:

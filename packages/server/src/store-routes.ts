@@ -258,6 +258,7 @@ export function storeRoutes(app: App, ctx: ServerContext): void {
     '/v1/store/accounts',
     {
       schema: {
+        operationId: 'storeAccounts',
         tags,
         summary: "A page of the tenant's accounts (httpStore)",
         security,
