@@ -6,6 +6,8 @@
 import type {
   AccountSettings,
   AccountSettingsView,
+  AccountsPage,
+  AccountsQuery,
   Balance,
   Category,
   CreateCodesResult,
@@ -133,6 +135,8 @@ export interface UsageParams {
   to?: number
   groupBy?: string
 }
+/** Query of `GET /v1/accounts` (`meter.accounts()` options, the cursor a string). */
+export type AccountsParams = Omit<AccountsQuery, 'cursor'> & { cursor?: string }
 
 /** Options of one mutation. */
 export interface MutationOptions {
@@ -310,6 +314,17 @@ export class TollgateClient {
     }
     const path = `${accountPath(account)}/ledger`
     return (await this.request<LedgerPage>({ method: 'GET', path, query })).body
+  }
+
+  /** `GET /v1/accounts`: one page of the tenant's accounts. */
+  async accounts(params: AccountsParams = {}): Promise<AccountsPage> {
+    const query = {
+      ...params,
+      low: params.low?.toString(),
+      inDebt: params.inDebt?.toString(),
+      hasHolds: params.hasHolds?.toString(),
+    }
+    return (await this.request<AccountsPage>({ method: 'GET', path: '/v1/accounts', query })).body
   }
 
   /** `POST /v1/codes`: the plaintext codes, this once (a replay answers none). */

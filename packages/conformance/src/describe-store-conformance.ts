@@ -3,6 +3,7 @@ import { describe } from 'vitest'
 import { describeModelProperty } from './model/property.js'
 import { describeUsageProperty } from './model/usage-property.js'
 import { accountRules } from './rules/accounts.js'
+import { accountsListRules } from './rules/accounts-list.js'
 import { cycleRules } from './rules/cycles.js'
 import { debitRules } from './rules/debit.js'
 import { debtRules } from './rules/debt.js'
@@ -56,6 +57,7 @@ export interface ConformanceOptions {
 export function describeStoreConformance(options: ConformanceOptions): void {
   describe(`store conformance: ${options.name}`, () => {
     accountRules(options)
+    accountsListRules(options)
     grantAndBurnOrderRules(options)
     debitRules(options)
     holdRules(options)

@@ -173,9 +173,11 @@ ${entries}
 ${usageUpsertCte(s, 64)}
 keys AS (
   INSERT INTO ${s}.idempotency (tenant, key, account, fingerprint, result, created_at)
-  SELECT * FROM unnest($50::text[], $51::text[], $52::text[], $53::text[], $54::json[],
-    $55::int8[]) AS u(tenant, key, account, fingerprint, result, created_at)
-  ORDER BY tenant COLLATE "C", key COLLATE "C"
+  SELECT u.tenant, u.key, u.account, u.fingerprint, r.result, u.created_at
+  FROM unnest($50::text[], $51::text[], $52::text[], $53::text[], $55::int8[])
+    WITH ORDINALITY AS u(tenant, key, account, fingerprint, created_at, o)
+  JOIN json_array_elements($54::json) WITH ORDINALITY AS r(result, o) ON r.o = u.o
+  ORDER BY u.tenant COLLATE "C", u.key COLLATE "C"
 ),
 redeemed AS (
   INSERT INTO ${s}.redemptions (tenant, code_hash, account, redemption_id, at)

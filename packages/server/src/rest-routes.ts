@@ -12,6 +12,8 @@ import { isFailedRedemption } from './redeem-limiter.js'
 import {
   accountParams,
   accountSettingsResponse,
+  accountsQuery,
+  accountsResponse,
   adjustBody,
   balanceSchema,
   codesBody,
@@ -73,6 +75,7 @@ export function restRoutes(app: App, ctx: ServerContext): void {
     '/v1/accounts/:account/grants',
     {
       schema: {
+        operationId: 'grantCredits',
         tags,
         summary: 'Grant credits (a new bucket)',
         security,
@@ -97,6 +100,7 @@ export function restRoutes(app: App, ctx: ServerContext): void {
     '/v1/accounts/:account/debits',
     {
       schema: {
+        operationId: 'debitCredits',
         tags,
         summary: 'Spend credits now',
         security,
@@ -121,6 +125,7 @@ export function restRoutes(app: App, ctx: ServerContext): void {
     '/v1/accounts/:account/adjustments',
     {
       schema: {
+        operationId: 'adjustCredits',
         tags,
         summary: "An operator's correction (adjust entry)",
         security,
@@ -145,6 +150,7 @@ export function restRoutes(app: App, ctx: ServerContext): void {
     '/v1/accounts/:account/holds',
     {
       schema: {
+        operationId: 'createHold',
         tags,
         summary: 'Reserve credits (a hold)',
         security,
@@ -169,6 +175,7 @@ export function restRoutes(app: App, ctx: ServerContext): void {
     '/v1/holds/:id/commit',
     {
       schema: {
+        operationId: 'commitHold',
         tags,
         summary: 'Commit a hold: spend what was used, free the rest',
         security,
@@ -193,6 +200,7 @@ export function restRoutes(app: App, ctx: ServerContext): void {
     '/v1/holds/:id/release',
     {
       schema: {
+        operationId: 'releaseHold',
         tags,
         summary: 'Release a hold',
         security,
@@ -216,6 +224,7 @@ export function restRoutes(app: App, ctx: ServerContext): void {
     '/v1/holds/:id/extend',
     {
       schema: {
+        operationId: 'extendHold',
         tags,
         summary: "Move a hold's expiry to now + ttlMs",
         security,
@@ -238,6 +247,7 @@ export function restRoutes(app: App, ctx: ServerContext): void {
     '/v1/holds/:id/increase',
     {
       schema: {
+        operationId: 'increaseHold',
         tags,
         summary: 'Grow a pending hold by amount credits, in burn order',
         security,
@@ -262,6 +272,7 @@ export function restRoutes(app: App, ctx: ServerContext): void {
     '/v1/accounts/:account/balance',
     {
       schema: {
+        operationId: 'getBalance',
         tags,
         summary: "An account's balance (always fresh)",
         security,
@@ -278,9 +289,30 @@ export function restRoutes(app: App, ctx: ServerContext): void {
   )
 
   app.get(
+    '/v1/accounts',
+    {
+      schema: {
+        operationId: 'listAccounts',
+        tags,
+        summary: "A page of the tenant's accounts (operator view)",
+        description:
+          'Filters combine with AND. Pages follow `nextCursor` (keyset by sort value, then ' +
+          'account): walking by `account` returns every account exactly once even under ' +
+          "concurrent writes. Figures are as of each account's last ledger change.",
+        security,
+        headers: tenantHeaders,
+        querystring: accountsQuery,
+        response: { 200: accountsResponse, ...problems },
+      },
+    },
+    async (request) => meter(request).accounts(request.query),
+  )
+
+  app.get(
     '/v1/accounts/:account/ledger',
     {
       schema: {
+        operationId: 'listLedgerEntries',
         tags,
         summary: "A page of an account's ledger, newest first",
         security,
@@ -336,6 +368,7 @@ export function restRoutes(app: App, ctx: ServerContext): void {
     '/v1/accounts/:account/settings',
     {
       schema: {
+        operationId: 'putAccountSettings',
         tags,
         summary: 'Per-account settings (null returns to the default)',
         security,
@@ -360,6 +393,7 @@ export function restRoutes(app: App, ctx: ServerContext): void {
     '/v1/accounts/:account/settings',
     {
       schema: {
+        operationId: 'getAccountSettings',
         tags,
         summary: "An account's settings: its own and the ones in effect",
         security,
@@ -378,12 +412,14 @@ export function restRoutes(app: App, ctx: ServerContext): void {
     description:
       'Every meter, the REST API and the CLI apply them to accounts without settings of ' +
       "their own; a meter's own option applies only where the tenant stored none.",
+    operationIds: { read: 'getTenantSettings', write: 'putTenantSettings' },
   })
 
   app.put(
     '/v1/accounts/:account/cycle',
     {
       schema: {
+        operationId: 'startCycle',
         tags,
         summary: 'Start (or replace) a recurring grant',
         security,
@@ -407,6 +443,7 @@ export function restRoutes(app: App, ctx: ServerContext): void {
     '/v1/accounts/:account/cycle',
     {
       schema: {
+        operationId: 'stopCycle',
         tags,
         summary: 'Stop the recurring grant',
         security,
@@ -428,6 +465,7 @@ export function restRoutes(app: App, ctx: ServerContext): void {
     '/v1/codes',
     {
       schema: {
+        operationId: 'createCodes',
         tags: ['codes'],
         summary: 'Create redeem codes (plaintext shown once)',
         security,
@@ -449,6 +487,7 @@ export function restRoutes(app: App, ctx: ServerContext): void {
     '/v1/accounts/:account/redemptions',
     {
       schema: {
+        operationId: 'redeemCode',
         tags: ['codes'],
         summary: 'Redeem a code for the account',
         security,
@@ -497,18 +536,27 @@ export function tenantSettingsRoutes(
   ctx: ServerContext,
   path: string,
   tags: string[],
-  text: { read: string; write: string; description?: string },
+  text: {
+    read: string
+    write: string
+    description?: string
+    /** The OpenAPI `operationId`s of the GET and the PUT. */
+    operationIds: { read: string; write: string }
+  },
 ): void {
   const common = { tags, security, headers: tenantHeaders }
   const response = { 200: tenantSettingsResponse, ...problems }
-  app.get(path, { schema: { ...common, summary: text.read, response } }, async (request) =>
-    ctx.tenantSettings(ctx.callerOf(request).tenant),
+  app.get(
+    path,
+    { schema: { ...common, operationId: text.operationIds.read, summary: text.read, response } },
+    async (request) => ctx.tenantSettings(ctx.callerOf(request).tenant),
   )
   app.put(
     path,
     {
       schema: {
         ...common,
+        operationId: text.operationIds.write,
         summary: text.write,
         ...(text.description === undefined ? {} : { description: text.description }),
         body: settingsBody,

@@ -16,6 +16,7 @@ import {
 } from '@tollgate/core'
 import type { EngineConfig, Operation } from '@tollgate/core/engine'
 import {
+  accountsBodySchema,
   batchBodySchema,
   batchItemSchema,
   CHANGES_ROUTE,
@@ -44,6 +45,7 @@ import {
   dueResponse,
   problems,
   pruneResponse,
+  storeAccountsResponse,
   storeCodesResponse,
   storeLedgerResponse,
   storeUsageResponse,
@@ -183,6 +185,7 @@ export function storeRoutes(app: App, ctx: ServerContext): void {
     '/v1/store/execute',
     {
       schema: {
+        operationId: 'storeExecute',
         tags,
         summary: 'Run one operation (httpStore)',
         security,
@@ -199,6 +202,7 @@ export function storeRoutes(app: App, ctx: ServerContext): void {
     '/v1/store/batch',
     {
       schema: {
+        operationId: 'storeBatch',
         tags,
         summary: 'Run operations that waited together in one client (httpStore)',
         description:
@@ -230,6 +234,7 @@ export function storeRoutes(app: App, ctx: ServerContext): void {
     '/v1/store/ledger',
     {
       schema: {
+        operationId: 'storeLedger',
         tags,
         summary: "A page of an account's ledger (httpStore)",
         security,
@@ -256,6 +261,7 @@ export function storeRoutes(app: App, ctx: ServerContext): void {
     '/v1/store/usage',
     {
       schema: {
+        operationId: 'storeUsage',
         tags,
         summary: 'Usage per period (httpStore)',
         security,
@@ -275,6 +281,34 @@ export function storeRoutes(app: App, ctx: ServerContext): void {
     },
   )
 
+
+  app.post(
+    '/v1/store/accounts',
+    {
+      schema: {
+        operationId: 'storeAccounts',
+        tags,
+        summary: "A page of the tenant's accounts (httpStore)",
+        security,
+        headers: tenantHeaders,
+        body: accountsBodySchema,
+        response: { 200: storeAccountsResponse, ...problems },
+      },
+    },
+    async (request) => {
+      const tenant = ctx.callerOf(request).tenant
+      const list = store.accounts
+      if (typeof list !== 'function') {
+        throw new InvalidInputError('store', `${store.kind} store cannot list accounts`)
+      }
+      try {
+        return await list.call(store, tenant, request.body)
+      } catch (err) {
+        throw storeFailure(err)
+      }
+    },
+  )
+
   app.post(
     '/v1/store/codes',
     {
@@ -288,6 +322,7 @@ export function storeRoutes(app: App, ctx: ServerContext): void {
         return capStream(payload, limit)
       },
       schema: {
+        operationId: 'storeCodes',
         tags,
         summary: 'Store a batch of redeem code hashes (httpStore)',
         security,
@@ -310,6 +345,7 @@ export function storeRoutes(app: App, ctx: ServerContext): void {
     '/v1/store/due',
     {
       schema: {
+        operationId: 'storeDueAccounts',
         tags,
         summary: 'Accounts with work due (httpStore sweep)',
         security,
@@ -332,12 +368,14 @@ export function storeRoutes(app: App, ctx: ServerContext): void {
   tenantSettingsRoutes(app, ctx, '/v1/store/settings', tags, {
     read: "The tenant's stored default settings (httpStore)",
     write: "Store the tenant's default settings (httpStore)",
+    operationIds: { read: 'storeGetTenantSettings', write: 'storePutTenantSettings' },
   })
 
   app.get(
     CHANGES_ROUTE,
     {
       schema: {
+        operationId: 'storeChanges',
         tags,
         summary: 'The change feed (httpStore watch): server-sent events of changed accounts',
         description:
@@ -365,6 +403,7 @@ export function storeRoutes(app: App, ctx: ServerContext): void {
     '/v1/store/prune',
     {
       schema: {
+        operationId: 'storePrune',
         tags,
         summary: 'Drop old idempotency records and resolved holds (httpStore sweep)',
         security,

@@ -30,6 +30,7 @@ import {
   type WatchSubscription,
 } from '@tollgate/core/store'
 import type { FastifyBaseLogger } from 'fastify'
+import type { WebhookObserver } from './metrics.js'
 import type { ResolvedWebhookOptions } from './options.js'
 import { sendWebhook } from './webhook-send.js'
 
@@ -82,12 +83,15 @@ export class WebhookWorker {
   readonly #o: ResolvedWebhookOptions
   readonly #clock: () => number
   readonly #log: FastifyBaseLogger
+  readonly #observer: WebhookObserver | undefined
   /** This process's claims; random so that a restarted process is another owner. */
   readonly #owner = `w_${randomBytes(8).toString('hex')}`
   /** Where each tenant's next read starts (after this seq); from the durable cursor at first. */
   readonly #positions = new Map<string, number>()
   readonly #inFlight = new Set<Promise<void>>()
   #endpoints = new Map<string, WebhookEndpoint>()
+  /** A fan-out has listed the endpoints at least once (then `#endpoints` is what it found). */
+  #listed = false
   #timer: NodeJS.Timeout | null = null
   #watch: WatchSubscription | null = null
   #running: Promise<void> | null = null
@@ -101,12 +105,14 @@ export class WebhookWorker {
     options: ResolvedWebhookOptions,
     clock: () => number,
     log: FastifyBaseLogger,
+    observer?: WebhookObserver,
   ) {
     this.#store = store
     this.#registry = registry
     this.#o = options
     this.#clock = clock
     this.#log = log
+    this.#observer = observer
   }
 
   /** Starts polling, and wakes on the store's change feed when it has one. */
@@ -115,11 +121,24 @@ export class WebhookWorker {
     this.#timer.unref()
     if (this.#store.watch !== undefined) {
       try {
-        this.#watch = await this.#store.watch({ onChanges: () => this.wake() })
+        this.#watch = await this.#store.watch({ onChanges: () => this.#changed() })
       } catch (err) {
         this.#log.warn({ err }, 'webhooks: no change feed; polling only')
       }
     }
+    this.wake()
+  }
+
+  /**
+   * Something committed. A tick per committed batch costs two queries on the ledger's database
+   * (the endpoints, the due deliveries), on the hot path's connections: when the last look found
+   * no endpoint, there is nothing to fan out and nothing new to deliver, so the change waits for
+   * the next poll. An endpoint created through this server wakes the worker at once; one
+   * created through another process is found by the next poll (`pollIntervalMs`), which fans
+   * out the events from its creation on: later, never lost.
+   */
+  #changed(): void {
+    if (this.#listed && this.#endpoints.size === 0) return
     this.wake()
   }
 
@@ -164,6 +183,7 @@ export class WebhookWorker {
   async #fanOut(): Promise<void> {
     const endpoints = await this.#registry.listWebhooks(null)
     this.#endpoints = new Map(endpoints.map((e) => [e.id, e]))
+    this.#listed = true
     const byTenant = new Map<string, WebhookEndpoint[]>()
     for (const e of endpoints) {
       const list = byTenant.get(e.tenant)
@@ -253,6 +273,7 @@ export class WebhookWorker {
           responseStatus: null,
           error: 'the webhook was deleted',
         })
+        this.#observer?.attempt('dropped', null)
         return
       }
       const result = await sendWebhook(
@@ -277,6 +298,10 @@ export class WebhookWorker {
         responseStatus: result.status,
         error: result.error,
       })
+      this.#observer?.attempt(
+        result.ok ? 'delivered' : next === null ? 'failed' : 'retry',
+        result.ok ? (at - delivery.at) / 1_000 : null,
+      )
       if (!kept) {
         this.#log.warn(
           { deliveryId: delivery.id },

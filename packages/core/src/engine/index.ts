@@ -94,3 +94,4 @@ export {
   usageReportOf,
   usageWindow,
 } from './usage.js'
+export { accountSummary, summaryOf } from './summary.js'

@@ -3,7 +3,7 @@
  * trip), else by the store, and refused without a round trip when the cache knows the account
  * is short; commit, release, extend and increase follow the hold to where it lives.
  */
-import { InsufficientCreditsError, InvalidInputError } from '../errors.js'
+import { InsufficientCreditsError, InvalidInputError, isTollgateError } from '../errors.js'
 import {
   checkAccount,
   checkAmount,
@@ -62,13 +62,26 @@ export class Holds {
     const leases = this.#leases
     if (leases?.eligible(amount) && o?.idempotencyKey === undefined && o?.metadata === undefined) {
       this.#client.checkOpen()
+      const counts = this.#client.counts
       const now = leases.reserveNow(account, amount, ttlMs)
-      if (now !== undefined) return new Hold(this.#meter, now.data, now.balance, false)
-      return leases.reserve(account, amount, ttlMs).then((leased) =>
-        leased === null
-          ? // The leases cannot serve it within their loss bound now: an ordinary store hold.
-            this.#reserveInStore(account, amount, ttlMs, o)
-          : new Hold(this.#meter, leased.data, leased.balance, false),
+      if (now !== undefined) {
+        counts.leaseServes++
+        return new Hold(this.#meter, now.data, now.balance, false)
+      }
+      return leases.reserve(account, amount, ttlMs).then(
+        (leased) => {
+          // The leases cannot serve it within their loss bound now: an ordinary store hold.
+          if (leased === null) return this.#reserveInStore(account, amount, ttlMs, o)
+          counts.leaseServes++
+          return new Hold(this.#meter, leased.data, leased.balance, false)
+        },
+        (err: unknown) => {
+          if (isTollgateError(err, 'insufficient_credits')) {
+            counts.refusals++
+            counts.leaseRefusals++
+          }
+          throw err
+        },
       )
     }
     return this.#reserveInStore(account, amount, ttlMs, o)
@@ -109,13 +122,25 @@ export class Holds {
    * store clears it, else it lasts the cache TTL.
    */
   #refuseIfKnownShort(account: string, amount: number): void {
-    const available = this.#cache.settledAvailable(account)
-    if (available !== undefined && available < amount) {
+    const available = this.#cache.shortOf(account, amount)
+    if (available !== undefined) {
+      const counts = this.#client.counts
+      counts.refusals++
+      counts.cacheRefusals++
       throw new InsufficientCreditsError(account, amount, Math.max(0, available))
     }
   }
 
-  async commit(holdId: string, actual?: number, options?: CommitOptions): Promise<CommitResult> {
+  commit(holdId: string, actual?: number, options?: CommitOptions): Promise<CommitResult> {
+    return promised(() => this.tryCommit(holdId, actual, options))
+  }
+
+  /** See {@link Meter.tryCommit}. */
+  tryCommit(
+    holdId: string,
+    actual?: number,
+    options?: CommitOptions,
+  ): CommitResult | Promise<CommitResult> {
     checkHoldId(holdId)
     if (actual !== undefined) checkAmount(actual, 'actual')
     const o = options === undefined ? undefined : parse(commitOptionsSchema, options)
@@ -127,7 +152,7 @@ export class Holds {
       }
       return this.#leases.commit(holdId, actual, o?.overage, o?.idempotencyKey)
     }
-    const out = await this.#client.execute(
+    const out = this.#client.execute(
       undefined,
       {
         type: 'commit',
@@ -139,10 +164,15 @@ export class Holds {
       },
       o?.timeoutMs,
     )
-    return result<CommitResult>(out)
+    return out instanceof Promise ? out.then(result<CommitResult>) : result<CommitResult>(out)
   }
 
-  async release(holdId: string, options?: MutationOptions): Promise<ReleaseResult> {
+  release(holdId: string, options?: MutationOptions): Promise<ReleaseResult> {
+    return promised(() => this.tryRelease(holdId, options))
+  }
+
+  /** See {@link Meter.tryRelease}. */
+  tryRelease(holdId: string, options?: MutationOptions): ReleaseResult | Promise<ReleaseResult> {
     checkHoldId(holdId)
     const o = options === undefined ? undefined : parse(releaseOptionsSchema, options)
     if (this.#leases?.owns(holdId)) {
@@ -150,7 +180,7 @@ export class Holds {
       if (o?.metadata !== undefined) throw leasedMetadata()
       return this.#leases.release(holdId, o?.idempotencyKey)
     }
-    const out = await this.#client.execute(
+    const out = this.#client.execute(
       undefined,
       {
         type: 'release',
@@ -160,7 +190,7 @@ export class Holds {
       },
       o?.timeoutMs,
     )
-    return result<ReleaseResult>(out)
+    return out instanceof Promise ? out.then(result<ReleaseResult>) : result<ReleaseResult>(out)
   }
 
   async extend(
@@ -208,6 +238,16 @@ export class Holds {
       o?.timeoutMs,
     )
     return result<IncreaseResult>(out)
+  }
+}
+
+/** What `fn` returns or throws, as a promise (what the promise-returning methods answer). */
+function promised<T>(fn: () => T | Promise<T>): Promise<T> {
+  try {
+    const value = fn()
+    return value instanceof Promise ? value : Promise.resolve(value)
+  } catch (err) {
+    return Promise.reject(err)
   }
 }
 

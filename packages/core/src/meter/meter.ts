@@ -8,6 +8,7 @@
 import { IdempotencyConflictError, InvalidInputError } from '../errors.js'
 import { checkInt, readOptions } from '../options-kit.js'
 import {
+  accountsQuerySchema,
   balanceOptionsSchema,
   checkAccount,
   ledgerQuerySchema,
@@ -20,6 +21,8 @@ import { decodeCursor } from '../store/store.js'
 import type {
   AccountSettings,
   AccountSettingsView,
+  AccountsPage,
+  AccountsQuery,
   Balance,
   CommitResult,
   CreateCodesResult,
@@ -65,12 +68,16 @@ import {
 import { type MeterOptions, type ResolvedMeterOptions, resolveMeterOptions } from './options.js'
 import { checkSettings } from './settings.js'
 import { SharedCache } from './shared-cache.js'
+import type { MeterStats } from './stats.js'
 import { leaseBackend, result, StoreClient } from './store-client.js'
 import { type EventSubscription, type SubscribeOptions, subscribe } from './subscribe.js'
 
 // The names code that knows the meter by this module imports from it.
 export { Hold } from './hold.js'
 export type { MeterOptions } from './options.js'
+
+/** Accounts per `accounts()` page when the query names no limit. */
+const DEFAULT_ACCOUNTS_LIMIT = 100
 
 /** Accounts `sweep()` touches at once. */
 const SWEEP_CONCURRENCY = 32
@@ -192,6 +199,33 @@ export class Meter {
     return this.#holds.release(holdId, options)
   }
 
+  /**
+   * {@link Meter.commit} for hot paths, as {@link Meter.tryReserve} is for reserve: returns the
+   * result itself when the store answered at once, else a promise of it; throws (rather than
+   * rejects) what is refused at once.
+   * @example
+   * const r = meter.tryCommit(hold.id, 7)
+   * const committed = r instanceof Promise ? await r : r
+   */
+  tryCommit(
+    holdId: string,
+    actual?: number,
+    options?: CommitOptions,
+  ): CommitResult | Promise<CommitResult> {
+    return this.#holds.tryCommit(holdId, actual, options)
+  }
+
+  /**
+   * {@link Meter.release} for hot paths: the result itself when the store answered at once,
+   * else a promise of it; throws what is refused at once.
+   * @example
+   * const r = meter.tryRelease(hold.id)
+   * const released = r instanceof Promise ? await r : r
+   */
+  tryRelease(holdId: string, options?: MutationOptions): ReleaseResult | Promise<ReleaseResult> {
+    return this.#holds.tryRelease(holdId, options)
+  }
+
   /** Moves a pending hold's expiry to `now + ttlMs` (1 s–24 h). */
   extend(
     holdId: string,
@@ -223,10 +257,24 @@ export class Meter {
     checkAccount(account)
     const o = options === undefined ? undefined : parse(balanceOptionsSchema, options)
     let balance: Balance | undefined
-    if (o?.fresh !== true) balance = this.#cache.get(account)
+    if (o?.fresh !== true) {
+      balance = this.#cache.get(account)
+      if (balance === undefined) this.#client.counts.cacheMisses++
+      else this.#client.counts.cacheHits++
+    }
     balance ??= (await this.#client.execute(account, { type: 'balance' }, o?.timeoutMs)).balance!
     // Credits this meter leased are counted as what they are: used, in local holds, or free.
     return this.#leases ? this.#leases.adjust(balance) : balance
+  }
+
+  /**
+   * The meter's own figures since it was created: store operations and their latency, cache
+   * hits and refusals, leases. A plain snapshot of monotonic counters (cheap: the meter keeps
+   * them as integers); export them with `prometheusCollector()` or `openTelemetryMetrics()`.
+   * @example const { refusals, cacheHits } = meter.stats()
+   */
+  stats(): MeterStats {
+    return this.#client.counts.snapshot()
   }
 
   /**
@@ -274,6 +322,26 @@ export class Meter {
     if (!store.usage) throw new InvalidInputError('store', `${store.kind} store keeps no usage`)
     await this.#client.ready()
     return this.#client.call((s) => s.usage!(this.tenant, request))
+  }
+
+  /**
+   * A page of this meter's tenant's accounts, for operators: filters combine with AND, pages
+   * follow `nextCursor` (see {@link AccountsQuery}). `low` uses the account's threshold, else the
+   * tenant's stored default, never this meter's option. A store without `accounts()` is
+   * `InvalidInputError` (field `store`).
+   * @example
+   * const { accounts, nextCursor } = await meter.accounts({ low: true, sort: 'balance' })
+   */
+  async accounts(query?: AccountsQuery): Promise<AccountsPage> {
+    const q = parse(accountsQuerySchema, query, 'query')
+    const list = this.#o.store.accounts
+    if (typeof list !== 'function') {
+      throw new InvalidInputError('store', `${this.#o.store.kind} store cannot list accounts`)
+    }
+    await this.#client.ready()
+    return this.#client.call((store) =>
+      list.call(store, this.tenant, { ...q, limit: q.limit ?? DEFAULT_ACCOUNTS_LIMIT }),
+    )
   }
 
   /** Per-account settings; `null` returns a setting to the meter's default. */

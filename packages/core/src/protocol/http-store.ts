@@ -14,6 +14,7 @@ import { InvalidInputError, isTollgateError, StoreUnavailableError } from '../er
 import { checkBoolean, checkInt, type OptionDefaults, readOptions } from '../options-kit.js'
 import type {
   AccountChange,
+  AccountsRequest,
   CodeBatch,
   CodeBatchOutcome,
   ExecuteRequest,
@@ -23,7 +24,7 @@ import type {
   WatchListener,
   WatchSubscription,
 } from '../store/store.js'
-import type { LedgerPage, TenantSettings, UsageReport, UsageRequest } from '../types.js'
+import type { AccountsPage, LedgerPage, TenantSettings, UsageReport, UsageRequest } from '../types.js'
 import { CHANGES_ROUTE, SseReader } from './change-stream.js'
 import type { ProblemDetails } from './problem.js'
 import { TRANSPORT_KEY_PREFIX } from './transport-key.js'
@@ -261,6 +262,7 @@ const ROUTE = {
   batch: '/v1/store/batch',
   ledger: '/v1/store/ledger',
   usage: '/v1/store/usage',
+  accounts: '/v1/store/accounts',
   codes: '/v1/store/codes',
   due: '/v1/store/due',
   prune: '/v1/store/prune',
@@ -297,6 +299,7 @@ class HttpStore implements Store {
       batch: o.basePath + ROUTE.batch,
       ledger: o.basePath + ROUTE.ledger,
       usage: o.basePath + ROUTE.usage,
+      accounts: o.basePath + ROUTE.accounts,
       codes: o.basePath + ROUTE.codes,
       due: o.basePath + ROUTE.due,
       prune: o.basePath + ROUTE.prune,
@@ -583,6 +586,17 @@ class HttpStore implements Store {
     const report = (await this.#post(this.#paths.usage, tenant, JSON.stringify(req))) as UsageReport
     if (!Array.isArray(report?.periods)) throw malformed('usage')
     return report
+  }
+
+  async accounts(tenant: string, req: AccountsRequest): Promise<AccountsPage> {
+    // Fields left undefined drop out of the JSON: the server reads them as "no filter".
+    const page = (await this.#post(
+      this.#paths.accounts,
+      tenant,
+      JSON.stringify(req),
+    )) as AccountsPage
+    if (!Array.isArray(page?.accounts)) throw malformed('accounts')
+    return page
   }
 
   /**

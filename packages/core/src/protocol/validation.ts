@@ -26,11 +26,16 @@ const MAX_METADATA_BYTES = 4096
  * instead). Checked here, at the edge, so such input never reaches a store.
  */
 const UNSTORABLE = /[\0\p{Cs}]/u
+/**
+ * NUL or any surrogate, paired or not: a quick test (no Unicode mode) that clears the usual
+ * text, which has neither, before the exact one above runs on what it flags.
+ */
+const SUSPECT = /[\0\uD800-\uDFFF]/
 const TEXT_MESSAGE = 'must be well-formed text without NUL characters'
 
 /** True when a string can be stored as it is: no NUL and no lone surrogate. */
 export function isStorableText(value: string): boolean {
-  return !UNSTORABLE.test(value)
+  return !SUSPECT.test(value) || !UNSTORABLE.test(value)
 }
 
 /**
@@ -330,6 +335,21 @@ export function usageRequestOf(
   if (o.groupBy !== undefined) request.groupBy = o.groupBy
   return request
 }
+
+/** Longest accounts cursor: it carries an account id (up to 200 characters) and a number. */
+export const MAX_ACCOUNTS_CURSOR = 2_000
+
+/** `meter.accounts()` options (see `AccountsQuery`). */
+export const accountsQuerySchema = z.strictObject({
+  limit: wholeNumber(1, 1000).optional(),
+  cursor: text(1, MAX_ACCOUNTS_CURSOR).nullable().optional(),
+  prefix: text(1, 200).optional(),
+  low: z.boolean().optional(),
+  inDebt: z.boolean().optional(),
+  hasHolds: z.boolean().optional(),
+  sort: z.enum(['account', 'balance', 'activity']).optional(),
+  order: z.enum(['asc', 'desc']).optional(),
+})
 
 export const configureSchema = z.strictObject({
   lowBalanceThreshold: safeInt().nullable().optional(),

@@ -8,6 +8,8 @@ import type { StoredEventType } from '../engine/events.js'
 import type { CodeRecord, Effects, EngineConfig, Operation } from '../engine/state.js'
 import type { TollgateError } from '../errors.js'
 import type {
+  AccountsPage,
+  AccountsQuery,
   Balance,
   LedgerEntryType,
   LedgerPage,
@@ -61,6 +63,13 @@ export interface LedgerRequest {
   from: number | null
   to: number | null
 }
+
+/**
+ * An accounts read ({@link Store.accounts}), validated: {@link AccountsQuery} with its limit
+ * (1–1000) given. Filters combine with AND; a filter left out (or undefined) does not filter; the
+ * cursor is a previous page's `nextCursor` (see `decodeAccountsCursor`), null from the start.
+ */
+export type AccountsRequest = Omit<AccountsQuery, 'limit'> & { limit: number }
 
 /** A batch of redeem codes to store (hashes only). */
 export interface CodeBatch {
@@ -190,6 +199,21 @@ export interface WatchListener {
   onStatus?(up: boolean, reason?: string): void
 }
 
+/**
+ * Figures a store reports as it works, for metrics (a Tollgate server's `/metrics`, an app's own
+ * exporter). Called synchronously on the store's hot path, once per event: keep it to a counter
+ * add or a histogram observe, and never throw.
+ * @example
+ * store.observe?.({ batchCommitted: (size, seconds) => histogram.observe(size) })
+ */
+export interface StoreObserver {
+  /**
+   * A transaction committed a group-commit batch of `size` operations, `seconds` after it
+   * started (retries of the batch included).
+   */
+  batchCommitted?(size: number, seconds: number): void
+}
+
 /** A live change-feed subscription. */
 export interface WatchSubscription {
   close(): Promise<void>
@@ -283,6 +307,19 @@ export interface Store {
    * the settings now stored. With `tenantSettings`.
    */
   putTenantSettings?(tenant: string, patch: Partial<TenantSettings>): Promise<TenantSettings>
+  /**
+   * A page of the tenant's accounts for an operator (see {@link AccountsRequest}): keyset pages
+   * by (sort value, account), so a walk by `account` sees every account that existed throughout
+   * exactly once whatever is written meanwhile. An invalid cursor is `InvalidInputError`
+   * (`cursor`). Optional: `meter.accounts()` refuses on a store without it.
+   */
+  accounts?(tenant: string, request: AccountsRequest): Promise<AccountsPage>
+  /**
+   * Adds an observer of the store's own figures (see {@link StoreObserver}); returns the
+   * function that removes it. Optional: the SQL stores report their group-commit batches; a
+   * store without batches leaves it out.
+   */
+  observe?(observer: StoreObserver): () => void
   close(): Promise<void>
   /** API keys of a Tollgate server running on this store. Optional: `httpStore()` has none. */
   readonly keys?: KeyRegistry
