@@ -335,6 +335,7 @@ export function restRoutes(app: App, ctx: ServerContext): void {
     '/v1/accounts/:account/usage',
     {
       schema: {
+        operationId: 'getAccountUsage',
         tags,
         summary: "An account's credits granted, spent, released and expired per period",
         description: 'Every UTC period of the window, zeros included (docs/usage.md).',
@@ -352,6 +353,7 @@ export function restRoutes(app: App, ctx: ServerContext): void {
     '/v1/usage',
     {
       schema: {
+        operationId: 'getTenantUsage',
         tags,
         summary: "The tenant's credits granted, spent, released and expired per period",
         description: 'Every account of the tenant together (docs/usage.md).',
