@@ -23,6 +23,7 @@ import {
   usageHour,
   usageOf,
 } from '@tollgate/core/engine'
+import { USAGE_TENANT_SHARDS } from './usage-sql.js'
 
 const num = (v: unknown): number => (typeof v === 'number' ? v : Number(v))
 const numOrNull = (v: unknown): number | null => (v === null || v === undefined ? null : num(v))
@@ -280,6 +281,12 @@ export class PersistColumns {
    * `tenant\0account\0dim_key\0hour\0dim_value`: one upsert row per key however many entries.
    */
   readonly #usage = new Map<string, UsageRow>()
+  /**
+   * The shard this batch adds the tenant's usage rows to (usage-sql.ts): one per batch, picked
+   * at random so that concurrent batches of a tenant, in this process or another, rarely meet
+   * on a tenant row and never wait on one lock all together.
+   */
+  readonly usageShard = Math.floor(Math.random() * USAGE_TENANT_SHARDS)
 
   /** Rows to write in all; 0 means the batch changed nothing. */
   get size(): number {
@@ -519,6 +526,7 @@ export class PersistColumns {
       this.cHash,
       this.cCount,
       ...this.#usageColumns(),
+      this.usageShard,
       ...(this.xTenant.length === 0
         ? []
         : [

@@ -95,21 +95,21 @@ function persistSql(s: string, alerts: boolean): string {
     $47::text[], $48::json[], $49::int8[]`
   const entries = alerts
     ? `stream AS MATERIALIZED (
-  SELECT o, nextval(${seqOf(s)}) AS seq FROM generate_series(1, $73::int4) AS g(o)
+  SELECT o, nextval(${seqOf(s)}) AS seq FROM generate_series(1, $74::int4) AS g(o)
 ),
 entries AS (
   INSERT INTO ${s}.ledger (seq, ${entryColumns}) OVERRIDING SYSTEM VALUE
   SELECT st.seq, e.tenant, e.account, e.type, e.delta, e.held_delta, e.debt_delta,
     e.balance_after, e.hold_id, e.grant_id, e.redemption_id, e.cycle_id, e.idempotency_key,
     e.reason, e.metadata, e.at
-  FROM unnest(${entryArrays}, $74::int4[]) AS e(${entryColumns}, o)
+  FROM unnest(${entryArrays}, $75::int4[]) AS e(${entryColumns}, o)
   JOIN stream st ON st.o = e.o
   RETURNING seq
 ),
 alerted AS (
   INSERT INTO ${s}.alerts (tenant, account, seq, type, data, at)
   SELECT a.tenant, a.account, st.seq, a.type, a.data, a.at
-  FROM unnest($75::text[], $76::text[], $77::text[], $78::json[], $79::int8[], $80::int4[])
+  FROM unnest($76::text[], $77::text[], $78::text[], $79::json[], $80::int8[], $81::int4[])
     AS a(tenant, account, type, data, at, o)
   JOIN stream st ON st.o = a.o
 ),`

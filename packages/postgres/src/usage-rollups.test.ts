@@ -8,6 +8,7 @@ import { createMeter } from '@tollgate/core'
 import { MAX_USAGE_DIMENSIONS, MAX_USAGE_VALUE_LENGTH } from '@tollgate/core/engine'
 import { expect, it } from 'vitest'
 import { postgresStore } from './postgres-store.js'
+import { USAGE_TENANT_SHARDS, usageUpsertCte } from './usage-sql.js'
 import { describePostgres, dropSchemaAfterAll, uniqueSchema, withClient } from './test-support.js'
 
 const HOUR = 3_600_000
@@ -17,12 +18,15 @@ describePostgres('usage rollups', (url) => {
   const schema = uniqueSchema('usage')
   dropSchemaAfterAll(url, schema)
 
+  // Summed over shards: the store spreads a tenant's rows over shards, the backfill uses one.
   const rows = () =>
     withClient(url, async (c) => {
       const r = await c.query(
-        `SELECT tenant, account, dim_key, hour::text, dim_value, granted::text, spent::text,
-           released::text, expired::text
+        `SELECT tenant, account, dim_key, hour::text, dim_value, sum(granted)::text AS granted,
+           sum(spent)::text AS spent, sum(released)::text AS released,
+           sum(expired)::text AS expired
          FROM "${schema}".usage_hourly
+         GROUP BY tenant, account, dim_key, hour, dim_value
          ORDER BY tenant COLLATE "C", account COLLATE "C", dim_key COLLATE "C", hour,
            dim_value COLLATE "C"`,
       )
@@ -115,9 +119,78 @@ describePostgres('usage rollups', (url) => {
         ['f2', 133],
         [null, 0],
       ])
+      // ~440 batches, each on a shard picked at random: all on one shard is 16^-439 likely.
+      const shards = await withClient(url, (c) =>
+        c.query(
+          `SELECT count(DISTINCT shard)::int4 AS n, min(shard) AS lo, max(shard) AS hi
+           FROM "${schema}".usage_hourly WHERE tenant = 'busy' AND account = ''`,
+        ),
+      )
+      expect(shards.rows[0].n).toBeGreaterThan(1)
+      expect(shards.rows[0].lo).toBeGreaterThanOrEqual(0)
+      expect(shards.rows[0].hi).toBeLessThan(USAGE_TENANT_SHARDS)
+      const accountShards = await withClient(url, (c) =>
+        c.query(
+          `SELECT DISTINCT shard FROM "${schema}".usage_hourly
+           WHERE tenant = 'busy' AND account <> ''`,
+        ),
+      )
+      expect(accountShards.rows).toEqual([{ shard: 0 }])
     } finally {
       await Promise.all(meters.map((m) => m.close()))
     }
+  })
+
+  it("two uncommitted batches of one tenant on other accounts and shards do not wait on each other's tenant rows", async () => {
+    // The store's own upsert (usage-sql.ts), as the persist statement runs it: $1…$9 the row
+    // arrays (each batch's account row and the tenant's totals row), $10 the tenant shard.
+    const store = postgresStore({ connectionString: url, schema })
+    await store.migrate()
+    await store.close()
+    const upsert = `WITH ${usageUpsertCte(`"${schema}"`, 1).replace(/,$/, '')} SELECT 1`
+    const batch = (account: string, shard: number) => [
+      ['locks', 'locks'],
+      [account, ''],
+      ['', ''],
+      [START - (START % HOUR), START - (START % HOUR)],
+      ['', ''],
+      [5, 5],
+      [0, 0],
+      [0, 0],
+      [0, 0],
+      shard,
+    ]
+    await withClient(url, async (a) => {
+      await withClient(url, async (b) => {
+        await a.query('BEGIN')
+        await a.query(upsert, batch('first', 3))
+        try {
+          await b.query("SET lock_timeout = '200ms'")
+          // Another account, another shard: the second writes at once though A holds its rows.
+          await b.query('BEGIN')
+          await b.query(upsert, batch('second', 4))
+          await b.query('COMMIT')
+          // The same shard is the same row: it waits on A's lock, here until lock_timeout.
+          await b.query('BEGIN')
+          await expect(b.query(upsert, batch('third', 3))).rejects.toThrow(/lock timeout/)
+          await b.query('ROLLBACK')
+        } finally {
+          await a.query('COMMIT')
+        }
+      })
+    })
+    const r = await withClient(url, (c) =>
+      c.query(
+        `SELECT account, shard, granted::int4 AS granted FROM "${schema}".usage_hourly
+         WHERE tenant = 'locks' ORDER BY account COLLATE "C", shard`,
+      ),
+    )
+    expect(r.rows).toEqual([
+      { account: '', shard: 3, granted: 5 },
+      { account: '', shard: 4, granted: 5 },
+      { account: 'first', shard: 0, granted: 5 },
+      { account: 'second', shard: 0, granted: 5 },
+    ])
   })
 
   it("a tenant's hour past int8's range still writes (the ledger never fails for its rollups)", async () => {

@@ -12,9 +12,20 @@ import {
 } from '@tollgate/core/engine'
 
 /**
- * One row per (tenant, account, dimension, UTC hour, value): account `''` holds the tenant's
- * totals (no account id is empty), dimension `''` with value `''` the totals, and each
- * grouped metadata key its values. Days and months are sums of hours.
+ * How many shards a tenant's rows are spread over. Every batch adds to the tenant's rows of its
+ * hour; with one row per key, concurrent transactions of a tenant (other processes, or
+ * concurrent group commits) would all wait on that row's lock until the holder commits, one
+ * point serializing every account. Each batch writes its tenant increments to one shard it
+ * picks at random, so two concurrent batches meet on a row once in 16; reads sum the shards.
+ */
+export const USAGE_TENANT_SHARDS = 16
+
+/**
+ * One row per (tenant, account, dimension, UTC hour, value, shard): account `''` holds the
+ * tenant's totals (no account id is empty), spread over shards 0…{@link USAGE_TENANT_SHARDS}-1;
+ * an account's rows are all shard 0. Dimension `''` with value `''` holds the totals, each
+ * grouped metadata key its values. Days and months are sums of hours, and every read sums over
+ * shards. The shard is the key's last column, so reads use the key's index as before.
  */
 export function usageTableSql(s: string): string {
   return `
@@ -30,7 +41,8 @@ CREATE TABLE ${s}.usage_hourly (
   spent numeric NOT NULL,
   released numeric NOT NULL,
   expired numeric NOT NULL,
-  PRIMARY KEY (tenant, account, dim_key, hour, dim_value)
+  shard int2 NOT NULL DEFAULT 0 CHECK (shard >= 0 AND shard < ${USAGE_TENANT_SHARDS}),
+  PRIMARY KEY (tenant, account, dim_key, hour, dim_value, shard)
 ) WITH (fillfactor = 90);
 `
 }
@@ -40,6 +52,7 @@ CREATE TABLE ${s}.usage_hourly (
  * aggregated: the engine's `usageOf` per entry type, and `usageDimensions` (string, number and
  * boolean values as JSON wrote them, the first keys in "C" order, keys and values bounded by
  * code points). Entries whose figures are all zero (holds) add no row, as on the store path.
+ * Every row goes to shard 0: the backfill runs alone, and reads sum over shards anyway.
  */
 export function usageBackfillSql(s: string, where = 'true'): string {
   return `
@@ -73,7 +86,7 @@ CROSS JOIN LATERAL (
 ) d
 WHERE e.granted <> 0 OR e.spent <> 0 OR e.released <> 0 OR e.expired <> 0
 GROUP BY e.tenant, w.account, d.k, e.hour, d.v
-ON CONFLICT (tenant, account, dim_key, hour, dim_value) DO UPDATE SET
+ON CONFLICT (tenant, account, dim_key, hour, dim_value, shard) DO UPDATE SET
   granted = ${s}.usage_hourly.granted + excluded.granted,
   spent = ${s}.usage_hourly.spent + excluded.spent,
   released = ${s}.usage_hourly.released + excluded.released,
@@ -83,22 +96,24 @@ ON CONFLICT (tenant, account, dim_key, hour, dim_value) DO UPDATE SET
 
 /**
  * The persist statement's part that adds a batch's rollup increments ($a…$a+8: tenant, account,
- * dim_key, hour, dim_value, granted, spent, released, expired), one row per key, locked in key
- * order so that concurrent batches queue on a shared row (the tenant's totals) instead of
- * deadlocking.
+ * dim_key, hour, dim_value, granted, spent, released, expired; $a+9 the batch's tenant shard),
+ * one row per key, locked in key order so that concurrent batches that meet on a row (an
+ * account's, or the same tenant shard) queue instead of deadlocking. The tenant's rows (account
+ * `''`) go to the batch's shard, an account's to shard 0.
  */
 export function usageUpsertCte(s: string, a: number): string {
   const p = (i: number) => `$${a + i}`
   return `usage_rows AS (
   INSERT INTO ${s}.usage_hourly AS u (tenant, account, dim_key, hour, dim_value, granted, spent,
-    released, expired)
-  SELECT * FROM unnest(${p(0)}::text[], ${p(1)}::text[], ${p(2)}::text[], ${p(3)}::int8[],
+    released, expired, shard)
+  SELECT x.*, CASE WHEN x.account = '' THEN ${p(9)}::int2 ELSE 0::int2 END
+  FROM unnest(${p(0)}::text[], ${p(1)}::text[], ${p(2)}::text[], ${p(3)}::int8[],
     ${p(4)}::text[], ${p(5)}::numeric[], ${p(6)}::numeric[], ${p(7)}::numeric[],
     ${p(8)}::numeric[])
     AS x(tenant, account, dim_key, hour, dim_value, granted, spent, released, expired)
-  ORDER BY tenant COLLATE "C", account COLLATE "C", dim_key COLLATE "C", hour,
-    dim_value COLLATE "C"
-  ON CONFLICT (tenant, account, dim_key, hour, dim_value) DO UPDATE SET
+  ORDER BY x.tenant COLLATE "C", x.account COLLATE "C", x.dim_key COLLATE "C", x.hour,
+    x.dim_value COLLATE "C"
+  ON CONFLICT (tenant, account, dim_key, hour, dim_value, shard) DO UPDATE SET
     granted = u.granted + excluded.granted, spent = u.spent + excluded.spent,
     released = u.released + excluded.released, expired = u.expired + excluded.expired
 ),`
@@ -109,7 +124,8 @@ export function usageUpsertCte(s: string, a: number): string {
  * none), $4 the periods' starts, $5/$6 the window, $7 how many values to list. Rows of kind 0
  * are the totals per period; kind 1 a listed value's per period, or with a null value the
  * others summed (`others` says how many values that is). Periods come from `width_bucket` over
- * the starts, so hours, days and calendar months are the same query.
+ * the starts, so hours, days and calendar months are the same query; the sums take in every
+ * shard of the tenant's rows.
  */
 export function usageReadSql(s: string): string {
   const sums = `sum(granted) AS granted, sum(spent) AS spent, sum(released) AS released,
