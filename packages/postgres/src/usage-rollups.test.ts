@@ -8,8 +8,8 @@ import { createMeter } from '@tollgate/core'
 import { MAX_USAGE_DIMENSIONS, MAX_USAGE_VALUE_LENGTH } from '@tollgate/core/engine'
 import { expect, it } from 'vitest'
 import { postgresStore } from './postgres-store.js'
-import { USAGE_TENANT_SHARDS, usageUpsertCte } from './usage-sql.js'
 import { describePostgres, dropSchemaAfterAll, uniqueSchema, withClient } from './test-support.js'
+import { USAGE_TENANT_SHARDS, usageUpsertCte } from './usage-sql.js'
 
 const HOUR = 3_600_000
 const START = Date.UTC(2027, 5, 30, 22, 15)

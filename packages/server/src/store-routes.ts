@@ -281,7 +281,6 @@ export function storeRoutes(app: App, ctx: ServerContext): void {
     },
   )
 
-
   app.post(
     '/v1/store/accounts',
     {

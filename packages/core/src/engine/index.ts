@@ -72,6 +72,7 @@ export type {
   IdempotencyRecord,
   Operation,
 } from './state.js'
+export { accountSummary, summaryOf } from './summary.js'
 export {
   addUsage,
   compareCodePoints,
@@ -94,4 +95,3 @@ export {
   usageReportOf,
   usageWindow,
 } from './usage.js'
-export { accountSummary, summaryOf } from './summary.js'

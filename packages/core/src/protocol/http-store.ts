@@ -24,7 +24,13 @@ import type {
   WatchListener,
   WatchSubscription,
 } from '../store/store.js'
-import type { AccountsPage, LedgerPage, TenantSettings, UsageReport, UsageRequest } from '../types.js'
+import type {
+  AccountsPage,
+  LedgerPage,
+  TenantSettings,
+  UsageReport,
+  UsageRequest,
+} from '../types.js'
 import { CHANGES_ROUTE, SseReader } from './change-stream.js'
 import type { ProblemDetails } from './problem.js'
 import { TRANSPORT_KEY_PREFIX } from './transport-key.js'
