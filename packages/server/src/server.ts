@@ -25,6 +25,7 @@ import { LRUCache } from 'lru-cache'
 import { generateApiKey, hashApiKey, KeyVerifier, parseApiKey } from './api-keys.js'
 import { ChangeFeedHub } from './change-feed.js'
 import type { App, Caller, ServerContext } from './context.js'
+import { dashboardRoutes } from './dashboard-routes.js'
 import { keyRoutes } from './key-routes.js'
 import { type CreateServerOptions, type ResolvedServerOptions, resolveOptions } from './options.js'
 import {
@@ -271,6 +272,7 @@ export class TollgateServer {
         keyRoutes(keysScope.withTypeProvider<ZodTypeProvider>(), ctx)
       })
       webhookRoutes(zapp, ctx)
+      dashboardRoutes(zapp)
 
       zapp.get(
         '/healthz',
