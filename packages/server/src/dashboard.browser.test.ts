@@ -42,6 +42,14 @@ async function ensureBuilt(): Promise<void> {
   await build({ configFile: join(packageDir, 'dashboard', 'vite.config.ts'), logLevel: 'error' })
 }
 
+/**
+ * Evaluates `expression` in the page. Written as text: this package is type-checked without the
+ * DOM library, which the page's globals would need.
+ */
+function js(page: Page, expression: string): Promise<unknown> {
+  return page.evaluate(expression)
+}
+
 async function shot(page: Page, name: string): Promise<void> {
   if (!screenshots) return
   mkdirSync(shotsDir, { recursive: true })
@@ -93,6 +101,14 @@ describe.skipIf(!hasChromium && !inCi)(
       await t?.close()
     })
 
+    /** Waits until the account page shows `text` as the available balance. */
+    const availableIs = (text: string) =>
+      page.waitForFunction(
+        `document.querySelector('.stat.big dd')?.textContent === ${JSON.stringify(text)}`,
+        undefined,
+        WAIT,
+      )
+
     const grant = (account: string, amount: number) =>
       t.call('POST', `/v1/accounts/${encodeURIComponent(account)}/grants`, { body: { amount } })
 
@@ -119,7 +135,7 @@ describe.skipIf(!hasChromium && !inCi)(
       await page.getByLabel('API key').fill('tg_sk_wrong_wrongwrongwrong')
       await page.getByLabel('API key').press('Enter')
       await page.getByRole('alert').getByText('That key was refused').waitFor(WAIT)
-      expect(await page.evaluate(() => sessionStorage.length)).toBe(0)
+      expect(await js(page, 'sessionStorage.length')).toBe(0)
       await shot(page, 'sign-in')
     })
 
@@ -134,14 +150,12 @@ describe.skipIf(!hasChromium && !inCi)(
       await page.goto(`${t.url}/dashboard`)
       // The key field has focus on load: type, then Enter submits the form.
       await page.getByLabel('API key').waitFor(WAIT)
-      expect(await page.evaluate(() => document.activeElement?.getAttribute('type'))).toBe(
-        'password',
-      )
+      expect(await js(page, 'document.activeElement?.getAttribute("type")')).toBe('password')
       await page.keyboard.type(t.adminKey)
       await page.keyboard.press('Enter')
       await page.getByRole('heading', { name: 'Accounts', level: 1 }).waitFor(WAIT)
-      expect(await page.evaluate(() => sessionStorage.getItem('tollgate.key'))).toBe(t.adminKey)
-      expect(await page.evaluate(() => localStorage.length)).toBe(0)
+      expect(await js(page, 'sessionStorage.getItem("tollgate.key")')).toBe(t.adminKey)
+      expect(await js(page, 'localStorage.length')).toBe(0)
       await page.locator('text=● live').waitFor(WAIT)
 
       await page.getByLabel('Search accounts').fill('alice')
@@ -165,17 +179,13 @@ describe.skipIf(!hasChromium && !inCi)(
     it('grants credits once per intent and shows the balance and the ledger change', async () => {
       await openAccount('alice-1')
       const available = page.locator('.stat.big dd')
-      await page.waitForFunction(
-        () => document.querySelector('.stat.big dd')?.textContent === '1,000',
-      )
+      await availableIs('1,000')
       const grantForm = page.getByRole('form', { name: 'Grant credits' })
       await grantForm.getByLabel('Amount').fill('500')
       // A double click sends one request with one idempotency key.
       await grantForm.getByRole('button', { name: 'Grant' }).dblclick()
       await grantForm.getByText('Granted 500 credits.').waitFor(WAIT)
-      await page.waitForFunction(
-        () => document.querySelector('.stat.big dd')?.textContent === '1,500',
-      )
+      await availableIs('1,500')
       await page.locator('tbody tr', { hasText: '+500' }).first().waitFor(WAIT)
       const ledger = await t.call<{ entries: { type: string }[] }>(
         'GET',
@@ -198,20 +208,12 @@ describe.skipIf(!hasChromium && !inCi)(
     })
 
     it('shows a change made through the API without reloading', async () => {
-      await page.evaluate(() => {
-        ;(window as unknown as { notReloaded: boolean }).notReloaded = true
-      })
+      await js(page, 'window.notReloaded = true')
       const res = await t.call('POST', '/v1/accounts/alice-1/debits', { body: { amount: 200 } })
       expect(res.status).toBe(200)
-      await page.waitForFunction(
-        () => document.querySelector('.stat.big dd')?.textContent === '1,300',
-        undefined,
-        WAIT,
-      )
+      await availableIs('1,300')
       await page.locator('tbody tr', { hasText: '-200' }).first().waitFor(WAIT)
-      expect(
-        await page.evaluate(() => (window as unknown as { notReloaded?: boolean }).notReloaded),
-      ).toBe(true)
+      expect(await js(page, 'window.notReloaded')).toBe(true)
       await shot(page, 'account')
     })
 
@@ -259,8 +261,9 @@ describe.skipIf(!hasChromium && !inCi)(
       await page.setViewportSize({ width: 390, height: 844 })
       await openAccount('alice-1')
       await page.locator('.stat.big dd').waitFor(WAIT)
-      const overflow = await page.evaluate(
-        () => document.documentElement.scrollWidth - document.documentElement.clientWidth,
+      const overflow = await js(
+        page,
+        'document.documentElement.scrollWidth - document.documentElement.clientWidth',
       )
       expect(overflow).toBeLessThanOrEqual(0)
       await shot(page, 'phone')
@@ -268,7 +271,7 @@ describe.skipIf(!hasChromium && !inCi)(
       // Sign out forgets the key.
       await page.getByRole('button', { name: 'Sign out' }).click()
       await page.getByLabel('API key').waitFor(WAIT)
-      expect(await page.evaluate(() => sessionStorage.getItem('tollgate.key'))).toBeNull()
+      expect(await js(page, 'sessionStorage.getItem("tollgate.key")')).toBeNull()
       expect(problems).toEqual([])
     })
   },

@@ -187,6 +187,11 @@ export function accountPage(ctx: Ctx, account: string): Page {
       h('td', {}, e.reason ?? ''),
     )
 
+  const countEntries = () => {
+    ledgerStatus.textContent =
+      cursor === null ? `${seen.size} entries, the whole ledger.` : `${seen.size} entries loaded.`
+  }
+
   /** Reads the next (older) page of the ledger. */
   const loadOlder = async () => {
     if (loadingLedger || disposed) return
@@ -203,8 +208,7 @@ export function accountPage(ctx: Ctx, account: string): Page {
       }
       cursor = page.nextCursor
       moreButton.hidden = cursor === null
-      ledgerStatus.textContent =
-        cursor === null ? `${seen.size} entries, the whole ledger.` : `${seen.size} entries loaded.`
+      countEntries()
     } catch (err) {
       ledgerStatus.textContent = describeError(err)
     } finally {
@@ -222,10 +226,19 @@ export function accountPage(ctx: Ctx, account: string): Page {
       query: { limit: LEDGER_PAGE },
     })
     const fresh = page.entries.filter((e) => !seen.has(e.id))
+    if (fresh.length === page.entries.length && page.nextCursor !== null) {
+      // More new entries than one page: a gap would open; read the ledger from the top again.
+      seen.clear()
+      ledgerBody.replaceChildren()
+      cursor = null
+      await loadOlder()
+      return
+    }
     for (const e of fresh.reverse()) {
       seen.add(e.id)
       ledgerBody.prepend(entryRow(e))
     }
+    countEntries()
   }
 
   const observer = new IntersectionObserver(

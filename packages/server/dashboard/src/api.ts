@@ -137,6 +137,7 @@ export function describeError(err: unknown): string {
   if (p.code === 'insufficient_credits' && p.required !== undefined) {
     return `Insufficient credits: ${p.required} required, ${p.available ?? 0} available.`
   }
-  const field = p.field === undefined ? '' : ` (${p.field})`
+  const named = p.field === undefined || p.detail.startsWith(p.field)
+  const field = named ? '' : ` (${p.field})`
   return `${p.title}${field}: ${p.detail}`
 }

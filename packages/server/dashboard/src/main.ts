@@ -192,6 +192,7 @@ function start(session: Session): void {
 
   const route = () => {
     page?.dispose?.()
+    toast.classList.remove('shown')
     const hash = location.hash.replace(/^#\/?/, '')
     const [section = 'accounts', ...rest] = hash.split('/')
     if (section === 'accounts' && rest.length > 0) {
