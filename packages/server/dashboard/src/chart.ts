@@ -15,8 +15,9 @@ export function usageChart(usage: Usage, from: number, to: number): HTMLElement 
   for (const p of usage.periods) {
     const i = Math.floor((p.start - from) / DAY_MS)
     if (i < 0 || i >= days) continue
-    spent[i]! += p.spent
-    granted[i]! += p.granted
+    // Magnitudes: a bar's height whatever sign the report gives an outflow.
+    spent[i]! += Math.abs(p.spent)
+    granted[i]! += Math.abs(p.granted)
   }
   const max = Math.max(1, ...spent, ...granted)
   const slot = (W - PAD) / days
