@@ -272,6 +272,19 @@ describe.skipIf(!hasChromium && !inCi)(
       await page.getByRole('button', { name: 'Sign out' }).click()
       await page.getByLabel('API key').waitFor(WAIT)
       expect(await js(page, 'sessionStorage.getItem("tollgate.key")')).toBeNull()
+    })
+
+    it('gives a tenant key no key management and signs it out once revoked', async () => {
+      const { id, key } = await t.createKey('default')
+      await page.setViewportSize({ width: 1280, height: 860 })
+      await page.getByLabel('API key').fill(key)
+      await page.getByLabel('API key').press('Enter')
+      await page.getByRole('heading', { name: 'Accounts', level: 1 }).waitFor(WAIT)
+      expect(await page.getByRole('link', { name: 'API keys' }).count()).toBe(0)
+      expect((await t.call('DELETE', `/v1/keys/${id}`)).status).toBe(200)
+      await page.getByRole('link', { name: 'Webhooks' }).click()
+      await page.getByRole('alert').getByText('Your key was refused').waitFor(WAIT)
+      expect(await js(page, 'sessionStorage.getItem("tollgate.key")')).toBeNull()
       expect(problems).toEqual([])
     })
   },

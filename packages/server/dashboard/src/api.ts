@@ -83,6 +83,16 @@ export function seg(id: string): string {
   return encodeURIComponent(id)
 }
 
+let unauthorized: (() => void) | null = null
+
+/**
+ * What to do when a call of the signed-in session is refused with 401 (the key was revoked):
+ * the shell signs out. Null while signed out (the sign-in probes expect 401s).
+ */
+export function onUnauthorized(handler: (() => void) | null): void {
+  unauthorized = handler
+}
+
 /** One API call; resolves the JSON body, rejects with {@link ApiError}. */
 export async function api<T>(
   session: Pick<Session, 'key' | 'tenant'>,
@@ -118,6 +128,7 @@ export async function api<T>(
     body = null
   }
   if (!res.ok) {
+    if (res.status === 401) unauthorized?.()
     const p = (body ?? {}) as Partial<Problem>
     throw new ApiError({
       ...p,

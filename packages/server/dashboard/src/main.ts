@@ -10,6 +10,7 @@ import {
   clearSession,
   describeError,
   loadSession,
+  onUnauthorized,
   type Session,
   saveSession,
 } from './api.js'
@@ -216,15 +217,18 @@ function start(session: Session): void {
     main.focus()
   }
   window.addEventListener('hashchange', onHash)
-  signOut.addEventListener('click', () => {
+  const leave = (message: string) => {
+    onUnauthorized(null)
     stopFeed()
     clearTimeout(flush)
     page?.dispose?.()
     window.removeEventListener('hashchange', onHash)
     clearSession()
     history.replaceState(null, '', location.pathname)
-    signIn()
-  })
+    signIn(message)
+  }
+  signOut.addEventListener('click', () => leave(''))
+  onUnauthorized(() => leave('Your key was refused (revoked?): sign in again.'))
   route()
 }
 
