@@ -30,6 +30,8 @@ export function accountsPage(ctx: Ctx): Page {
     ['activity', 'Last activity'],
   ])
   const order = select('order', 'Order', [
+    // The server's default: ascending ids, the largest balance or the latest activity first.
+    ['', 'Default'],
     ['asc', 'Ascending'],
     ['desc', 'Descending'],
   ])
