@@ -222,6 +222,19 @@ describe.skipIf(!hasChromium && !inCi)(
       await shot(page, 'account')
     })
 
+    it('reads the ledger page by page as it scrolls (cursor paging)', async () => {
+      expect((await grant('scroll', 1_000)).status).toBe(201)
+      for (let i = 0; i < 59; i += 1) {
+        const res = await t.call('POST', '/v1/accounts/scroll/debits', { body: { amount: 1 } })
+        expect(res.status).toBe(200)
+      }
+      await openAccount('scroll')
+      await page.getByText('50 entries loaded.').waitFor(WAIT)
+      await page.locator('.sentinel').scrollIntoViewIfNeeded()
+      await page.getByText('60 entries, the whole ledger.').waitFor(WAIT)
+      expect(await page.locator('tbody tr[data-id]').count()).toBe(60)
+    })
+
     it('creates redeem codes and downloads them as CSV', async () => {
       await page.getByRole('link', { name: 'Codes' }).click()
       const form = page.getByRole('form', { name: 'Create a batch' })

@@ -211,9 +211,13 @@ export function accountPage(ctx: Ctx, account: string): Page {
       countEntries()
     } catch (err) {
       ledgerStatus.textContent = describeError(err)
+      return
     } finally {
       loadingLedger = false
     }
+    // The observer fires on a change of visibility only: a page that left the sentinel in view
+    // (a tall screen) would otherwise stop the scroll here.
+    if (cursor !== null && !disposed && inView(sentinel)) void loadOlder()
   }
 
   /** Puts entries newer than those shown on top (a change came in). */
@@ -385,6 +389,12 @@ export function accountPage(ctx: Ctx, account: string): Page {
       observer.disconnect()
     },
   }
+}
+
+/** The element is within the viewport or just below it (the observer's margin). */
+function inView(el: Element): boolean {
+  const r = el.getBoundingClientRect()
+  return r.bottom >= 0 && r.top <= window.innerHeight + 200
 }
 
 function stat(label: string, value: string, cls = ''): HTMLElement {
