@@ -154,6 +154,8 @@ describe.skipIf(!hasChromium && !inCi)(
       await page.getByLabel('API key').waitFor(WAIT)
       expect(await js(page, 'document.activeElement?.getAttribute("type")')).toBe('password')
       await page.keyboard.type(t.adminKey)
+      // Focus is visible.
+      expect(await js(page, 'getComputedStyle(document.activeElement).outlineStyle')).toBe('solid')
       await page.keyboard.press('Enter')
       await page.getByRole('heading', { name: 'Accounts', level: 1 }).waitFor(WAIT)
       expect(await js(page, 'sessionStorage.getItem("tollgate.key")')).toBe(t.adminKey)
