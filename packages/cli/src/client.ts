@@ -6,6 +6,8 @@
 import type {
   AccountSettings,
   AccountSettingsView,
+  AccountsPage,
+  AccountsQuery,
   Balance,
   Category,
   CreateCodesResult,
@@ -123,6 +125,9 @@ export interface LedgerParams {
   from?: number
   to?: number
 }
+
+/** Query of `GET /v1/accounts` (`meter.accounts()` options, the cursor a string). */
+export type AccountsParams = Omit<AccountsQuery, 'cursor'> & { cursor?: string }
 
 /** Options of one mutation. */
 export interface MutationOptions {
@@ -300,6 +305,17 @@ export class TollgateClient {
     }
     const path = `${accountPath(account)}/ledger`
     return (await this.request<LedgerPage>({ method: 'GET', path, query })).body
+  }
+
+  /** `GET /v1/accounts`: one page of the tenant's accounts. */
+  async accounts(params: AccountsParams = {}): Promise<AccountsPage> {
+    const query = {
+      ...params,
+      low: params.low?.toString(),
+      inDebt: params.inDebt?.toString(),
+      hasHolds: params.hasHolds?.toString(),
+    }
+    return (await this.request<AccountsPage>({ method: 'GET', path: '/v1/accounts', query })).body
   }
 
   /** `POST /v1/codes`: the plaintext codes, this once (a replay answers none). */

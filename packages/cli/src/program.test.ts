@@ -37,6 +37,7 @@ describe('help and version', () => {
     ['debit'],
     ['balance'],
     ['ledger'],
+    ['accounts'],
     ['codes'],
     ['codes', 'create'],
     ['redeem'],

@@ -10,6 +10,7 @@ import { createRequire } from 'node:module'
 import { Command, CommanderError } from 'commander'
 import { DEFAULT_URL } from './client.js'
 import { createCommandKit, EXIT } from './command-kit.js'
+import { addAccountsCommands } from './commands/accounts.js'
 import { addCodesCommands } from './commands/codes.js'
 import { addCreditsCommands } from './commands/credits.js'
 import { addCycleCommands } from './commands/cycle.js'
@@ -67,6 +68,7 @@ export function createProgram(options: ProgramOptions = {}): Command {
   addServeCommand(program, kit, options.command ?? 'tollgate')
   addKeysCommands(program, kit)
   addCreditsCommands(program, kit)
+  addAccountsCommands(program, kit)
   addCodesCommands(program, kit)
   addCycleCommands(program, kit)
   addSettingsCommands(program, kit)

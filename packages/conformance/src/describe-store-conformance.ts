@@ -2,6 +2,7 @@ import type { Store } from '@tollgate/core'
 import { describe } from 'vitest'
 import { describeModelProperty } from './model/property.js'
 import { accountRules } from './rules/accounts.js'
+import { accountsListRules } from './rules/accounts-list.js'
 import { cycleRules } from './rules/cycles.js'
 import { debitRules } from './rules/debit.js'
 import { debtRules } from './rules/debt.js'
@@ -54,6 +55,7 @@ export interface ConformanceOptions {
 export function describeStoreConformance(options: ConformanceOptions): void {
   describe(`store conformance: ${options.name}`, () => {
     accountRules(options)
+    accountsListRules(options)
     grantAndBurnOrderRules(options)
     debitRules(options)
     holdRules(options)

@@ -262,6 +262,52 @@ export interface LedgerQuery {
   to?: number
 }
 
+/** How {@link Meter.accounts} orders accounts: by id, by `available`, or by `updatedAt`. */
+export type AccountsSort = 'account' | 'balance' | 'activity'
+
+/** Options of {@link Meter.accounts}. Filters combine with AND. */
+export interface AccountsQuery {
+  /** 1–1000. @default 100 */
+  limit?: number
+  /** Opaque cursor from a previous page's `nextCursor` (same sort and order). */
+  cursor?: string | null
+  /** Only accounts whose id starts with this. */
+  prefix?: string
+  /** Only accounts whose `low` is true (or, with false, only those whose `low` is false). */
+  low?: boolean
+  /** Only accounts with debt (or, with false, only those without). */
+  inDebt?: boolean
+  /** Only accounts with credits held (or, with false, only those without). */
+  hasHolds?: boolean
+  /** @default 'account' */
+  sort?: AccountsSort
+  /** @default 'asc' for `account`, 'desc' for `balance` and `activity` */
+  order?: 'asc' | 'desc'
+}
+
+/**
+ * One account as an operator list shows it: the figures as of its last ledger change (an expiry
+ * that is due but not yet applied shows once the account is next touched or swept).
+ */
+export interface AccountSummary
+  extends Pick<Balance, 'account' | 'total' | 'held' | 'available' | 'debt'> {
+  /**
+   * `available ≤` the account's own `lowBalanceThreshold`, else the tenant's stored default
+   * (`PUT /v1/settings`); false when neither is set. A meter's own option is not consulted: the
+   * list is the same whichever meter or server reads it.
+   */
+  low: boolean
+  /** ms since epoch of the account's last ledger change (its creation when it has none). */
+  updatedAt: number
+}
+
+/** One page of accounts. */
+export interface AccountsPage {
+  accounts: AccountSummary[]
+  /** Pass to the next call to continue; null on the last page. */
+  nextCursor: string | null
+}
+
 /** One page of ledger entries, newest first. */
 export interface LedgerPage {
   entries: LedgerEntry[]

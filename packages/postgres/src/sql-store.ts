@@ -14,6 +14,7 @@
 
 import { createHash } from 'node:crypto'
 import {
+  type AccountsPage,
   InvalidInputError,
   isTollgateError,
   type LedgerPage,
@@ -25,6 +26,7 @@ import {
 } from '@tollgate/core'
 import { codeBatchRecord, decideCodeBatch, entryEvent } from '@tollgate/core/engine'
 import {
+  type AccountsRequest,
   type CodeBatch,
   type CodeBatchOutcome,
   checkInt,
@@ -42,6 +44,13 @@ import {
   type WatchSubscription,
   type WebhookRegistry,
 } from '@tollgate/core/store'
+import {
+  type AccountRow,
+  type AccountsStatements,
+  accountsPage,
+  accountsQuery,
+  accountsStatements,
+} from './accounts-sql.js'
 import { type BatchItem, type BatchResult, FailedOperationError, runBatch } from './batch.js'
 import { ChangeFeed, channelOf } from './change-feed.js'
 import {
@@ -158,6 +167,8 @@ export class SqlStore implements PostgresStore {
   readonly #driver: SqlDriver
   readonly #o: ResolvedSqlStoreOptions
   readonly #st: Statements
+  /** The accounts listing's statements (`accounts()`), one per sort and order. */
+  readonly #accountsSt: AccountsStatements
   readonly #mst: MigrationStatements
   readonly #queue: GroupCommit
   readonly #holds: HoldAccounts
@@ -185,6 +196,7 @@ export class SqlStore implements PostgresStore {
       settings.sharedDatabase ? guardClassOf(this.#o.schema) : null,
       this.#o.notify ? channel : null,
     )
+    this.#accountsSt = accountsStatements(this.#o.quotedSchema)
     this.#feed = new ChangeFeed(channel, this.#driver.listen.bind(this.#driver))
     const notify = this.#st.notify
     this.#notifier = this.#o.notify
@@ -547,6 +559,14 @@ export class SqlStore implements PostgresStore {
       entries: rows.map((row) => entryFrom(account, row)),
       nextCursor: more ? encodeCursor(Number(rows[rows.length - 1]!.seq)) : null,
     }
+  }
+
+  /** See `Store.accounts`: one statement (accounts-sql.ts). */
+  async accounts(tenant: string, req: AccountsRequest): Promise<AccountsPage> {
+    this.#checkOpen()
+    checkInt(req.limit, 'limit', 1, 1000)
+    const { st, params, order } = accountsQuery(this.#accountsSt, tenant, req)
+    return accountsPage(await this.#read<AccountRow>(st, params), req, order)
   }
 
   /**

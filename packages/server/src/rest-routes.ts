@@ -12,6 +12,8 @@ import { isFailedRedemption } from './redeem-limiter.js'
 import {
   accountParams,
   accountSettingsResponse,
+  accountsQuery,
+  accountsResponse,
   adjustBody,
   balanceSchema,
   codesBody,
@@ -273,6 +275,25 @@ export function restRoutes(app: App, ctx: ServerContext): void {
         fresh: true,
         timeoutMs: ctx.timeoutOf(request),
       }),
+  )
+
+  app.get(
+    '/v1/accounts',
+    {
+      schema: {
+        tags,
+        summary: "A page of the tenant's accounts (operator view)",
+        description:
+          'Filters combine with AND. Pages follow `nextCursor` (keyset by sort value, then ' +
+          'account): walking by `account` returns every account exactly once even under ' +
+          "concurrent writes. Figures are as of each account's last ledger change.",
+        security,
+        headers: tenantHeaders,
+        querystring: accountsQuery,
+        response: { 200: accountsResponse, ...problems },
+      },
+    },
+    async (request) => meter(request).accounts(request.query),
   )
 
   app.get(

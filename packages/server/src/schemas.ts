@@ -8,6 +8,7 @@
 import { LEDGER_ENTRY_TYPES, PROBLEM_CONTENT_TYPE } from '@tollgate/core'
 import {
   accountSchema,
+  accountsQuerySchema,
   adjustOptionsSchema,
   commitOptionsSchema,
   configureSchema,
@@ -175,6 +176,26 @@ export const ledgerQuery = z.strictObject({
   to: queryNumber(0).optional().describe('Only entries with `at < to`.'),
 })
 
+/** A yes/no query parameter: `true` or `false`, nothing else (a typo is a 400, not a no). */
+const queryBoolean = z
+  .enum(['true', 'false'], { error: 'must be true or false' })
+  .transform((v) => v === 'true')
+const accountsOptions = accountsQuerySchema.shape
+export const accountsQuery = z.strictObject({
+  limit: queryNumber(1, 1000).optional().describe('At most this many (default 100).'),
+  cursor: accountsOptions.cursor.unwrap().unwrap().optional(),
+  prefix: accountsOptions.prefix.describe('Only accounts whose id starts with this.'),
+  low: queryBoolean.optional().describe('Only accounts whose `low` is this.'),
+  inDebt: queryBoolean.optional().describe('Only accounts with (true) or without (false) debt.'),
+  hasHolds: queryBoolean
+    .optional()
+    .describe('Only accounts with (true) or without (false) credits held.'),
+  sort: accountsOptions.sort.describe(
+    '`account` (id), `balance` (available) or `activity` (last ledger change); default `account`.',
+  ),
+  order: accountsOptions.order.describe('Default `asc` for `account`, `desc` for the others.'),
+})
+
 export const createKeyBody = z.strictObject({
   tenant: accountSchema,
   name: textSchema(0, 200).optional(),
@@ -297,6 +318,22 @@ export const ledgerEntrySchema = z
 export const ledgerResponse = z
   .object({ entries: z.array(ledgerEntrySchema), nextCursor: z.string().nullable() })
   .meta({ id: 'LedgerPage' })
+
+export const accountSummarySchema = balanceSchema
+  .pick({ account: true, total: true, held: true, available: true, debt: true })
+  .extend({
+    low: z
+      .boolean()
+      .describe(
+        "available ≤ the account's lowBalanceThreshold, else the tenant's stored default (PUT /v1/settings)",
+      ),
+    updatedAt: timestampMs.describe("the account's last ledger change"),
+  })
+  .meta({ id: 'AccountSummary' })
+
+export const accountsResponse = z
+  .object({ accounts: z.array(accountSummarySchema), nextCursor: z.string().nullable() })
+  .meta({ id: 'AccountsPage' })
 
 export const settingsResponse = z.object({
   lowBalanceThreshold: amount.nullable(),
@@ -424,6 +461,7 @@ export const batchResponse = z.object({
   ),
 })
 export const storeLedgerResponse = ledgerResponse
+export const storeAccountsResponse = accountsResponse
 export const storeCodesResponse = z.object({
   status: z.enum(['created', 'replayed', 'conflict']),
   result: z.unknown().optional(),

@@ -15,6 +15,7 @@ import {
 } from '@tollgate/core'
 import type { EngineConfig, Operation } from '@tollgate/core/engine'
 import {
+  accountsBodySchema,
   batchBodySchema,
   batchItemSchema,
   CHANGES_ROUTE,
@@ -42,6 +43,7 @@ import {
   dueResponse,
   problems,
   pruneResponse,
+  storeAccountsResponse,
   storeCodesResponse,
   storeLedgerResponse,
   tenantHeaders,
@@ -243,6 +245,32 @@ export function storeRoutes(app: App, ctx: ServerContext): void {
           ...rest,
           types: types as LedgerEntryType[] | null,
         })
+      } catch (err) {
+        throw storeFailure(err)
+      }
+    },
+  )
+
+  app.post(
+    '/v1/store/accounts',
+    {
+      schema: {
+        tags,
+        summary: "A page of the tenant's accounts (httpStore)",
+        security,
+        headers: tenantHeaders,
+        body: accountsBodySchema,
+        response: { 200: storeAccountsResponse, ...problems },
+      },
+    },
+    async (request) => {
+      const tenant = ctx.callerOf(request).tenant
+      const list = store.accounts
+      if (typeof list !== 'function') {
+        throw new InvalidInputError('store', `${store.kind} store cannot list accounts`)
+      }
+      try {
+        return await list.call(store, tenant, request.body)
       } catch (err) {
         throw storeFailure(err)
       }

@@ -72,3 +72,4 @@ export type {
   IdempotencyRecord,
   Operation,
 } from './state.js'
+export { accountSummary, summaryOf } from './summary.js'

@@ -8,6 +8,7 @@
 import { IdempotencyConflictError, InvalidInputError } from '../errors.js'
 import { checkInt, readOptions } from '../options-kit.js'
 import {
+  accountsQuerySchema,
   balanceOptionsSchema,
   checkAccount,
   ledgerQuerySchema,
@@ -19,6 +20,8 @@ import { decodeCursor } from '../store/store.js'
 import type {
   AccountSettings,
   AccountSettingsView,
+  AccountsPage,
+  AccountsQuery,
   Balance,
   CommitResult,
   CreateCodesResult,
@@ -68,6 +71,9 @@ import { type EventSubscription, type SubscribeOptions, subscribe } from './subs
 // The names code that knows the meter by this module imports from it.
 export { Hold } from './hold.js'
 export type { MeterOptions } from './options.js'
+
+/** Accounts per `accounts()` page when the query names no limit. */
+const DEFAULT_ACCOUNTS_LIMIT = 100
 
 /** Accounts `sweep()` touches at once. */
 const SWEEP_CONCURRENCY = 32
@@ -252,6 +258,26 @@ export class Meter {
         from: q.from ?? null,
         to: q.to ?? null,
       }),
+    )
+  }
+
+  /**
+   * A page of this meter's tenant's accounts, for operators: filters combine with AND, pages
+   * follow `nextCursor` (see {@link AccountsQuery}). `low` uses the account's threshold, else the
+   * tenant's stored default, never this meter's option. A store without `accounts()` is
+   * `InvalidInputError` (field `store`).
+   * @example
+   * const { accounts, nextCursor } = await meter.accounts({ low: true, sort: 'balance' })
+   */
+  async accounts(query?: AccountsQuery): Promise<AccountsPage> {
+    const q = parse(accountsQuerySchema, query, 'query')
+    const list = this.#o.store.accounts
+    if (typeof list !== 'function') {
+      throw new InvalidInputError('store', `${this.#o.store.kind} store cannot list accounts`)
+    }
+    await this.#client.ready()
+    return this.#client.call((store) =>
+      list.call(store, this.tenant, { ...q, limit: q.limit ?? DEFAULT_ACCOUNTS_LIMIT }),
     )
   }
 

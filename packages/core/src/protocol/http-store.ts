@@ -14,6 +14,7 @@ import { InvalidInputError, isTollgateError, StoreUnavailableError } from '../er
 import { checkBoolean, checkInt, type OptionDefaults, readOptions } from '../options-kit.js'
 import type {
   AccountChange,
+  AccountsRequest,
   CodeBatch,
   CodeBatchOutcome,
   ExecuteRequest,
@@ -23,7 +24,7 @@ import type {
   WatchListener,
   WatchSubscription,
 } from '../store/store.js'
-import type { LedgerPage, TenantSettings } from '../types.js'
+import type { AccountsPage, LedgerPage, TenantSettings } from '../types.js'
 import { CHANGES_ROUTE, SseReader } from './change-stream.js'
 import type { ProblemDetails } from './problem.js'
 import { TRANSPORT_KEY_PREFIX } from './transport-key.js'
@@ -260,6 +261,7 @@ const ROUTE = {
   execute: '/v1/store/execute',
   batch: '/v1/store/batch',
   ledger: '/v1/store/ledger',
+  accounts: '/v1/store/accounts',
   codes: '/v1/store/codes',
   due: '/v1/store/due',
   prune: '/v1/store/prune',
@@ -295,6 +297,7 @@ class HttpStore implements Store {
       execute: o.basePath + ROUTE.execute,
       batch: o.basePath + ROUTE.batch,
       ledger: o.basePath + ROUTE.ledger,
+      accounts: o.basePath + ROUTE.accounts,
       codes: o.basePath + ROUTE.codes,
       due: o.basePath + ROUTE.due,
       prune: o.basePath + ROUTE.prune,
@@ -573,6 +576,17 @@ class HttpStore implements Store {
     })
     const page = (await this.#post(this.#paths.ledger, tenant, body)) as LedgerPage
     if (!Array.isArray(page?.entries)) throw malformed('ledger')
+    return page
+  }
+
+  async accounts(tenant: string, req: AccountsRequest): Promise<AccountsPage> {
+    // Fields left undefined drop out of the JSON: the server reads them as "no filter".
+    const page = (await this.#post(
+      this.#paths.accounts,
+      tenant,
+      JSON.stringify(req),
+    )) as AccountsPage
+    if (!Array.isArray(page?.accounts)) throw malformed('accounts')
     return page
   }
 

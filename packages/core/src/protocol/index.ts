@@ -19,6 +19,7 @@ export {
 } from './problem.js'
 export { isTransportKey, markTransportKey, TRANSPORT_KEY_PREFIX } from './transport-key.js'
 export {
+  accountsQuerySchema,
   adjustOptionsSchema,
   checkAccount,
   checkAmount,
@@ -45,6 +46,7 @@ export {
 } from './validation.js'
 export {
   accountSchema,
+  accountsBodySchema,
   type BatchItem,
   batchBodySchema,
   batchItemSchema,

@@ -293,6 +293,21 @@ export const ledgerQuerySchema = z.strictObject({
   to: timestamp.optional(),
 })
 
+/** Longest accounts cursor: it carries an account id (up to 200 characters) and a number. */
+export const MAX_ACCOUNTS_CURSOR = 2_000
+
+/** `meter.accounts()` options (see `AccountsQuery`). */
+export const accountsQuerySchema = z.strictObject({
+  limit: wholeNumber(1, 1000).optional(),
+  cursor: text(1, MAX_ACCOUNTS_CURSOR).nullable().optional(),
+  prefix: text(1, 200).optional(),
+  low: z.boolean().optional(),
+  inDebt: z.boolean().optional(),
+  hasHolds: z.boolean().optional(),
+  sort: z.enum(['account', 'balance', 'activity']).optional(),
+  order: z.enum(['asc', 'desc']).optional(),
+})
+
 export const configureSchema = z.strictObject({
   lowBalanceThreshold: safeInt().nullable().optional(),
   overdraftLimit: safeInt().nullable().optional(),

@@ -27,6 +27,7 @@ import type { Balance } from '../types.js'
 import { LEDGER_ENTRY_TYPES } from '../types.js'
 import { type ProblemDetails, problemDetails } from './problem.js'
 import {
+  accountsQuerySchema,
   category,
   checkAccount,
   every,
@@ -212,6 +213,9 @@ export const batchBodySchema = z.strictObject({
 
 /** The answer to one batch item: its outcome, or the problem that kept it from running. */
 export type WireBatchAnswer = { outcome: WireOutcome } | { problem: ProblemDetails }
+
+/** `POST /v1/store/accounts`: a page of the tenant's accounts (`Store.accounts`). */
+export const accountsBodySchema = accountsQuerySchema.extend({ limit: wholeNumber(1, 1000) })
 
 /** `POST /v1/store/ledger`: a page of one account's ledger. */
 export const ledgerBodySchema = z.strictObject({

@@ -21,9 +21,21 @@ export {
   WARNING_TYPE,
   warn,
 } from '../options-kit.js'
+export {
+  type AccountsKey,
+  type AccountsOrder,
+  accountsOrder,
+  compareAccountIds,
+  decodeAccountsCursor,
+  encodeAccountsCursor,
+  matchesAccountsFilters,
+  pageAccounts,
+  sortValue,
+} from './accounts.js'
 export { eventId, newId } from './ids.js'
 export {
   type AccountChange,
+  type AccountsRequest,
   type ApiKeyRecord,
   type CodeBatch,
   type CodeBatchOutcome,

@@ -14,13 +14,22 @@ import type {
   HoldState,
   IdempotencyRecord,
 } from '../engine/state.js'
+import { accountSummary } from '../engine/summary.js'
 import { NotFoundError } from '../errors.js'
 import { readOptions, warn } from '../options-kit.js'
-import type { LedgerEntry, LedgerPage, TenantSettings } from '../types.js'
+import type {
+  AccountSummary,
+  AccountsPage,
+  LedgerEntry,
+  LedgerPage,
+  TenantSettings,
+} from '../types.js'
+import { pageAccounts } from './accounts.js'
 import { eventId, randomChars } from './ids.js'
 import { MemoryLedger } from './memory-ledger.js'
 import type {
   AccountChange,
+  AccountsRequest,
   CodeBatch,
   CodeBatchOutcome,
   EventsRequest,
@@ -452,6 +461,21 @@ class MemoryStore implements Store {
       entries: out,
       nextCursor: out.length === req.limit && i >= 0 ? encodeCursor(lastSeq) : null,
     }
+  }
+
+  async accounts(tenant: string, req: AccountsRequest): Promise<AccountsPage> {
+    const t = this.#tenants.get(tenant)
+    const threshold = t?.settings.lowBalanceThreshold ?? null
+    function* summaries(): Generator<AccountSummary> {
+      if (!t) return
+      for (const acct of t.accounts.values()) {
+        const { ledger, state } = acct
+        const updatedAt = ledger.length > 0 ? ledger.at(ledger.length - 1) : state.record.createdAt
+        yield accountSummary(state.record, state.buckets, threshold, updatedAt)
+      }
+    }
+    // The cursor is checked even for a tenant without accounts: a bad one is always refused.
+    return pageAccounts(summaries(), req)
   }
 
   async createCodes(tenant: string, batch: CodeBatch): Promise<CodeBatchOutcome> {

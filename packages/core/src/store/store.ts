@@ -7,7 +7,14 @@
 import type { StoredEventType } from '../engine/events.js'
 import type { CodeRecord, Effects, EngineConfig, Operation } from '../engine/state.js'
 import type { TollgateError } from '../errors.js'
-import type { Balance, LedgerEntryType, LedgerPage, TenantSettings } from '../types.js'
+import type {
+  AccountsPage,
+  AccountsQuery,
+  Balance,
+  LedgerEntryType,
+  LedgerPage,
+  TenantSettings,
+} from '../types.js'
 import type { WebhookRegistry } from './webhooks.js'
 
 /** One operation for one account (or, for hold operations, for the hold's account). */
@@ -54,6 +61,13 @@ export interface LedgerRequest {
   from: number | null
   to: number | null
 }
+
+/**
+ * An accounts read ({@link Store.accounts}), validated: {@link AccountsQuery} with its limit
+ * (1–1000) given. Filters combine with AND; a filter left out (or undefined) does not filter; the
+ * cursor is a previous page's `nextCursor` (see `decodeAccountsCursor`), null from the start.
+ */
+export type AccountsRequest = Omit<AccountsQuery, 'limit'> & { limit: number }
 
 /** A batch of redeem codes to store (hashes only). */
 export interface CodeBatch {
@@ -261,6 +275,13 @@ export interface Store {
    * the settings now stored. With `tenantSettings`.
    */
   putTenantSettings?(tenant: string, patch: Partial<TenantSettings>): Promise<TenantSettings>
+  /**
+   * A page of the tenant's accounts for an operator (see {@link AccountsRequest}): keyset pages
+   * by (sort value, account), so a walk by `account` sees every account that existed throughout
+   * exactly once whatever is written meanwhile. An invalid cursor is `InvalidInputError`
+   * (`cursor`). Optional: `meter.accounts()` refuses on a store without it.
+   */
+  accounts?(tenant: string, request: AccountsRequest): Promise<AccountsPage>
   close(): Promise<void>
   /** API keys of a Tollgate server running on this store. Optional: `httpStore()` has none. */
   readonly keys?: KeyRegistry
