@@ -221,6 +221,13 @@ describe.skipIf(!hasChromium && !inCi)(
       await availableIs('1,300')
       await page.locator('tbody tr', { hasText: '-200' }).first().waitFor(WAIT)
       expect(await js(page, 'window.notReloaded')).toBe(true)
+      // A hold taken elsewhere shows as held and pending.
+      const hold = await t.call<{ id: string }>('POST', '/v1/accounts/alice-1/holds', {
+        body: { amount: 100, ttlMs: 3_600_000 },
+      })
+      expect(hold.status).toBe(201)
+      await page.getByRole('cell', { name: hold.body.id }).waitFor(WAIT)
+      await availableIs('1,200')
       await shot(page, 'account')
     })
 
