@@ -34,7 +34,10 @@ export interface ServeOptions {
   databaseUrl?: string
   /** Seed the demo tenant and print what to try ({@link seedDemo}). @default false */
   demo?: boolean
-  /** The server's log level (pino JSON lines on stdout; `silent`: none). @default 'warn' */
+  /**
+   * The server's log level. The log is JSON lines on `io.stdout`, one object per line and
+   * nothing else there (the human lines go to `io.stderr`); `silent`: none. @default 'warn'
+   */
   logLevel?: LogLevel
   /** How the printed instructions call the CLI. @default 'tollgate' */
   command?: string
@@ -43,6 +46,8 @@ export interface ServeOptions {
 /**
  * Runs a server until SIGINT/SIGTERM (or `io.signal` aborts), then closes it: it stops
  * accepting, finishes in-flight requests and closes the store. Resolves once closed.
+ * stdout carries only the JSON log (for log shippers); the start-up lines meant for a person
+ * (the URL, the admin key, the demo's instructions) go to stderr.
  * @example
  * const stop = new AbortController()
  * const running = serve({ port: 0, dataDir: tmp, demo: true }, { ...processIo(), signal: stop.signal })
@@ -68,7 +73,8 @@ export async function serve(options: ServeOptions, io: CliIo): Promise<void> {
 
   const server = createServer({
     store,
-    logger: logLevel === 'silent' ? false : { level: logLevel },
+    // The log goes to io.stdout (process.stdout from a shell): JSON lines, nothing else there.
+    logger: logLevel === 'silent' ? false : { level: logLevel, stream: io.stdout },
   })
   // Listen for signals before listening on the port: a Ctrl-C during startup still closes
   // the store cleanly (PGlite must be closed to leave its data directory consistent).
@@ -82,7 +88,8 @@ export async function serve(options: ServeOptions, io: CliIo): Promise<void> {
     throw err
   }
   const { url, adminKey } = listening
-  const out = (line = '') => io.stdout.write(`${line}\n`)
+  // For a person, so on stderr: stdout is the JSON log alone.
+  const out = (line = '') => io.stderr.write(`${line}\n`)
   out(`Tollgate server on ${url} (${where})`)
   if (adminKey) {
     out(`Admin key (shown this once, keep it): ${adminKey}`)

@@ -25,6 +25,17 @@ export {
 } from './errors.js'
 export type { BalanceCacheOptions } from './meter/balance-cache.js'
 export type { MeterEventName, MeterEvents } from './meter/events.js'
+export {
+  type OpenTelemetryMetricsOptions,
+  type OtelBatchResultLike,
+  type OtelMeterLike,
+  openTelemetryMetrics,
+  type PromClientLike,
+  type PromCounterLike,
+  type PrometheusCollectorOptions,
+  prometheusCollector,
+  type StatsSource,
+} from './meter/export-stats.js'
 export { type ExtendResult, Hold } from './meter/hold.js'
 export type { LeaseOptions } from './meter/lease.js'
 export { createMeter, Meter } from './meter/meter.js'
@@ -39,6 +50,8 @@ export type {
   StartCycleOptions,
 } from './meter/operation-options.js'
 export type { MeterOptions } from './meter/options.js'
+export type { MeterStats } from './meter/stats.js'
+
 export type { EventSubscription, SubscribeOptions } from './meter/subscribe.js'
 export { type HttpStoreOptions, httpStore } from './protocol/http-store.js'
 export { PROBLEM_CONTENT_TYPE, type ProblemDetails, problemDetails } from './protocol/problem.js'

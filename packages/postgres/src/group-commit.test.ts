@@ -231,6 +231,24 @@ describe('group commit', () => {
     expect((await meter.balance('a', { fresh: true })).total).toBe(10)
   })
 
+  it('reports each committed batch to its observers, until they stop', async () => {
+    const store = await newStore({ maxBatch: 3 })
+    const meter = meterOf(store)
+    const sizes: number[] = []
+    const stop = store.observe({
+      batchCommitted: (size, seconds) => {
+        expect(seconds).toBeGreaterThanOrEqual(0)
+        sizes.push(size)
+      },
+    })
+    await Promise.all(Array.from({ length: 10 }, () => meter.grant('a', 1)))
+    expect(sizes.sort()).toEqual([1, 3, 3, 3])
+    stop()
+    await meter.grant('a', 1)
+    expect(sizes).toHaveLength(4)
+    expect(store.stats().batches).toBe(5)
+  })
+
   it('runs one transaction per operation with groupCommit: false', async () => {
     const store = await newStore({ groupCommit: false })
     const meter = meterOf(store)

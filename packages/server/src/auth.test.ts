@@ -36,9 +36,14 @@ describe('authentication', () => {
       { key: null, headers: { authorization: acme.key } }, // no Bearer scheme
       { key: null, headers: { authorization: `Basic ${acme.key}` } },
     ]
+    // One request id for all: it is the only part of an answer the request chooses.
+    const sameId = { 'x-request-id': 'auth-probe' }
     const answers = await Promise.all(
       attempts.map((a) =>
-        t.call('GET', '/v1/accounts/alice/balance', { key: a.key, headers: a.headers }),
+        t.call('GET', '/v1/accounts/alice/balance', {
+          key: a.key,
+          headers: { ...a.headers, ...sameId },
+        }),
       ),
     )
     for (const res of answers) {
@@ -52,14 +57,20 @@ describe('authentication', () => {
       status: 401,
       detail: 'invalid or missing API key',
       code: 'auth',
+      requestId: 'auth-probe',
     })
     // 401 comes before the body is even read: no validation hints either.
-    const bad = await t.call('POST', '/v1/accounts/alice/grants', { key: unknown, body: { x: 1 } })
+    const bad = await t.call('POST', '/v1/accounts/alice/grants', {
+      key: unknown,
+      body: { x: 1 },
+      headers: sameId,
+    })
     expect(bad.text).toBe(answers[0]!.text)
     // The store protocol is guarded the same way.
     const store = await t.call('POST', '/v1/store/due', {
       key: wrongSecret,
       body: { now: 0, limit: 1 },
+      headers: sameId,
     })
     expect(store.text).toBe(answers[0]!.text)
   })
@@ -75,13 +86,14 @@ describe('authentication', () => {
   })
 
   it('tenant keys cannot use the admin API and learn nothing from it', async () => {
-    const unauth = await t.call('GET', '/v1/accounts/alice/balance', { key: null })
+    const sameId = { 'x-request-id': 'admin-probe' }
+    const unauth = await t.call('GET', '/v1/accounts/alice/balance', { key: null, headers: sameId })
     for (const [method, path, body] of [
       ['GET', '/v1/keys', undefined],
       ['POST', '/v1/keys', { tenant: 'acme', role: 'admin' }],
       ['DELETE', `/v1/keys/${globex.id}`, undefined],
     ] as const) {
-      const res = await t.call(method, path, { key: acme.key, body })
+      const res = await t.call(method, path, { key: acme.key, body, headers: sameId })
       expect(res.status).toBe(401)
       expect(res.text).toBe(unauth.text)
     }
@@ -121,9 +133,11 @@ describe('tenants', () => {
     ] as const) {
       const res = await t.call('POST', `/v1/holds/${id}/${action}`, { key: globex.key, body })
       expect(res.status).toBe(404)
-      expect({ ...(res.body as object), id: 'x' }).toEqual({
+      // Alike but for the hold id and the request's own id.
+      expect({ ...(res.body as object), id: 'x', requestId: 'x' }).toEqual({
         ...(nonexistent.body as object),
         id: 'x',
+        requestId: 'x',
       })
       expect(res.text).not.toContain('alice')
     }

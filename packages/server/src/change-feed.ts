@@ -9,6 +9,7 @@ import type { ServerResponse } from 'node:http'
 import { StoreUnavailableError } from '@tollgate/core'
 import { SSE_HEARTBEAT, sseEvent } from '@tollgate/core/protocol'
 import type { AccountChange, Store, WatchSubscription } from '@tollgate/core/store'
+import type { ChangeFeedObserver } from './metrics.js'
 import type { ChangeFeedOptions } from './options.js'
 
 interface Subscriber {
@@ -22,6 +23,7 @@ export class ChangeFeedHub {
   readonly #store: Store
   readonly #o: Required<ChangeFeedOptions>
   readonly #warn: (details: object, message: string) => void
+  readonly #observer: ChangeFeedObserver | undefined
   readonly #subscribers = new Set<Subscriber>()
   #subscription: Promise<WatchSubscription> | null = null
   #heartbeat: NodeJS.Timeout | null = null
@@ -29,20 +31,29 @@ export class ChangeFeedHub {
   #up = true
   #reason = ''
   #closed = false
+  /** The store's feed was opened (and not lost since: a failed open is retried). */
+  #opened = false
 
   constructor(
     store: Store,
     options: Required<ChangeFeedOptions>,
     warn: (details: object, message: string) => void,
+    observer?: ChangeFeedObserver,
   ) {
     this.#store = store
     this.#o = options
     this.#warn = warn
+    this.#observer = observer
   }
 
   /** Open streams. */
   get size(): number {
     return this.#subscribers.size
+  }
+
+  /** The store's feed is open (a stream asked for it) and live. */
+  get up(): boolean {
+    return this.#opened && this.#up && !this.#closed
   }
 
   /**
@@ -60,6 +71,7 @@ export class ChangeFeedHub {
     this.#subscription ??= this.#open(this.#store.watch.bind(this.#store))
     try {
       await this.#subscription
+      this.#opened = true
     } catch (err) {
       // The next stream tries again.
       this.#subscription = null
@@ -84,8 +96,12 @@ export class ChangeFeedHub {
 
   async #open(watch: NonNullable<Store['watch']>): Promise<WatchSubscription> {
     const subscription = await watch({
-      onChanges: (changes) => this.#fanOut(changes),
+      onChanges: (changes) => {
+        this.#observer?.changes(changes.length)
+        this.#fanOut(changes)
+      },
       onStatus: (up, reason) => {
+        this.#observer?.status(up)
         this.#up = up
         this.#reason = reason ?? ''
         if (!up) this.#warn({ reason }, 'store change feed down')

@@ -5,7 +5,12 @@ export {
   type KeyRole,
   parseApiKey,
 } from './api-keys.js'
-export type { CreateServerOptions, RedeemLimitOptions, ServerMeterOptions } from './options.js'
+export type {
+  CreateServerOptions,
+  MetricsOptions,
+  RedeemLimitOptions,
+  ServerMeterOptions,
+} from './options.js'
 export {
   createServer,
   type ListenOptions,

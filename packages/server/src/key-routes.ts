@@ -48,6 +48,7 @@ export function keyRoutes(app: App, ctx: ServerContext): void {
     '/v1/keys',
     {
       schema: {
+        operationId: 'createKey',
         tags,
         summary: 'Create an API key (admin; the key is shown once)',
         security,
@@ -79,6 +80,7 @@ export function keyRoutes(app: App, ctx: ServerContext): void {
     '/v1/keys',
     {
       schema: {
+        operationId: 'listKeys',
         tags,
         summary: 'List API keys (admin; never the keys themselves)',
         security,
@@ -96,6 +98,7 @@ export function keyRoutes(app: App, ctx: ServerContext): void {
     '/v1/keys/:id',
     {
       schema: {
+        operationId: 'revokeKey',
         tags,
         summary: 'Revoke an API key (admin); effective at once',
         security,

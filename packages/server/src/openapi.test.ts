@@ -8,12 +8,17 @@ import { join } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import openapiTS, { astToString } from 'openapi-typescript'
 import ts from 'typescript'
+import { request } from 'undici'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startServer, type TestServer } from './test-support.js'
 
 interface OpenApiDoc {
   openapi: string
-  paths: Record<string, Record<string, { responses?: Record<string, unknown> }>>
+  servers?: { url: string }[]
+  paths: Record<
+    string,
+    Record<string, { operationId?: string; responses?: Record<string, unknown> }>
+  >
   components: { schemas: Record<string, unknown>; securitySchemes: Record<string, unknown> }
 }
 
@@ -73,6 +78,56 @@ describe('/openapi.json', () => {
     expect(hold.responses?.['402']).toMatchObject({
       content: { 'application/problem+json': { schema: { $ref: '#/components/schemas/Problem' } } },
     })
+  })
+
+  it('gives every operation an operationId: camelCase and unique', () => {
+    const seen = new Map<string, string>()
+    const missing: string[] = []
+    const badlyNamed: string[] = []
+    const shared: string[] = []
+    for (const [path, item] of Object.entries(doc.paths)) {
+      for (const [method, operation] of Object.entries(item)) {
+        const where = `${method.toUpperCase()} ${path}`
+        const id = operation.operationId
+        if (id === undefined) {
+          missing.push(where)
+          continue
+        }
+        if (!/^[a-z][A-Za-z0-9]*$/.test(id)) badlyNamed.push(`${where}: ${id}`)
+        const first = seen.get(id)
+        if (first !== undefined) shared.push(`${id}: ${first} and ${where}`)
+        else seen.set(id, where)
+      }
+    }
+    expect({ missing, badlyNamed, shared }).toEqual({ missing: [], badlyNamed: [], shared: [] })
+    // Walked every route, not an empty document.
+    expect(seen.size).toBeGreaterThanOrEqual(ROUTES.length)
+    expect(doc.paths['/v1/accounts/{account}/grants']!.post!.operationId).toBe('grantCredits')
+  })
+
+  it("names this server in `servers`: the request's host, else the listening address", async () => {
+    expect(doc.servers).toEqual([{ url: t.url }])
+    const proxied = await t.call<OpenApiDoc>('GET', '/openapi.json', {
+      key: null,
+      headers: { host: 'credits.example.com:8443' },
+    })
+    expect(proxied.body.servers).toEqual([{ url: 'http://credits.example.com:8443' }])
+    // A Host that is no host name falls back to where the server listens.
+    const odd = await t.call<OpenApiDoc>('GET', '/openapi.json', {
+      key: null,
+      headers: { host: 'evil.example/<script>' },
+    })
+    expect(odd.body.servers).toEqual([{ url: t.url }])
+  })
+
+  it('documents the Bearer key scheme and marks /v1 operations as needing it', () => {
+    expect(doc.components.securitySchemes.apiKey).toMatchObject({
+      type: 'http',
+      scheme: 'bearer',
+      bearerFormat: 'tg_sk_<id>_<secret>',
+    })
+    const balance = doc.paths['/v1/accounts/{account}/balance']!.get as { security?: unknown }
+    expect(balance.security).toEqual([{ apiKey: [] }])
   })
 
   it('generates a client that typechecks strictly and round-trips grant → hold → commit', async () => {
@@ -163,4 +218,40 @@ export async function roundTrip(baseUrl: string, apiKey: string) {
       code: 'insufficient_credits',
     })
   }, 30_000)
+})
+
+describe('/docs', () => {
+  it('serves the API reference without a key, every asset from this server', async () => {
+    const page = await request(`${t.url}/docs`)
+    expect(page.statusCode).toBe(200)
+    expect(page.headers['content-type']).toMatch(/^text\/html/)
+    const html = await page.body.text()
+    expect(html).toContain('swagger-ui')
+    // Everything the page loads is a path on this server: nothing from a CDN, so it renders
+    // offline.
+    const refs = [...html.matchAll(/(?:src|href)="([^"]+)"/g)].map((m) => m[1]!)
+    expect(refs.length).toBeGreaterThanOrEqual(4)
+    for (const ref of refs) {
+      expect(ref, ref).not.toMatch(/^(?:[a-z]+:)?\/\//i)
+      const asset = await request(new URL(ref, `${t.url}/docs`).href)
+      const body = await asset.body.text()
+      expect(asset.statusCode, ref).toBe(200)
+      expect(body.length, ref).toBeGreaterThan(0)
+    }
+    const init = await request(`${t.url}/docs/static/swagger-initializer.js`)
+    const script = await init.body.text()
+    expect(init.statusCode).toBe(200)
+    // The UI reads the document from ./json and asks no online validator.
+    expect(script).toContain("resolveUrl('./json')")
+    expect(script).toContain('validatorUrl: null')
+
+    const json = await request(`${t.url}/docs/json`)
+    const served = (await json.body.json()) as OpenApiDoc
+    expect(served.servers).toEqual([{ url: t.url }])
+    expect(served.paths).toEqual(doc.paths)
+  })
+
+  it('is not itself in the OpenAPI document', () => {
+    expect(Object.keys(doc.paths).filter((p) => p.startsWith('/docs'))).toEqual([])
+  })
 })

@@ -89,6 +89,22 @@ export interface CreateServerOptions {
   changeFeed?: ChangeFeedOptions
   /** Webhook delivery: targets, retries, limits. See docs/webhooks.md. @default {} */
   webhooks?: WebhookOptions
+  /** Prometheus metrics at `GET /metrics`. See docs/metrics.md. @default {} */
+  metrics?: MetricsOptions
+}
+
+/** Options of the server's `GET /metrics`; see docs/metrics.md. */
+export interface MetricsOptions {
+  /** Serve `/metrics` and count what the server does. @default true */
+  enabled?: boolean
+  /**
+   * Who may scrape: `'admin'` wants an admin key as a Bearer token (metrics show every tenant's
+   * traffic); `'none'` opens it (a scrape target on a private network).
+   * @default process.env.TOLLGATE_METRICS_AUTH, else 'admin'
+   */
+  auth?: 'admin' | 'none'
+  /** Also export Node's process metrics (CPU, memory, event loop), as `tollgate_process_*`. @default true */
+  processMetrics?: boolean
 }
 
 /** Options of the server's webhooks; see docs/webhooks.md. */
@@ -202,6 +218,7 @@ export interface ResolvedServerOptions {
   timeoutMs: number
   changeFeed: Required<ChangeFeedOptions>
   webhooks: ResolvedWebhookOptions
+  metrics: Required<MetricsOptions>
 }
 
 /** Room for a full batch of 100,000 code records (about 260 bytes each as JSON): admin keys. */
@@ -224,7 +241,15 @@ const DEFAULTS = {
   timeoutMs: 5_000,
   changeFeed: {},
   webhooks: {},
+  metrics: {},
 } satisfies OptionDefaults<CreateServerOptions>
+
+const METRICS_DEFAULTS = {
+  enabled: true,
+  // Read from the environment at creation, not at import.
+  auth: undefined,
+  processMetrics: true,
+} satisfies OptionDefaults<MetricsOptions>
 
 const CHANGE_FEED_DEFAULTS = {
   maxSubscribers: 1_000,
@@ -378,6 +403,28 @@ export function resolveOptions(options: CreateServerOptions): ResolvedServerOpti
     timeoutMs: checkInt(o.timeoutMs, 'timeoutMs', 1),
     webhooks: resolveWebhooks(o.webhooks),
     changeFeed: resolveChangeFeed(o.changeFeed),
+    metrics: resolveMetrics(o.metrics),
+  }
+}
+
+function resolveMetrics(options: MetricsOptions | undefined): Required<MetricsOptions> {
+  const m = readOptions(options ?? {}, {
+    owner: 'createServer',
+    field: 'metrics',
+    defaults: METRICS_DEFAULTS,
+  })
+  const fromEnv = m.auth === undefined
+  const auth = m.auth ?? process.env.TOLLGATE_METRICS_AUTH ?? 'admin'
+  if (auth !== 'admin' && auth !== 'none') {
+    throw new InvalidInputError(
+      fromEnv ? 'TOLLGATE_METRICS_AUTH' : 'metrics.auth',
+      "must be 'admin' or 'none'",
+    )
+  }
+  return {
+    enabled: checkBoolean(m.enabled, 'metrics.enabled'),
+    auth,
+    processMetrics: checkBoolean(m.processMetrics, 'metrics.processMetrics'),
   }
 }
 

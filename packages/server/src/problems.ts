@@ -3,6 +3,7 @@
  * `httpStore()`, the CLI and any client parse them one way. Fastify's own errors (bad JSON,
  * oversized bodies, schema failures) are mapped here too.
  */
+import { randomUUID } from 'node:crypto'
 import {
   AuthError,
   InvalidInputError,
@@ -16,11 +17,36 @@ import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod'
 import type { z } from 'zod'
 
+/** The header a request's id comes in (when the client sends a sane one) and goes back in. */
+export const REQUEST_ID_HEADER = 'x-request-id'
+/**
+ * A client's request id the server adopts: 1–128 visible ASCII characters (no spaces or
+ * controls), so it cannot forge log lines or bloat them. Anything else is replaced.
+ */
+const SANE_REQUEST_ID = /^[\x21-\x7e]{1,128}$/
+
+/**
+ * The request's id: the client's `X-Request-Id` when it is sane, else a random UUID. Fastify's
+ * `genReqId`: it becomes `request.id`, the `requestId` of every log line of the request.
+ */
+export function requestIdOf(request: {
+  headers: Record<string, string | string[] | undefined>
+}): string {
+  const sent = request.headers[REQUEST_ID_HEADER]
+  return typeof sent === 'string' && SANE_REQUEST_ID.test(sent) ? sent : randomUUID()
+}
+
 /** The one answer to every failed authentication: it never says why. */
 export const AUTH_DETAIL = 'invalid or missing API key'
 
-/** Sends a problem body. */
+/**
+ * Sends a problem body, stamped with the request's id (`requestId`, also the `X-Request-Id`
+ * header) so that a client quoting it can be matched with the server's log lines.
+ */
 export function sendProblem(reply: FastifyReply, problem: ProblemDetails): FastifyReply {
+  const requestId = reply.request.id
+  // Refusals before any hook ran (a bad URL) get the header here; the rest already have it.
+  reply.header(REQUEST_ID_HEADER, requestId)
   if (problem.code === 'rate_limited' && typeof problem.retryAfterMs === 'number') {
     reply.header('retry-after', String(Math.max(1, Math.ceil(problem.retryAfterMs / 1000))))
   } else if (problem.status === 503) {
@@ -28,7 +54,10 @@ export function sendProblem(reply: FastifyReply, problem: ProblemDetails): Fasti
     const ms = typeof problem.retryAfterMs === 'number' ? problem.retryAfterMs : 1_000
     reply.header('retry-after', String(Math.max(1, Math.ceil(ms / 1000))))
   }
-  return reply.code(problem.status).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify(problem))
+  return reply
+    .code(problem.status)
+    .type(PROBLEM_CONTENT_TYPE)
+    .send(JSON.stringify({ ...problem, requestId }))
 }
 
 /** The 401 every authentication failure gets, byte for byte. */

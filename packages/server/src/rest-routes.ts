@@ -73,6 +73,7 @@ export function restRoutes(app: App, ctx: ServerContext): void {
     '/v1/accounts/:account/grants',
     {
       schema: {
+        operationId: 'grantCredits',
         tags,
         summary: 'Grant credits (a new bucket)',
         security,
@@ -97,6 +98,7 @@ export function restRoutes(app: App, ctx: ServerContext): void {
     '/v1/accounts/:account/debits',
     {
       schema: {
+        operationId: 'debitCredits',
         tags,
         summary: 'Spend credits now',
         security,
@@ -121,6 +123,7 @@ export function restRoutes(app: App, ctx: ServerContext): void {
     '/v1/accounts/:account/adjustments',
     {
       schema: {
+        operationId: 'adjustCredits',
         tags,
         summary: "An operator's correction (adjust entry)",
         security,
@@ -145,6 +148,7 @@ export function restRoutes(app: App, ctx: ServerContext): void {
     '/v1/accounts/:account/holds',
     {
       schema: {
+        operationId: 'createHold',
         tags,
         summary: 'Reserve credits (a hold)',
         security,
@@ -169,6 +173,7 @@ export function restRoutes(app: App, ctx: ServerContext): void {
     '/v1/holds/:id/commit',
     {
       schema: {
+        operationId: 'commitHold',
         tags,
         summary: 'Commit a hold: spend what was used, free the rest',
         security,
@@ -193,6 +198,7 @@ export function restRoutes(app: App, ctx: ServerContext): void {
     '/v1/holds/:id/release',
     {
       schema: {
+        operationId: 'releaseHold',
         tags,
         summary: 'Release a hold',
         security,
@@ -216,6 +222,7 @@ export function restRoutes(app: App, ctx: ServerContext): void {
     '/v1/holds/:id/extend',
     {
       schema: {
+        operationId: 'extendHold',
         tags,
         summary: "Move a hold's expiry to now + ttlMs",
         security,
@@ -238,6 +245,7 @@ export function restRoutes(app: App, ctx: ServerContext): void {
     '/v1/holds/:id/increase',
     {
       schema: {
+        operationId: 'increaseHold',
         tags,
         summary: 'Grow a pending hold by amount credits, in burn order',
         security,
@@ -262,6 +270,7 @@ export function restRoutes(app: App, ctx: ServerContext): void {
     '/v1/accounts/:account/balance',
     {
       schema: {
+        operationId: 'getBalance',
         tags,
         summary: "An account's balance (always fresh)",
         security,
@@ -300,6 +309,7 @@ export function restRoutes(app: App, ctx: ServerContext): void {
     '/v1/accounts/:account/ledger',
     {
       schema: {
+        operationId: 'listLedgerEntries',
         tags,
         summary: "A page of an account's ledger, newest first",
         security,
@@ -322,6 +332,7 @@ export function restRoutes(app: App, ctx: ServerContext): void {
     '/v1/accounts/:account/settings',
     {
       schema: {
+        operationId: 'putAccountSettings',
         tags,
         summary: 'Per-account settings (null returns to the default)',
         security,
@@ -346,6 +357,7 @@ export function restRoutes(app: App, ctx: ServerContext): void {
     '/v1/accounts/:account/settings',
     {
       schema: {
+        operationId: 'getAccountSettings',
         tags,
         summary: "An account's settings: its own and the ones in effect",
         security,
@@ -364,12 +376,14 @@ export function restRoutes(app: App, ctx: ServerContext): void {
     description:
       'Every meter, the REST API and the CLI apply them to accounts without settings of ' +
       "their own; a meter's own option applies only where the tenant stored none.",
+    operationIds: { read: 'getTenantSettings', write: 'putTenantSettings' },
   })
 
   app.put(
     '/v1/accounts/:account/cycle',
     {
       schema: {
+        operationId: 'startCycle',
         tags,
         summary: 'Start (or replace) a recurring grant',
         security,
@@ -393,6 +407,7 @@ export function restRoutes(app: App, ctx: ServerContext): void {
     '/v1/accounts/:account/cycle',
     {
       schema: {
+        operationId: 'stopCycle',
         tags,
         summary: 'Stop the recurring grant',
         security,
@@ -414,6 +429,7 @@ export function restRoutes(app: App, ctx: ServerContext): void {
     '/v1/codes',
     {
       schema: {
+        operationId: 'createCodes',
         tags: ['codes'],
         summary: 'Create redeem codes (plaintext shown once)',
         security,
@@ -435,6 +451,7 @@ export function restRoutes(app: App, ctx: ServerContext): void {
     '/v1/accounts/:account/redemptions',
     {
       schema: {
+        operationId: 'redeemCode',
         tags: ['codes'],
         summary: 'Redeem a code for the account',
         security,
@@ -483,18 +500,27 @@ export function tenantSettingsRoutes(
   ctx: ServerContext,
   path: string,
   tags: string[],
-  text: { read: string; write: string; description?: string },
+  text: {
+    read: string
+    write: string
+    description?: string
+    /** The OpenAPI `operationId`s of the GET and the PUT. */
+    operationIds: { read: string; write: string }
+  },
 ): void {
   const common = { tags, security, headers: tenantHeaders }
   const response = { 200: tenantSettingsResponse, ...problems }
-  app.get(path, { schema: { ...common, summary: text.read, response } }, async (request) =>
-    ctx.tenantSettings(ctx.callerOf(request).tenant),
+  app.get(
+    path,
+    { schema: { ...common, operationId: text.operationIds.read, summary: text.read, response } },
+    async (request) => ctx.tenantSettings(ctx.callerOf(request).tenant),
   )
   app.put(
     path,
     {
       schema: {
         ...common,
+        operationId: text.operationIds.write,
         summary: text.write,
         ...(text.description === undefined ? {} : { description: text.description }),
         body: settingsBody,

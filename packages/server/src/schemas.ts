@@ -425,6 +425,12 @@ export const problemSchema = z
     detail: z.string(),
     code: z.string(),
     field: z.string().optional(),
+    requestId: z
+      .string()
+      .optional()
+      .describe(
+        "The request's id, as in its X-Request-Id answer header and the server's log lines.",
+      ),
   })
   .meta({ id: 'Problem' })
 

@@ -6,6 +6,7 @@
  */
 import type { AddressInfo } from 'node:net'
 import fastifySwagger from '@fastify/swagger'
+import fastifySwaggerUi from '@fastify/swagger-ui'
 import {
   createMeter,
   InvalidInputError,
@@ -14,7 +15,7 @@ import {
   StoreUnavailableError,
 } from '@tollgate/core'
 import { checkAccount, DEADLINE_HEADER } from '@tollgate/core/protocol'
-import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify'
+import Fastify, { type FastifyReply, type FastifyRequest, LogController } from 'fastify'
 import {
   jsonSchemaTransform,
   jsonSchemaTransformObject,
@@ -27,11 +28,14 @@ import { ChangeFeedHub } from './change-feed.js'
 import type { App, Caller, ServerContext } from './context.js'
 import { dashboardRoutes } from './dashboard-routes.js'
 import { keyRoutes } from './key-routes.js'
+import { countRequests, metricsRoutes, type ServerMetrics, withMetrics } from './metrics.js'
 import { type CreateServerOptions, type ResolvedServerOptions, resolveOptions } from './options.js'
 import {
   authProblem,
   clientErrorResponse,
   problemOf,
+  REQUEST_ID_HEADER,
+  requestIdOf,
   routeNotFound,
   sendProblem,
 } from './problems.js'
@@ -77,6 +81,10 @@ const MAX_METERS = 1_000
 /** Tenants remembered for the sweeper when the store cannot list them (LRU). */
 const MAX_SEEN_TENANTS = 10_000
 const BEARER = /^Bearer +(\S+) *$/i
+/** Where the API reference (Swagger UI, its assets served from the package) lives. */
+const DOCS_PREFIX = '/docs'
+/** A `Host` header the OpenAPI document's `servers` may name: a host name or address and port. */
+const SANE_HOST = /^[A-Za-z0-9.-]{1,253}(:\d{1,5})?$|^\[[0-9A-Fa-f:.]{2,45}\](:\d{1,5})?$/
 
 /** A server made by {@link createServer}. */
 export class TollgateServer {
@@ -96,10 +104,16 @@ export class TollgateServer {
   #closing: Promise<void> | null = null
   #storeClosed = false
   #webhooks: WebhookWorker | null = null
+  /** Null when `metrics.enabled` is false. */
+  readonly #metrics: ServerMetrics | null
 
   constructor(options: CreateServerOptions) {
-    const o = resolveOptions(options)
+    const { options: o, metrics } = withMetrics(resolveOptions(options), {
+      changeFeed: () => ({ streams: this.#ctx.changes.size, up: this.#ctx.changes.up }),
+      delivering: () => this.#webhooks !== null,
+    })
     this.#o = o
+    this.#metrics = metrics
     const callers = new WeakMap<FastifyRequest, Caller>()
     /** When each request arrived (performance.now()): its deadline counts from there. */
     const arrivals = new WeakMap<FastifyRequest, number>()
@@ -116,8 +130,11 @@ export class TollgateServer {
           )
         },
       }),
-      changes: new ChangeFeedHub(o.store, o.changeFeed, (details, message) =>
-        this.fastify.log.warn(details, message),
+      changes: new ChangeFeedHub(
+        o.store,
+        o.changeFeed,
+        (details, message) => this.fastify.log.warn(details, message),
+        metrics?.changeFeed,
       ),
       meterFor: (tenant) => this.#meterFor(tenant),
       tenantSettings: async (tenant, patch) => {
@@ -168,6 +185,10 @@ export class TollgateServer {
 
     const app = Fastify({
       logger: o.logger,
+      // The client's X-Request-Id when sane, else a UUID; logged as `requestId` on every line.
+      genReqId: requestIdOf,
+      requestIdHeader: false,
+      logController: new LogController({ requestIdLogLabel: 'requestId' }),
       bodyLimit: o.bodyLimit,
       // We answer 503 ourselves during shutdown, as problem+json like every other refusal.
       return503OnClosing: false,
@@ -192,6 +213,7 @@ export class TollgateServer {
       },
     }).withTypeProvider<ZodTypeProvider>()
     this.fastify = app
+    if (metrics !== null) countRequests(app, metrics)
 
     app.setValidatorCompiler(validatorCompiler)
     // Responses are plain JSON.stringify: the response schemas document the API (OpenAPI);
@@ -217,6 +239,11 @@ export class TollgateServer {
     })
     app.setNotFoundHandler((request, reply) => sendProblem(reply, routeNotFound(request)))
 
+    // First of the hooks, so that every answer carries the id: refusals, 404s and streams (the
+    // change feed writes its head itself, which keeps headers set on the raw response).
+    app.addHook('onRequest', async (request, reply) => {
+      reply.raw.setHeader(REQUEST_ID_HEADER, request.id)
+    })
     app.addHook('onRequest', async (request, reply) => {
       arrivals.set(request, performance.now())
       const url = request.routeOptions.url
@@ -255,12 +282,31 @@ export class TollgateServer {
         },
         components: {
           securitySchemes: {
-            apiKey: { type: 'http', scheme: 'bearer', description: 'tg_sk_<id>_<secret>' },
+            apiKey: {
+              type: 'http',
+              scheme: 'bearer',
+              bearerFormat: 'tg_sk_<id>_<secret>',
+              description:
+                'An API key, `Authorization: Bearer tg_sk_<id>_<secret>`. A tenant key acts on its ' +
+                'tenant; an admin key acts on `default` or on the tenant named by `Tollgate-Tenant`, ' +
+                'and manages keys (`tollgate keys create`). Every `/v1` route needs one; the health ' +
+                'checks, this document and `/docs` do not.',
+            },
           },
         },
       },
       transform: jsonSchemaTransform,
       transformObject: jsonSchemaTransformObject,
+    })
+    // The API reference in a browser. Public like /openapi.json: it documents, it does not act
+    // (every operation it tries still needs a key). Its scripts, styles and fonts are files of
+    // the package, served from here: it renders offline, with no CDN.
+    void app.register(fastifySwaggerUi, {
+      routePrefix: DOCS_PREFIX,
+      // Served as /docs/json: the same document as /openapi.json, `servers` included.
+      transformSpecification: (_doc, request) => this.#openapi(request),
+      transformSpecificationClone: false,
+      uiConfig: { deepLinking: true, persistAuthorization: false },
     })
 
     // Registered after the swagger plugin so that it sees every route.
@@ -272,16 +318,25 @@ export class TollgateServer {
         keyRoutes(keysScope.withTypeProvider<ZodTypeProvider>(), ctx)
       })
       webhookRoutes(zapp, ctx)
+      if (metrics !== null) metricsRoutes(zapp, ctx, metrics)
       dashboardRoutes(zapp)
 
       zapp.get(
         '/healthz',
-        { schema: { tags: ['health'], response: { 200: healthResponse } } },
+        {
+          schema: { operationId: 'getHealth', tags: ['health'], response: { 200: healthResponse } },
+        },
         async () => ({ status: 'ok' }),
       )
       zapp.get(
         '/readyz',
-        { schema: { tags: ['health'], response: { 200: healthResponse, 503: healthResponse } } },
+        {
+          schema: {
+            operationId: 'getReadiness',
+            tags: ['health'],
+            response: { 200: healthResponse, 503: healthResponse },
+          },
+        },
         async (_request, reply) => {
           const answers = this.#closing === null && (await this.#storeAnswers())
           // Checked again after the wait: a shutdown may have begun meanwhile.
@@ -290,8 +345,8 @@ export class TollgateServer {
           return { status: ready ? 'ready' : 'unavailable' }
         },
       )
-      zapp.get('/openapi.json', { schema: { hide: true } }, async (_request, reply: FastifyReply) =>
-        reply.type('application/json').send(JSON.stringify(app.swagger())),
+      zapp.get('/openapi.json', { schema: { hide: true } }, async (request, reply: FastifyReply) =>
+        reply.type('application/json').send(JSON.stringify(this.#openapi(request))),
       )
     })
   }
@@ -309,6 +364,19 @@ export class TollgateServer {
   /** The URL once listening, else null. */
   get url(): string | null {
     return this.#url
+  }
+
+  /**
+   * The OpenAPI document with `servers` naming this server as the request reached it (its
+   * `Host`, so a proxy's or a container's name works), else the address it listens on.
+   */
+  #openapi(request: FastifyRequest): Record<string, unknown> {
+    const host = request.headers.host
+    const url =
+      typeof host === 'string' && SANE_HOST.test(host)
+        ? `${request.protocol}://${host}`
+        : (this.#url ?? '/')
+    return { ...(this.fastify.swagger() as unknown as Record<string, unknown>), servers: [{ url }] }
   }
 
   /** The Bearer key's caller, or null for any failure (all answered alike). */
@@ -419,6 +487,7 @@ export class TollgateServer {
       webhooks,
       clock,
       this.fastify.log,
+      this.#metrics?.webhooks,
     )
     await this.#webhooks.start()
   }

@@ -14,9 +14,9 @@ import {
 } from '@tollgate/core/protocol'
 import { postgresStore } from '@tollgate/postgres'
 import pg from 'pg'
-import { afterAll, afterEach, describe, expect, it } from 'vitest'
+import { afterAll, describe, expect, it } from 'vitest'
 import { createServer, type TollgateServer } from './server.js'
-import { startServer, type TestServer, wireConfig, wireGrant } from './test-support.js'
+import { serversPerTest, type TestServer, wireConfig, wireGrant } from './test-support.js'
 
 const config = wireConfig
 const grant = wireGrant
@@ -31,16 +31,7 @@ const item = (account: string | null, op: Record<string, unknown>, extra = {}) =
 
 type Answer = { outcome?: WireOutcome; problem?: ProblemDetails }
 
-const cleanup: (() => Promise<void>)[] = []
-afterEach(async () => {
-  for (const c of cleanup.splice(0).reverse()) await c()
-})
-
-async function started(options: Parameters<typeof startServer>[0] = {}): Promise<TestServer> {
-  const t = await startServer(options)
-  cleanup.push(() => t.close())
-  return t
-}
+const { started } = serversPerTest()
 
 const batch = (t: TestServer, items: unknown[], key?: string) =>
   t.call<{ outcomes: Answer[] }>('POST', '/v1/store/batch', {

@@ -182,6 +182,7 @@ export function storeRoutes(app: App, ctx: ServerContext): void {
     '/v1/store/execute',
     {
       schema: {
+        operationId: 'storeExecute',
         tags,
         summary: 'Run one operation (httpStore)',
         security,
@@ -198,6 +199,7 @@ export function storeRoutes(app: App, ctx: ServerContext): void {
     '/v1/store/batch',
     {
       schema: {
+        operationId: 'storeBatch',
         tags,
         summary: 'Run operations that waited together in one client (httpStore)',
         description:
@@ -229,6 +231,7 @@ export function storeRoutes(app: App, ctx: ServerContext): void {
     '/v1/store/ledger',
     {
       schema: {
+        operationId: 'storeLedger',
         tags,
         summary: "A page of an account's ledger (httpStore)",
         security,
@@ -290,6 +293,7 @@ export function storeRoutes(app: App, ctx: ServerContext): void {
         return capStream(payload, limit)
       },
       schema: {
+        operationId: 'storeCodes',
         tags,
         summary: 'Store a batch of redeem code hashes (httpStore)',
         security,
@@ -312,6 +316,7 @@ export function storeRoutes(app: App, ctx: ServerContext): void {
     '/v1/store/due',
     {
       schema: {
+        operationId: 'storeDueAccounts',
         tags,
         summary: 'Accounts with work due (httpStore sweep)',
         security,
@@ -334,12 +339,14 @@ export function storeRoutes(app: App, ctx: ServerContext): void {
   tenantSettingsRoutes(app, ctx, '/v1/store/settings', tags, {
     read: "The tenant's stored default settings (httpStore)",
     write: "Store the tenant's default settings (httpStore)",
+    operationIds: { read: 'storeGetTenantSettings', write: 'storePutTenantSettings' },
   })
 
   app.get(
     CHANGES_ROUTE,
     {
       schema: {
+        operationId: 'storeChanges',
         tags,
         summary: 'The change feed (httpStore watch): server-sent events of changed accounts',
         description:
@@ -367,6 +374,7 @@ export function storeRoutes(app: App, ctx: ServerContext): void {
     '/v1/store/prune',
     {
       schema: {
+        operationId: 'storePrune',
         tags,
         summary: 'Drop old idempotency records and resolved holds (httpStore sweep)',
         security,

@@ -11,7 +11,7 @@ import { pgliteStore, postgresStore } from '@tollgate/postgres'
 import pg from 'pg'
 import { Webhook } from 'standardwebhooks'
 import { request } from 'undici'
-import { afterAll, describe, it } from 'vitest'
+import { afterAll, afterEach, describe, it } from 'vitest'
 import type { CreateServerOptions } from './options.js'
 import { createServer, type TollgateServer } from './server.js'
 
@@ -96,6 +96,29 @@ export async function startServer(options: Partial<CreateServerOptions> = {}): P
     close: () => server.close(),
   }
   return t
+}
+
+/**
+ * Servers (and anything else with `close()`) closed after each test of the file, last opened
+ * first. Call once at the top of a test file.
+ * @example const { started, closeLater } = serversPerTest()
+ */
+export function serversPerTest(): {
+  started(options?: Partial<CreateServerOptions>): Promise<TestServer>
+  closeLater(closable: { close(): Promise<void> }): void
+} {
+  const open: { close(): Promise<void> }[] = []
+  afterEach(async () => {
+    for (const o of open.splice(0).reverse()) await o.close()
+  })
+  return {
+    async started(options = {}) {
+      const t = await startServer(options)
+      open.push(t)
+      return t
+    },
+    closeLater: (closable) => open.push(closable),
+  }
 }
 
 /** A writable stream that keeps what the logger wrote, to scan it for secrets. */
@@ -214,21 +237,24 @@ function schemaName(): string {
  */
 export function describeSqlStores(name: string, body: (kind: SqlStoreKind) => void): void {
   describe(`${name} (pglite)`, () => {
-    const clients: PGlite[] = []
+    // One PGlite for the block, a schema per store, as on PostgreSQL: starting PGlite (WASM,
+    // initdb) costs seconds, and the store never closes a client it was given. Every statement
+    // is schema-qualified and settings are SET LOCAL, so the stores do not see each other.
+    let client: PGlite | null = null
     afterAll(async () => {
-      for (const c of clients) await c.close()
+      await client?.close()
     })
     body({
       name: 'pglite',
       make: () => {
-        const client = new PGlite()
-        clients.push(client)
+        client ??= new PGlite()
+        const shared = client
         const schema = schemaName()
         return {
-          store: pgliteStore({ client, schema }),
+          store: pgliteStore({ client: shared, schema }),
           schema: `"${schema}"`,
           sql: async (text) => {
-            await client.exec(text)
+            await shared.exec(text)
           },
         }
       },

@@ -92,6 +92,7 @@ export function webhookRoutes(app: App, ctx: ServerContext): void {
     '/v1/webhooks',
     {
       schema: {
+        operationId: 'createWebhook',
         tags,
         summary: 'Register a webhook endpoint (the signing secret is shown once)',
         security,
@@ -132,6 +133,7 @@ export function webhookRoutes(app: App, ctx: ServerContext): void {
     '/v1/webhooks',
     {
       schema: {
+        operationId: 'listWebhooks',
         tags,
         summary: "List the tenant's webhook endpoints (never their secrets)",
         security,
@@ -149,6 +151,7 @@ export function webhookRoutes(app: App, ctx: ServerContext): void {
     '/v1/webhooks/:id',
     {
       schema: {
+        operationId: 'getWebhook',
         tags,
         summary: 'Read a webhook endpoint',
         security,
@@ -169,6 +172,7 @@ export function webhookRoutes(app: App, ctx: ServerContext): void {
     '/v1/webhooks/:id',
     {
       schema: {
+        operationId: 'deleteWebhook',
         tags,
         summary: 'Delete a webhook endpoint and its deliveries',
         security,
@@ -189,6 +193,7 @@ export function webhookRoutes(app: App, ctx: ServerContext): void {
     '/v1/webhooks/:id/deliveries',
     {
       schema: {
+        operationId: 'listWebhookDeliveries',
         tags,
         summary: "An endpoint's deliveries, newest event first",
         security,
@@ -224,6 +229,7 @@ export function webhookRoutes(app: App, ctx: ServerContext): void {
     '/v1/webhooks/:id/deliveries/:deliveryId/retry',
     {
       schema: {
+        operationId: 'retryWebhookDelivery',
         tags,
         summary: 'Deliver again now (a failed or delivered delivery, or a pending one early)',
         security,

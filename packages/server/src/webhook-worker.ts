@@ -30,6 +30,7 @@ import {
   type WatchSubscription,
 } from '@tollgate/core/store'
 import type { FastifyBaseLogger } from 'fastify'
+import type { WebhookObserver } from './metrics.js'
 import type { ResolvedWebhookOptions } from './options.js'
 import { sendWebhook } from './webhook-send.js'
 
@@ -82,6 +83,7 @@ export class WebhookWorker {
   readonly #o: ResolvedWebhookOptions
   readonly #clock: () => number
   readonly #log: FastifyBaseLogger
+  readonly #observer: WebhookObserver | undefined
   /** This process's claims; random so that a restarted process is another owner. */
   readonly #owner = `w_${randomBytes(8).toString('hex')}`
   /** Where each tenant's next read starts (after this seq); from the durable cursor at first. */
@@ -101,12 +103,14 @@ export class WebhookWorker {
     options: ResolvedWebhookOptions,
     clock: () => number,
     log: FastifyBaseLogger,
+    observer?: WebhookObserver,
   ) {
     this.#store = store
     this.#registry = registry
     this.#o = options
     this.#clock = clock
     this.#log = log
+    this.#observer = observer
   }
 
   /** Starts polling, and wakes on the store's change feed when it has one. */
@@ -253,6 +257,7 @@ export class WebhookWorker {
           responseStatus: null,
           error: 'the webhook was deleted',
         })
+        this.#observer?.attempt('dropped', null)
         return
       }
       const result = await sendWebhook(
@@ -277,6 +282,10 @@ export class WebhookWorker {
         responseStatus: result.status,
         error: result.error,
       })
+      this.#observer?.attempt(
+        result.ok ? 'delivered' : next === null ? 'failed' : 'retry',
+        result.ok ? (at - delivery.at) / 1_000 : null,
+      )
       if (!kept) {
         this.#log.warn(
           { deliveryId: delivery.id },

@@ -3,7 +3,7 @@
  * trip), else by the store, and refused without a round trip when the cache knows the account
  * is short; commit, release, extend and increase follow the hold to where it lives.
  */
-import { InsufficientCreditsError, InvalidInputError } from '../errors.js'
+import { InsufficientCreditsError, InvalidInputError, isTollgateError } from '../errors.js'
 import {
   checkAccount,
   checkAmount,
@@ -62,13 +62,26 @@ export class Holds {
     const leases = this.#leases
     if (leases?.eligible(amount) && o?.idempotencyKey === undefined && o?.metadata === undefined) {
       this.#client.checkOpen()
+      const counts = this.#client.counts
       const now = leases.reserveNow(account, amount, ttlMs)
-      if (now !== undefined) return new Hold(this.#meter, now.data, now.balance, false)
-      return leases.reserve(account, amount, ttlMs).then((leased) =>
-        leased === null
-          ? // The leases cannot serve it within their loss bound now: an ordinary store hold.
-            this.#reserveInStore(account, amount, ttlMs, o)
-          : new Hold(this.#meter, leased.data, leased.balance, false),
+      if (now !== undefined) {
+        counts.leaseServes++
+        return new Hold(this.#meter, now.data, now.balance, false)
+      }
+      return leases.reserve(account, amount, ttlMs).then(
+        (leased) => {
+          // The leases cannot serve it within their loss bound now: an ordinary store hold.
+          if (leased === null) return this.#reserveInStore(account, amount, ttlMs, o)
+          counts.leaseServes++
+          return new Hold(this.#meter, leased.data, leased.balance, false)
+        },
+        (err: unknown) => {
+          if (isTollgateError(err, 'insufficient_credits')) {
+            counts.refusals++
+            counts.leaseRefusals++
+          }
+          throw err
+        },
       )
     }
     return this.#reserveInStore(account, amount, ttlMs, o)
@@ -111,6 +124,9 @@ export class Holds {
   #refuseIfKnownShort(account: string, amount: number): void {
     const available = this.#cache.settledAvailable(account)
     if (available !== undefined && available < amount) {
+      const counts = this.#client.counts
+      counts.refusals++
+      counts.cacheRefusals++
       throw new InsufficientCreditsError(account, amount, Math.max(0, available))
     }
   }

@@ -65,6 +65,7 @@ import {
 import { type MeterOptions, type ResolvedMeterOptions, resolveMeterOptions } from './options.js'
 import { checkSettings } from './settings.js'
 import { SharedCache } from './shared-cache.js'
+import type { MeterStats } from './stats.js'
 import { leaseBackend, result, StoreClient } from './store-client.js'
 import { type EventSubscription, type SubscribeOptions, subscribe } from './subscribe.js'
 
@@ -226,10 +227,24 @@ export class Meter {
     checkAccount(account)
     const o = options === undefined ? undefined : parse(balanceOptionsSchema, options)
     let balance: Balance | undefined
-    if (o?.fresh !== true) balance = this.#cache.get(account)
+    if (o?.fresh !== true) {
+      balance = this.#cache.get(account)
+      if (balance === undefined) this.#client.counts.cacheMisses++
+      else this.#client.counts.cacheHits++
+    }
     balance ??= (await this.#client.execute(account, { type: 'balance' }, o?.timeoutMs)).balance!
     // Credits this meter leased are counted as what they are: used, in local holds, or free.
     return this.#leases ? this.#leases.adjust(balance) : balance
+  }
+
+  /**
+   * The meter's own figures since it was created: store operations and their latency, cache
+   * hits and refusals, leases. A plain snapshot of monotonic counters (cheap: the meter keeps
+   * them as integers); export them with `prometheusCollector()` or `openTelemetryMetrics()`.
+   * @example const { refusals, cacheHits } = meter.stats()
+   */
+  stats(): MeterStats {
+    return this.#client.counts.snapshot()
   }
 
   /**

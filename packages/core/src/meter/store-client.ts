@@ -15,6 +15,7 @@ import type { MeterEmitter } from './events.js'
 import type { LeaseBackend } from './lease.js'
 import type { ResolvedMeterOptions } from './options.js'
 import type { SharedCache } from './shared-cache.js'
+import { MeterCounters } from './stats.js'
 
 /** Code of the warning a lease's failed flush, refill or settlement raises. */
 const LEASE_FAILURE_WARNING = 'TOLLGATE_LEASE_FAILURE'
@@ -24,6 +25,8 @@ export class StoreClient {
   readonly #store: Store
   readonly #cache: SharedCache
   readonly #events: MeterEmitter
+  /** The meter's counters (`meter.stats()`), kept here on the store path. */
+  readonly counts = new MeterCounters()
   #closed = false
   /** True once the store's migrations ran, or when there are none to run. */
   #migrated: boolean
@@ -74,15 +77,19 @@ export class StoreClient {
   /**
    * Hands one operation to the store. Returns the outcome directly when the store answered at
    * once, so a synchronous store costs no extra promise; throws the outcome's domain error.
+   * `lease`: the leases' own reserve, whose refusal is no caller's (not counted as one).
    */
   execute(
     account: string | undefined,
     op: Operation,
     timeoutMs?: number,
+    lease = false,
   ): Outcome | Promise<Outcome> {
     this.checkOpen()
     const migrating = this.#whenMigrated()
-    if (migrating) return migrating.then(() => this.execute(account, op, timeoutMs))
+    if (migrating) return migrating.then(() => this.execute(account, op, timeoutMs, lease))
+    const counts = this.counts
+    counts.storeOperations++
     let pending: Outcome | Promise<Outcome>
     try {
       pending = this.#store.execute({
@@ -95,23 +102,35 @@ export class StoreClient {
         timeoutMs,
       })
     } catch (err) {
+      counts.storeErrors++
       throw storeFailure(err)
     }
     if (pending instanceof Promise) {
+      // Timed from here: what a store answering at once (memory) costs is the caller's own
+      // time, and reading the clock twice per operation is not free on that path.
+      const started = performance.now()
       return pending.then(
-        (out) => this.#settle(out, op.type),
+        (out) => {
+          counts.storeSeconds += (performance.now() - started) / 1_000
+          return this.#settle(out, op.type, lease)
+        },
         (err: unknown) => {
+          counts.storeErrors++
+          counts.storeSeconds += (performance.now() - started) / 1_000
           throw storeFailure(err)
         },
       )
     }
-    return this.#settle(pending, op.type)
+    return this.#settle(pending, op.type, lease)
   }
 
-  #settle(out: Outcome, type: Operation['type']): Outcome {
+  #settle(out: Outcome, type: Operation['type'], lease: boolean): Outcome {
     this.#cache.record(out, type)
     if (out.events.length > 0 && this.#events.listening) this.#events.emit(out.events)
-    if (out.error) throw out.error
+    if (out.error) {
+      if (!lease && out.error.code === 'insufficient_credits') this.counts.refusals++
+      throw out.error
+    }
     return out
   }
 
@@ -149,25 +168,34 @@ export function leaseBackend(client: StoreClient, o: ResolvedMeterOptions): Leas
     now: o.clock,
     overage: o.config.overage,
     reserve: async (account, amount, ttlMs) => {
-      const out = await client.execute(account, {
+      const op: Operation = {
         type: 'reserve',
         amount,
         ttlMs,
         metadata: metadataOf({ lease: true }),
         idempotencyKey: undefined,
-      })
+      }
+      const out = await client.execute(account, op, undefined, true)
+      client.counts.leaseGrants++
       const h = out.result as unknown as HoldData
       return { id: h.id, amount: h.amount, expiresAt: h.expiresAt, balance: out.balance! }
     },
     commit: async (holdId, actual) => {
-      const out = await client.execute(undefined, {
-        type: 'commit',
-        holdId,
-        actual,
-        overage: 'reject',
-        metadata: metadataOf(undefined),
-        idempotencyKey: undefined,
-      })
+      let out: Outcome
+      try {
+        out = await client.execute(undefined, {
+          type: 'commit',
+          holdId,
+          actual,
+          overage: 'reject',
+          metadata: metadataOf(undefined),
+          idempotencyKey: undefined,
+        })
+      } catch (err) {
+        client.counts.leaseSettleFailures++
+        throw err
+      }
+      client.counts.leaseSettles++
       return out.balance!
     },
     extend: async (holdId, ttlMs) => {

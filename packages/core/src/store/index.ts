@@ -53,6 +53,7 @@ export {
   type Store,
   type StoredEvent,
   type StoredEventType,
+  type StoreObserver,
   type WatchListener,
   type WatchSubscription,
   withTenantSettings,

@@ -190,6 +190,21 @@ export interface WatchListener {
   onStatus?(up: boolean, reason?: string): void
 }
 
+/**
+ * Figures a store reports as it works, for metrics (a Tollgate server's `/metrics`, an app's own
+ * exporter). Called synchronously on the store's hot path, once per event: keep it to a counter
+ * add or a histogram observe, and never throw.
+ * @example
+ * store.observe?.({ batchCommitted: (size, seconds) => histogram.observe(size) })
+ */
+export interface StoreObserver {
+  /**
+   * A transaction committed a group-commit batch of `size` operations, `seconds` after it
+   * started (retries of the batch included).
+   */
+  batchCommitted?(size: number, seconds: number): void
+}
+
 /** A live change-feed subscription. */
 export interface WatchSubscription {
   close(): Promise<void>
@@ -282,6 +297,12 @@ export interface Store {
    * (`cursor`). Optional: `meter.accounts()` refuses on a store without it.
    */
   accounts?(tenant: string, request: AccountsRequest): Promise<AccountsPage>
+  /**
+   * Adds an observer of the store's own figures (see {@link StoreObserver}); returns the
+   * function that removes it. Optional: the SQL stores report their group-commit batches; a
+   * store without batches leaves it out.
+   */
+  observe?(observer: StoreObserver): () => void
   close(): Promise<void>
   /** API keys of a Tollgate server running on this store. Optional: `httpStore()` has none. */
   readonly keys?: KeyRegistry
