@@ -24,6 +24,10 @@
  * httpStore at 16: the server's group commit batches what arrives at once, so fewer
  * connections make smaller transactions. With batching (httpStore's default), operations that
  * wait together leave in one `/v1/store/batch` request.
+ *
+ * The PostgreSQL scenarios also count what the group commit did (the store's stats, in the
+ * server process over HTTP): transactions per pair, operations per transaction, batch requests
+ * per pair and WAL fsyncs per pair. Unlike pairs per second, these hold under load.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
@@ -34,8 +38,9 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { createMeter, httpStore, type Store } from '@tollgate/core'
-import { pgliteStore, postgresStore } from '@tollgate/postgres'
+import { type PostgresStore, pgliteStore, postgresStore, type StoreStats } from '@tollgate/postgres'
 import { createServer } from '@tollgate/server'
+import pg from 'pg'
 import {
   DATABASE_URL,
   machine,
@@ -102,6 +107,93 @@ interface Result {
   clientUs: number
   /** CPU per pair of the server process, µs (HTTP scenarios only). */
   serverUs: number | null
+  /** PostgreSQL scenarios: what the store's group commit did over the measurement. */
+  commits: CommitCounts | null
+}
+
+/** Load-robust counts of a PostgreSQL scenario, over the measurement. */
+interface CommitCounts {
+  /** Store operations (two per pair). */
+  operations: number
+  /** Transactions that committed a batch. */
+  batches: number
+  /** Committed batches by size (power-of-two ranges). */
+  batchSizes: Record<string, number>
+  /** Operations that waited for a row lock in a lane of their own. */
+  contended: number
+  retries: number
+  /** Turns of the event loop in which the store was called: batch requests, over HTTP. */
+  arrivals: number
+  /** `wal_sync` of `pg_stat_wal` (the whole server's: other clients of it count too). */
+  walSyncs: number
+}
+
+// ---- counting what the store sees ------------------------------------------------------------
+
+/** A store's counts at one moment: its stats and the turns in which it was called. */
+interface Snapshot {
+  stats: StoreStats
+  arrivals: number
+}
+
+/**
+ * `store`, counting the turns of the event loop in which `execute` is called: on the server,
+ * each batch request's operations start in one turn, so this counts batch requests.
+ */
+function countArrivals(store: PostgresStore): { store: PostgresStore; snapshot: () => Snapshot } {
+  let arrivals = 0
+  let inTurn = false
+  const endTurn = () => {
+    inTurn = false
+  }
+  const execute: Store['execute'] = (req) => {
+    if (!inTurn) {
+      inTurn = true
+      arrivals++
+      setImmediate(endTurn)
+    }
+    return store.execute(req)
+  }
+  const proxy = new Proxy(store, {
+    get(target, name) {
+      if (name === 'execute') return execute
+      const value = Reflect.get(target, name, target) as unknown
+      // Methods use private fields: they run on the store, not on the proxy.
+      return typeof value === 'function' ? value.bind(target) : value
+    },
+  })
+  return { store: proxy, snapshot: () => ({ stats: store.stats(), arrivals }) }
+}
+
+/** `wal_sync` of `pg_stat_wal`: fsyncs of the WAL by the whole PostgreSQL server. */
+async function walSyncs(): Promise<number> {
+  const client = new pg.Client({ connectionString: DATABASE_URL })
+  await client.connect()
+  try {
+    const { rows } = await client.query<{ n: string }>(
+      'SELECT wal_sync::text AS n FROM pg_stat_wal',
+    )
+    return Number(rows[0]?.n ?? 0)
+  } finally {
+    await client.end()
+  }
+}
+
+function countsBetween(a: Snapshot, b: Snapshot, walSyncs: number): CommitCounts {
+  const batchSizes: Record<string, number> = {}
+  for (const [range, n] of Object.entries(b.stats.batchSizes)) {
+    const d = n - (a.stats.batchSizes[range] ?? 0)
+    if (d > 0) batchSizes[range] = d
+  }
+  return {
+    operations: b.stats.operations - a.stats.operations,
+    batches: b.stats.batches - a.stats.batches,
+    batchSizes,
+    contended: b.stats.contended - a.stats.contended,
+    retries: b.stats.retries - a.stats.retries,
+    arrivals: b.arrivals - a.arrivals,
+    walSyncs,
+  }
 }
 
 // ---- the server child of an HTTP scenario ----------------------------------------------------
@@ -113,18 +205,20 @@ if (values.serve !== undefined) {
     values.serve === 'postgres'
       ? `tg_sk_bench${randomBytes(4).toString('hex')}_${randomBytes(24).toString('base64url')}`
       : undefined
+  const counted = countArrivals(
+    values.serve === 'postgres'
+      ? postgresStore({ connectionString: DATABASE_URL })
+      : pgliteStore({ dataDir: values.serve }),
+  )
   const server = createServer({
     adminKey: ownKey,
-    store:
-      values.serve === 'postgres'
-        ? postgresStore({ connectionString: DATABASE_URL })
-        : pgliteStore({ dataDir: values.serve }),
+    store: counted.store,
     logger: false,
     sweepIntervalMs: 0,
   })
   const { url, adminKey } = await server.listen({ port: 0, host: '127.0.0.1' })
   process.on('message', (m) => {
-    if (m === 'cpu') process.send!({ cpu: process.cpuUsage() })
+    if (m === 'cpu') process.send!({ cpu: process.cpuUsage(), snapshot: counted.snapshot() })
   })
   process.once('SIGTERM', () => {
     server.close().then(
@@ -137,11 +231,11 @@ if (values.serve !== undefined) {
 
 // ---- one scenario, in a process of its own ---------------------------------------------------
 
-/** The server's CPU time so far. */
-async function cpuOf(child: ChildProcess): Promise<NodeJS.CpuUsage> {
-  const reply = once(child, 'message') as Promise<[{ cpu: NodeJS.CpuUsage }]>
+/** The server's CPU time so far, and its store's counts. */
+async function cpuOf(child: ChildProcess): Promise<{ cpu: NodeJS.CpuUsage; snapshot: Snapshot }> {
+  const reply = once(child, 'message') as Promise<[{ cpu: NodeJS.CpuUsage; snapshot: Snapshot }]>
   child.send('cpu')
-  return (await reply)[0].cpu
+  return (await reply)[0]
 }
 
 const cpuUs = (a: NodeJS.CpuUsage, b: NodeJS.CpuUsage) => b.user - a.user + b.system - a.system
@@ -151,6 +245,7 @@ async function run(scenario: Scenario): Promise<Result> {
   let child: ChildProcess | undefined
   try {
     let store: Store
+    let localSnapshot: (() => Snapshot) | undefined
     const onPostgres = scenario.startsWith('pg-')
     if (scenario.includes('http')) {
       const prof = values['server-prof']
@@ -179,7 +274,9 @@ async function run(scenario: Scenario): Promise<Result> {
         ...(values['max-batch'] ? { maxBatch: Number(values['max-batch']) } : {}),
       })
     } else if (onPostgres) {
-      store = postgresStore({ connectionString: DATABASE_URL })
+      const counted = countArrivals(postgresStore({ connectionString: DATABASE_URL }))
+      store = counted.store
+      localSnapshot = counted.snapshot
     } else {
       store = pgliteStore({ dataDir })
     }
@@ -209,7 +306,9 @@ async function run(scenario: Scenario): Promise<Result> {
     }
     const loops = Array.from({ length: CONCURRENCY }, loop)
     await new Promise((r) => setTimeout(r, WARMUP * 1_000))
+    const walBefore = onPostgres ? await walSyncs() : 0
     const serverBefore = child ? await cpuOf(child) : null
+    const localBefore = localSnapshot?.()
     const clientBefore = process.cpuUsage()
     const start = performance.now()
     measuring = true
@@ -217,7 +316,15 @@ async function run(scenario: Scenario): Promise<Result> {
     measuring = false
     const seconds = (performance.now() - start) / 1_000
     const clientAfter = process.cpuUsage()
+    const localAfter = localSnapshot?.()
     const serverAfter = child ? await cpuOf(child) : null
+    const walAfter = onPostgres ? await walSyncs() : 0
+    const snapshots =
+      localBefore && localAfter
+        ? [localBefore, localAfter]
+        : serverBefore && serverAfter && onPostgres
+          ? [serverBefore.snapshot, serverAfter.snapshot]
+          : null
     running = false
     await Promise.all(loops)
     await meter.close()
@@ -229,7 +336,8 @@ async function run(scenario: Scenario): Promise<Result> {
       p50: latencies[Math.floor(n * 0.5)] ?? 0,
       p99: latencies[Math.floor(n * 0.99)] ?? 0,
       clientUs: cpuUs(clientBefore, clientAfter) / n,
-      serverUs: serverBefore && serverAfter ? cpuUs(serverBefore, serverAfter) / n : null,
+      serverUs: serverBefore && serverAfter ? cpuUs(serverBefore.cpu, serverAfter.cpu) / n : null,
+      commits: snapshots ? countsBetween(snapshots[0]!, snapshots[1]!, walAfter - walBefore) : null,
     }
   } finally {
     if (child && child.exitCode === null) {
@@ -249,6 +357,19 @@ if (values.scenario !== undefined) {
 
 // ---- the orchestrator: rounds of fresh processes, then medians -------------------------------
 
+/** Per pair (two operations): transactions, store arrivals (batch requests), WAL fsyncs. */
+const perPair = (c: CommitCounts, n: number) => (n / c.operations) * 2
+function countsText(c: CommitCounts): string {
+  const sizes = Object.entries(c.batchSizes)
+    .map(([range, n]) => `${range}:${n}`)
+    .join(' ')
+  return (
+    `${perPair(c, c.batches).toFixed(3)} tx/pair, ${(c.operations / c.batches).toFixed(1)} ops/tx, ` +
+    `${perPair(c, c.arrivals).toFixed(3)} arrivals/pair, ${perPair(c, c.walSyncs).toFixed(3)} WAL fsyncs/pair, ` +
+    `contended ${c.contended}, retries ${c.retries}, batch sizes ${sizes}`
+  )
+}
+
 if (values.serve === undefined) {
   const all = Object.keys(SCENARIOS) as Scenario[]
   const startedAt = new Date().toISOString()
@@ -267,6 +388,7 @@ if (values.serve === undefined) {
     String(CONCURRENCY),
     '--connections',
     String(CONNECTIONS),
+    ...(values['max-batch'] ? ['--max-batch', values['max-batch']] : []),
   ]
   const runs = new Map<Scenario, Result[]>(chosen.map((s) => [s, []]))
   for (let round = 1; round <= ROUNDS; round++) {
@@ -280,7 +402,7 @@ if (values.serve === undefined) {
       runs.get(scenario)!.push(r)
       console.error(
         `round ${round}: ${SCENARIOS[scenario]}: ${Math.round(r.ops).toLocaleString('en')} pairs/s, ` +
-          `p50 ${r.p50.toFixed(1)} ms, p99 ${r.p99.toFixed(1)} ms`,
+          `p50 ${r.p50.toFixed(1)} ms, p99 ${r.p99.toFixed(1)} ms${r.commits ? `; ${countsText(r.commits)}` : ''}`,
       )
     }
   }
@@ -313,9 +435,11 @@ if (values.serve === undefined) {
       'p99 ms',
       'client CPU µs/pair',
       'server CPU µs/pair',
+      'transactions/pair',
+      'operations/transaction',
       'rounds (pairs/s)',
     ],
-    align: ['l', 'r', 'r', 'r', 'r', 'r', 'l'],
+    align: ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'l'],
     rows: chosen.map((s) => [
       SCENARIOS[s],
       fmt(med(s, (r) => r.ops)),
@@ -329,6 +453,14 @@ if (values.serve === undefined) {
       ),
       fmt(med(s, (r) => r.clientUs)),
       fmt(med(s, (r) => r.serverUs)),
+      fmt(
+        med(s, (r) => (r.commits ? perPair(r.commits, r.commits.batches) : null)),
+        3,
+      ),
+      fmt(
+        med(s, (r) => (r.commits ? r.commits.operations / r.commits.batches : null)),
+        1,
+      ),
       runs
         .get(s)!
         .map((r) => fmt(r.ops))
@@ -376,6 +508,7 @@ if (values.serve === undefined) {
     `Reserve+commit pairs per second from ${CONCURRENCY} concurrent loops; the HTTP scenarios use ${CONNECTIONS} httpStore connections (http-hot-16: 16) to @tollgate/server on a file-backed PGlite store in another process; in process: the same PGlite store in the meter's process.`,
     'pg-*: the same on PostgreSQL (postgresStore, default schema, a tenant per run); batched: httpStore coalesces the operations that wait together into one /v1/store/batch request (its default); one op per request: batch: false.',
     'client CPU: the process running the meter (and, in process, the store); server CPU: the server process. Both are user + system time over the measurement, per pair.',
+    "transactions/pair and operations/transaction: the PostgreSQL store's group commit (in the server process for httpStore), counted over the measurement; a round of 64 loops in lockstep is one transaction of 64 operations at best (1/32 = 0.031 transactions per pair).",
   ]
   console.log(`\n${notes.join('\n')}`)
   if (chosen.length > 0) {

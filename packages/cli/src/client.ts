@@ -19,6 +19,8 @@ import type {
   LedgerPage,
   RedeemResult,
   TenantSettings,
+  UsageInterval,
+  UsageReport,
 } from '@tollgate/core'
 import { Pool } from 'undici'
 
@@ -126,6 +128,13 @@ export interface LedgerParams {
   to?: number
 }
 
+/** Query of `GET /v1/accounts/{account}/usage` and `GET /v1/usage`. */
+export interface UsageParams {
+  interval?: UsageInterval
+  from?: number
+  to?: number
+  groupBy?: string
+}
 /** Query of `GET /v1/accounts` (`meter.accounts()` options, the cursor a string). */
 export type AccountsParams = Omit<AccountsQuery, 'cursor'> & { cursor?: string }
 
@@ -351,6 +360,13 @@ export class TollgateClient {
   async stopCycle(account: string, options: MutationOptions = {}): Promise<CycleResult> {
     const path = `${accountPath(account)}/cycle`
     return (await this.request<CycleResult>({ method: 'DELETE', path, ...options })).body
+  }
+
+  /** `GET /v1/accounts/{account}/usage`, or `GET /v1/usage` (tenant-wide) for a null account. */
+  async usage(account: string | null, params: UsageParams = {}): Promise<UsageReport> {
+    const path = account === null ? '/v1/usage' : `${accountPath(account)}/usage`
+    const query = { ...params }
+    return (await this.request<UsageReport>({ method: 'GET', path, query })).body
   }
 
   /** `GET /v1/settings`: the tenant's stored defaults. */

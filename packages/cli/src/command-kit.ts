@@ -40,7 +40,7 @@ export interface ClientFlags {
  */
 export interface ClientAction<A extends unknown[], O, T> {
   /** Checks that need no server, run before the client is made (a usage error exits 2). */
-  check?: (opts: O) => void
+  check?: (opts: O, args: A) => void
   /** The request(s); the answer is what `--json` prints. */
   call: (client: TollgateClient, args: A, opts: O) => Promise<T>
   /** The answer for people, written with the kit's `out` and `note`. */
@@ -139,7 +139,7 @@ export function createCommandKit(io: CliIo): CommandKit {
         const cmd = params.at(-1) as Command
         const opts = params.at(-2) as O & ClientFlags
         const args = params.slice(0, -2) as A
-        spec.check?.(opts)
+        spec.check?.(opts, args)
         await withClient(cmd, async (client) => {
           const answer = await spec.call(client, args, opts)
           if (opts.json) out(formatJson(answer))

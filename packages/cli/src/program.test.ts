@@ -1,7 +1,7 @@
 /**
  * Every command run in process against a real server (memory store) on a free port.
  */
-import type { Balance, CycleResult, LedgerPage } from '@tollgate/core'
+import type { Balance, CycleResult, LedgerPage, UsageReport } from '@tollgate/core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createProgram } from './program.js'
 import { buffer, type RunResult, runIn, startTestServer } from './test-support.js'
@@ -44,6 +44,7 @@ describe('help and version', () => {
     ['cycle'],
     ['cycle', 'start'],
     ['cycle', 'stop'],
+    ['usage'],
     ['webhooks'],
     ['webhooks', 'add'],
     ['webhooks', 'list'],
@@ -101,6 +102,11 @@ describe('bad arguments: exit 2 before any request', () => {
     ['settings set without a setting', ['settings', 'set']],
     ['negative setting', ['settings', 'set', '--low-balance-threshold', '-1']],
     ['setting not a number', ['settings', 'set', 'alice', '--overdraft-limit', 'lots']],
+    ['usage without an account or --all', ['usage']],
+    ['usage with an account and --all', ['usage', 'alice', '--all']],
+    ['usage with a bad --interval', ['usage', 'alice', '--interval', 'week']],
+    ['usage with a bad --from', ['usage', 'alice', '--from', 'soon']],
+    ['usage with a bar too wide', ['usage', 'alice', '--width', '500']],
   ]
   it.each(cases)('%s', async (_name, args) => {
     // NOWHERE: had a request been sent, the run would fail to connect with exit 1.
@@ -318,6 +324,50 @@ describe('credits', () => {
     expect(more.stderr).toMatch(/^more: add --cursor \S+\n$/)
     const grants = json<LedgerPage>(await tenant(['ledger', 'frank', '--types', 'grant', '--json']))
     expect(grants.entries).toHaveLength(1)
+  })
+
+  it('usage as a bar chart of spend per period with totals, grouped, tenant-wide and as JSON', async () => {
+    const now = Date.now()
+    const hour = now - (now % 3_600_000)
+    await tenant(['grant', 'gina', '1000'])
+    await tenant(['debit', 'gina', '80', '--metadata', '{"feature":"chat"}'])
+    await tenant(['debit', 'gina', '20', '--metadata', '{"feature":"search"}'])
+    const from = String(hour - 3 * 3_600_000)
+    const to = new Date(hour + 3_600_000).toISOString()
+    const chart = await tenant([
+      'usage',
+      'gina',
+      '--interval',
+      'hour',
+      '--from',
+      from,
+      '--to',
+      to,
+      '--width',
+      '10',
+    ])
+    expect(chart).toMatchObject({ code: 0, stderr: '' })
+    const lines = chart.stdout.trimEnd().split('\n')
+    expect(lines[0]).toMatch(/^gina: credits spent per hour \(UTC\), /)
+    // Four hours, zeros included; the last one full width.
+    const bars = lines.filter((l) => /^\d{4}-\d\d-\d\d \d\d:00/.test(l))
+    expect(bars).toHaveLength(4)
+    expect(bars.slice(0, 3).every((l) => l.endsWith(' 0'))).toBe(true)
+    expect(bars[3]).toMatch(/ █{10} {2}100$/)
+    expect(chart.stdout).toContain('total: 100 spent, 1,000 granted, 0 released, 0 expired')
+
+    const grouped = await tenant(['usage', 'gina', '--group-by', 'feature'])
+    expect(grouped.stdout).toMatch(/FEATURE\s+SPENT\s+GRANTED/)
+    expect(grouped.stdout).toMatch(/chat\s+80\s+█{20}\s+0\n/)
+    expect(grouped.stdout).toMatch(/\(no feature\)\s+0\s+1,000/)
+
+    await tenant(['grant', 'hank', '5'])
+    const all = json<UsageReport>(await tenant(['usage', '--all', '--interval', 'month', '--json']))
+    expect(all.account).toBeNull()
+    expect(all.periods.at(-1)?.granted).toBeGreaterThanOrEqual(1_005)
+    const bad = await tenant(['usage', 'gina', '--from', String(now), '--to', String(now - 1)])
+    expect(bad.code).toBe(1)
+    expect(bad.stderr).toMatch(/^error: invalid_input: .*from/)
   })
 
   it('cycle start and stop', async () => {

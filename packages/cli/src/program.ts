@@ -17,6 +17,7 @@ import { addCycleCommands } from './commands/cycle.js'
 import { addKeysCommands } from './commands/keys.js'
 import { addServeCommand } from './commands/serve.js'
 import { addSettingsCommands } from './commands/settings.js'
+import { addUsageCommand } from './commands/usage.js'
 import { addWebhooksCommands } from './commands/webhooks.js'
 import { type CliIo, processIo } from './io.js'
 
@@ -72,6 +73,7 @@ export function createProgram(options: ProgramOptions = {}): Command {
   addCodesCommands(program, kit)
   addCycleCommands(program, kit)
   addSettingsCommands(program, kit)
+  addUsageCommand(program, kit)
   addWebhooksCommands(program, kit)
   kit.addClientOptions()
 

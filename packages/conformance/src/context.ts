@@ -47,7 +47,7 @@ export interface MeterContext {
 }
 
 /** Optional parts of the Store contract a rule may need (see {@link RuleTest}). */
-export type StoreCapability = 'events' | 'watch' | 'accounts'
+export type StoreCapability = 'events' | 'watch' | 'usage' | 'accounts'
 
 /**
  * A registered test: the title is the rule it checks. A rule that `needs` optional parts of the

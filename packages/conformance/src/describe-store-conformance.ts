@@ -1,6 +1,7 @@
 import type { Store } from '@tollgate/core'
 import { describe } from 'vitest'
 import { describeModelProperty } from './model/property.js'
+import { describeUsageProperty } from './model/usage-property.js'
 import { accountRules } from './rules/accounts.js'
 import { accountsListRules } from './rules/accounts-list.js'
 import { cycleRules } from './rules/cycles.js'
@@ -19,6 +20,7 @@ import { overageRules } from './rules/overage.js'
 import { redeemCodeRules } from './rules/redeem-codes.js'
 import { tenantSettingsRules } from './rules/tenant-settings.js'
 import { tenantRules } from './rules/tenants.js'
+import { usageRules } from './rules/usage.js'
 
 /** Options of {@link describeStoreConformance}. */
 export interface ConformanceOptions {
@@ -72,6 +74,8 @@ export function describeStoreConformance(options: ConformanceOptions): void {
     tenantRules(options)
     tenantSettingsRules(options)
     errorRules(options)
+    usageRules(options)
     describeModelProperty(options)
+    describeUsageProperty(options)
   })
 }

@@ -314,3 +314,82 @@ export interface LedgerPage {
   /** Pass to the next call to continue; null on the last page. */
   nextCursor: string | null
 }
+
+/** The length of a usage period: a UTC hour, UTC day or UTC calendar month. */
+export type UsageInterval = 'hour' | 'day' | 'month'
+
+/** The usage intervals, in increasing length. */
+export const USAGE_INTERVALS: readonly UsageInterval[] = ['hour', 'day', 'month']
+
+/**
+ * What a usage read asks for (see docs/usage.md). `from`/`to` are widened to whole periods of
+ * `interval`: `from` down to its period's start, `to` up to the next period boundary.
+ */
+export interface UsageRequest {
+  /** One account; absent for the whole tenant. */
+  account?: string
+  interval: UsageInterval
+  /** ms since epoch, inclusive. */
+  from: number
+  /** ms since epoch, exclusive. */
+  to: number
+  /** A metadata key to break the figures down by (`feature`, `model`, …). */
+  groupBy?: string
+}
+
+/** Options of `meter.usage()`. */
+export interface UsageOptions {
+  /** @default 'day' */
+  interval?: UsageInterval
+  /** ms since epoch or a Date, inclusive. @default 30 days before `to` */
+  from?: number | Date
+  /** ms since epoch or a Date, exclusive. @default now (the meter's clock) */
+  to?: number | Date
+  /** A metadata key to break the figures down by. */
+  groupBy?: string
+}
+
+/**
+ * The ledger's figures of one period. `granted − spent − expired` is the change of the net
+ * balance (`total − debt`) over the period; `released` is what holds gave back unspent.
+ */
+export interface UsagePeriod {
+  /** ms since epoch: the period's UTC start. */
+  start: number
+  /** Credits added: grants, redemptions, cycle grants and adjustments (signed: a negative adjustment lowers it). */
+  granted: number
+  /** Credits charged: debits and hold commits (what the commit charged). */
+  spent: number
+  /** Held credits freed unspent: releases, TTL expiry of holds, the unused part of commits. */
+  released: number
+  /** Credits that left with bucket expiry. */
+  expired: number
+}
+
+/** The figures of one value of the `groupBy` key. */
+export interface UsageGroup {
+  /** The key's value as text; null for entries without the key (or with a non-scalar value). */
+  value: string | null
+  periods: UsagePeriod[]
+}
+
+/** A usage report: every period of the window, zeros included, oldest first. */
+export interface UsageReport {
+  /** The account, or null for the whole tenant. */
+  account: string | null
+  interval: UsageInterval
+  /** The window as widened to whole periods: ms since epoch, `[from, to)`. */
+  from: number
+  to: number
+  groupBy: string | null
+  periods: UsagePeriod[]
+  /**
+   * With `groupBy`: up to 50 values with the most spent (then by value), and the `null` group
+   * when it has any figure. Absent without `groupBy`.
+   */
+  groups?: UsageGroup[]
+  /**
+   * With `groupBy`: the values beyond the 50 shown, summed (`count` of them); null when none.
+   */
+  other?: { count: number; periods: UsagePeriod[] } | null
+}

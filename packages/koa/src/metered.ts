@@ -12,8 +12,10 @@ import {
   type ProblemDetails,
 } from '@tollgate/core'
 import {
+  type Admission,
   type Awaitable,
   createRequestMeter,
+  type MeteredRequest,
   type MeteringOptions,
   type Refusal,
   type RequestCredits,
@@ -150,42 +152,58 @@ export function metered<Ctx extends ParameterizedContext = Context>(
     })
   }
 
-  return async function meteredMiddleware(ctx: Ctx, next: Next): Promise<void> {
-    const call = rm.start(ctx)
-    settleOnResponseEnd(call, ctx.res, ctx)
-    // What the app's own account/cost/skip throw propagates: Koa's error handling.
-    const admitting = call.admit()
-    // Served at once (a lease, the memory store): no await, no extra tick.
-    const admission = admitting instanceof Promise ? await admitting : admitting
+  /** Acts on the admission: runs the rest of the chain, or answers the refusal. */
+  function proceed(
+    admission: Admission,
+    call: MeteredRequest<Ctx, Ctx>,
+    ctx: Ctx,
+    next: Next,
+  ): Promise<void> {
     switch (admission.type) {
       case 'admitted': {
         const credits = admission.credits
         ;(ctx.state as { credits?: RequestCredits }).credits = credits
         // Straight to Node: ctx.set would stringify and check again, on every request.
         setCreditHeaders(ctx.res, names, credits)
-        try {
-          await next()
-        } catch (err) {
+        // koa-compose's next() never throws; it rejects.
+        return next().then(undefined, (err: unknown) => {
           // Thrown downstream: not charged, whatever the app's error handling answers.
           void call.finish('failure')
           throw err
-        }
-        return
+        })
       }
       case 'skipped':
       case 'unmetered':
-        await next()
-        return
+        return next()
       case 'refused':
-        await refuse(ctx, admission)
-        return
+        return refuse(ctx, admission)
       case 'finished':
         // The client left while its credits were reserved; the hold is released and there is
         // nobody to answer.
-        return
+        return DONE
     }
   }
+
+  // Not an async function: a request admitted at once goes on to next() without a suspended
+  // frame or an await of its own.
+  return function meteredMiddleware(ctx: Ctx, next: Next): Promise<void> {
+    const call = rm.start(ctx)
+    settleOnResponseEnd(call, ctx.res, ctx)
+    let admitting: Admission | Promise<Admission>
+    try {
+      admitting = call.admit()
+    } catch (err) {
+      // What the app's own account/cost/skip throw propagates: Koa's error handling.
+      return Promise.reject(err)
+    }
+    // Served at once (a lease, the memory store): no extra tick.
+    if (admitting instanceof Promise) return admitting.then((a) => proceed(a, call, ctx, next))
+    return proceed(admitting, call, ctx, next)
+  }
 }
+
+/** What a request that is answered already resolves to. */
+const DONE: Promise<void> = Promise.resolve()
 
 /**
  * Installed as `ctx.onerror` on a refused request: Koa's default handler forces text/plain, so

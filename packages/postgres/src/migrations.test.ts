@@ -34,8 +34,9 @@ describePostgres('migrations on PostgreSQL', (url) => {
       { version: 4, name: 'outbox: events by sequence and alerts' },
       { version: 5, name: 'webhooks' },
       { version: 6, name: 'tenant settings' },
+      { version: 8, name: 'usage rollups' },
     ])
-    expect(SCHEMA_VERSION).toBe(6)
+    expect(SCHEMA_VERSION).toBe(8)
   })
 
   it('applies a version written below the newest applied one (parallel branches merge)', async () => {
@@ -102,6 +103,7 @@ describe('migrations on PGlite', () => {
         { version: 4 },
         { version: 5 },
         { version: 6 },
+        { version: 8 },
       ])
     } finally {
       await db.close()

@@ -12,6 +12,7 @@
  */
 import type { SqlClient, Statement } from './driver.js'
 import { statement } from './statements.js'
+import { usageBackfillSql, usageTableSql } from './usage-sql.js'
 
 interface Migration {
   version: number
@@ -272,6 +273,14 @@ CREATE TABLE ${s}.tenant_settings (
   updated_at int8 NOT NULL
 );
 `,
+  },
+  {
+    version: 8,
+    name: 'usage rollups',
+    // Hourly usage per account and per tenant (usage-sql.ts, docs/usage.md), kept by every
+    // batch in its own transaction from now on, and built here from the ledger written so far.
+    // (Version 7 is another change's; versions apply in any order.)
+    sql: (s) => `${usageTableSql(s)}${usageBackfillSql(s)}`,
   },
 ]
 

@@ -18,7 +18,12 @@ import {
   NO_METADATA,
   nextCycleAt,
   toLedgerEntry,
+  type UsageFigures,
+  usageDimensions,
+  usageHour,
+  usageOf,
 } from '@tollgate/core/engine'
+import { USAGE_TENANT_SHARDS } from './usage-sql.js'
 
 const num = (v: unknown): number => (typeof v === 'number' ? v : Number(v))
 const numOrNull = (v: unknown): number | null => (v === null || v === undefined ? null : num(v))
@@ -179,6 +184,15 @@ export function metadataJson(m: Metadata): string | null {
 
 // ---------------------------------------------------------------- column arrays for `unnest`
 
+/** One usage rollup row of a batch (usage-sql.ts). */
+interface UsageRow extends UsageFigures {
+  tenant: string
+  account: string
+  dimKey: string
+  hour: number
+  dimValue: string
+}
+
 /** The persist statement's parameters, one array per column. */
 export class PersistColumns {
   // accounts
@@ -262,6 +276,17 @@ export class PersistColumns {
   readonly cTenant: string[] = []
   readonly cHash: string[] = []
   readonly cCount: number[] = []
+  /**
+   * The batch's usage rollup increments (usage-sql.ts), summed per row key
+   * `tenant\0account\0dim_key\0hour\0dim_value`: one upsert row per key however many entries.
+   */
+  readonly #usage = new Map<string, UsageRow>()
+  /**
+   * The shard this batch adds the tenant's usage rows to (usage-sql.ts): one per batch, picked
+   * at random so that concurrent batches of a tenant, in this process or another, rarely meet
+   * on a tenant row and never wait on one lock all together.
+   */
+  readonly usageShard = Math.floor(Math.random() * USAGE_TENANT_SHARDS)
 
   /** Rows to write in all; 0 means the batch changed nothing. */
   get size(): number {
@@ -339,6 +364,65 @@ export class PersistColumns {
     this.eMetadata.push(metadataJson(e.metadata))
     this.eAt.push(e.at)
     this.eOrd.push(++this.events)
+    this.#addUsage(tenant, e)
+  }
+
+  /** Adds an entry's figures to its hour's rows: the account's and the tenant's, each dimension. */
+  #addUsage(tenant: string, e: EntryDraft): void {
+    const f = usageOf(e)
+    if (f.granted === 0 && f.spent === 0 && f.released === 0 && f.expired === 0) return
+    const hour = usageHour(e.at)
+    const dims = usageDimensions(e.metadata)
+    for (const account of [e.account, '']) {
+      this.#usageRow(tenant, account, '', hour, '', f)
+      for (const [key, value] of dims) this.#usageRow(tenant, account, key, hour, value, f)
+    }
+  }
+
+  #usageRow(
+    tenant: string,
+    account: string,
+    dimKey: string,
+    hour: number,
+    dimValue: string,
+    f: UsageFigures,
+  ): void {
+    // NUL cannot occur in stored text (validation refuses it), so it separates the parts.
+    const key = `${tenant}\0${account}\0${dimKey}\0${hour}\0${dimValue}`
+    const row = this.#usage.get(key)
+    if (row) {
+      row.granted += f.granted
+      row.spent += f.spent
+      row.released += f.released
+      row.expired += f.expired
+    } else this.#usage.set(key, { tenant, account, dimKey, hour, dimValue, ...f })
+  }
+
+  /** The usage rows as the persist statement's nine arrays. */
+  #usageColumns(): unknown[] {
+    const cols: [
+      string[],
+      string[],
+      string[],
+      number[],
+      string[],
+      number[],
+      number[],
+      number[],
+      number[],
+    ] = [[], [], [], [], [], [], [], [], []]
+    for (const r of this.#usage.values()) {
+      cols[0].push(r.tenant)
+      cols[1].push(r.account)
+      cols[2].push(r.dimKey)
+      cols[3].push(r.hour)
+      cols[4].push(r.dimValue)
+      cols[5].push(r.granted)
+      cols[6].push(r.spent)
+      cols[7].push(r.released)
+      cols[8].push(r.expired)
+    }
+    return cols
   }
 
   alert(tenant: string, a: EventDraft): void {
@@ -429,7 +513,9 @@ export class PersistColumns {
       this.kKey,
       this.kAccount,
       this.kFingerprint,
-      this.kResult,
+      // One JSON array, not a json[] literal: pg escapes every quote of every element into the
+      // literal (~0.7 ms per 64 results of ~400 bytes), and PostgreSQL unescapes it again.
+      `[${this.kResult.join(',')}]`,
       this.kCreated,
       this.rTenant,
       this.rHash,
@@ -439,6 +525,8 @@ export class PersistColumns {
       this.cTenant,
       this.cHash,
       this.cCount,
+      ...this.#usageColumns(),
+      this.usageShard,
       ...(this.xTenant.length === 0
         ? []
         : [

@@ -23,8 +23,19 @@ import {
   StoreUnavailableError,
   type TenantSettings,
   type TollgateError,
+  type UsagePeriod,
+  type UsageReport,
+  type UsageRequest,
 } from '@tollgate/core'
-import { codeBatchRecord, decideCodeBatch, entryEvent } from '@tollgate/core/engine'
+import {
+  codeBatchRecord,
+  decideCodeBatch,
+  emptyUsagePeriods,
+  entryEvent,
+  MAX_USAGE_GROUPS,
+  usageReportFrom,
+  usageWindow,
+} from '@tollgate/core/engine'
 import {
   type AccountsRequest,
   type CodeBatch,
@@ -585,6 +596,47 @@ export class SqlStore implements PostgresStore {
   }
 
   /**
+   * Usage from the hourly rollups (usage-sql.ts): one statement sums the window's hours into
+   * its periods, and with `groupBy` ranks the key's values there, so the answer's size is bound
+   * by the periods and {@link MAX_USAGE_GROUPS}, not by the ledger.
+   */
+  async usage(tenant: string, request: UsageRequest): Promise<UsageReport> {
+    this.#checkOpen()
+    const window = usageWindow(request)
+    const rows = await this.#read<UsageReadRow>(this.#st.usage, [
+      tenant,
+      window.account ?? '',
+      window.groupBy,
+      window.starts,
+      window.from,
+      window.to,
+      MAX_USAGE_GROUPS,
+    ])
+    const periods = emptyUsagePeriods(window)
+    const values = new Map<string, UsagePeriod[]>()
+    let other: { count: number; periods: UsagePeriod[] } | null = null
+    for (const row of rows) {
+      let target = periods
+      if (Number(row.kind) === 1) {
+        if (row.value === null) {
+          other ??= { count: Number(row.others), periods: emptyUsagePeriods(window) }
+          target = other.periods
+        } else {
+          target = values.get(row.value) ?? emptyUsagePeriods(window)
+          values.set(row.value, target)
+        }
+      }
+      // width_bucket counts from 1.
+      const p = target[Number(row.p) - 1]!
+      p.granted += Number(row.granted)
+      p.spent += Number(row.spent)
+      p.released += Number(row.released)
+      p.expired += Number(row.expired)
+    }
+    return usageReportFrom(window, periods, values, other)
+  }
+
+  /**
    * The outbox: ledger entries and alerts with `seq > after`, oldest first. On PostgreSQL the
    * read stops below the lowest sequence number a batch still in flight may commit (its guard,
    * see statements.ts), so a reader that resumes from the last `seq` it saw never skips one.
@@ -868,4 +920,19 @@ export function guardClassOf(schema: string): number {
 /** Not unref()ed: operations wait on it, and PGlite holds no handle that keeps the process up. */
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms))
+}
+
+/**
+ * A row of the usage read (usage-sql.ts); int8 and numeric columns may come back as strings
+ * (a tenant's figures past 2^53 come back as the nearest number).
+ */
+interface UsageReadRow {
+  kind: number | string
+  value: string | null
+  p: number | string
+  granted: number | string
+  spent: number | string
+  released: number | string
+  expired: number | string
+  others: number | string
 }

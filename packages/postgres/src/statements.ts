@@ -6,6 +6,7 @@
 import { createHash } from 'node:crypto'
 import type { Statement } from './driver.js'
 import { dueCondition } from './due-sql.js'
+import { usageReadSql, usageUpsertCte } from './usage-sql.js'
 
 /** A statement named after its text, so each distinct text is prepared once per connection. */
 export function statement(text: string): Statement {
@@ -30,6 +31,8 @@ export interface Statements {
   /** `persist` for a batch with alerts: entries and alerts numbered from one ordered stream. */
   persistWithAlerts: Statement
   ledger: Statement
+  /** The usage read (usage-sql.ts). */
+  usage: Statement
   /** The store sequence's last value (the first step of an outbox read, see sql-store.ts). */
   lastSeq: Statement
   /** The lowest sequence bound an unfinished batch holds (see {@link guard}). */
@@ -92,21 +95,21 @@ function persistSql(s: string, alerts: boolean): string {
     $47::text[], $48::json[], $49::int8[]`
   const entries = alerts
     ? `stream AS MATERIALIZED (
-  SELECT o, nextval(${seqOf(s)}) AS seq FROM generate_series(1, $64::int4) AS g(o)
+  SELECT o, nextval(${seqOf(s)}) AS seq FROM generate_series(1, $74::int4) AS g(o)
 ),
 entries AS (
   INSERT INTO ${s}.ledger (seq, ${entryColumns}) OVERRIDING SYSTEM VALUE
   SELECT st.seq, e.tenant, e.account, e.type, e.delta, e.held_delta, e.debt_delta,
     e.balance_after, e.hold_id, e.grant_id, e.redemption_id, e.cycle_id, e.idempotency_key,
     e.reason, e.metadata, e.at
-  FROM unnest(${entryArrays}, $65::int4[]) AS e(${entryColumns}, o)
+  FROM unnest(${entryArrays}, $75::int4[]) AS e(${entryColumns}, o)
   JOIN stream st ON st.o = e.o
   RETURNING seq
 ),
 alerted AS (
   INSERT INTO ${s}.alerts (tenant, account, seq, type, data, at)
   SELECT a.tenant, a.account, st.seq, a.type, a.data, a.at
-  FROM unnest($66::text[], $67::text[], $68::text[], $69::json[], $70::int8[], $71::int4[])
+  FROM unnest($76::text[], $77::text[], $78::text[], $79::json[], $80::int8[], $81::int4[])
     AS a(tenant, account, type, data, at, o)
   JOIN stream st ON st.o = a.o
 ),`
@@ -167,11 +170,14 @@ put_holds AS (
     resolved_at = excluded.resolved_at
 ),
 ${entries}
+${usageUpsertCte(s, 64)}
 keys AS (
   INSERT INTO ${s}.idempotency (tenant, key, account, fingerprint, result, created_at)
-  SELECT * FROM unnest($50::text[], $51::text[], $52::text[], $53::text[], $54::json[],
-    $55::int8[]) AS u(tenant, key, account, fingerprint, result, created_at)
-  ORDER BY tenant COLLATE "C", key COLLATE "C"
+  SELECT u.tenant, u.key, u.account, u.fingerprint, r.result, u.created_at
+  FROM unnest($50::text[], $51::text[], $52::text[], $53::text[], $55::int8[])
+    WITH ORDINALITY AS u(tenant, key, account, fingerprint, created_at, o)
+  JOIN json_array_elements($54::json) WITH ORDINALITY AS r(result, o) ON r.o = u.o
+  ORDER BY u.tenant COLLATE "C", u.key COLLATE "C"
 ),
 redeemed AS (
   INSERT INTO ${s}.redemptions (tenant, code_hash, account, redemption_id, at)
@@ -327,6 +333,7 @@ WHERE tenant = $1 AND account = $2 AND seq < coalesce($3::int8, 9223372036854775
 ORDER BY seq DESC
 LIMIT $7::int4`),
 
+    usage: statement(usageReadSql(s)),
     lastSeq: statement(`SELECT last_value FROM ${s}.ledger_seq_seq`),
 
     inFlightBound: statement(`SELECT min(objid::int8) AS key FROM pg_locks

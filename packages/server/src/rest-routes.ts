@@ -5,7 +5,7 @@
  * marked `Idempotent-Replayed: true`. Every operation runs within the request's deadline
  * (`Tollgate-Deadline-Ms`, capped by the server's `timeoutMs`): past it, 503 and not applied.
  */
-import { isTollgateError } from '@tollgate/core'
+import { isTollgateError, type UsageOptions } from '@tollgate/core'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { App, ServerContext } from './context.js'
 import { isFailedRedemption } from './redeem-limiter.js'
@@ -44,6 +44,8 @@ import {
   settingsResponse,
   tenantHeaders,
   tenantSettingsResponse,
+  usageQuery,
+  usageResponse,
 } from './schemas.js'
 
 const security = [{ apiKey: [] }]
@@ -290,6 +292,7 @@ export function restRoutes(app: App, ctx: ServerContext): void {
     '/v1/accounts',
     {
       schema: {
+        operationId: 'listAccounts',
         tags,
         summary: "A page of the tenant's accounts (operator view)",
         description:
@@ -326,6 +329,41 @@ export function restRoutes(app: App, ctx: ServerContext): void {
         ...(types === undefined ? {} : { types: types as never }),
       })
     },
+  )
+
+  app.get(
+    '/v1/accounts/:account/usage',
+    {
+      schema: {
+        operationId: 'getAccountUsage',
+        tags,
+        summary: "An account's credits granted, spent, released and expired per period",
+        description: 'Every UTC period of the window, zeros included (docs/usage.md).',
+        security,
+        params: accountParams,
+        headers: tenantHeaders,
+        querystring: usageQuery,
+        response: { 200: usageResponse, ...problems },
+      },
+    },
+    async (request) => meter(request).usage(request.params.account, request.query as UsageOptions),
+  )
+
+  app.get(
+    '/v1/usage',
+    {
+      schema: {
+        operationId: 'getTenantUsage',
+        tags,
+        summary: "The tenant's credits granted, spent, released and expired per period",
+        description: 'Every account of the tenant together (docs/usage.md).',
+        security,
+        headers: tenantHeaders,
+        querystring: usageQuery,
+        response: { 200: usageResponse, ...problems },
+      },
+    },
+    async (request) => meter(request).usage(null, request.query as UsageOptions),
   )
 
   app.put(

@@ -5,7 +5,7 @@
  * from all of them, never written by hand.
  */
 
-import { LEDGER_ENTRY_TYPES, PROBLEM_CONTENT_TYPE } from '@tollgate/core'
+import { LEDGER_ENTRY_TYPES, PROBLEM_CONTENT_TYPE, USAGE_INTERVALS } from '@tollgate/core'
 import {
   accountSchema,
   accountsQuerySchema,
@@ -295,6 +295,48 @@ export const releaseResponse = z
   .object({ holdId: z.string(), account: z.string(), freed: amount, ...mutation })
   .meta({ id: 'ReleaseResult' })
 
+export const usageQuery = z.strictObject({
+  interval: z
+    .enum(USAGE_INTERVALS as [string, ...string[]])
+    .optional()
+    .describe('UTC hours, days or calendar months. Default `day`.'),
+  from: queryNumber(0)
+    .optional()
+    .describe('ms since epoch, widened down to its period start. Default: 30 days before `to`.'),
+  to: queryNumber(0)
+    .optional()
+    .describe('ms since epoch (exclusive), widened up to a period boundary. Default: now.'),
+  groupBy: textSchema(1, 64).optional().describe('A metadata key to break the figures down by.'),
+})
+
+const usagePeriodSchema = z
+  .object({
+    start: timestampMs,
+    granted: z.int(),
+    spent: z.int(),
+    released: z.int(),
+    expired: z.int(),
+  })
+  .meta({ id: 'UsagePeriod' })
+
+export const usageResponse = z
+  .object({
+    account: z.string().nullable(),
+    interval: z.enum(USAGE_INTERVALS as [string, ...string[]]),
+    from: timestampMs,
+    to: timestampMs,
+    groupBy: z.string().nullable(),
+    periods: z.array(usagePeriodSchema),
+    groups: z
+      .array(z.object({ value: z.string().nullable(), periods: z.array(usagePeriodSchema) }))
+      .optional(),
+    other: z
+      .object({ count: z.int(), periods: z.array(usagePeriodSchema) })
+      .nullable()
+      .optional(),
+  })
+  .meta({ id: 'UsageReport' })
+
 export const ledgerEntrySchema = z
   .object({
     id: z.string(),
@@ -467,6 +509,7 @@ export const batchResponse = z.object({
   ),
 })
 export const storeLedgerResponse = ledgerResponse
+export const storeUsageResponse = usageResponse
 export const storeAccountsResponse = accountsResponse
 export const storeCodesResponse = z.object({
   status: z.enum(['created', 'replayed', 'conflict']),

@@ -12,6 +12,7 @@ import {
   type LedgerEntryType,
   StoreUnavailableError,
   type TollgateError,
+  type UsageRequest,
 } from '@tollgate/core'
 import type { EngineConfig, Operation } from '@tollgate/core/engine'
 import {
@@ -29,6 +30,7 @@ import {
   markTransportKey,
   outcomeToWire,
   pruneBodySchema,
+  usageBodySchema,
   type WireBatchAnswer,
   type WireOutcome,
 } from '@tollgate/core/protocol'
@@ -46,6 +48,7 @@ import {
   storeAccountsResponse,
   storeCodesResponse,
   storeLedgerResponse,
+  storeUsageResponse,
   tenantHeaders,
   wireOutcomeResponse,
 } from './schemas.js'
@@ -255,9 +258,34 @@ export function storeRoutes(app: App, ctx: ServerContext): void {
   )
 
   app.post(
+    '/v1/store/usage',
+    {
+      schema: {
+        operationId: 'storeUsage',
+        tags,
+        summary: 'Usage per period (httpStore)',
+        security,
+        headers: tenantHeaders,
+        body: usageBodySchema,
+        response: { 200: storeUsageResponse, ...problems },
+      },
+    },
+    async (request) => {
+      const tenant = ctx.callerOf(request).tenant
+      if (!store.usage) throw new InvalidInputError('store', `${store.kind} store keeps no usage`)
+      try {
+        return await store.usage(tenant, request.body as UsageRequest)
+      } catch (err) {
+        throw storeFailure(err)
+      }
+    },
+  )
+
+  app.post(
     '/v1/store/accounts',
     {
       schema: {
+        operationId: 'storeAccounts',
         tags,
         summary: "A page of the tenant's accounts (httpStore)",
         security,

@@ -90,6 +90,8 @@ export class WebhookWorker {
   readonly #positions = new Map<string, number>()
   readonly #inFlight = new Set<Promise<void>>()
   #endpoints = new Map<string, WebhookEndpoint>()
+  /** A fan-out has listed the endpoints at least once (then `#endpoints` is what it found). */
+  #listed = false
   #timer: NodeJS.Timeout | null = null
   #watch: WatchSubscription | null = null
   #running: Promise<void> | null = null
@@ -119,11 +121,24 @@ export class WebhookWorker {
     this.#timer.unref()
     if (this.#store.watch !== undefined) {
       try {
-        this.#watch = await this.#store.watch({ onChanges: () => this.wake() })
+        this.#watch = await this.#store.watch({ onChanges: () => this.#changed() })
       } catch (err) {
         this.#log.warn({ err }, 'webhooks: no change feed; polling only')
       }
     }
+    this.wake()
+  }
+
+  /**
+   * Something committed. A tick per committed batch costs two queries on the ledger's database
+   * (the endpoints, the due deliveries), on the hot path's connections: when the last look found
+   * no endpoint, there is nothing to fan out and nothing new to deliver, so the change waits for
+   * the next poll. An endpoint created through this server wakes the worker at once; one
+   * created through another process is found by the next poll (`pollIntervalMs`), which fans
+   * out the events from its creation on: later, never lost.
+   */
+  #changed(): void {
+    if (this.#listed && this.#endpoints.size === 0) return
     this.wake()
   }
 
@@ -168,6 +183,7 @@ export class WebhookWorker {
   async #fanOut(): Promise<void> {
     const endpoints = await this.#registry.listWebhooks(null)
     this.#endpoints = new Map(endpoints.map((e) => [e.id, e]))
+    this.#listed = true
     const byTenant = new Map<string, WebhookEndpoint[]>()
     for (const e of endpoints) {
       const list = byTenant.get(e.tenant)

@@ -3,7 +3,8 @@
  * targets), and deliveries from the outbox to a node:http receiver that verifies every message
  * with the `standardwebhooks` package, on the memory store, PGlite and PostgreSQL.
  */
-import type { Store } from '@tollgate/core'
+import { memoryStore, type Store } from '@tollgate/core'
+import type { WebhookRegistry } from '@tollgate/core/store'
 import { afterEach, describe, expect, it } from 'vitest'
 import type { WebhookOptions } from './options.js'
 import {
@@ -13,6 +14,7 @@ import {
   type TestServer,
   type WebhookReceiver,
 } from './test-support.js'
+import { generateWebhookSecret } from './webhook-send.js'
 import { isPrivateAddress, resolveTarget, TargetRefusedError } from './webhook-targets.js'
 import { nextAttemptAt } from './webhook-worker.js'
 
@@ -318,4 +320,88 @@ function describeDeliveries(kind: string, storeOf: () => Store | undefined): voi
 describeDeliveries('memory', () => undefined)
 describeSqlStores('webhook deliveries', (kind) => {
   describeDeliveries(kind.name, () => kind.make().store)
+})
+
+/** A memory store whose webhook registry counts how often the endpoints are listed. */
+function countingStore(): { store: Store; registry: WebhookRegistry; lists: () => number } {
+  const store = memoryStore()
+  const registry = store.webhooks!
+  let lists = 0
+  const counted = new Proxy(registry, {
+    get(target, name) {
+      const value = Reflect.get(target, name, target) as unknown
+      if (typeof value !== 'function') return value
+      if (name === 'listWebhooks') {
+        return (...args: Parameters<WebhookRegistry['listWebhooks']>) => {
+          lists++
+          return target.listWebhooks(...args)
+        }
+      }
+      return value.bind(target)
+    },
+  })
+  const wrapped = new Proxy(store, {
+    get(target, name) {
+      if (name === 'webhooks') return counted
+      const value = Reflect.get(target, name, target) as unknown
+      return typeof value === 'function' ? value.bind(target) : value
+    },
+  })
+  return { store: wrapped, registry, lists: () => lists }
+}
+
+describe('webhook worker and the change feed', () => {
+  it('does not look for work on every committed change while no endpoint exists', async () => {
+    const { store, lists } = countingStore()
+    // Polls far apart: what happens here comes from the change feed.
+    const t = await serverWith(store, { ...FAST, pollIntervalMs: 600_000 })
+    const before = lists()
+    for (let i = 0; i < 10; i++) {
+      const res = await t.call('POST', `/v1/accounts/c${i}/grants`, { body: { amount: 1 } })
+      expect(res.status).toBe(201)
+    }
+    // The start's look may still be running when the first change comes (one more look).
+    expect(lists() - before).toBeLessThanOrEqual(1)
+  })
+
+  it('wakes on every change again once an endpoint is registered through the server', async () => {
+    const { store } = countingStore()
+    const t = await serverWith(store, { ...FAST, pollIntervalMs: 600_000 })
+    const r = await receiver()
+    await subscribe(t, r, ['granted'])
+    for (let i = 0; i < 3; i++) {
+      const res = await t.call('POST', `/v1/accounts/w${i}/grants`, { body: { amount: i + 1 } })
+      expect(res.status).toBe(201)
+    }
+    await r.until((got) => got.length >= 3)
+    expect(r.received.map((m) => m.account)).toEqual(['w0', 'w1', 'w2'])
+  })
+
+  it('delivers the events of an endpoint another process registered, from the next poll', async () => {
+    const { store, registry } = countingStore()
+    const t = await serverWith(store)
+    // A first change while no endpoint exists: the worker does not look again for it.
+    expect(
+      (await t.call('POST', '/v1/accounts/early/grants', { body: { amount: 1 } })).status,
+    ).toBe(201)
+    const r = await receiver()
+    const secret = generateWebhookSecret()
+    r.secret = secret
+    // Straight into the shared registry, as another server process would: nobody wakes us.
+    await registry.createWebhook({
+      id: 'wh_elsewhere',
+      tenant: 'default',
+      url: r.url,
+      events: ['granted'],
+      secret,
+      createdAt: Date.now(),
+    })
+    expect((await t.call('POST', '/v1/accounts/late/grants', { body: { amount: 2 } })).status).toBe(
+      201,
+    )
+    await r.until((got) => got.length >= 1)
+    expect(r.received).toHaveLength(1)
+    expect(r.received[0]).toMatchObject({ type: 'granted', account: 'late' })
+    expect(r.rejected).toBe(0)
+  })
 })

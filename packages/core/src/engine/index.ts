@@ -73,3 +73,25 @@ export type {
   Operation,
 } from './state.js'
 export { accountSummary, summaryOf } from './summary.js'
+export {
+  addUsage,
+  compareCodePoints,
+  emptyUsagePeriods,
+  MAX_USAGE_DIMENSIONS,
+  MAX_USAGE_GROUPS,
+  MAX_USAGE_KEY_LENGTH,
+  MAX_USAGE_PERIODS,
+  MAX_USAGE_VALUE_LENGTH,
+  nextUsagePeriod,
+  type UsageFigures,
+  type UsageWindow,
+  usageDimensions,
+  usageGroups,
+  usageHour,
+  usageOf,
+  usagePeriodIndex,
+  usagePeriodStart,
+  usageReportFrom,
+  usageReportOf,
+  usageWindow,
+} from './usage.js'

@@ -54,14 +54,18 @@ export class BalanceCache {
   }
 
   /**
-   * The cached `available` of an account known to be short: fresh, and with nothing held (a
-   * pending hold, or a commit still on its way, could free credits at any moment; a grant
-   * clears the entry). Undefined otherwise.
+   * The cached `available` of an account known to be short of `amount`: fresh, below `amount`,
+   * and with nothing held (a pending hold, or a commit still on its way, could free credits at
+   * any moment; a grant clears the entry). Undefined otherwise. The clock is read last, only
+   * for a figure that would refuse: a reserve the cache cannot refuse costs no clock read.
    */
-  settledAvailable(account: string): number | undefined {
-    const entry = this.#lru.get(account)
-    if (!entry || this.#clock() >= entry.staleAt) return undefined
-    return entry.balance.held === 0 ? entry.balance.available : undefined
+  shortOf(account: string, amount: number): number | undefined {
+    // peek: recency is the write's business (every operation caches its answer right after).
+    const entry = this.#lru.peek(account)
+    if (entry === undefined) return undefined
+    const { held, available } = entry.balance
+    if (held !== 0 || available >= amount) return undefined
+    return this.#clock() >= entry.staleAt ? undefined : available
   }
 
   /**

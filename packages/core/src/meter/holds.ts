@@ -122,8 +122,8 @@ export class Holds {
    * store clears it, else it lasts the cache TTL.
    */
   #refuseIfKnownShort(account: string, amount: number): void {
-    const available = this.#cache.settledAvailable(account)
-    if (available !== undefined && available < amount) {
+    const available = this.#cache.shortOf(account, amount)
+    if (available !== undefined) {
       const counts = this.#client.counts
       counts.refusals++
       counts.cacheRefusals++
@@ -131,7 +131,16 @@ export class Holds {
     }
   }
 
-  async commit(holdId: string, actual?: number, options?: CommitOptions): Promise<CommitResult> {
+  commit(holdId: string, actual?: number, options?: CommitOptions): Promise<CommitResult> {
+    return promised(() => this.tryCommit(holdId, actual, options))
+  }
+
+  /** See {@link Meter.tryCommit}. */
+  tryCommit(
+    holdId: string,
+    actual?: number,
+    options?: CommitOptions,
+  ): CommitResult | Promise<CommitResult> {
     checkHoldId(holdId)
     if (actual !== undefined) checkAmount(actual, 'actual')
     const o = options === undefined ? undefined : parse(commitOptionsSchema, options)
@@ -143,7 +152,7 @@ export class Holds {
       }
       return this.#leases.commit(holdId, actual, o?.overage, o?.idempotencyKey)
     }
-    const out = await this.#client.execute(
+    const out = this.#client.execute(
       undefined,
       {
         type: 'commit',
@@ -155,10 +164,15 @@ export class Holds {
       },
       o?.timeoutMs,
     )
-    return result<CommitResult>(out)
+    return out instanceof Promise ? out.then(result<CommitResult>) : result<CommitResult>(out)
   }
 
-  async release(holdId: string, options?: MutationOptions): Promise<ReleaseResult> {
+  release(holdId: string, options?: MutationOptions): Promise<ReleaseResult> {
+    return promised(() => this.tryRelease(holdId, options))
+  }
+
+  /** See {@link Meter.tryRelease}. */
+  tryRelease(holdId: string, options?: MutationOptions): ReleaseResult | Promise<ReleaseResult> {
     checkHoldId(holdId)
     const o = options === undefined ? undefined : parse(releaseOptionsSchema, options)
     if (this.#leases?.owns(holdId)) {
@@ -166,7 +180,7 @@ export class Holds {
       if (o?.metadata !== undefined) throw leasedMetadata()
       return this.#leases.release(holdId, o?.idempotencyKey)
     }
-    const out = await this.#client.execute(
+    const out = this.#client.execute(
       undefined,
       {
         type: 'release',
@@ -176,7 +190,7 @@ export class Holds {
       },
       o?.timeoutMs,
     )
-    return result<ReleaseResult>(out)
+    return out instanceof Promise ? out.then(result<ReleaseResult>) : result<ReleaseResult>(out)
   }
 
   async extend(
@@ -224,6 +238,16 @@ export class Holds {
       o?.timeoutMs,
     )
     return result<IncreaseResult>(out)
+  }
+}
+
+/** What `fn` returns or throws, as a promise (what the promise-returning methods answer). */
+function promised<T>(fn: () => T | Promise<T>): Promise<T> {
+  try {
+    const value = fn()
+    return value instanceof Promise ? value : Promise.resolve(value)
+  } catch (err) {
+    return Promise.reject(err)
   }
 }
 

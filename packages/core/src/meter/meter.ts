@@ -14,6 +14,7 @@ import {
   ledgerQuerySchema,
   parse,
   sweepOptionsSchema,
+  usageRequestOf,
 } from '../protocol/validation.js'
 import type { Store, StoredEvent } from '../store/store.js'
 import { decodeCursor } from '../store/store.js'
@@ -35,6 +36,8 @@ import type {
   Metadata,
   RedeemResult,
   ReleaseResult,
+  UsageOptions,
+  UsageReport,
 } from '../types.js'
 import { joinChangeFeed } from './change-feed.js'
 import { MeterEmitter, type MeterEventName, type MeterListener } from './events.js'
@@ -196,6 +199,33 @@ export class Meter {
     return this.#holds.release(holdId, options)
   }
 
+  /**
+   * {@link Meter.commit} for hot paths, as {@link Meter.tryReserve} is for reserve: returns the
+   * result itself when the store answered at once, else a promise of it; throws (rather than
+   * rejects) what is refused at once.
+   * @example
+   * const r = meter.tryCommit(hold.id, 7)
+   * const committed = r instanceof Promise ? await r : r
+   */
+  tryCommit(
+    holdId: string,
+    actual?: number,
+    options?: CommitOptions,
+  ): CommitResult | Promise<CommitResult> {
+    return this.#holds.tryCommit(holdId, actual, options)
+  }
+
+  /**
+   * {@link Meter.release} for hot paths: the result itself when the store answered at once,
+   * else a promise of it; throws what is refused at once.
+   * @example
+   * const r = meter.tryRelease(hold.id)
+   * const released = r instanceof Promise ? await r : r
+   */
+  tryRelease(holdId: string, options?: MutationOptions): ReleaseResult | Promise<ReleaseResult> {
+    return this.#holds.tryRelease(holdId, options)
+  }
+
   /** Moves a pending hold's expiry to `now + ttlMs` (1 s–24 h). */
   extend(
     holdId: string,
@@ -274,6 +304,24 @@ export class Meter {
         to: q.to ?? null,
       }),
     )
+  }
+
+  /**
+   * Usage over time (docs/usage.md): credits granted, spent, released and expired per UTC
+   * hour, day or month of one account, or of the whole tenant with `account` null; with
+   * `groupBy`, also per value of that metadata key. Every period of the window is listed, zeros
+   * included. Throws `InvalidInputError` for a bad option (naming it), and (field `store`) on a
+   * store that keeps no usage.
+   * @example
+   * const { periods } = await meter.usage('acct', { interval: 'day', groupBy: 'feature' })
+   * const tenant = await meter.usage(null, { interval: 'month', from: Date.UTC(2026, 0, 1) })
+   */
+  async usage(account: string | null, options?: UsageOptions): Promise<UsageReport> {
+    const request = usageRequestOf(account, options, this.#o.clock())
+    const store = this.#o.store
+    if (!store.usage) throw new InvalidInputError('store', `${store.kind} store keeps no usage`)
+    await this.#client.ready()
+    return this.#client.call((s) => s.usage!(this.tenant, request))
   }
 
   /**

@@ -87,9 +87,9 @@ export class SharedCache {
     return this.#own?.get(account)
   }
 
-  /** See {@link BalanceCache.settledAvailable}. */
-  settledAvailable(account: string): number | undefined {
-    return this.#own?.settledAvailable(account)
+  /** See {@link BalanceCache.shortOf}. */
+  shortOf(account: string, amount: number): number | undefined {
+    return this.#own?.shortOf(account, amount)
   }
 
   /** Takes in the balance an operation of `type` answered (not a replay's: that is old news). */

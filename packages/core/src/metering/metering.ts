@@ -220,8 +220,12 @@ function isThenable<T>(value: Awaitable<T>): value is PromiseLike<T> {
 export class RequestMeter<Req, Res = unknown> {
   readonly meter: Meter
   readonly options: ResolvedMeteringOptions<Req, Res>
-  /** Requests holding credits that have not finished: the heartbeat extends their holds. */
-  readonly #running = new Set<MeteredRequest<Req, Res>>()
+  /**
+   * Requests holding credits that have not finished: the heartbeat extends their holds. An
+   * array whose every request knows its index (removal swaps the last one in): a Set's add and
+   * delete cost more than the rest of a request's bookkeeping.
+   */
+  readonly #running: MeteredRequest<Req, Res>[] = []
   #timer: NodeJS.Timeout | null = null
   /** What `reserve` is given: one object for every request (the meter checks it by hand). */
   readonly reserveOptions: { readonly ttlMs: number }
@@ -249,12 +253,13 @@ export class RequestMeter<Req, Res = unknown> {
 
   /** Requests whose holds the heartbeat is keeping alive. */
   get running(): number {
-    return this.#running.size
+    return this.#running.length
   }
 
   /** @internal */
   track(request: MeteredRequest<Req, Res>): void {
-    this.#running.add(request)
+    request.runningAt = this.#running.length
+    this.#running.push(request)
     if (this.#timer === null) {
       // Extend when half the TTL is left; look four times per TTL so none is missed.
       this.#timer = setInterval(() => this.#beat(), Math.max(250, this.options.ttlMs / 4))
@@ -264,21 +269,35 @@ export class RequestMeter<Req, Res = unknown> {
 
   /** @internal */
   untrack(request: MeteredRequest<Req, Res>): void {
-    this.#running.delete(request)
+    const i = request.runningAt
+    if (i < 0) return
+    request.runningAt = -1
+    const running = this.#running
+    const last = running.pop()!
+    if (last !== request) {
+      running[i] = last
+      last.runningAt = i
+    }
   }
 
   #beat(): void {
-    if (this.#running.size === 0) {
+    if (this.#running.length === 0) {
       clearInterval(this.#timer!)
       this.#timer = null
       return
     }
     const due = this.meter.now() + this.options.ttlMs / 2
-    for (const request of this.#running) request.keepAlive(due)
+    // A copy: a request that finishes meanwhile is swapped out of the array (once per beat).
+    for (const request of this.#running.slice()) request.keepAlive(due)
   }
 }
 
 const SKIPPED: Admission = { type: 'skipped' }
+/** What `finish` answers when nothing is left to wait for: one settled promise for all. */
+const DONE: Promise<void> = Promise.resolve()
+
+/** A hold's settlement: what `credits.settlement` is once the request settled. */
+type Settlement = CommitResult | ReleaseResult
 const ADMITTING = 0
 const RUNNING = 1
 const FINISHED = 2
@@ -294,6 +313,8 @@ export class MeteredRequest<Req, Res = unknown> implements CreditsOwner {
   #early: FinishReason | null = null
   #expiresAt = 0
   #extending = false
+  /** @internal Index in the request meter's running requests; −1 when not there. */
+  runningAt = -1
 
   constructor(rm: RequestMeter<Req, Res>, req: Req) {
     this.#rm = rm
@@ -444,17 +465,29 @@ export class MeteredRequest<Req, Res = unknown> implements CreditsOwner {
   finish(reason: FinishReason): Promise<void> {
     if (this.#phase === ADMITTING) {
       this.#early ??= reason
-      return Promise.resolve()
+      return DONE
     }
-    if (this.#phase === FINISHED) return Promise.resolve()
+    if (this.#phase === FINISHED) return DONE
     this.#phase = FINISHED
     const credits = this.credits
     const hold = credits?.hold
     credits?.settle(reason === 'abort')
-    if (!credits || !hold) return Promise.resolve()
+    if (!credits || !hold) return DONE
     this.#rm.untrack(this)
     const o = this.#rm.options
-    const settled = this.#settle(reason, credits, hold)
+    let settled: Settlement | Promise<Settlement>
+    try {
+      settled = this.#settle(reason, credits, hold)
+    } catch (err) {
+      o.onError(err, this.req)
+      return DONE
+    }
+    if (!(settled instanceof Promise)) {
+      // Settled at once (a lease, the memory store): no promise to wait for.
+      credits.settlement = settled
+      credits.balance = settled.balance
+      return DONE
+    }
     return settled.then(
       (r) => {
         credits.settlement = r
@@ -483,38 +516,51 @@ export class MeteredRequest<Req, Res = unknown> implements CreditsOwner {
     return this.finish(reason)
   }
 
+  // Settling goes through the meter's `try…` methods: a store that answers at once (memory, a
+  // lease) costs no promise. They throw what is refused at once, and `finish` reports it.
+
   #settle(
     reason: FinishReason,
     credits: MeteredCredits,
     hold: Hold,
-  ): Promise<CommitResult | ReleaseResult> {
+  ): Settlement | Promise<Settlement> {
     if (reason === 'success') return this.#commit(credits.charge(), hold)
     if (reason === 'abort') {
       const onAbort = this.#rm.options.onAbort
       if (onAbort === 'commit') return this.#commit(credits.actual, hold)
       // What was served: never above the hold, since `use()` refuses past it.
-      if (onAbort === 'used') return hold.commit(credits.used)
+      if (onAbort === 'used') return this.#rm.meter.tryCommit(hold.id, credits.used)
     }
-    return hold.release()
+    return this.#rm.meter.tryRelease(hold.id)
   }
 
-  #commit(actual: number, hold: Hold): Promise<CommitResult> {
+  #commit(actual: number, hold: Hold): CommitResult | Promise<CommitResult> {
+    const meter = this.#rm.meter
     try {
       checkAmount(actual, 'actual')
     } catch (err) {
       // A bad `actual` from the handler must not make the work free: charge the reserved cost.
       this.#rm.options.onError(err, this.req)
-      return hold.commit()
+      return meter.tryCommit(hold.id)
     }
-    const committed = hold.commit(actual)
-    if (actual <= hold.amount) return committed
+    if (actual <= hold.amount) return meter.tryCommit(hold.id, actual)
     // Above the hold under `overage: 'reject'` the commit is refused and the hold stays
     // pending: charge what was reserved rather than let the hold lapse into free work.
-    return committed.catch((err: unknown) => {
-      if (!isTollgateError(err, 'overage')) throw err
-      this.#rm.options.onError(err, this.req)
-      return hold.commit()
-    })
+    let committed: CommitResult | Promise<CommitResult>
+    try {
+      committed = meter.tryCommit(hold.id, actual)
+    } catch (err) {
+      return this.#overage(err, hold)
+    }
+    if (!(committed instanceof Promise)) return committed
+    return committed.catch((err: unknown) => this.#overage(err, hold))
+  }
+
+  /** A refused commit above the hold: an overage is reported and the reserved cost charged. */
+  #overage(err: unknown, hold: Hold): CommitResult | Promise<CommitResult> {
+    if (!isTollgateError(err, 'overage')) throw err
+    this.#rm.options.onError(err, this.req)
+    return this.#rm.meter.tryCommit(hold.id)
   }
 
   /** @internal Extends the hold when it expires before `due`. */

@@ -70,12 +70,14 @@ export function setCreditHeaders(
 ): void {
   if (names === null || res.headersSent) return
   const balance = credits.balance
-  const fields = creditHeaderFields(
-    names,
-    credits.cost,
-    balance?.available ?? 0,
-    balance?.total ?? null,
-  )
+  const available = balance?.available ?? 0
+  if (names.policy === null) {
+    // The usual pair, set directly: no object of fields per response.
+    if (names.cost !== null) res.setHeader(names.cost, String(credits.cost))
+    if (names.remaining !== null) res.setHeader(names.remaining, String(available))
+    return
+  }
+  const fields = creditHeaderFields(names, credits.cost, available, balance?.total ?? null)
   for (const name in fields) res.setHeader(name, fields[name]!)
 }
 

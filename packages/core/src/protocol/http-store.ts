@@ -24,7 +24,13 @@ import type {
   WatchListener,
   WatchSubscription,
 } from '../store/store.js'
-import type { AccountsPage, LedgerPage, TenantSettings } from '../types.js'
+import type {
+  AccountsPage,
+  LedgerPage,
+  TenantSettings,
+  UsageReport,
+  UsageRequest,
+} from '../types.js'
 import { CHANGES_ROUTE, SseReader } from './change-stream.js'
 import type { ProblemDetails } from './problem.js'
 import { TRANSPORT_KEY_PREFIX } from './transport-key.js'
@@ -261,6 +267,7 @@ const ROUTE = {
   execute: '/v1/store/execute',
   batch: '/v1/store/batch',
   ledger: '/v1/store/ledger',
+  usage: '/v1/store/usage',
   accounts: '/v1/store/accounts',
   codes: '/v1/store/codes',
   due: '/v1/store/due',
@@ -297,6 +304,7 @@ class HttpStore implements Store {
       execute: o.basePath + ROUTE.execute,
       batch: o.basePath + ROUTE.batch,
       ledger: o.basePath + ROUTE.ledger,
+      usage: o.basePath + ROUTE.usage,
       accounts: o.basePath + ROUTE.accounts,
       codes: o.basePath + ROUTE.codes,
       due: o.basePath + ROUTE.due,
@@ -577,6 +585,13 @@ class HttpStore implements Store {
     const page = (await this.#post(this.#paths.ledger, tenant, body)) as LedgerPage
     if (!Array.isArray(page?.entries)) throw malformed('ledger')
     return page
+  }
+
+  /** Usage as the server's store reports it (`POST /v1/store/usage`). */
+  async usage(tenant: string, req: UsageRequest): Promise<UsageReport> {
+    const report = (await this.#post(this.#paths.usage, tenant, JSON.stringify(req))) as UsageReport
+    if (!Array.isArray(report?.periods)) throw malformed('usage')
+    return report
   }
 
   async accounts(tenant: string, req: AccountsRequest): Promise<AccountsPage> {

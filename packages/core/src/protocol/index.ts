@@ -42,6 +42,9 @@ export {
   stopCycleSchema,
   text as textSchema,
   ttlSchema,
+  USAGE_DEFAULT_WINDOW_MS,
+  usageOptionsSchema,
+  usageRequestOf,
   wholeNumber as wholeNumberSchema,
 } from './validation.js'
 export {
@@ -64,6 +67,7 @@ export {
   outcomeFromWire,
   outcomeToWire,
   pruneBodySchema,
+  usageBodySchema,
   type WireBatchAnswer,
   type WireOutcome,
 } from './wire.js'

@@ -9,7 +9,13 @@ import { z } from 'zod'
 import { NO_METADATA } from '../engine/apply.js'
 import { InvalidInputError } from '../errors.js'
 import { checkInt } from '../options-kit.js'
-import { LEDGER_ENTRY_TYPES, type Metadata } from '../types.js'
+import {
+  LEDGER_ENTRY_TYPES,
+  type Metadata,
+  USAGE_INTERVALS,
+  type UsageOptions,
+  type UsageRequest,
+} from '../types.js'
 import { isTransportKey, TRANSPORT_KEY_PREFIX } from './transport-key.js'
 
 const MAX_ACCOUNT_CHARS = 200
@@ -20,11 +26,16 @@ const MAX_METADATA_BYTES = 4096
  * instead). Checked here, at the edge, so such input never reaches a store.
  */
 const UNSTORABLE = /[\0\p{Cs}]/u
+/**
+ * NUL or any surrogate, paired or not: a quick test (no Unicode mode) that clears the usual
+ * text, which has neither, before the exact one above runs on what it flags.
+ */
+const SUSPECT = /[\0\uD800-\uDFFF]/
 const TEXT_MESSAGE = 'must be well-formed text without NUL characters'
 
 /** True when a string can be stored as it is: no NUL and no lone surrogate. */
 export function isStorableText(value: string): boolean {
-  return !UNSTORABLE.test(value)
+  return !SUSPECT.test(value) || !UNSTORABLE.test(value)
 }
 
 /**
@@ -292,6 +303,38 @@ export const ledgerQuerySchema = z.strictObject({
   from: timestamp.optional(),
   to: timestamp.optional(),
 })
+
+export const usageOptionsSchema = z.strictObject({
+  interval: z.enum(USAGE_INTERVALS as [string, ...string[]]).optional(),
+  from: timestamp.optional(),
+  to: timestamp.optional(),
+  groupBy: text(1, 64).optional(),
+})
+
+/** The default window of a usage read: the 30 days before `to`. */
+export const USAGE_DEFAULT_WINDOW_MS = 30 * 86_400_000
+
+/**
+ * A usage request from the meter's or the server's options, defaults applied: `interval` day,
+ * `to` now, `from` 30 days before `to`. The store checks the window (`usageWindow`).
+ * @example usageRequestOf('acct', { groupBy: 'feature' }, Date.now())
+ */
+export function usageRequestOf(
+  account: string | null,
+  options: UsageOptions | undefined,
+  now: number,
+): UsageRequest {
+  const o = parse(usageOptionsSchema, options)
+  const to = o.to ?? now
+  const request: UsageRequest = {
+    interval: (o.interval ?? 'day') as UsageRequest['interval'],
+    from: o.from ?? Math.max(0, to - USAGE_DEFAULT_WINDOW_MS),
+    to,
+  }
+  if (account !== null) request.account = checkAccount(account)
+  if (o.groupBy !== undefined) request.groupBy = o.groupBy
+  return request
+}
 
 /** Longest accounts cursor: it carries an account id (up to 200 characters) and a number. */
 export const MAX_ACCOUNTS_CURSOR = 2_000

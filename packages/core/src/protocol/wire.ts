@@ -24,7 +24,7 @@ import {
 } from '../errors.js'
 import type { CodeBatch, Outcome } from '../store/store.js'
 import type { Balance } from '../types.js'
-import { LEDGER_ENTRY_TYPES } from '../types.js'
+import { LEDGER_ENTRY_TYPES, USAGE_INTERVALS } from '../types.js'
 import { type ProblemDetails, problemDetails } from './problem.js'
 import {
   accountsQuerySchema,
@@ -228,6 +228,15 @@ export const ledgerBodySchema = z.strictObject({
     .nullable(),
   from: timestamp.nullable(),
   to: timestamp.nullable(),
+})
+
+/** A usage read of the store protocol (`httpStore().usage()`): a `UsageRequest`. */
+export const usageBodySchema = z.strictObject({
+  account: accountSchema.optional(),
+  interval: z.enum(USAGE_INTERVALS as [string, ...string[]]),
+  from: wholeNumber(0),
+  to: wholeNumber(0),
+  groupBy: text(1, 64).optional(),
 })
 
 const codeRecord = z.strictObject({

@@ -15,6 +15,7 @@ import type {
   IdempotencyRecord,
 } from '../engine/state.js'
 import { accountSummary } from '../engine/summary.js'
+import { usageReportOf, usageWindow } from '../engine/usage.js'
 import { NotFoundError } from '../errors.js'
 import { readOptions, warn } from '../options-kit.js'
 import type {
@@ -23,10 +24,13 @@ import type {
   LedgerEntry,
   LedgerPage,
   TenantSettings,
+  UsageReport,
+  UsageRequest,
 } from '../types.js'
 import { pageAccounts } from './accounts.js'
 import { eventId, randomChars } from './ids.js'
 import { MemoryLedger } from './memory-ledger.js'
+import { NumberColumn } from './number-column.js'
 import type {
   AccountChange,
   AccountsRequest,
@@ -63,6 +67,12 @@ const LISTENER_ERROR_WARNING = 'TOLLGATE_LISTENER_ERROR'
 /** Redeem failure windows kept per tenant (`noteRedeemFailure`): the current and the one before. */
 const MAX_REDEEM_WINDOWS = 2
 
+/**
+ * Settled holds an account's pending map may keep while nothing is pending, before it is
+ * remade: remaking it after every settled hold cost a Map per reserve+commit pair.
+ */
+const STALE_RESET = 8
+
 /** Hold status codes kept per hold sequence number (one byte each). */
 const STATUS = { pending: 1, committed: 2, released: 3, expired: 4 } as const
 const STATUS_NAME = [undefined, 'pending', 'committed', 'released', 'expired'] as const
@@ -70,6 +80,8 @@ const STATUS_NAME = [undefined, 'pending', 'committed', 'released', 'expired'] a
 interface MemAccount {
   /** Index in {@link MemTenant.byNo}; part of this account's hold ids. */
   no: number
+  /** Index in the store's list of every tenant's accounts (the outbox names accounts by it). */
+  storeNo: number
   tenant: MemTenant
   state: AccountState
   /** Pending holds by sequence number. */
@@ -108,7 +120,7 @@ interface MemTenant {
   /** Accounts that failed a redemption, by window start: the two latest windows only. */
   redeemFailures: Map<number, Set<string>>
   /** Store sequence numbers of this tenant's events, oldest first (`events()` for one tenant). */
-  events: number[]
+  events: NumberColumn
   /** Stored default settings (`putTenantSettings`). */
   settings: TenantSettings
   /** The last meter config seen and that config under `settings`: one merge per change. */
@@ -126,7 +138,7 @@ function newTenant(name: string, holdPrefix: string): MemTenant {
     codes: new Map(),
     redemptions: new Set(),
     redeemFailures: new Map(),
-    events: [],
+    events: new NumberColumn(),
     settings: NO_TENANT_SETTINGS,
     configSeen: null,
     configMerged: null,
@@ -153,8 +165,11 @@ class MemoryStore implements Store {
    * read from the ledger. Kept as long as the ledger is (the store's life).
    */
   #seq = 0
-  readonly #eventAccount: MemAccount[] = []
-  readonly #eventEntry: number[] = []
+  /** Every tenant's accounts, by {@link MemAccount.storeNo}. */
+  #accounts: MemAccount[] = []
+  /** Per event, by `seq − 1`: its account's `storeNo`, and its entry's index (−1: an alert). */
+  readonly #eventAccount = new NumberColumn()
+  readonly #eventEntry = new NumberColumn()
   readonly #alerts = new Map<number, EventDraft<AlertEventType>>()
   readonly #watchers = new Set<WatchListener>()
   /** Changes not yet told to the watchers: flushed in a microtask, or at once when full. */
@@ -233,6 +248,7 @@ class MemoryStore implements Store {
         isNew = true
         acct = {
           no: t.byNo.length,
+          storeNo: -1,
           tenant: t,
           state: newAccountState(req.account, now),
           pending: new Map(),
@@ -285,6 +301,8 @@ class MemoryStore implements Store {
       if (isNew) {
         t.accounts.set(state.record.account, acct)
         t.byNo.push(acct)
+        acct.storeNo = this.#accounts.length
+        this.#accounts.push(acct)
       }
       if (acct.holdSeq > acct.status.length) {
         const grown = new Uint8Array(Math.max(acct.holdSeq, acct.status.length * 2))
@@ -305,7 +323,7 @@ class MemoryStore implements Store {
           if (h.status === 'expired') acct.expiredAt.set(seq, h.expiresAt)
         }
       }
-      if (acct.live === 0 && acct.stale > 0) {
+      if (acct.live === 0 && acct.stale >= STALE_RESET) {
         // Nothing pending: start over (settled holds kept here would stay alive for nothing).
         acct.pending = new Map()
         acct.stale = 0
@@ -328,14 +346,14 @@ class MemoryStore implements Store {
           }
         }
         const seq = ++this.#seq
-        this.#eventAccount.push(acct)
+        this.#eventAccount.push(acct.storeNo)
         this.#eventEntry.push(acct.ledger.length)
         t.events.push(seq)
         acct.ledger.push(entry, seq, holdNo)
       }
       for (const alert of alertEvents(fx)) {
         const seq = ++this.#seq
-        this.#eventAccount.push(acct)
+        this.#eventAccount.push(acct.storeNo)
         this.#eventEntry.push(-1)
         t.events.push(seq)
         this.#alerts.set(seq, alert)
@@ -382,8 +400,8 @@ class MemoryStore implements Store {
   }
 
   #event(seq: number): StoredEvent {
-    const acct = this.#eventAccount[seq - 1]!
-    const i = this.#eventEntry[seq - 1]!
+    const acct = this.#accounts[this.#eventAccount.at(seq - 1)]!
+    const i = this.#eventEntry.at(seq - 1)
     const t = acct.tenant
     const account = acct.state.record.account
     const draft =
@@ -416,10 +434,10 @@ class MemoryStore implements Store {
     let hi = list.length
     while (i < hi) {
       const mid = (i + hi) >>> 1
-      if (list[mid]! <= req.after) i = mid + 1
+      if (list.at(mid) <= req.after) i = mid + 1
       else hi = mid
     }
-    for (; i < list.length && out.length < req.limit; i++) out.push(this.#event(list[i]!))
+    for (; i < list.length && out.length < req.limit; i++) out.push(this.#event(list.at(i)))
     return out
   }
 
@@ -461,6 +479,33 @@ class MemoryStore implements Store {
       entries: out,
       nextCursor: out.length === req.limit && i >= 0 ? encodeCursor(lastSeq) : null,
     }
+  }
+
+  /**
+   * Usage from the ledger itself: every entry of the account (or of the tenant's accounts) in
+   * the window, through the engine's `usageReportOf`. A scan, as the memory store keeps no
+   * rollups: fine for the ledgers a process holds in memory.
+   */
+  async usage(tenant: string, request: UsageRequest): Promise<UsageReport> {
+    const window = usageWindow(request)
+    const t = this.#tenants.get(tenant)
+    const accounts: MemAccount[] = []
+    if (t && window.account !== null) {
+      const acct = t.accounts.get(window.account)
+      if (acct) accounts.push(acct)
+    } else if (t) accounts.push(...t.accounts.values())
+    const entries = function* (this: MemoryStore) {
+      for (const acct of accounts) {
+        const { ledger } = acct
+        const account = acct.state.record.account
+        for (let i = 0; i < ledger.length; i++) {
+          const at = ledger.at(i)
+          if (at < window.from || at >= window.to) continue
+          yield ledger.read(i, account, (no) => this.#holdId(acct.tenant, acct, no))
+        }
+      }
+    }
+    return usageReportOf(window, entries.call(this))
   }
 
   async accounts(tenant: string, req: AccountsRequest): Promise<AccountsPage> {
@@ -570,8 +615,9 @@ class MemoryStore implements Store {
     this.#flush()
     this.#watchers.clear()
     this.#tenants.clear()
-    this.#eventAccount.length = 0
-    this.#eventEntry.length = 0
+    this.#accounts = []
+    this.#eventAccount.clear()
+    this.#eventEntry.clear()
     this.#alerts.clear()
   }
 }

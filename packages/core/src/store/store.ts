@@ -14,6 +14,8 @@ import type {
   LedgerEntryType,
   LedgerPage,
   TenantSettings,
+  UsageReport,
+  UsageRequest,
 } from '../types.js'
 import type { WebhookRegistry } from './webhooks.js'
 
@@ -144,6 +146,13 @@ export function memoryKeyRegistry(): KeyRegistry {
  * caused them. Defined by the engine (`entryEvent`, `alertEvents`), which maps changes to them.
  */
 export type { StoredEventType } from '../engine/events.js'
+export type {
+  UsageGroup,
+  UsageInterval,
+  UsagePeriod,
+  UsageReport,
+  UsageRequest,
+} from '../types.js'
 
 /**
  * One durable event. `seq` is the store's sequence (increasing within a tenant, and in the
@@ -233,6 +242,14 @@ export interface Store {
    */
   execute(request: ExecuteRequest): Outcome | Promise<Outcome>
   ledger(tenant: string, account: string, request: LedgerRequest): Promise<LedgerPage>
+  /**
+   * Usage over time (docs/usage.md): the ledger's figures per UTC period of one account, or of
+   * the whole tenant when `request.account` is absent, optionally by a metadata key. A store
+   * checks the request and maps entries to figures with the engine's `usageWindow`/`usageOf`
+   * (`InvalidInputError` for a bad request). Optional: `meter.usage()` on a store without it
+   * throws `InvalidInputError` (field `store`).
+   */
+  usage?(tenant: string, request: UsageRequest): Promise<UsageReport>
   createCodes(tenant: string, batch: CodeBatch): Promise<CodeBatchOutcome>
   /**
    * Accounts with work due at `now`: pending holds past their TTL, buckets past expiry, cycle
