@@ -221,6 +221,8 @@ describe.skipIf(!hasChromium && !inCi)(
       await availableIs('1,300')
       await page.locator('tbody tr', { hasText: '-200' }).first().waitFor(WAIT)
       expect(await js(page, 'window.notReloaded')).toBe(true)
+      // The usage chart (GET /v1/accounts/{account}/usage) counts today's debit.
+      await page.getByRole('img', { name: /200 spent, 1,500 granted/ }).waitFor(WAIT)
       // A hold taken elsewhere shows as held and pending.
       const hold = await t.call<{ id: string }>('POST', '/v1/accounts/alice-1/holds', {
         body: { amount: 100, ttlMs: 3_600_000 },
