@@ -26,6 +26,7 @@ import { LRUCache } from 'lru-cache'
 import { generateApiKey, hashApiKey, KeyVerifier, parseApiKey } from './api-keys.js'
 import { ChangeFeedHub } from './change-feed.js'
 import type { App, Caller, ServerContext } from './context.js'
+import { dashboardRoutes } from './dashboard-routes.js'
 import { keyRoutes } from './key-routes.js'
 import { countRequests, metricsRoutes, type ServerMetrics, withMetrics } from './metrics.js'
 import { type CreateServerOptions, type ResolvedServerOptions, resolveOptions } from './options.js'
@@ -318,6 +319,7 @@ export class TollgateServer {
       })
       webhookRoutes(zapp, ctx)
       if (metrics !== null) metricsRoutes(zapp, ctx, metrics)
+      dashboardRoutes(zapp)
 
       zapp.get(
         '/healthz',
