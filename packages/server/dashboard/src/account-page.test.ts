@@ -12,7 +12,12 @@ const bucket = (id: string, o: Partial<Bucket>): Bucket => ({
   ...o,
 })
 
-const entry = (type: string, holdId: string, heldDelta: number, at: number): LedgerEntry => ({
+const entry = (
+  type: LedgerEntry['type'],
+  holdId: string,
+  heldDelta: number,
+  at: number,
+): LedgerEntry => ({
   id: `${type}-${holdId}-${at}`,
   account: 'a',
   type,
