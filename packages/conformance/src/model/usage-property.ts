@@ -269,10 +269,20 @@ async function checkUsage(meter: Meter, start: number, end: number): Promise<voi
       for (const e of entries) {
         const f = expectedOf(e)
         const value = typeof e.metadata.feature === 'string' ? e.metadata.feature : null
-        if (f.granted || f.spent || f.released || f.expired) {
+        if (value !== null && (f.granted || f.spent || f.released || f.expired)) {
           expect(listed.has(value), `group ${value} of ${a}`).toBe(true)
         }
       }
+      // The null group is the totals less every value's figures: listed exactly when the
+      // entries without the key leave a figure in some period (a grant and an adjustment that
+      // cancel within one period leave none).
+      const none = expectedPeriods(
+        entries.filter((e) => typeof e.metadata.feature !== 'string'),
+        starts,
+        r.to,
+      )
+      const noneHasFigures = none.some((p) => p.granted || p.spent || p.released || p.expired)
+      expect(listed.has(null), `group null of ${a}`).toBe(noneHasFigures)
     }
     // (c)
     expect(tenant.periods, `${interval} tenant-wide usage`).toEqual(summed)
