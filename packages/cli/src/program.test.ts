@@ -329,14 +329,14 @@ describe('credits', () => {
   it('usage as a bar chart of spend per period with totals, grouped, tenant-wide and as JSON', async () => {
     const now = Date.now()
     const hour = now - (now % 3_600_000)
-    await tenant(['grant', 'gina', '1000'])
-    await tenant(['debit', 'gina', '80', '--metadata', '{"feature":"chat"}'])
-    await tenant(['debit', 'gina', '20', '--metadata', '{"feature":"search"}'])
+    await tenant(['grant', 'ivy', '1000'])
+    await tenant(['debit', 'ivy', '80', '--metadata', '{"feature":"chat"}'])
+    await tenant(['debit', 'ivy', '20', '--metadata', '{"feature":"search"}'])
     const from = String(hour - 3 * 3_600_000)
     const to = new Date(hour + 3_600_000).toISOString()
     const chart = await tenant([
       'usage',
-      'gina',
+      'ivy',
       '--interval',
       'hour',
       '--from',
@@ -348,7 +348,7 @@ describe('credits', () => {
     ])
     expect(chart).toMatchObject({ code: 0, stderr: '' })
     const lines = chart.stdout.trimEnd().split('\n')
-    expect(lines[0]).toMatch(/^gina: credits spent per hour \(UTC\), /)
+    expect(lines[0]).toMatch(/^ivy: credits spent per hour \(UTC\), /)
     // Four hours, zeros included; the last one full width.
     const bars = lines.filter((l) => /^\d{4}-\d\d-\d\d \d\d:00/.test(l))
     expect(bars).toHaveLength(4)
@@ -356,16 +356,16 @@ describe('credits', () => {
     expect(bars[3]).toMatch(/ █{10} {2}100$/)
     expect(chart.stdout).toContain('total: 100 spent, 1,000 granted, 0 released, 0 expired')
 
-    const grouped = await tenant(['usage', 'gina', '--group-by', 'feature'])
+    const grouped = await tenant(['usage', 'ivy', '--group-by', 'feature'])
     expect(grouped.stdout).toMatch(/FEATURE\s+SPENT\s+GRANTED/)
     expect(grouped.stdout).toMatch(/chat\s+80\s+█{20}\s+0\n/)
     expect(grouped.stdout).toMatch(/\(no feature\)\s+0\s+1,000/)
 
-    await tenant(['grant', 'hank', '5'])
+    await tenant(['grant', 'jill', '5'])
     const all = json<UsageReport>(await tenant(['usage', '--all', '--interval', 'month', '--json']))
     expect(all.account).toBeNull()
     expect(all.periods.at(-1)?.granted).toBeGreaterThanOrEqual(1_005)
-    const bad = await tenant(['usage', 'gina', '--from', String(now), '--to', String(now - 1)])
+    const bad = await tenant(['usage', 'ivy', '--from', String(now), '--to', String(now - 1)])
     expect(bad.code).toBe(1)
     expect(bad.stderr).toMatch(/^error: invalid_input: .*from/)
   })
