@@ -18,6 +18,18 @@ export function idempotencyRules(options: ConformanceOptions): void {
       expect(await readLedger(t.meter, 'a')).toHaveLength(1)
     })
 
+    test('idempotency: a caller changing the result it got leaves the replay as it was', async () => {
+      // The store keeps the record apart from what it hands out (the engine does not copy it).
+      const first = await t.meter.grant('a', 100, { ...key, priority: 3 })
+      const asGiven = structuredClone(first)
+      const changed = first as unknown as { grantId: string; balance: Record<string, unknown> }
+      changed.grantId = 'changed'
+      changed.balance.total = -1
+      ;(changed.balance.buckets as unknown[]).length = 0
+      const again = await t.meter.grant('a', 100, { ...key, priority: 3 })
+      expect(again).toEqual({ ...asGiven, replayed: true })
+    })
+
     test('idempotency: a retried grant with validityDays replays, though the clock moved', async () => {
       // The caller's input is the same; only the derived expiry would differ.
       const first = await t.meter.grant('a', 100, { ...key, validityDays: 3 })

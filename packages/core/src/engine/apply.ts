@@ -862,7 +862,10 @@ export function applyOperation(state: AccountState, op: Operation, ctx: EngineCo
       key,
       account: state.record.account,
       fingerprint: fingerprintOf(op),
-      result: structuredClone({ ...fx.result, balance: fx.balance }),
+      // Not a deep copy: it shares objects with `fx.result` (see `Effects.saveIdempotency`).
+      // A deep copy per keyed operation was the engine's largest cost under httpStore, whose
+      // every write carries a transport key, and a SQL store writes the record as JSON anyway.
+      result: { ...fx.result, balance: fx.balance },
       createdAt: ctx.now,
     }
     r.changed = true

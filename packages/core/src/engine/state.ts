@@ -312,7 +312,12 @@ export interface Effects {
   touchedHolds: HoldState[]
   /** The account row changed. */
   recordChanged: boolean
-  /** The idempotency record to save, if the operation carried a key and succeeded. */
+  /**
+   * The idempotency record to save, if the operation carried a key and succeeded. Its `result`
+   * shares objects with `result`, which the caller may change once it has it: a store that
+   * keeps the record as an object beyond the batch keeps a copy (a SQL store writes it as JSON
+   * within the batch; a replay hands out a copy of the record's result).
+   */
   saveIdempotency: IdempotencyRecord | null
   /** A redemption to record (and the code's counter to bump). */
   redemption: { codeHash: string; redemptionId: string } | null

@@ -359,7 +359,9 @@ class MemoryStore implements Store {
         this.#alerts.set(seq, alert)
       }
       if (this.#watchers.size > 0) this.#changed(t.name, state.record.account)
-      if (fx.saveIdempotency) t.idempotency.set(fx.saveIdempotency.key, fx.saveIdempotency)
+      const saved = fx.saveIdempotency
+      // A copy: the record's result shares objects with the one the caller gets (and may change).
+      if (saved) t.idempotency.set(saved.key, { ...saved, result: structuredClone(saved.result) })
       if (fx.redemption) t.redemptions.add(`${fx.redemption.codeHash}\n${state.record.account}`)
     } else if (isNew) {
       // Nothing was written, so the account was not created: give back the hold number.
