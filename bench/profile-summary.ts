@@ -5,6 +5,13 @@
  * covers.
  *
  *   tsx profile-summary.ts <file.cpuprofile> [--requests N] [--top 15] [--skip S]
+ *   tsx profile-summary.ts <metered.cpuprofile> --base <bare.cpuprofile> --cpu 61 --base-cpu 35
+ *
+ * With `--base`, it prints where a metered server's extra CPU per request goes: each profile's
+ * busy (non-idle) self time is scaled to the CPU per request the benchmark measured for it
+ * (`--cpu`, `--base-cpu`: `app CPU µs/req` of `bench:http`, taken in the same run), and the
+ * table lists µs per request by area and by function, bare → metered, largest difference first.
+ * Shares of one profile are exact; the scaling to µs is as good as the two CPU figures.
  *
  * --skip S leaves out the first S seconds of the profile (start-up, module loading, seeding),
  * so that what remains is the steady state a benchmark measured.
@@ -31,6 +38,9 @@ const { values, positionals } = parseArgs({
     requests: { type: 'string' },
     top: { type: 'string', default: '15' },
     skip: { type: 'string', default: '0' },
+    base: { type: 'string' },
+    cpu: { type: 'string' },
+    'base-cpu': { type: 'string' },
   },
 })
 if (positionals.length === 0) {
@@ -55,6 +65,72 @@ function area(url: string, name: string): string {
   if (url.startsWith('node:')) return 'node internals'
   if (url === '') return 'V8 / native'
   return 'other'
+}
+
+/** Self time (µs) by area and by function of one profile, after the first `skip` seconds. */
+function selfTimes(file: string) {
+  const p = JSON.parse(readFileSync(file, 'utf8')) as Profile
+  const byId = new Map(p.nodes.map((n) => [n.id, n]))
+  const selfUs = new Map<number, number>()
+  const skipUs = Number(values.skip) * 1e6
+  let at = 0
+  let total = 0
+  for (let i = 0; i < p.samples.length; i++) {
+    const id = p.samples[i]!
+    const us = p.timeDeltas[i] ?? 0
+    at += us
+    if (at < skipUs) continue
+    total += us
+    selfUs.set(id, (selfUs.get(id) ?? 0) + us)
+  }
+  const areas = new Map<string, number>()
+  const fns = new Map<string, number>()
+  let busy = 0
+  for (const [id, us] of selfUs) {
+    const { functionName, url, lineNumber } = byId.get(id)!.callFrame
+    const a = area(url, functionName)
+    areas.set(a, (areas.get(a) ?? 0) + us)
+    if (a === 'idle') continue
+    busy += us
+    const short = url.replace(/^.*\/(node_modules|packages)\//, '')
+    const key = `${functionName || '(anonymous)'} ${short}:${lineNumber + 1}`
+    fns.set(key, (fns.get(key) ?? 0) + us)
+  }
+  areas.delete('idle')
+  return { total, busy, areas, fns }
+}
+
+if (values.base !== undefined) {
+  if (positionals.length !== 1 || !values.cpu || !values['base-cpu']) {
+    console.error('--base needs one metered profile, --cpu and --base-cpu (µs per request)')
+    process.exit(2)
+  }
+  const metered = selfTimes(positionals[0]!)
+  const bare = selfTimes(values.base)
+  // Busy self time, scaled so that it sums to the measured CPU per request.
+  const perReq = (t: ReturnType<typeof selfTimes>, cpu: number, us: number | undefined) =>
+    ((us ?? 0) / t.busy) * cpu
+  const cpu = Number(values.cpu)
+  const baseCpu = Number(values['base-cpu'])
+  const diff = (pick: 'areas' | 'fns') => {
+    const keys = new Set([...metered[pick].keys(), ...bare[pick].keys()])
+    return [...keys]
+      .map((k) => {
+        const b = perReq(bare, baseCpu, bare[pick].get(k))
+        const m = perReq(metered, cpu, metered[pick].get(k))
+        return { k, b, m, d: m - b }
+      })
+      .sort((x, y) => Math.abs(y.d) - Math.abs(x.d))
+  }
+  const row = (r: { k: string; b: number; m: number; d: number }) =>
+    `  ${r.b.toFixed(2).padStart(7)} → ${r.m.toFixed(2).padStart(7)}  ${(r.d >= 0 ? '+' : '') + r.d.toFixed(2)}`.padEnd(
+      34,
+    ) + r.k
+  console.log(`µs of CPU per request, bare → metered (${baseCpu} → ${cpu}), by area:`)
+  for (const r of diff('areas')) console.log(row(r))
+  console.log(`top ${values.top} functions by difference (self time):`)
+  for (const r of diff('fns').slice(0, Number(values.top))) console.log(row(r))
+  process.exit(0)
 }
 
 for (const file of positionals) {
